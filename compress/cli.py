@@ -1,0 +1,195 @@
+"""``mtc-compress``: the offline half (data, teacher training, evaluation).
+
+Exit codes: 0 success; 2 a problem with the user's input (bad arguments, config, data or
+checkpoint: the message says what and how to fix it); 1 an unexpected internal error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("mtc-compress")
+
+
+def _size(text: str) -> tuple[int, int]:
+    """'320x192' -> (320, 192) (width x height)."""
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"size {text!r} must be WIDTHxHEIGHT, e.g. 320x192") from e
+    if w <= 0 or h <= 0:
+        raise argparse.ArgumentTypeError(f"size {text!r} must be positive")
+    return w, h
+
+
+def _net_size(text: str) -> tuple[int, int]:
+    w, h = _size(text)
+    if w % 32 or h % 32:
+        raise argparse.ArgumentTypeError(f"network input {text!r} must be a multiple of 32 in both sides (stride 32), e.g. 320x192 or 640x384")
+    return w, h
+
+
+def _setup_logging(verbose: bool) -> None:
+    import os
+
+    rank = int(os.environ.get("RANK", "0"))
+    level = logging.DEBUG if verbose else (logging.INFO if rank == 0 else logging.WARNING)
+    logging.basicConfig(level=level, format=f"%(asctime)s %(levelname)s [rank {rank}] %(name)s: %(message)s" if "WORLD_SIZE" in os.environ
+                        else "%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+
+
+def cmd_synth(a: argparse.Namespace) -> int:
+    from .data.synthroad import synthesize
+
+    t = time.perf_counter()
+    summary = synthesize(Path(a.out), a.train, a.val, a.seed, size=a.size, workers=a.workers, progress=not a.quiet)
+    log.info("synthroad written to %s in %.1f s", a.out, time.perf_counter() - t)
+    print(json.dumps(summary, indent=2, default=str))
+    return 0
+
+
+def _train_overrides(a: argparse.Namespace) -> dict[str, Any]:
+    keys = {
+        "data": a.data, "out": a.out, "model_size": a.model_size, "img_size": a.img_size, "epochs": a.epochs,
+        "batch_size": a.batch_size, "workers": a.workers, "lr": a.lr, "seed": a.seed, "device": a.device,
+        "time_limit_min": a.time_limit, "max_train_batches": a.max_train_batches,
+        "eval_max_batches": a.eval_max_batches, "on_error": a.on_error, "anchors": a.anchors,
+    }
+    return {k: v for k, v in keys.items() if v is not None}
+
+
+def cmd_train(a: argparse.Namespace) -> int:
+    from .config_io import from_dict, load_yaml
+    from .train import TrainConfig, train
+
+    ov = _train_overrides(a)
+    cfg = load_yaml(TrainConfig, a.config, ov) if a.config else from_dict(TrainConfig, ov, "command line")
+    summary = train(cfg, resume=a.resume, progress=not a.quiet)
+    if "metrics" in summary:
+        m = summary["metrics"]
+        print(json.dumps({"best": summary["best"], "last": summary["last"], "wall_seconds": summary["wall_seconds"],
+                          "train_images_per_s": summary["train_images_per_s"], "detection": m.get("detection"),
+                          "drivable": m.get("drivable"), "lane": m.get("lane"), "profile": summary["profile"]}, indent=2))
+    return 0
+
+
+def cmd_eval(a: argparse.Namespace) -> int:
+    import torch
+
+    from .checkpoint import load_model
+    from .data import DataConfig, MultiTaskDataset, build_loader
+    from .evaluate import evaluate, model_profile
+
+    model, ckpt = load_model(a.ckpt, use_ema=True)
+    tc = ckpt.get("train_config", {})
+    img_size = a.img_size or tuple(tc.get("img_size", (320, 192)))
+    data = a.data or tc.get("data")
+    if not data:
+        raise ValueError(f"{a.ckpt} does not record its dataset; pass --data DIR")
+    ds = MultiTaskDataset(DataConfig(root=data, split=a.split, on_error=a.on_error), img_size=img_size, augment=None)
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    loader = build_loader(ds, a.batch_size, a.workers, shuffle=False)
+    res = evaluate(model, loader, a.device, conf_thres=a.conf, iou_thres=a.iou, ap_method=a.ap_method, progress=not a.quiet)
+    res = {"checkpoint": str(a.ckpt), "data": str(data), "split": a.split, "img_size": list(img_size),
+           **model_profile(model, img_size), **res}
+    text = json.dumps(res, indent=2)
+    if a.out:
+        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.out).write_text(text + "\n")
+        log.info("metrics written to %s", a.out)
+    d, v, l_ = res["detection"], res["drivable"], res["lane"]
+    print(f"{a.ckpt}: {res['params'] / 1e6:.2f}M params, {res['gmacs']:.3f} GMACs @ {res['macs_at']}, {res['images']} images")
+    print(f"  detection  P {d['precision']:.3f}  R {d['recall']:.3f}  mAP50 {d['map50']:.3f}  mAP50-95 {d['map50_95']:.3f}")
+    print(f"  drivable   mIoU {v['miou']:.3f}  IoU {v['iou']:.3f}  acc {v['acc']:.3f}")
+    print(f"  lane       acc {l_['acc']:.3f}  IoU {l_['iou']:.3f}")
+    if not a.out:
+        print(text)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mtc-compress", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    d = sub.add_parser("data", help="dataset tools")
+    dsub = d.add_subparsers(dest="data_cmd", required=True)
+    s = dsub.add_parser("synth", help="generate a synthroad dataset in the BDD100K/YOLOP layout",
+                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    s.add_argument("--out", required=True, help="output directory (images/, det_annotations/, da_seg_annotations/, ll_seg_annotations/)")
+    s.add_argument("--train", type=int, default=2000, help="number of training images")
+    s.add_argument("--val", type=int, default=500, help="number of validation images")
+    s.add_argument("--seed", type=int, default=0, help="generator seed (same seed -> same dataset)")
+    s.add_argument("--size", type=_size, default=(640, 360), help="image size WIDTHxHEIGHT")
+    s.add_argument("--workers", type=int, default=1, help="generator processes")
+    s.set_defaults(fn=cmd_synth)
+
+    t = sub.add_parser("train", help="train a multi-task model (DDP: torchrun --nproc_per_node N -m compress.cli train ...)",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    t.add_argument("--config", help="training recipe YAML (compress.train.TrainConfig fields); flags below override it")
+    t.add_argument("--data", help="dataset root (YOLOP layout)")
+    t.add_argument("--out", help="run directory (best.pt, last.pt, metrics.jsonl)")
+    t.add_argument("--model-size", choices=["tiny", "small", "teacher", "yolop"], help="named model size")
+    t.add_argument("--img-size", type=_net_size, help="network input WIDTHxHEIGHT, multiples of 32")
+    t.add_argument("--epochs", type=int)
+    t.add_argument("--batch-size", type=int, help="per process")
+    t.add_argument("--workers", type=int, help="DataLoader workers per process")
+    t.add_argument("--lr", type=float)
+    t.add_argument("--seed", type=int)
+    t.add_argument("--device", help="auto | cpu | cuda | cuda:N")
+    t.add_argument("--anchors", choices=["auto", "yolop"], help="k-means on training boxes, or YOLOP's scaled to the input")
+    t.add_argument("--time-limit", type=float, help="minutes; stop after the epoch that crosses it (final eval still runs)")
+    t.add_argument("--max-train-batches", type=int, help="cap batches per epoch (smoke tests)")
+    t.add_argument("--eval-max-batches", type=int, help="validate on this many batches during training (full val at the end)")
+    t.add_argument("--on-error", choices=["raise", "skip"], help="bad samples: stop with an error, or skip and count them")
+    t.add_argument("--resume", help="last.pt of an interrupted run to continue")
+    t.set_defaults(fn=cmd_train)
+
+    e = sub.add_parser("eval", help="evaluate a checkpoint; writes YOLOP-comparable metrics JSON",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    e.add_argument("--ckpt", required=True, help="checkpoint (.pt) from train/prune/distill")
+    e.add_argument("--data", help="dataset root (default: the one the checkpoint was trained on)")
+    e.add_argument("--split", default="val")
+    e.add_argument("--img-size", type=_net_size, help="network input WIDTHxHEIGHT (default: the training size)")
+    e.add_argument("--batch-size", type=int, default=16)
+    e.add_argument("--workers", type=int, default=2)
+    e.add_argument("--threads", type=int, help="torch CPU threads")
+    e.add_argument("--device", default="cpu")
+    e.add_argument("--conf", type=float, default=0.001, help="NMS confidence threshold (YOLOP evaluates at 0.001)")
+    e.add_argument("--iou", type=float, default=0.6, help="NMS IoU threshold (YOLOP: 0.6)")
+    e.add_argument("--ap-method", choices=["yolov5", "coco"], default="yolov5", help="AP integration")
+    e.add_argument("--on-error", choices=["raise", "skip"], default="raise")
+    e.add_argument("--out", help="write the metrics JSON here")
+    e.set_defaults(fn=cmd_eval)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.verbose)
+    from .checkpoint import CheckpointError
+    from .config_io import ConfigFileError
+    from .data.errors import DataConfigError, DatasetError
+    from .models import ConfigError
+
+    try:
+        return args.fn(args)
+    except (DatasetError, DataConfigError, CheckpointError, ConfigFileError, ConfigError, FileNotFoundError, ValueError) as e:
+        log.error("%s", e)
+        return 2
+    except KeyboardInterrupt:
+        log.error("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

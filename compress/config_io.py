@@ -1,0 +1,108 @@
+"""Frozen dataclasses from YAML / dicts, with errors that name the file and the key."""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+T = TypeVar("T")
+
+
+class ConfigFileError(ValueError):
+    """A config file or override that does not fit its dataclass."""
+
+
+def _coerce(tp: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if value is None:
+        return None
+    if dataclasses.is_dataclass(tp) and isinstance(value, dict):
+        return from_dict(tp, value, where)
+    if origin in (typing.Union, types.UnionType):
+        non_none = [a for a in args if a is not type(None)]
+        for a in non_none:
+            try:
+                return _coerce(a, value, where)
+            except (TypeError, ValueError):
+                continue
+        raise ConfigFileError(f"{where}: {value!r} does not fit {tp}")
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            if isinstance(value, str) and "x" in value:  # "320x192"
+                value = [int(v) for v in value.lower().split("x")]
+            else:
+                raise ConfigFileError(f"{where}: expected a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(args[0], v, where) for v in value)
+        if args and len(args) != len(value):
+            raise ConfigFileError(f"{where}: expected {len(args)} values, got {list(value)}")
+        return tuple(_coerce(a, v, where) for a, v in zip(args, value)) if args else tuple(value)
+    if tp in (int, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise ConfigFileError(f"{where}: expected a number, got {value!r}")
+        try:
+            v = float(value)
+        except ValueError as e:
+            raise ConfigFileError(f"{where}: expected a number, got {value!r}") from e
+        if tp is int:
+            if v != int(v):
+                raise ConfigFileError(f"{where}: expected an integer, got {value!r}")
+            return int(v)
+        return v
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if str(value).lower() in ("true", "1", "yes"):
+            return True
+        if str(value).lower() in ("false", "0", "no"):
+            return False
+        raise ConfigFileError(f"{where}: expected true/false, got {value!r}")
+    if tp is str:
+        return str(value)
+    return value
+
+
+def from_dict(cls: type[T], data: dict[str, Any], where: str = "config") -> T:
+    """Build dataclass ``cls`` from ``data``; unknown keys are an error naming the key."""
+    if not isinstance(data, dict):
+        raise ConfigFileError(f"{where}: expected a mapping of {cls.__name__} fields, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - fields)
+    if unknown:
+        raise ConfigFileError(f"{where}: unknown key(s) {unknown} for {cls.__name__}; known keys: {sorted(fields)}")
+    kw = {k: _coerce(hints[k], v, f"{where}.{k}") for k, v in data.items()}
+    try:
+        return cls(**kw)
+    except TypeError as e:
+        raise ConfigFileError(f"{where}: {e}") from e
+
+
+def load_yaml(cls: type[T], path: str | Path, overrides: dict[str, Any] | None = None) -> T:
+    """Load ``cls`` from a YAML file, then apply ``overrides`` (already-parsed values win)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigFileError(f"config file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigFileError(f"{path}: not valid YAML: {e}") from e
+    data.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    return from_dict(cls, data, str(path))
+
+
+def to_dict(obj: Any) -> Any:
+    """Plain-data view of a (nested) dataclass, with tuples as lists (YAML/JSON/torch-safe)."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [to_dict(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: to_dict(v) for k, v in obj.items()}
+    return obj

@@ -1,0 +1,124 @@
+"""YOLOP-comparable evaluation of a multi-task model on a dataset split."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from mtc_perception.processing import nms
+
+from .metrics import DetectionMetrics, SegMetrics, drivable_metrics, lane_metrics
+from .models import count_macs, count_params, decode_detections
+
+log = logging.getLogger(__name__)
+
+CONVENTIONS = (
+    "detection: NMS conf {conf} / IoU {iou}, max {max_det} per image, single-label (best class); "
+    "greedy score-ordered matching per image; AP per class ({ap_method} 101-point), averaged over "
+    "classes present; recall = recall at the confidence maximizing mean recall (all kept "
+    "detections) at IoU 0.5, precision at the same confidence. segmentation: sigmoid > 0.5, "
+    "one confusion matrix over the whole split, letterbox padding cropped; lane acc = lane-pixel "
+    "recall TP/(TP+FN), lane iou = lane-class IoU; drivable miou = mean of background and "
+    "foreground IoU."
+)
+
+
+def to_input(img: torch.Tensor, device: torch.device | str) -> torch.Tensor:
+    """uint8 RGB (B,3,H,W) -> float in [0, 1] on ``device`` (the network's normalization)."""
+    return img.to(device, non_blocking=True).float().div_(255.0)
+
+
+def postprocess(
+    det: list[torch.Tensor], anchors: torch.Tensor, strides: torch.Tensor, conf: float, iou: float, max_det: int
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Decode raw head outputs and run class-aware NMS: per image (boxes xyxy, scores, classes)."""
+    pred = decode_detections(det, anchors, strides).cpu().numpy()
+    out = []
+    for p in pred:
+        cls_prob = p[:, 5:]
+        cls = cls_prob.argmax(1)
+        score = p[:, 4] * cls_prob[np.arange(len(p)), cls]
+        keep = score > conf
+        p, score, cls = p[keep], score[keep], cls[keep]
+        if len(p) > 30000:  # bound the NMS work on a degenerate model
+            top = np.argsort(-score)[:30000]
+            p, score, cls = p[top], score[top], cls[top]
+        boxes = np.concatenate([p[:, :2] - p[:, 2:4] / 2, p[:, :2] + p[:, 2:4] / 2], 1)
+        k = nms(boxes, score, iou, class_ids=cls, max_det=max_det)
+        out.append((boxes[k], score[k], cls[k]))
+    return out
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    loader: Any,
+    device: torch.device | str = "cpu",
+    conf_thres: float = 0.001,
+    iou_thres: float = 0.6,
+    max_det: int = 300,
+    ap_method: str = "yolov5",
+    progress: bool = False,
+    max_batches: int | None = None,
+) -> dict[str, Any]:
+    """Run ``model`` over ``loader`` and return detection / drivable / lane metrics."""
+    from .data import check_batch
+
+    m = model.module if hasattr(model, "module") else model
+    was_training = m.training
+    m.eval()
+    det_m = DetectionMetrics(m.detect.nc, ap_method)
+    drv_m, lane_m = SegMetrics(), SegMetrics()
+    t_model = 0.0
+    n_img = 0
+    skipped = 0
+    total = len(loader) if max_batches is None else min(len(loader), max_batches)
+    it = tqdm(loader, total=total, desc="eval", leave=False, disable=not progress)
+    t0 = time.perf_counter()
+    for bi, batch in enumerate(it):
+        if max_batches is not None and bi >= max_batches:
+            break
+        skipped += check_batch(batch)
+        if batch["img"].shape[0] == 0:
+            continue
+        x = to_input(batch["img"], device)
+        ts = time.perf_counter()
+        out = m(x)
+        t_model += time.perf_counter() - ts
+        dets = postprocess(out.det, m.detect.anchors, m.detect.strides, conf_thres, iou_thres, max_det)
+        drv = (out.drivable[:, 0] > 0).cpu().numpy()
+        lane = (out.lane[:, 0] > 0).cpu().numpy()
+        gt = batch["boxes"].numpy()
+        for i, (boxes, scores, cls) in enumerate(dets):
+            g = gt[gt[:, 0] == i]
+            det_m.update(boxes, scores, cls, g[:, 2:6], g[:, 1].astype(np.int64))
+            top, bottom, left, right = batch["meta"][i]["valid"]
+            drv_m.update(drv[i, top:bottom, left:right], batch["drivable"][i, top:bottom, left:right].numpy())
+            lane_m.update(lane[i, top:bottom, left:right], batch["lane"][i, top:bottom, left:right].numpy())
+            n_img += 1
+    m.train(was_training)
+    wall = time.perf_counter() - t0
+    return {
+        "detection": det_m.compute(),
+        "drivable": drivable_metrics(drv_m.compute()),
+        "lane": lane_metrics(lane_m.compute()),
+        "images": n_img,
+        "skipped": skipped,
+        "seconds": round(wall, 2),
+        "model_ms_per_image": round(1000 * t_model / max(n_img, 1), 2),
+        "conventions": CONVENTIONS.format(conf=conf_thres, iou=iou_thres, max_det=max_det, ap_method=ap_method),
+    }
+
+
+def model_profile(model: nn.Module, img_size: tuple[int, int]) -> dict[str, Any]:
+    """Params and MACs at ``img_size`` = (width, height)."""
+    m = model.module if hasattr(model, "module") else model
+    w, h = img_size
+    macs = count_macs(m, h, w)
+    return {"params": count_params(m), "macs": macs, "gmacs": round(macs / 1e9, 4), "macs_at": f"{w}x{h}"}

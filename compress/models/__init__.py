@@ -1,0 +1,13 @@
+"""Multi-task models: config as data, the YOLOP-style network, profiling."""
+
+from .config import SIZES, YOLOP_ANCHORS, ConfigError, ModelConfig
+from .profile import count_macs, count_params
+from .yolop import (
+    HEAD_OUTPUTS, TAPS, MultiTaskNet, Outputs, build_model, config_of, decode_detections, extract_widths,
+)
+
+__all__ = [
+    "SIZES", "YOLOP_ANCHORS", "ConfigError", "ModelConfig", "count_macs", "count_params",
+    "HEAD_OUTPUTS", "TAPS", "MultiTaskNet", "Outputs", "build_model", "config_of", "decode_detections",
+    "extract_widths",
+]

@@ -1,0 +1,354 @@
+"""Teacher training: seeded, AMP on CUDA, DDP under ``torchrun``, resumable, best/last checkpoints.
+
+Run on one process (``mtc-compress train ...``) or several (``torchrun --nproc_per_node N -m
+compress.cli train ...``): the process group comes from torchrun's environment (gloo on CPU,
+nccl on CUDA); each process reads its own shard of the data through a DistributedSampler and
+``batch_size`` is per process.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+import math
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from .checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, save_checkpoint
+from .config_io import to_dict
+from .evaluate import evaluate, model_profile, to_input
+from .losses import LossConfig, MultiTaskLoss
+from .metrics import fitness
+from .models import ModelConfig, build_model
+from .models.anchors import kmeans_anchors
+from .models.config import YOLOP_ANCHORS
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run depends on (saved into every checkpoint it writes)."""
+
+    data: str = "data/synthroad"
+    out: str = "runs/teacher"
+    model_size: str = "teacher"
+    act: str = "silu"
+    img_size: tuple[int, int] = (320, 192)  # network input (width, height)
+    epochs: int = 30
+    batch_size: int = 16  # per process
+    workers: int = 2
+    lr: float = 2e-3  # AdamW
+    lr_final: float = 0.05  # final lr as a fraction of lr (cosine)
+    weight_decay: float = 5e-4
+    warmup_epochs: float = 1.0
+    grad_clip: float = 10.0
+    ema: bool = True
+    ema_decay: float = 0.999
+    anchors: str = "auto"  # auto (k-means on the training boxes) | yolop
+    augment: bool = True
+    eval_interval: int = 1
+    eval_max_batches: int | None = None  # evaluate on a prefix of val during training
+    seed: int = 0
+    amp: bool = True  # used on CUDA only
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    train_split: str = "train"
+    val_split: str = "val"
+    max_train_batches: int | None = None  # cap per epoch (tests, smoke runs)
+    time_limit_min: float | None = None  # stop after the epoch that crosses it
+    on_error: str = "raise"  # raise | skip (bad samples)
+    loss: LossConfig = field(default_factory=LossConfig)
+
+
+# ----------------------------------------------------------------------------------------------
+# distributed helpers
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def init_distributed(device: str) -> tuple[DistInfo, torch.device]:
+    """Join torchrun's process group if its environment is set; pick this process's device."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = torch.cuda.is_available() and device != "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device {device!r} asked for but CUDA is not available here; use --device cpu")
+    if use_cuda:
+        dev = torch.device(device if ":" in device else f"cuda:{local}")
+        torch.cuda.set_device(dev)
+    else:
+        dev = torch.device("cpu")
+    if world > 1 and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group(backend="nccl" if use_cuda else "gloo")
+    return DistInfo(rank, local, world), dev
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+class ModelEMA:
+    """Exponential moving average of weights with YOLOv5's warm-up ramp of the decay."""
+
+    def __init__(self, model: nn.Module, decay: float, tau: float = 500.0, updates: int = 0) -> None:
+        self.ema = copy.deepcopy(model).eval()
+        for p in self.ema.parameters():
+            p.requires_grad_(False)
+        self.decay_max, self.tau, self.updates = decay, tau, updates
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        self.updates += 1
+        d = self.decay_max * (1 - math.exp(-self.updates / self.tau))
+        msd = model.state_dict()
+        for k, v in self.ema.state_dict().items():
+            if v.dtype.is_floating_point:
+                v.mul_(d).add_(msd[k].detach(), alpha=1 - d)
+            else:
+                v.copy_(msd[k])
+
+
+def param_checksum(model: nn.Module) -> str:
+    h = hashlib.sha1()
+    for v in model.state_dict().values():
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def lr_at(step: int, steps_per_epoch: int, cfg: TrainConfig) -> float:
+    """Linear warm-up then cosine decay from ``lr`` to ``lr * lr_final``."""
+    total = max(cfg.epochs * steps_per_epoch, 1)
+    warm = int(cfg.warmup_epochs * steps_per_epoch)
+    if step < warm:
+        return cfg.lr * (0.1 + 0.9 * step / max(warm, 1))
+    t = (step - warm) / max(total - warm, 1)
+    return cfg.lr * (cfg.lr_final + (1 - cfg.lr_final) * 0.5 * (1 + math.cos(math.pi * min(t, 1.0))))
+
+
+def _param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        (no_decay if p.ndim <= 1 or name.endswith(".bias") else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+def build_datasets(cfg: TrainConfig):  # noqa: ANN201
+    from .data import AugmentConfig, DataConfig, MultiTaskDataset
+
+    train_dc = DataConfig(root=cfg.data, split=cfg.train_split, on_error=cfg.on_error)
+    val_dc = DataConfig(root=cfg.data, split=cfg.val_split, on_error=cfg.on_error)
+    aug = AugmentConfig() if cfg.augment else None
+    train = MultiTaskDataset(train_dc, img_size=cfg.img_size, augment=aug)
+    val = MultiTaskDataset(val_dc, img_size=cfg.img_size, augment=None)
+    return train, val
+
+
+def fit_anchors(cfg: TrainConfig, dataset: Any, max_images: int = 1000) -> tuple[tuple[float, ...], ...]:
+    """Anchors for the run: k-means on the training boxes at the network input size, or YOLOP's."""
+    if cfg.anchors == "yolop":
+        scale = cfg.img_size[0] / 640
+        return tuple(tuple(v * scale for v in a) for a in YOLOP_ANCHORS)
+    if cfg.anchors != "auto":
+        raise ValueError(f"anchors {cfg.anchors!r} unknown; use auto or yolop")
+    wh = dataset.box_sizes(max_images=max_images, seed=cfg.seed)
+    return kmeans_anchors(wh, seed=cfg.seed)
+
+
+def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True) -> dict[str, Any]:
+    """Train a multi-task model; returns a summary (paths, final metrics, throughput)."""
+    from .data import build_loader, check_batch
+
+    dist, device = init_distributed(cfg.device)
+    out = Path(cfg.out)
+    if dist.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+    seed_everything(cfg.seed + dist.rank)
+    train_ds, val_ds = build_datasets(cfg)
+
+    start_epoch, best_fit, step = 0, -1.0, 0
+    state: dict[str, Any] | None = None
+    if resume:
+        ckpt = load_checkpoint(resume)
+        if "train_state" not in ckpt:
+            raise CheckpointError(f"{resume} has no training state (it is a best/export checkpoint); resume from last.pt")
+        model = model_from_checkpoint(ckpt, resume)
+        state = ckpt["train_state"]
+        start_epoch, best_fit, step = state["epoch"] + 1, state["best_fitness"], state["step"]
+        log.info("resuming from %s at epoch %d", resume, start_epoch)
+    else:
+        anchors = fit_anchors(cfg, train_ds)
+        names = tuple(train_ds.class_names)
+        mcfg = ModelConfig(size=cfg.model_size, act=cfg.act, num_classes=len(names), class_names=names, anchors=anchors)
+        model = build_model(mcfg)
+    model.to(device)
+    ema = ModelEMA(model, cfg.ema_decay) if cfg.ema else None
+    if state is not None and ema is not None and "ema_state_dict" in ckpt:
+        ema.ema.load_state_dict(ckpt["ema_state_dict"])
+        ema.updates = state["ema_updates"]
+    criterion = MultiTaskLoss.for_model(model, cfg.loss)
+    opt = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.937, 0.999))
+    if state is not None:
+        opt.load_state_dict(state["optimizer"])
+    use_amp = cfg.amp and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    if state is not None and "scaler" in state and use_amp:
+        scaler.load_state_dict(state["scaler"])
+    ddp_model: nn.Module = model
+    if dist.distributed:
+        ddp_model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    sampler = None
+    if dist.distributed:
+        sampler = torch.utils.data.distributed.DistributedSampler(train_ds, dist.world_size, dist.rank, shuffle=True, seed=cfg.seed)
+    train_loader = build_loader(train_ds, cfg.batch_size, cfg.workers, shuffle=sampler is None, sampler=sampler, seed=cfg.seed + dist.rank, drop_last=True)
+    val_loader = build_loader(val_ds, cfg.batch_size, min(cfg.workers, 2), shuffle=False, seed=cfg.seed) if dist.is_main else None
+    steps_per_epoch = len(train_loader) if cfg.max_train_batches is None else min(len(train_loader), cfg.max_train_batches)
+    if steps_per_epoch == 0:
+        raise ValueError(
+            f"training split of {cfg.data} has {len(train_ds)} usable images, fewer than one batch of {cfg.batch_size} "
+            f"per process x {dist.world_size}; lower --batch-size or add data"
+        )
+    log_path = out / "metrics.jsonl"
+    profile = model_profile(model, cfg.img_size) if dist.is_main else {}
+    if dist.is_main:
+        log.info("model %s: %.2fM params, %.3f GMACs at %s; %d train / %d val images; %d steps/epoch x %d process(es)",
+                 cfg.model_size, profile["params"] / 1e6, profile["gmacs"], profile["macs_at"], len(train_ds), len(val_ds),
+                 steps_per_epoch, dist.world_size)
+    t_start = time.perf_counter()
+    images_seen = 0
+    skipped = 0
+    last_metrics: dict[str, Any] = {}
+    epoch = start_epoch - 1
+    for epoch in range(start_epoch, cfg.epochs):
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+        ddp_model.train()
+        sums: dict[str, float] = {}
+        t_ep = time.perf_counter()
+        n_ep = 0
+        bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not (progress and dist.is_main), leave=False)
+        for bi, batch in enumerate(train_loader):
+            if bi >= steps_per_epoch:
+                break
+            skipped += check_batch(batch)
+            if batch["img"].shape[0] == 0:
+                continue
+            for g in opt.param_groups:
+                g["lr"] = lr_at(step, steps_per_epoch, cfg)
+            x = to_input(batch["img"], device)
+            with torch.autocast(device_type=device.type, enabled=use_amp):
+                outputs = ddp_model(x)
+            losses = criterion(outputs, batch)
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(losses["total"]).backward()
+            scaler.unscale_(opt)
+            nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            scaler.step(opt)
+            scaler.update()
+            if ema is not None:
+                ema.update(model)
+            step += 1
+            n_ep += x.shape[0]
+            for k, v in losses.items():
+                sums[k] = sums.get(k, 0.0) + float(v.detach())
+            bar.update(1)
+            bar.set_postfix({k: f"{sums[k] / (bi + 1):.3f}" for k in ("total", "det", "drivable", "lane")})
+        bar.close()
+        images_seen += n_ep
+        ep_time = time.perf_counter() - t_ep
+        record: dict[str, Any] = {
+            "epoch": epoch + 1,
+            "lr": opt.param_groups[0]["lr"],
+            "loss": {k: round(v / max(steps_per_epoch, 1), 5) for k, v in sums.items()},
+            "epoch_seconds": round(ep_time, 2),
+            "train_images_per_s": round(n_ep * dist.world_size / max(ep_time, 1e-9), 2),
+            "skipped": skipped,
+        }
+        final_epoch = epoch + 1 == cfg.epochs
+        over_time = cfg.time_limit_min is not None and (time.perf_counter() - t_start) / 60 >= cfg.time_limit_min
+        if dist.is_main:
+            eval_model = ema.ema if ema is not None else model
+            if (epoch + 1) % cfg.eval_interval == 0 or final_epoch or over_time:
+                mb = None if (final_epoch or over_time) else cfg.eval_max_batches
+                last_metrics = evaluate(eval_model, val_loader, device, max_batches=mb)
+                record["val"] = {k: last_metrics[k] for k in ("detection", "drivable", "lane")}
+                record["val"]["images"] = last_metrics["images"]
+                record["fitness"] = fitness(last_metrics)
+            train_state = {
+                "epoch": epoch, "step": step, "best_fitness": best_fit, "optimizer": opt.state_dict(),
+                "ema_updates": ema.updates if ema else 0, "scaler": scaler.state_dict(),
+            }
+            extra: dict[str, Any] = {"train_config": to_dict(cfg), "epoch": epoch + 1, "metrics": record.get("val", {}), "profile": profile}
+            if ema is not None:
+                extra["ema_state_dict"] = {k: v.detach().cpu() for k, v in ema.ema.state_dict().items()}
+            if "fitness" in record and record["fitness"] > best_fit:
+                best_fit = record["fitness"]
+                train_state["best_fitness"] = best_fit
+                save_checkpoint(out / "best.pt", eval_model, **extra)
+                record["best"] = True
+            save_checkpoint(out / "last.pt", model, train_state=train_state, **extra)
+            with log_path.open("a") as f:
+                f.write(json.dumps(record) + "\n")
+            v = record.get("val")
+            if v:
+                log.info("epoch %d/%d: loss %.4f  mAP50 %.3f  recall %.3f  drivable mIoU %.3f  lane IoU %.3f  (%.0fs, %.1f img/s)",
+                         epoch + 1, cfg.epochs, record["loss"].get("total", float("nan")), v["detection"]["map50"],
+                         v["detection"]["recall"], v["drivable"]["miou"], v["lane"]["iou"], ep_time, record["train_images_per_s"])
+        stop = torch.tensor([1.0 if over_time else 0.0])
+        if dist.distributed:
+            torch.distributed.broadcast(stop, 0)
+            torch.distributed.barrier()
+        if stop.item() > 0:
+            log.info("time limit of %.1f min reached after epoch %d; stopping", cfg.time_limit_min, epoch + 1)
+            break
+
+    wall = time.perf_counter() - t_start
+    summary: dict[str, Any] = {
+        "out": str(out), "epochs_run": epoch + 1 - start_epoch, "wall_seconds": round(wall, 1),
+        "train_images_per_s": round(images_seen * dist.world_size / max(wall, 1e-9), 2),
+        "world_size": dist.world_size, "device": str(device), "skipped": skipped,
+    }
+    if dist.distributed:
+        # evidence that the processes trained one model on disjoint shards
+        local = {"rank": dist.rank, "checksum": param_checksum(model), "images_seen": images_seen}
+        gathered: list[Any] = [None] * dist.world_size
+        torch.distributed.all_gather_object(gathered, local)
+        summary["ranks"] = gathered
+    if dist.is_main:
+        summary.update({"best": str(out / "best.pt"), "last": str(out / "last.pt"), "metrics": last_metrics, "profile": profile})
+        with log_path.open("a") as f:
+            f.write(json.dumps({"summary": {k: v for k, v in summary.items() if k != "metrics"}}) + "\n")
+    if dist.distributed:
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+    return summary

@@ -1,0 +1,41 @@
+"""ament_python package that also installs with plain ``pip install .`` outside ROS."""
+
+from glob import glob
+
+from setuptools import find_packages, setup
+
+package_name = "mtc_perception"
+
+setup(
+    name=package_name,
+    version="0.1.0",
+    packages=find_packages(include=["mtc_perception", "mtc_perception.*", "compress", "compress.*"]),
+    data_files=[
+        ("share/ament_index/resource_index/packages", ["resource/" + package_name]),
+        ("share/" + package_name, ["package.xml"]),
+        ("share/" + package_name + "/launch", glob("launch/*.launch.py")),
+        ("share/" + package_name + "/config", glob("config/*.yaml")),
+        ("share/" + package_name + "/config/train", glob("config/train/*.yaml")),
+        ("share/" + package_name + "/config/rviz", glob("config/rviz/*.rviz")),
+    ],
+    python_requires=">=3.10",
+    install_requires=["numpy>=1.21", "opencv-python-headless>=4.5", "pyyaml"],
+    extras_require={
+        # offline half: training, pruning, distillation, export (torch must be pinned by the caller:
+        # on a CPU machine install torch==2.13.0 first, or pip pulls the CUDA build)
+        "compress": ["torch>=2.1", "tqdm", "torch-pruning>=1.5", "onnx", "onnxruntime"],
+        "onnx": ["onnxruntime"],
+        "bag": ["rosbags>=0.10"],
+        "test": ["pytest", "pycocotools", "rosbags>=0.10"],
+    },
+    zip_safe=True,
+    maintainer="mtc_perception developers",
+    maintainer_email="mtc-perception@example.com",
+    description="Multi-task camera perception (vehicles, drivable area, lane lines): compression and ROS 2 runtime",
+    license="Apache-2.0",
+    entry_points={
+        "console_scripts": [
+            "mtc-compress = compress.cli:main",
+        ],
+    },
+)
