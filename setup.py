@@ -35,6 +35,7 @@ setup(
     license="Apache-2.0",
     entry_points={
         "console_scripts": [
+            "mtc = mtc_perception.cli:main",
             "mtc-compress = compress.cli:main",
         ],
     },

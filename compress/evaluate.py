@@ -29,9 +29,10 @@ CONVENTIONS = (
 )
 
 
-def to_input(img: torch.Tensor, device: torch.device | str) -> torch.Tensor:
+def to_input(img: torch.Tensor, device: torch.device | str, channels_last: bool = False) -> torch.Tensor:
     """uint8 RGB (B,3,H,W) -> float in [0, 1] on ``device`` (the network's normalization)."""
-    return img.to(device, non_blocking=True).float().div_(255.0)
+    x = img.to(device, non_blocking=True).float().div_(255.0)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
 def postprocess(
@@ -68,7 +69,7 @@ def evaluate(
     max_batches: int | None = None,
 ) -> dict[str, Any]:
     """Run ``model`` over ``loader`` and return detection / drivable / lane metrics."""
-    from .data import check_batch
+    from .data import LoadStats, iterate
 
     m = model.module if hasattr(model, "module") else model
     was_training = m.training
@@ -77,17 +78,15 @@ def evaluate(
     drv_m, lane_m = SegMetrics(), SegMetrics()
     t_model = 0.0
     n_img = 0
-    skipped = 0
+    stats = LoadStats()
     total = len(loader) if max_batches is None else min(len(loader), max_batches)
-    it = tqdm(loader, total=total, desc="eval", leave=False, disable=not progress)
+    it = tqdm(iterate(loader, stats), total=total, desc="eval", leave=False, disable=not progress)
     t0 = time.perf_counter()
     for bi, batch in enumerate(it):
         if max_batches is not None and bi >= max_batches:
             break
-        skipped += check_batch(batch)
-        if batch["img"].shape[0] == 0:
-            continue
-        x = to_input(batch["img"], device)
+        channels_last = next(m.parameters()).is_contiguous(memory_format=torch.channels_last)
+        x = to_input(batch["img"], device, channels_last)
         ts = time.perf_counter()
         out = m(x)
         t_model += time.perf_counter() - ts
@@ -109,7 +108,7 @@ def evaluate(
         "drivable": drivable_metrics(drv_m.compute()),
         "lane": lane_metrics(lane_m.compute()),
         "images": n_img,
-        "skipped": skipped,
+        "skipped": stats.skipped,
         "seconds": round(wall, 2),
         "model_ms_per_image": round(1000 * t_model / max(n_img, 1), 2),
         "conventions": CONVENTIONS.format(conf=conf_thres, iou=iou_thres, max_det=max_det, ap_method=ap_method),

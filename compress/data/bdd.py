@@ -1,0 +1,515 @@
+"""BDD100K / YOLOP label formats: configuration, class map, mask mappings and split indexing.
+
+Two label formats are read:
+
+* ``yolop``: YOLOP's layout, one JSON per image under ``det_annotations/<split>/`` with
+  ``frames[0].objects[]`` (``category`` + ``box2d``), images under ``images/<split>/`` and masks
+  under ``da_seg_annotations/<split>/`` and ``ll_seg_annotations/<split>/``.
+* ``bdd_official``: the official BDD100K detection labels, one JSON list of
+  ``{name, attributes, labels: [{category, box2d}]}`` plus an image directory; mask
+  directories are optional, but when configured every image must have its mask.
+
+Objects without ``box2d`` (poly2d lanes / drivable areas) are not detection labels and are ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from compress.data.errors import DataConfigError, DatasetError
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "DEFAULT_CLASS_MAP",
+    "DEFAULT_IGNORE_CATEGORIES",
+    "DRIVABLE_MAPPINGS",
+    "IMAGE_EXTENSIONS",
+    "DataConfig",
+    "Sample",
+    "SplitIndex",
+    "index_split",
+    "map_drivable",
+    "map_lane",
+    "parse_objects",
+]
+
+#: YOLOP convention: one merged ``vehicle`` class.
+DEFAULT_CLASS_MAP: tuple[tuple[str, int], ...] = (
+    ("car", 0), ("bus", 0), ("truck", 0), ("train", 0))
+#: Categories that are not detection targets (BDD100K names, both releases).
+DEFAULT_IGNORE_CATEGORIES: tuple[str, ...] = (
+    "person", "pedestrian", "rider", "bike", "bicycle", "motor", "motorcycle",
+    "traffic light", "traffic sign", "other vehicle", "other person", "trailer",
+    "area/*", "lane/*", "drivable area", "lane",
+)
+IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp")
+LABEL_FORMATS = ("yolop", "bdd_official")
+ON_ERROR = ("raise", "skip")
+
+
+# ----------------------------------------------------------------------------------------------
+# Mask mappings
+# ----------------------------------------------------------------------------------------------
+
+def _gray(raw: np.ndarray) -> np.ndarray:
+    return raw if raw.ndim == 2 else raw.max(axis=2)
+
+
+def _id_map(raw: np.ndarray) -> np.ndarray:
+    if raw.ndim == 2:
+        return raw
+    if raw.shape[2] >= 3 and (np.array_equal(raw[..., 0], raw[..., 1])
+                              and np.array_equal(raw[..., 0], raw[..., 2])):
+        return raw[..., 0]
+    raise ValueError("expected a single-channel id map, got a colour image "
+                     "(use the *_drivable_id.png masks, not *_drivable_color.png)")
+
+
+def _yolop_binary(raw: np.ndarray) -> np.ndarray:
+    # Nonzero -> drivable. Identical to YOLOP's `threshold(mask, 1)` (>1) and to ">127" on its
+    # 0/255 PNGs, and also correct for 0/1-valued masks.
+    return (_gray(raw) > 0).astype(np.uint8)
+
+
+def _bdd_v1(raw: np.ndarray) -> np.ndarray:
+    ids = _id_map(raw)  # original release: 0 background, 1 direct, 2 alternative
+    return ((ids == 1) | (ids == 2)).astype(np.uint8)
+
+
+def _bdd_toolkit(raw: np.ndarray) -> np.ndarray:
+    # toolkit: 0 direct, 1 alternative, 2 background, 255 unlabeled -> background
+    ids = _id_map(raw)
+    return ((ids == 0) | (ids == 1)).astype(np.uint8)
+
+
+#: name -> function mapping a raw decoded mask to {0, 1} drivable.
+DRIVABLE_MAPPINGS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "yolop_binary": _yolop_binary,
+    "bdd_v1": _bdd_v1,
+    "bdd_toolkit": _bdd_toolkit,
+}
+
+
+def map_drivable(raw: np.ndarray, mapping: str) -> np.ndarray:
+    """Map a decoded drivable mask to uint8 {0, 1} with a named mapping (see DRIVABLE_MAPPINGS)."""
+    try:
+        fn = DRIVABLE_MAPPINGS[mapping]
+    except KeyError:
+        raise DataConfigError(f"unknown drivable_mapping {mapping!r}; expected one of "
+                              f"{sorted(DRIVABLE_MAPPINGS)}") from None
+    return fn(raw)
+
+
+def map_lane(raw: np.ndarray) -> np.ndarray:
+    """Lane masks are binary: any nonzero pixel (in any channel) is lane."""
+    return (_gray(raw) > 0).astype(np.uint8)
+
+
+# ----------------------------------------------------------------------------------------------
+# Configuration
+# ----------------------------------------------------------------------------------------------
+
+def _opt_path(value: Any) -> Path | None:
+    if value is None or value == "":
+        return None
+    return Path(value).expanduser()
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where a split lives, how its labels are read and what to do with bad samples.
+
+    ``class_map`` maps a BDD category to a class index into ``class_names``; categories in
+    ``ignore_categories`` (entries ending in ``/*`` match a prefix) are dropped; any other
+    category is bad data. ``drivable_mapping`` names how mask pixel values become drivable
+    (see :data:`DRIVABLE_MAPPINGS`). ``on_error`` is ``"raise"`` (stop with a DatasetError) or
+    ``"skip"`` (drop the sample, count it and log a warning).
+    """
+
+    root: Path | None = None
+    split: str = "train"
+    label_format: str = "yolop"
+    label_json: Path | None = None
+    image_dir: Path | None = None
+    drivable_dir: Path | None = None
+    lane_dir: Path | None = None
+    use_drivable: bool = True
+    use_lane: bool = True
+    class_names: tuple[str, ...] = ("vehicle",)
+    class_map: tuple[tuple[str, int], ...] = DEFAULT_CLASS_MAP
+    ignore_categories: tuple[str, ...] = DEFAULT_IGNORE_CATEGORIES
+    drivable_mapping: str = "yolop_binary"
+    on_error: str = "raise"
+    box_tolerance: float = 2.0
+
+    def __post_init__(self) -> None:
+        for name in ("root", "label_json", "image_dir", "drivable_dir", "lane_dir"):
+            object.__setattr__(self, name, _opt_path(getattr(self, name)))
+        cmap = self.class_map
+        if isinstance(cmap, Mapping):
+            cmap = tuple(cmap.items())
+        cmap = tuple((str(k), int(v)) for k, v in cmap)
+        object.__setattr__(self, "class_map", cmap)
+        object.__setattr__(self, "class_names", tuple(str(n) for n in self.class_names))
+        object.__setattr__(self, "ignore_categories", tuple(str(c) for c in self.ignore_categories))
+        if self.label_format not in LABEL_FORMATS:
+            raise DataConfigError(f"label_format {self.label_format!r} is not supported; "
+                                  f"expected one of {list(LABEL_FORMATS)}")
+        if self.on_error not in ON_ERROR:
+            raise DataConfigError(f"on_error {self.on_error!r} is not supported; "
+                                  f"expected one of {list(ON_ERROR)}")
+        if self.drivable_mapping not in DRIVABLE_MAPPINGS:
+            raise DataConfigError(f"drivable_mapping {self.drivable_mapping!r} is not supported; "
+                                  f"expected one of {sorted(DRIVABLE_MAPPINGS)}")
+        if not self.class_names:
+            raise DataConfigError("class_names is empty; give at least one class name")
+        for cat, idx in cmap:
+            if not 0 <= idx < len(self.class_names):
+                raise DataConfigError(
+                    f"class_map maps {cat!r} to index {idx}, outside class_names "
+                    f"{list(self.class_names)}; use an index in 0..{len(self.class_names) - 1}")
+        if self.box_tolerance < 0:
+            raise DataConfigError(f"box_tolerance must be >= 0, got {self.box_tolerance}")
+        if self.label_format == "yolop" and self.root is None:
+            raise DataConfigError("label_format 'yolop' needs root (the dataset directory holding "
+                                  "images/, det_annotations/, da_seg_annotations/, "
+                                  "ll_seg_annotations/)")
+        if self.label_format == "bdd_official":
+            if self.label_json is None:
+                raise DataConfigError("label_format 'bdd_official' needs label_json (the BDD100K "
+                                      "detection label file, e.g. det_val.json)")
+            if self.image_dir is None and self.root is None:
+                raise DataConfigError("label_format 'bdd_official' needs image_dir (or root with "
+                                      "images/<split>/)")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DataConfig:
+        """Build from a plain mapping (e.g. parsed YAML); unknown keys are an error."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise DataConfigError(f"unknown data config keys {unknown}; expected a subset of "
+                                  f"{sorted(names)}")
+        kwargs = dict(data)
+        for key in ("class_names", "ignore_categories"):
+            if key in kwargs and kwargs[key] is not None:
+                kwargs[key] = tuple(kwargs[key])
+        return cls(**kwargs)
+
+    def with_split(self, split: str) -> DataConfig:
+        """Same configuration for another split."""
+        return dataclasses.replace(self, split=split)
+
+    @property
+    def class_dict(self) -> dict[str, int]:
+        """Category -> class index."""
+        return dict(self.class_map)
+
+    # Resolved directories -------------------------------------------------------------------
+    def _root(self) -> Path:
+        if self.root is None:
+            raise DataConfigError("data config has no root; set root or the explicit directories")
+        return self.root
+
+    def images_path(self) -> Path:
+        if self.image_dir is not None:
+            return self.image_dir
+        return self._root() / "images" / self.split
+
+    def labels_path(self) -> Path:
+        if self.label_format == "bdd_official" and self.label_json is not None:
+            return self.label_json
+        return self._root() / "det_annotations" / self.split
+
+    def drivable_path(self) -> Path | None:
+        if not self.use_drivable:
+            return None
+        if self.drivable_dir is not None:
+            return self.drivable_dir
+        if self.label_format == "yolop":
+            return self._root() / "da_seg_annotations" / self.split
+        return None
+
+    def lane_path(self) -> Path | None:
+        if not self.use_lane:
+            return None
+        if self.lane_dir is not None:
+            return self.lane_dir
+        if self.label_format == "yolop":
+            return self._root() / "ll_seg_annotations" / self.split
+        return None
+
+    def display(self, path: Path) -> str:
+        """Path as shown in messages: relative to root where possible."""
+        if self.root is not None:
+            try:
+                return str(path.relative_to(self.root))
+            except ValueError:
+                pass
+        return str(path)
+
+
+# ----------------------------------------------------------------------------------------------
+# Label parsing
+# ----------------------------------------------------------------------------------------------
+
+def _is_ignored(category: str, ignore: Iterable[str]) -> bool:
+    for pat in ignore:
+        if pat.endswith("/*"):
+            if category.startswith(pat[:-1]):
+                return True
+        elif category == pat:
+            return True
+    return False
+
+
+def parse_objects(objects: Any, where: str, cfg: DataConfig) -> np.ndarray:
+    """Turn BDD objects (``category`` + ``box2d``) into an Nx5 [cls, x1, y1, x2, y2] array.
+
+    Raises DatasetError naming ``where`` for a malformed object, an unknown category or an
+    empty box.
+    """
+    if objects is None:
+        return np.zeros((0, 5), np.float32)
+    if not isinstance(objects, list):
+        raise DatasetError(f"{where}: expected a list of objects, got {type(objects).__name__}; "
+                           "fix the label file or pass --on-error skip")
+    cmap = cfg.class_dict
+    rows: list[list[float]] = []
+    for k, obj in enumerate(objects):
+        if not isinstance(obj, dict):
+            raise DatasetError(f"{where}: object {k} is {type(obj).__name__}, expected a dict with "
+                               "'category' and 'box2d'; fix the label file or pass --on-error skip")
+        box = obj.get("box2d")
+        if box is None:
+            continue  # poly2d areas / lanes: not a detection label
+        cat = obj.get("category")
+        if not isinstance(cat, str):
+            raise DatasetError(f"{where}: object {k} has no string 'category'; fix the label file "
+                               "or pass --on-error skip")
+        if _is_ignored(cat, cfg.ignore_categories):
+            continue
+        if cat not in cmap:
+            raise DatasetError(
+                f"{where}: unknown category {cat!r} (expected one of the class map "
+                f"{sorted(cmap)} or ignored categories); add it to class_map or "
+                "ignore_categories, or pass --on-error skip")
+        try:
+            x1, y1, x2, y2 = (float(box[key]) for key in ("x1", "y1", "x2", "y2"))
+        except (KeyError, TypeError, ValueError):
+            raise DatasetError(f"{where}: object {k} ({cat!r}) has a malformed box2d {box!r}; "
+                               "expected numbers x1, y1, x2, y2; fix the label file or pass "
+                               "--on-error skip") from None
+        if not all(math.isfinite(v) for v in (x1, y1, x2, y2)) or x2 <= x1 or y2 <= y1:
+            raise DatasetError(f"{where}: object {k} ({cat!r}) has an empty or invalid box "
+                               f"(x1={x1}, y1={y1}, x2={x2}, y2={y2}); expected x2 > x1 and "
+                               "y2 > y1; fix the label file or pass --on-error skip")
+        rows.append([float(cmap[cat]), x1, y1, x2, y2])
+    if not rows:
+        return np.zeros((0, 5), np.float32)
+    return np.asarray(rows, np.float32)
+
+
+# ----------------------------------------------------------------------------------------------
+# Split index
+# ----------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, eq=False)
+class Sample:
+    """One indexed image with its parsed boxes and mask paths (None where the task is absent)."""
+
+    stem: str
+    image: Path
+    label: str  # label source, as shown in messages
+    boxes: np.ndarray  # Nx5 float32 [cls, x1, y1, x2, y2] in original image pixels
+    drivable: Path | None
+    lane: Path | None
+
+
+@dataclass
+class SplitIndex:
+    """Result of indexing a split: the good samples plus the messages of skipped ones."""
+
+    samples: list[Sample] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+    @property
+    def n_boxes(self) -> int:
+        return int(sum(len(s.boxes) for s in self.samples))
+
+
+def _list_files(directory: Path, exts: Iterable[str]) -> dict[str, Path]:
+    exts = tuple(exts)
+    return {p.stem: p for p in sorted(directory.iterdir())
+            if p.is_file() and p.suffix.lower() in exts}
+
+
+def _find_mask(directory: Path | None, stem: str, files: dict[str, Path] | None,
+               suffixes: tuple[str, ...]) -> Path | None:
+    if directory is None or files is None:
+        return None
+    for suffix in suffixes:
+        p = files.get(stem + suffix)
+        if p is not None:
+            return p
+    return None
+
+
+def _require_dir(path: Path, what: str, fix: str) -> None:
+    if not path.is_dir():
+        raise DatasetError(f"{path}: {what} directory not found; {fix}")
+
+
+def index_split(cfg: DataConfig) -> SplitIndex:
+    """Index a split: list files, parse every label once and validate.
+
+    Errors found here (malformed JSON, unknown category, empty box, label without image, image
+    without label, missing mask) raise DatasetError when ``cfg.on_error == "raise"``; with
+    ``"skip"`` the sample is dropped, counted in ``SplitIndex.skipped`` and logged.
+    """
+    out = SplitIndex()
+
+    def bad(msg: str) -> None:
+        if cfg.on_error == "raise":
+            raise DatasetError(msg)
+        logger.warning("skipping sample: %s", msg)
+        out.skipped.append(msg)
+
+    img_dir = cfg.images_path()
+    _require_dir(img_dir, "image", "check root/split or image_dir")
+    images = _list_files(img_dir, IMAGE_EXTENSIONS)
+    da_dir, ll_dir = cfg.drivable_path(), cfg.lane_path()
+    mask_fix = "generate the masks, point drivable_dir/lane_dir at them, or disable the task " \
+               "(use_drivable/use_lane: false)"
+    da_files = ll_files = None
+    if da_dir is not None:
+        _require_dir(da_dir, "drivable mask", mask_fix)
+        da_files = {p.stem: p for p in da_dir.iterdir() if p.suffix.lower() == ".png"}
+    if ll_dir is not None:
+        _require_dir(ll_dir, "lane mask", mask_fix)
+        ll_files = {p.stem: p for p in ll_dir.iterdir() if p.suffix.lower() == ".png"}
+
+    def add(stem: str, image: Path, label: str, boxes: np.ndarray) -> None:
+        da = _find_mask(da_dir, stem, da_files, ("", "_drivable_id"))
+        ll = _find_mask(ll_dir, stem, ll_files, ("", "_lane_id"))
+        if da_dir is not None and da is None:
+            bad(f"{cfg.display(da_dir / (stem + '.png'))}: drivable mask missing for image "
+                f"{cfg.display(image)}; add the mask, disable use_drivable, or pass "
+                "--on-error skip")
+            return
+        if ll_dir is not None and ll is None:
+            bad(f"{cfg.display(ll_dir / (stem + '.png'))}: lane mask missing for image "
+                f"{cfg.display(image)}; add the mask, disable use_lane, or pass --on-error skip")
+            return
+        out.samples.append(Sample(stem, image, label, boxes, da, ll))
+
+    if cfg.label_format == "yolop":
+        lbl_dir = cfg.labels_path()
+        _require_dir(lbl_dir, "detection label", "expected det_annotations/<split>/ under root")
+        labels = {p.stem: p for p in sorted(lbl_dir.iterdir()) if p.suffix.lower() == ".json"}
+        for stem in sorted(set(labels) | set(images)):
+            lbl = labels.get(stem)
+            if lbl is None:
+                bad(f"{cfg.display(images[stem])}: image has no label file "
+                    f"{cfg.display(lbl_dir / (stem + '.json'))}; add it (an empty 'objects' list "
+                    "for an image without vehicles) or pass --on-error skip")
+                continue
+            where = cfg.display(lbl)
+            try:
+                data = json.loads(lbl.read_text(encoding="utf-8"))
+                objects = _yolop_objects(data)
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError, _Malformed) as exc:
+                bad(f"{where}: malformed label JSON ({exc}); expected {{'name', 'frames': "
+                    "[{'objects': [...]}]}; fix or delete the file, or pass --on-error skip")
+                continue
+            image = images.get(stem)
+            if image is None:
+                bad(f"{where}: label for a missing image {cfg.display(img_dir / (stem + '.jpg'))}; "
+                    "add the image or remove the label, or pass --on-error skip")
+                continue
+            try:
+                boxes = parse_objects(objects, where, cfg)
+            except DatasetError as exc:
+                bad(str(exc))
+                continue
+            add(stem, image, where, boxes)
+    else:
+        lbl_path = cfg.labels_path()
+        try:
+            entries = json.loads(lbl_path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise DatasetError(f"{lbl_path}: cannot read the BDD100K label file ({exc}); check "
+                               "label_json") from None
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise DatasetError(f"{lbl_path}: malformed label JSON ({exc}); expected a list of "
+                               "{'name', 'labels': [...]}; re-download the label file") from None
+        if not isinstance(entries, list):
+            raise DatasetError(f"{lbl_path}: expected a JSON list of per-image entries, got "
+                               f"{type(entries).__name__}; is this a BDD100K detection label file?")
+        seen: set[str] = set()
+        for k, entry in enumerate(entries):
+            name = entry.get("name") if isinstance(entry, dict) else None
+            if not isinstance(name, str):
+                bad(f"{lbl_path} [entry {k}]: malformed entry, expected a dict with a string "
+                    "'name'; fix the label file or pass --on-error skip")
+                continue
+            where = f"{lbl_path.name} [{name}]"
+            stem = Path(name).stem
+            if stem in seen:
+                bad(f"{where}: duplicate entry for image {name}; keep one entry per image or pass "
+                    "--on-error skip")
+                continue
+            seen.add(stem)
+            image = img_dir / name
+            if not image.is_file():
+                image = images.get(stem, image)
+            if not image.is_file():
+                bad(f"{where}: label for a missing image {image}; check image_dir or pass "
+                    "--on-error skip")
+                continue
+            try:
+                boxes = parse_objects(entry.get("labels"), where, cfg)
+            except DatasetError as exc:
+                bad(str(exc))
+                continue
+            add(stem, image, where, boxes)
+        unlisted = len(set(images) - seen)
+        if unlisted:
+            logger.info("%d images in %s have no entry in %s and are not part of this split",
+                        unlisted, img_dir, lbl_path.name)
+    return out
+
+
+class _Malformed(ValueError):
+    pass
+
+
+def _yolop_objects(data: Any) -> list[Any]:
+    if not isinstance(data, dict):
+        raise _Malformed(f"top level is {type(data).__name__}, not an object")
+    frames = data.get("frames")
+    if frames is None:
+        # Tolerate the official per-entry shape in a per-image file.
+        if "labels" in data:
+            return data["labels"] or []
+        raise _Malformed("no 'frames' key")
+    if not isinstance(frames, list) or (frames and not isinstance(frames[0], dict)):
+        raise _Malformed("'frames' is not a list of objects")
+    if not frames:
+        return []
+    objects = frames[0].get("objects", [])
+    if objects is None:
+        return []
+    if not isinstance(objects, list):
+        raise _Malformed("'frames[0].objects' is not a list")
+    return objects

@@ -1,0 +1,208 @@
+"""Bad data: clean DatasetError naming the file in raise mode, counted skips in skip mode."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from compress.data.bdd import DataConfig
+from compress.data.dataset import LoadStats, MultiTaskDataset, build_loader, iterate
+from compress.data.errors import DatasetError
+from conftest_data import (  # noqa: F401
+    N_TRAIN,
+    SYNTH_SIZE,
+    read_label,
+    stems,
+    synth_base,
+    synth_copy,
+    to_official,
+    write_label,
+)
+
+SIZE = (96, 64)
+
+
+def _cfg(root: Path, mode: str) -> DataConfig:
+    return DataConfig(root=root, split="train", on_error=mode)
+
+
+def _load_all(ds: MultiTaskDataset, workers: int, stats: LoadStats | None = None) -> int:
+    n = 0
+    for b in iterate(build_loader(ds, batch_size=2, workers=workers, shuffle=False), stats):
+        n += len(b["img"])
+    return n
+
+
+def _first_with_boxes(root: Path) -> str:
+    for stem in stems(root, "train"):
+        if read_label(root, "train", stem)["frames"][0]["objects"]:
+            return stem
+    raise AssertionError("synthetic split without any box")
+
+
+# --- errors found while indexing -------------------------------------------------------------
+
+def _break_missing_image(root: Path) -> tuple[str, str]:
+    stem = stems(root, "train")[1]
+    (root / "images" / "train" / f"{stem}.jpg").unlink()
+    return f"det_annotations/train/{stem}.json", "label for a missing image"
+
+
+def _break_missing_mask(root: Path) -> tuple[str, str]:
+    stem = stems(root, "train")[2]
+    (root / "da_seg_annotations" / "train" / f"{stem}.png").unlink()
+    return f"da_seg_annotations/train/{stem}.png", "drivable mask missing"
+
+
+def _break_unknown_category(root: Path) -> tuple[str, str]:
+    stem = _first_with_boxes(root)
+    lbl = read_label(root, "train", stem)
+    lbl["frames"][0]["objects"][0]["category"] = "tram"
+    write_label(root, "train", stem, lbl)
+    return f"det_annotations/train/{stem}.json", "unknown category 'tram'"
+
+
+def _break_malformed_json(root: Path) -> tuple[str, str]:
+    stem = stems(root, "train")[3]
+    (root / "det_annotations" / "train" / f"{stem}.json").write_text("{not json")
+    return f"det_annotations/train/{stem}.json", "malformed label JSON"
+
+
+def _break_empty_box(root: Path) -> tuple[str, str]:
+    stem = _first_with_boxes(root)
+    lbl = read_label(root, "train", stem)
+    b = lbl["frames"][0]["objects"][0]["box2d"]
+    b["x2"] = b["x1"]
+    write_label(root, "train", stem, lbl)
+    return f"det_annotations/train/{stem}.json", "empty or invalid box"
+
+
+def _break_image_without_label(root: Path) -> tuple[str, str]:
+    stem = stems(root, "train")[0]
+    (root / "det_annotations" / "train" / f"{stem}.json").unlink()
+    return f"images/train/{stem}.jpg", "image has no label file"
+
+
+INDEX_CASES = [_break_missing_image, _break_missing_mask, _break_unknown_category,
+               _break_malformed_json, _break_empty_box, _break_image_without_label]
+
+
+@pytest.mark.parametrize("breaker", INDEX_CASES, ids=lambda f: f.__name__[7:])
+def test_index_time_error_raise_and_skip(synth_copy: Path, breaker, caplog) -> None:
+    shown, what = breaker(synth_copy)
+    with pytest.raises(DatasetError) as exc:
+        MultiTaskDataset(_cfg(synth_copy, "raise"), img_size=SIZE)
+    assert str(exc.value).startswith(f"{shown}: ") and what in str(exc.value)
+
+    caplog.set_level("WARNING", logger="compress.data.bdd")
+    ds = MultiTaskDataset(_cfg(synth_copy, "skip"), img_size=SIZE)
+    assert len(ds) == N_TRAIN - 1 and ds.skipped == 1
+    assert shown in caplog.text  # logged, not silent
+    assert _load_all(ds, workers=0) == N_TRAIN - 1
+
+
+def test_official_label_for_missing_image(synth_copy: Path) -> None:
+    entries = to_official(synth_copy, "train")
+    entries.append({"name": "nope.jpg", "labels": []})
+    lj = synth_copy / "det_train.json"
+    lj.write_text(json.dumps(entries))
+    cfg = DataConfig(label_format="bdd_official", label_json=lj,
+                     image_dir=synth_copy / "images" / "train", on_error="raise")
+    with pytest.raises(DatasetError, match=r"det_train\.json \[nope\.jpg\]: label for a missing "
+                                           r"image .*nope\.jpg"):
+        MultiTaskDataset(cfg, img_size=SIZE)
+    ds = MultiTaskDataset(DataConfig(label_format="bdd_official", label_json=lj,
+                                     image_dir=synth_copy / "images" / "train", on_error="skip"),
+                          img_size=SIZE)
+    assert len(ds) == N_TRAIN and ds.skipped == 1
+
+
+def test_official_malformed_file(tmp_path: Path) -> None:
+    lj = tmp_path / "det.json"
+    lj.write_text("[{")
+    (tmp_path / "img").mkdir()
+    with pytest.raises(DatasetError, match=r"det\.json: malformed label JSON"):
+        MultiTaskDataset(DataConfig(label_format="bdd_official", label_json=lj,
+                                    image_dir=tmp_path / "img"))
+
+
+# --- errors found while loading (inside DataLoader workers) -----------------------------------
+
+def _break_corrupt_image(root: Path) -> tuple[str, str]:
+    stem = stems(root, "train")[4]
+    (root / "images" / "train" / f"{stem}.jpg").write_bytes(b"\x00garbage" * 10)
+    return f"images/train/{stem}.jpg", "cannot decode image"
+
+
+def _break_corrupt_mask(root: Path) -> tuple[str, str]:
+    stem = stems(root, "train")[2]
+    (root / "ll_seg_annotations" / "train" / f"{stem}.png").write_bytes(b"not a png")
+    return f"ll_seg_annotations/train/{stem}.png", "cannot decode lane mask"
+
+
+def _break_box_outside(root: Path) -> tuple[str, str]:
+    stem = _first_with_boxes(root)
+    lbl = read_label(root, "train", stem)
+    lbl["frames"][0]["objects"][0]["box2d"]["x2"] = SYNTH_SIZE[0] + 40.0
+    write_label(root, "train", stem, lbl)
+    return f"det_annotations/train/{stem}.json", "outside image images/train/"
+
+
+
+LOAD_CASES = [_break_corrupt_image, _break_corrupt_mask, _break_box_outside]
+
+
+@pytest.mark.parametrize("breaker", LOAD_CASES, ids=lambda f: f.__name__[7:])
+def test_load_time_error_raise_through_workers(synth_copy: Path, breaker) -> None:
+    shown, what = breaker(synth_copy)
+    ds = MultiTaskDataset(_cfg(synth_copy, "raise"), img_size=SIZE)
+    assert len(ds) == N_TRAIN  # not detectable at index time
+    with pytest.raises(DatasetError) as exc:
+        _load_all(ds, workers=2)
+    assert type(exc.value) is DatasetError
+    msg = str(exc.value)
+    assert msg.startswith(f"{shown}: ") and what in msg
+    assert "Traceback" not in msg and "DataLoader worker" not in msg
+
+
+@pytest.mark.parametrize("breaker", LOAD_CASES, ids=lambda f: f.__name__[7:])
+def test_load_time_error_skip_counts(synth_copy: Path, breaker, caplog) -> None:
+    shown, _ = breaker(synth_copy)
+    ds = MultiTaskDataset(_cfg(synth_copy, "skip"), img_size=SIZE)
+    stats = LoadStats()
+    caplog.set_level("WARNING", logger="compress.data.dataset")
+    assert _load_all(ds, workers=0, stats=stats) == N_TRAIN - 1
+    assert stats.skipped == 1 and shown in stats.messages[0]
+    assert shown in caplog.text
+
+
+def test_skip_through_workers_counts(synth_copy: Path) -> None:
+    _break_corrupt_image(synth_copy)
+    _break_corrupt_mask(synth_copy)
+    ds = MultiTaskDataset(_cfg(synth_copy, "skip"), img_size=SIZE)
+    stats = LoadStats()
+    assert _load_all(ds, workers=2, stats=stats) == N_TRAIN - 2
+    assert stats.skipped == 2
+
+
+def test_box_within_tolerance_is_clipped(synth_copy: Path) -> None:
+    stem = _first_with_boxes(synth_copy)
+    lbl = read_label(synth_copy, "train", stem)
+    box = lbl["frames"][0]["objects"][0]["box2d"]
+    box["x1"], box["x2"] = -1.5, SYNTH_SIZE[0] + 1.5
+    write_label(synth_copy, "train", stem, lbl)
+    ds = MultiTaskDataset(_cfg(synth_copy, "raise"), img_size=SYNTH_SIZE)
+    i = [s.stem for s in ds.samples].index(stem)
+    item = ds[i]
+    assert "error" not in item
+    assert item["boxes"][0, 1].item() == 0.0 and item["boxes"][0, 3].item() == SYNTH_SIZE[0]
+
+
+def test_missing_image_after_indexing(synth_copy: Path) -> None:
+    ds = MultiTaskDataset(_cfg(synth_copy, "raise"), img_size=SIZE)
+    stem = ds.samples[0].stem
+    (synth_copy / "images" / "train" / f"{stem}.jpg").unlink()
+    with pytest.raises(DatasetError, match=rf"^images/train/{stem}\.jpg: image file not found"):
+        _load_all(ds, workers=0)
