@@ -92,7 +92,10 @@ def cmd_eval(a: argparse.Namespace) -> int:
     data = a.data or tc.get("data")
     if not data:
         raise ValueError(f"{a.ckpt} does not record its dataset; pass --data DIR")
-    ds = MultiTaskDataset(DataConfig(root=data, split=a.split, on_error=a.on_error), img_size=img_size, augment=None)
+    # read the split the way the run did (label format, drivable mapping, class map, ...)
+    opts = {**tc.get("data_options", {}), **(tc.get("val_data_options", {}) if a.split == tc.get("val_split", "val") else {})}
+    dc = DataConfig.from_dict({**opts, "root": data, "split": a.split, "on_error": a.on_error})
+    ds = MultiTaskDataset(dc, img_size=img_size, augment=None)
     if a.threads:
         torch.set_num_threads(a.threads)
     loader = build_loader(ds, a.batch_size, a.workers, shuffle=False)
@@ -184,7 +187,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.fn(args)
     except (DatasetError, DataConfigError, CheckpointError, ConfigFileError, ConfigError, FileNotFoundError, ValueError) as e:
-        log.error("%s", e)
+        if args.verbose:
+            log.exception("%s", e)
+        else:
+            log.error("%s", e)
         return 2
     except KeyboardInterrupt:
         log.error("interrupted")

@@ -97,9 +97,12 @@ def evaluate(
         for i, (boxes, scores, cls) in enumerate(dets):
             g = gt[gt[:, 0] == i]
             det_m.update(boxes, scores, cls, g[:, 2:6], g[:, 1].astype(np.int64))
-            top, bottom, left, right = batch["meta"][i]["valid"]
-            drv_m.update(drv[i, top:bottom, left:right], batch["drivable"][i, top:bottom, left:right].numpy())
-            lane_m.update(lane[i, top:bottom, left:right], batch["lane"][i, top:bottom, left:right].numpy())
+            meta = batch["meta"][i]
+            top, bottom, left, right = meta["valid"]
+            if meta.get("has_drivable", True):
+                drv_m.update(drv[i, top:bottom, left:right], batch["drivable"][i, top:bottom, left:right].numpy())
+            if meta.get("has_lane", True):
+                lane_m.update(lane[i, top:bottom, left:right], batch["lane"][i, top:bottom, left:right].numpy())
             n_img += 1
     m.train(was_training)
     wall = time.perf_counter() - t0

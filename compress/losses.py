@@ -63,6 +63,15 @@ def dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> t
     return (1 - (2 * inter + eps) / (p.sum(1) + t.sum(1) + eps)).mean()
 
 
+def _has_mask(batch: dict, task: str) -> torch.Tensor | None:
+    """Per-image flags from the loader's meta (datasets without masks for a task); None = all."""
+    metas = batch.get("meta")
+    if not metas:
+        return None
+    flags = [bool(m.get(f"has_{task}", True)) for m in metas]
+    return None if all(flags) else torch.tensor(flags)
+
+
 class MultiTaskLoss:
     """Per-task losses of a :class:`~compress.models.yolop.MultiTaskNet`."""
 
@@ -83,13 +92,20 @@ class MultiTaskLoss:
         det = self.detection(out.det, batch["boxes"].to(out.det[0].device))
         drv_t = batch["drivable"].to(out.drivable.device, torch.float32).unsqueeze(1)
         lane_t = batch["lane"].to(out.lane.device, torch.float32).unsqueeze(1)
-        drv = self.segmentation(out.drivable, drv_t, 1.0)
-        lane = self.segmentation(out.lane, lane_t, c.lane_pos_weight)
+        drv = self.segmentation(out.drivable, drv_t, 1.0, _has_mask(batch, "drivable"))
+        lane = self.segmentation(out.lane, lane_t, c.lane_pos_weight, _has_mask(batch, "lane"))
         total = c.w_det * det["det"] + c.w_drivable * drv + c.w_lane * lane
         return {**det, "drivable": drv, "lane": lane, "total": total}
 
-    def segmentation(self, logits: torch.Tensor, target: torch.Tensor, pos_weight: float) -> torch.Tensor:
+    def segmentation(self, logits: torch.Tensor, target: torch.Tensor, pos_weight: float,
+                     valid: torch.Tensor | None = None) -> torch.Tensor:
+        """BCE + Dice over the images that carry this mask (``valid``; None = all)."""
         logits = logits.float()
+        if valid is not None:
+            if not bool(valid.any()):
+                return logits.sum() * 0.0  # no image of the batch has this task's label
+            valid = valid.to(logits.device)
+            logits, target = logits[valid], target[valid]
         pw = torch.tensor(pos_weight, device=logits.device)
         bce = F.binary_cross_entropy_with_logits(logits, target, pos_weight=pw)
         return self.cfg.seg_bce * bce + self.cfg.seg_dice * dice_loss(logits, target)

@@ -42,6 +42,11 @@ class TrainConfig:
     """Everything a training run depends on (saved into every checkpoint it writes)."""
 
     data: str = "data/synthroad"
+    # compress.data.DataConfig fields for both splits (label_format, drivable_mapping, class_names,
+    # class_map, ...) and per-split ones (e.g. label_json / image_dir of the official BDD100K files)
+    data_options: dict[str, Any] = field(default_factory=dict)
+    train_data_options: dict[str, Any] = field(default_factory=dict)
+    val_data_options: dict[str, Any] = field(default_factory=dict)
     out: str = "runs/teacher"
     model_size: str = "teacher"
     act: str = "silu"
@@ -164,11 +169,19 @@ def _param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 # ----------------------------------------------------------------------------------------------
 
 
-def build_datasets(cfg: TrainConfig):  # noqa: ANN201
-    from .data import AugmentConfig, DataConfig, MultiTaskDataset
+def data_config(cfg: TrainConfig, which: str):  # noqa: ANN201
+    """The DataConfig of the ``train`` or ``val`` split of a run."""
+    from .data import DataConfig
 
-    train_dc = DataConfig(root=cfg.data, split=cfg.train_split, on_error=cfg.on_error)
-    val_dc = DataConfig(root=cfg.data, split=cfg.val_split, on_error=cfg.on_error)
+    split = cfg.train_split if which == "train" else cfg.val_split
+    per_split = cfg.train_data_options if which == "train" else cfg.val_data_options
+    return DataConfig.from_dict({"root": cfg.data, "split": split, "on_error": cfg.on_error, **cfg.data_options, **per_split})
+
+
+def build_datasets(cfg: TrainConfig):  # noqa: ANN201
+    from .data import AugmentConfig, MultiTaskDataset
+
+    train_dc, val_dc = data_config(cfg, "train"), data_config(cfg, "val")
     aug = AugmentConfig() if cfg.augment else None
     train = MultiTaskDataset(train_dc, img_size=cfg.img_size, augment=aug)
     val = MultiTaskDataset(val_dc, img_size=cfg.img_size, augment=None)

@@ -63,3 +63,18 @@ def test_tiny_batch_overfit(synth_root):
         opt.step()
     last = float(crit(m(x), batch)["total"])
     assert last < first / 10, (first, last)
+
+
+def test_images_without_a_mask_do_not_train_that_head(synth_root):
+    batch = _batch(synth_root, n=2)
+    m = build_model(ModelConfig(size="tiny"))
+    crit = MultiTaskLoss.for_model(m)
+    out = m(to_input(batch["img"], "cpu"))
+    full = crit(out, batch)
+    for meta in batch["meta"]:
+        meta["has_lane"] = False  # e.g. official BDD100K labels without lane masks
+    batch["meta"][0]["has_drivable"] = False
+    part = crit(out, batch)
+    assert part["lane"].item() == 0.0 and full["lane"].item() > 0
+    one = crit.segmentation(out.drivable[1:], batch["drivable"][1:].float().unsqueeze(1), 1.0)
+    assert part["drivable"].item() == pytest.approx(one.item())
