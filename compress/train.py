@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from .checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, save_checkpoint
+from .checkpoint import CheckpointError, load_checkpoint, load_model, model_from_checkpoint, save_checkpoint
 from .config_io import to_dict
 from .evaluate import evaluate, model_profile, to_input
 from .losses import LossConfig, MultiTaskLoss
@@ -64,7 +64,7 @@ class TrainConfig:
     anchors: str = "auto"  # auto (k-means on the training boxes) | yolop
     augment: bool = True
     eval_interval: int = 1
-    eval_max_batches: int | None = None  # evaluate on a prefix of val during training
+    eval_max_batches: int | None = None  # select best.pt on a prefix of val (whole val reported at the end)
     seed: int = 0
     amp: bool = True  # used on CUDA only
     channels_last: bool = True  # NHWC activations: ~1.6x faster training on CPU (oneDNN)
@@ -324,8 +324,8 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True) ->
         if dist.is_main:
             eval_model = ema.ema if ema is not None else model
             if (epoch + 1) % cfg.eval_interval == 0 or final_epoch or over_time:
-                mb = None if (final_epoch or over_time) else cfg.eval_max_batches
-                last_metrics = evaluate(eval_model, val_loader, device, max_batches=mb)
+                # every selection eval uses the same images, so fitness values are comparable
+                last_metrics = evaluate(eval_model, val_loader, device, max_batches=cfg.eval_max_batches)
                 record["val"] = {k: last_metrics[k] for k in ("detection", "drivable", "lane")}
                 record["val"]["images"] = last_metrics["images"]
                 record["fitness"] = fitness(last_metrics)
@@ -370,6 +370,10 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True) ->
         torch.distributed.all_gather_object(gathered, local)
         summary["ranks"] = gathered
     if dist.is_main:
+        if (out / "best.pt").is_file():
+            # the summary reports the chosen checkpoint on the whole validation split
+            best_model, _ = load_model(out / "best.pt")
+            last_metrics = evaluate(best_model.to(device), val_loader, device)
         summary.update({"best": str(out / "best.pt"), "last": str(out / "last.pt"), "metrics": last_metrics, "profile": profile})
         with log_path.open("a") as f:
             f.write(json.dumps({"summary": {k: v for k, v in summary.items() if k != "metrics"}}) + "\n")
