@@ -57,7 +57,7 @@ def test_tiny_batch_overfit(synth_root):
     first = None
     for _ in range(250):
         loss = crit(m(x), batch)["total"]
-        first = float(loss) if first is None else first
+        first = loss.item() if first is None else first
         opt.zero_grad()
         loss.backward()
         opt.step()
