@@ -1,0 +1,186 @@
+"""Structured channel pruning on torch-pruning's dependency graph.
+
+No hand-written dependency tracing: torch-pruning's DepGraph couples every layer whose channels
+must shrink together (concatenations, residual adds, BN, the next conv's inputs). The head output
+convolutions named in the :class:`~compress.prune.spec.TaskSpec` are never pruned; widths are
+rounded to ``round_to`` channels (engine-friendly). The budget is a channel ratio, or a parameter
+or MACs reduction for which the channel ratio is searched.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch_pruning as tp
+from torch import nn
+
+from compress.models.profile import count_macs, count_params
+
+from .importance import TaskLossFn, build_criterion
+from .spec import TaskSpec
+
+log = logging.getLogger(__name__)
+
+BUDGETS = ("ratio", "params", "macs")
+
+
+class BudgetError(ValueError):
+    """A pruning budget that cannot be met."""
+
+
+@dataclass(frozen=True)
+class PruneConfig:
+    criterion: str = "task-aware"
+    criterion_args: dict[str, Any] = field(default_factory=dict)
+    budget: str = "params"  # ratio | params | macs
+    target: float = 0.5  # channel ratio (budget=ratio) or fraction of params / MACs to remove
+    round_to: int = 8
+    global_pruning: bool = False
+    max_layer_ratio: float = 0.9  # never remove more than this fraction of one layer's channels
+    batches: int = 8  # batches of data for gradient-based criteria
+    img_size: tuple[int, int] = (320, 192)  # (width, height) for tracing and MACs
+
+    def __post_init__(self) -> None:
+        if self.budget not in BUDGETS:
+            raise BudgetError(f"budget {self.budget!r} unknown; use one of {BUDGETS}")
+        if not 0.0 < self.target < 1.0:
+            raise BudgetError(f"pruning target {self.target} must be a fraction in (0, 1)")
+        if self.round_to < 1:
+            raise BudgetError(f"round_to must be >= 1, got {self.round_to}")
+
+
+@dataclass
+class PruneReport:
+    criterion: str
+    budget: str
+    target: float
+    channel_ratio: float
+    params_before: int
+    params_after: int
+    macs_before: int
+    macs_after: int
+
+    @property
+    def params_reduction(self) -> float:
+        return 1 - self.params_after / self.params_before
+
+    @property
+    def macs_reduction(self) -> float:
+        return 1 - self.macs_after / self.macs_before
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dict(self.__dict__)
+        d["params_reduction"] = self.params_reduction
+        d["macs_reduction"] = self.macs_reduction
+        return d
+
+
+def _example(cfg: PruneConfig, model: nn.Module) -> torch.Tensor:
+    w, h = cfg.img_size
+    p = next(model.parameters())
+    return torch.zeros(1, 3, h, w, device=p.device)
+
+
+def _pruner(model: nn.Module, spec: TaskSpec, cfg: PruneConfig, importance: tp.importance.Importance, ratio: float) -> tp.pruner.MetaPruner:
+    return tp.pruner.MetaPruner(
+        model,
+        _example(cfg, model),
+        importance=importance,
+        pruning_ratio=ratio,
+        global_pruning=cfg.global_pruning,
+        max_pruning_ratio=cfg.max_layer_ratio,
+        ignored_layers=spec.protected_modules(model),
+        round_to=cfg.round_to,
+        output_transform=spec.flatten,
+    )
+
+
+def _measure(model: nn.Module, cfg: PruneConfig) -> tuple[int, int]:
+    w, h = cfg.img_size
+    return count_params(model), count_macs(model, h, w)
+
+
+def ratio_for_budget(model: nn.Module, spec: TaskSpec, cfg: PruneConfig, tol: float = 0.005, iters: int = 14) -> float:
+    """Channel ratio whose pruning removes ``cfg.target`` of the params / MACs (bisection).
+
+    With per-layer (local) pruning the resulting widths depend only on the ratio, so the search
+    prunes copies with the magnitude criterion. Raises :class:`BudgetError` if even the largest
+    allowed ratio cannot reach the target.
+    """
+    if cfg.budget == "ratio":
+        return cfg.target
+    if cfg.global_pruning:
+        raise BudgetError("a params/macs budget is searched with per-layer pruning; set global_pruning: false or budget: ratio")
+    p0, m0 = _measure(model, cfg)
+    base = p0 if cfg.budget == "params" else m0
+
+    def reduction(r: float) -> float:
+        m = copy.deepcopy(model)
+        _pruner(m, spec, cfg, build_criterion("magnitude"), r).step()
+        p, macs = _measure(m, cfg)
+        return 1 - (p if cfg.budget == "params" else macs) / base
+
+    hi = cfg.max_layer_ratio
+    r_hi = reduction(hi)
+    if r_hi < cfg.target:
+        raise BudgetError(
+            f"a {cfg.budget} reduction of {cfg.target:.0%} cannot be met: at the largest per-layer ratio "
+            f"{hi} only {r_hi:.1%} is removed (head outputs are protected and widths round to {cfg.round_to}); "
+            "lower the target, raise max_layer_ratio or lower round_to"
+        )
+    lo = 0.0
+    for _ in range(iters):
+        mid = (lo + hi) / 2
+        r = reduction(mid)
+        if abs(r - cfg.target) <= tol and r >= cfg.target:
+            return mid
+        if r < cfg.target:
+            lo = mid
+        else:
+            hi = mid
+    return hi
+
+
+def prune(
+    model: nn.Module,
+    spec: TaskSpec,
+    cfg: PruneConfig,
+    batches: Callable[[], Iterable[Any]] | None = None,
+    loss_fn: TaskLossFn | None = None,
+) -> PruneReport:
+    """Prune ``model`` in place to the budget; returns what was removed.
+
+    ``batches()`` yields data for gradient criteria (at most ``cfg.batches`` are used) and
+    ``loss_fn(model, batch)`` returns the per-task losses.
+    """
+    spec.validate(model)
+    criterion = build_criterion(cfg.criterion, **cfg.criterion_args)
+    p0, m0 = _measure(model, cfg)
+    ratio = ratio_for_budget(model, spec, cfg)
+    if criterion.needs_data:
+        if batches is None or loss_fn is None:
+            raise ValueError(f"criterion {cfg.criterion!r} needs data: pass batches and loss_fn")
+        was_training = model.training
+        model.eval()  # BN statistics frozen while gradients are collected
+
+        def limited() -> Iterable[Any]:
+            for i, b in enumerate(batches()):
+                if i >= cfg.batches:
+                    break
+                yield b
+
+        criterion.prepare(model, limited(), loss_fn)
+        model.train(was_training)
+    pruner = _pruner(model, spec, cfg, criterion, ratio)
+    pruner.step()
+    model.zero_grad(set_to_none=True)
+    p1, m1 = _measure(model, cfg)
+    rep = PruneReport(cfg.criterion, cfg.budget, cfg.target, ratio, p0, p1, m0, m1)
+    log.info("pruned with %s at channel ratio %.3f: params %.2fM -> %.2fM (-%.1f%%), MACs %.3fG -> %.3fG (-%.1f%%)",
+             cfg.criterion, ratio, p0 / 1e6, p1 / 1e6, 100 * rep.params_reduction, m0 / 1e9, m1 / 1e9, 100 * rep.macs_reduction)
+    return rep

@@ -1,0 +1,154 @@
+"""Pruning criteria and the pruner on torch-pruning's dependency graph."""
+
+import pytest
+import torch
+import torch_pruning as tp
+from torch import nn
+
+from compress.checkpoint import load_model, save_checkpoint
+from compress.losses import MultiTaskLoss
+from compress.models import ModelConfig, build_model
+from compress.prune import CRITERIA, BudgetError, PruneConfig, SpecError, TaskSpec, build_criterion, prune, spec_for
+
+X = torch.rand(2, 3, 96, 128)
+
+
+def _batch():
+    g = torch.Generator().manual_seed(0)
+    return {"boxes": torch.tensor([[0, 0, 10, 10, 50, 50.0], [1, 0, 30, 20, 80, 70.0]]),
+            "drivable": (torch.rand(2, 96, 128, generator=g) > 0.5).to(torch.uint8),
+            "lane": (torch.rand(2, 96, 128, generator=g) > 0.9).to(torch.uint8)}
+
+
+def _loss_fn(model):
+    crit = MultiTaskLoss.for_model(model)
+
+    def fn(m, b):
+        out = crit(m(X), b)
+        return {k: out[k] for k in ("det", "drivable", "lane")}
+    return fn
+
+
+@pytest.mark.parametrize("name", sorted(CRITERIA))
+def test_every_criterion_scores_every_channel(name):
+    torch.manual_seed(0)
+    m = build_model(ModelConfig(size="tiny"))
+    c = build_criterion(name)
+    if c.needs_data:
+        c.prepare(m, [_batch()], _loss_fn(m))
+    dg = tp.DependencyGraph().build_dependency(m, X[:1], output_transform=spec_for(m).flatten)
+    groups = list(dg.get_all_groups(ignored_layers=spec_for(m).protected_modules(m), root_module_types=[nn.Conv2d]))
+    assert len(groups) > 20
+    for g in groups:
+        s = c(g)
+        assert s is not None and s.shape == (len(g[0].root_idxs),)
+        assert torch.isfinite(s).all()
+    if name != "random":
+        assert s.abs().sum() > 0
+
+
+@pytest.mark.parametrize("name", ["task-aware", "magnitude"])
+def test_pruned_model_keeps_outputs_and_reloads(name, tmp_path):
+    torch.manual_seed(0)
+    m = build_model(ModelConfig(size="small"))
+    ref = m(X)
+    cfg = PruneConfig(criterion=name, budget="params", target=0.5, round_to=4, img_size=(128, 96), batches=1)
+    rep = prune(m, spec_for(m), cfg, batches=lambda: [_batch()], loss_fn=_loss_fn(m))
+    assert rep.params_reduction >= 0.5 and rep.macs_reduction > 0.4
+    out = m(X)
+    assert [o.shape for o in out.det] == [o.shape for o in ref.det]
+    assert out.drivable.shape == ref.drivable.shape and out.lane.shape == ref.lane.shape
+    p = save_checkpoint(tmp_path / "pruned.pt", m)
+    m2, _ = load_model(p)  # weights_only=True, rebuilt from the widths in the config
+    m.eval(), m2.eval()
+    with torch.no_grad():
+        assert torch.equal(m(X).lane, m2(X).lane)
+
+
+def test_budget_that_cannot_be_met():
+    m = build_model(ModelConfig(size="tiny"))  # 8-channel layers cannot shrink by half at round_to 4
+    with pytest.raises(BudgetError, match="cannot be met"):
+        prune(m, spec_for(m), PruneConfig(criterion="magnitude", budget="params", target=0.5, round_to=4, img_size=(128, 96)))
+    with pytest.raises(BudgetError, match="fraction"):
+        PruneConfig(target=1.5)
+
+
+def test_spec_naming_a_missing_layer():
+    m = build_model(ModelConfig(size="tiny"))
+    spec = TaskSpec(head_outputs={"det": ("detect.m.0", "detect.m.7")})
+    with pytest.raises(SpecError, match="detect.m.7"):
+        prune(m, spec, PruneConfig(criterion="magnitude", budget="ratio", target=0.2, img_size=(128, 96)))
+
+
+class TwoHeads(nn.Module):
+    """A shared 4-channel layer feeding two single-conv task heads."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.shared = nn.Conv2d(1, 4, 1, bias=False)
+        self.head_a = nn.Conv2d(4, 1, 1, bias=False)
+        self.head_b = nn.Conv2d(4, 1, 1, bias=False)
+        with torch.no_grad():
+            self.shared.weight.copy_(torch.arange(1.0, 5.0).view(4, 1, 1, 1))  # channel c has weight c+1
+            self.head_a.weight.fill_(1.0)
+            self.head_b.weight.fill_(1.0)
+
+    def forward(self, x):
+        f = self.shared(x)
+        return self.head_a(f), self.head_b(f)
+
+
+def _two_task_loss(a, b):
+    a, b = torch.tensor(a), torch.tensor(b)
+
+    def fn(m, x):
+        f = m.shared(x).mean((0, 2, 3))  # per-channel mean of the shared feature
+        return {"a": (a * f).sum(), "b": (b * f).sum()}
+    return fn
+
+
+def _kept_channels(model):
+    return sorted(int(round(v)) - 1 for v in model.shared.weight.flatten().tolist())
+
+
+def _prune_half(criterion, loss_fn):
+    m = TwoHeads()
+    x = torch.ones(1, 1, 4, 4)
+    criterion.prepare(m, [x], loss_fn)
+    spec = TaskSpec(head_outputs={"a": ("head_a",), "b": ("head_b",)})
+    tp.pruner.MetaPruner(m, x, importance=criterion, pruning_ratio=0.5, ignored_layers=spec.protected_modules(m),
+                         output_transform=spec.flatten).step()
+    return _kept_channels(m)
+
+
+def test_task_aware_differs_from_taylor_when_tasks_conflict():
+    # channel weights are 1..4, so per-task |w g| = (2, 2, 0.75, 0.8) for both tasks:
+    # channel 0 both tasks agree, 1 strong conflict, 2 weak agreement, 3 weak conflict
+    loss = _two_task_loss([2.0, 1.0, 0.25, 0.2], [2.0, -1.0, 0.25, -0.2])
+    # summed-loss Taylor sees the conflicting channels' gradients cancel -> prunes 1 and 3
+    assert _prune_half(build_criterion("taylor"), loss) == [0, 2]
+    # per-task Taylor keeps channel 1, which both tasks use strongly, despite the conflict
+    ta = build_criterion("task-aware", conflict_weight=0.5, safe_fraction=0.0)
+    assert _prune_half(ta, loss) == [0, 1]
+    # the conflict penalty lowers conflicting channels: with it, 2 beats 3 although |w g| is similar
+    m = TwoHeads()
+    ta.prepare(m, [torch.ones(1, 1, 4, 4)], loss)
+    dg = tp.DependencyGraph().build_dependency(m, torch.ones(1, 1, 4, 4))
+    group = dg.get_pruning_group(m.shared, tp.prune_conv_out_channels, idxs=[0, 1, 2, 3])
+    kappa = ta.conflict(group)
+    assert kappa.tolist() == pytest.approx([0.0, 1.0, 0.0, 1.0])
+    s = ta(group)
+    assert s[2] > s[3]
+    no_penalty = build_criterion("task-aware", conflict_weight=0.0, safe_fraction=0.0)
+    no_penalty.prepare(m, [torch.ones(1, 1, 4, 4)], loss)
+    s0 = no_penalty(group)
+    assert s0[3] > s0[2]
+
+
+def test_safe_rule_keeps_a_channel_only_one_task_needs():
+    # task a uses channels 0-2 strongly; task b only needs channel 3, a little
+    loss = _two_task_loss([3.0, 3.0, 3.0, 0.0], [0.0, 0.0, 0.0, 0.05])
+    without = build_criterion("task-aware", conflict_weight=0.0, safe_fraction=0.0, normalize="none")
+    assert 3 not in _prune_half(without, loss)
+    with_rule = build_criterion("task-aware", conflict_weight=0.0, safe_fraction=0.25, normalize="none")
+    assert 3 in _prune_half(with_rule, loss)
