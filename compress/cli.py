@@ -1,4 +1,4 @@
-"""``mtc-compress``: the offline half (data, teacher training, evaluation).
+"""``mtc-compress``: the offline half (data, teacher training, evaluation, pruning).
 
 Exit codes: 0 success; 2 a problem with the user's input (bad arguments, config, data or
 checkpoint: the message says what and how to fix it); 1 an unexpected internal error.
@@ -117,6 +117,52 @@ def cmd_eval(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_prune(a: argparse.Namespace) -> int:
+    import torch
+
+    from .checkpoint import load_model, save_checkpoint
+    from .data import DataConfig, MultiTaskDataset, build_loader, iterate
+    from .evaluate import to_input
+    from .losses import MultiTaskLoss
+    from .prune import PruneConfig, prune, spec_for
+
+    torch.manual_seed(a.seed)
+    model, ckpt = load_model(a.ckpt, use_ema=True)
+    tc = ckpt.get("train_config", {})
+    img_size = a.img_size or tuple(tc.get("img_size", (320, 192)))
+    args = {}
+    if a.conflict_weight is not None:
+        args["conflict_weight"] = a.conflict_weight
+    if a.safe_fraction is not None:
+        args["safe_fraction"] = a.safe_fraction
+    cfg = PruneConfig(criterion=a.criterion, criterion_args=args, budget=a.budget, target=a.target, round_to=a.round_to,
+                      batches=a.batches, img_size=img_size)
+    batches = None
+    loss_fn = None
+    crit = MultiTaskLoss.for_model(model)
+    if a.criterion not in ("magnitude", "random"):
+        data = a.data or tc.get("data")
+        if not data:
+            raise ValueError(f"criterion {a.criterion!r} needs data and {a.ckpt} records none; pass --data DIR")
+        dc = DataConfig.from_dict({**tc.get("data_options", {}), **tc.get("train_data_options", {}), "root": data,
+                                   "split": a.split, "on_error": a.on_error})
+        ds = MultiTaskDataset(dc, img_size=img_size, augment=None)
+        loader = build_loader(ds, a.batch_size, a.workers, shuffle=True, seed=a.seed)
+        batches = lambda: iterate(loader)  # noqa: E731
+
+        def loss_fn(m, b):  # noqa: ANN001, ANN202
+            out = crit(m(to_input(b["img"], "cpu")), b)
+            return {k: out[k] for k in ("det", "drivable", "lane")}
+
+    report = prune(model, spec_for(model), cfg, batches=batches, loss_fn=loss_fn)
+    extra = {k: ckpt[k] for k in ("train_config",) if k in ckpt}
+    save_checkpoint(a.out, model, prune_report=report.to_dict(), parent=str(a.ckpt), **extra)
+    text = json.dumps({"checkpoint": str(a.out), "parent": str(a.ckpt), **report.to_dict()}, indent=2)
+    Path(a.out).with_suffix(".json").write_text(text + "\n")
+    print(text)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mtc-compress", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -173,6 +219,26 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--on-error", choices=["raise", "skip"], default="raise")
     e.add_argument("--out", help="write the metrics JSON here")
     e.set_defaults(fn=cmd_eval)
+    pr = sub.add_parser("prune", help="structured pruning of a checkpoint to a budget (torch-pruning DepGraph)",
+                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    pr.add_argument("--ckpt", required=True, help="checkpoint to prune (EMA weights are used when present)")
+    pr.add_argument("--out", required=True, help="pruned checkpoint (.pt); a .json report is written beside it")
+    pr.add_argument("--criterion", default="task-aware", choices=["task-aware", "taylor", "hessian", "magnitude", "random"])
+    pr.add_argument("--budget", default="params", choices=["ratio", "params", "macs"],
+                    help="what --target means: channel ratio, or fraction of params / MACs to remove")
+    pr.add_argument("--target", type=float, default=0.5)
+    pr.add_argument("--round-to", type=int, default=8, help="keep layer widths multiples of this")
+    pr.add_argument("--batches", type=int, default=8, help="batches of data for gradient-based criteria")
+    pr.add_argument("--conflict-weight", type=float, help="task-aware: penalty weight beta in [0, 1] (default 0.5)")
+    pr.add_argument("--safe-fraction", type=float, help="task-aware: per-task top fraction kept (default 0.1)")
+    pr.add_argument("--data", help="dataset root (default: the checkpoint's)")
+    pr.add_argument("--split", default="train")
+    pr.add_argument("--img-size", type=_net_size, help="default: the checkpoint's training size")
+    pr.add_argument("--batch-size", type=int, default=8)
+    pr.add_argument("--workers", type=int, default=0)
+    pr.add_argument("--seed", type=int, default=0)
+    pr.add_argument("--on-error", choices=["raise", "skip"], default="raise")
+    pr.set_defaults(fn=cmd_prune)
     return p
 
 
@@ -183,10 +249,11 @@ def main(argv: list[str] | None = None) -> int:
     from .config_io import ConfigFileError
     from .data.errors import DataConfigError, DatasetError
     from .models import ConfigError
+    from .prune import BudgetError, SpecError
 
     try:
         return args.fn(args)
-    except (DatasetError, DataConfigError, CheckpointError, ConfigFileError, ConfigError, FileNotFoundError, ValueError) as e:
+    except (DatasetError, DataConfigError, CheckpointError, ConfigFileError, ConfigError, BudgetError, SpecError, FileNotFoundError, ValueError) as e:
         if args.verbose:
             log.exception("%s", e)
         else:

@@ -152,3 +152,26 @@ def test_safe_rule_keeps_a_channel_only_one_task_needs():
     assert 3 not in _prune_half(without, loss)
     with_rule = build_criterion("task-aware", conflict_weight=0.0, safe_fraction=0.25, normalize="none")
     assert 3 in _prune_half(with_rule, loss)
+
+
+def test_prune_command_on_a_trained_checkpoint(synth_root, tmp_path):
+    """`mtc-compress prune` end to end: checkpoint in, pruned checkpoint + JSON report out."""
+    import json
+
+    from compress.cli import main
+    from compress.models import count_params
+
+    m = build_model(ModelConfig(size="small", anchors=((4, 5, 8, 10, 12, 9), (20, 18, 30, 25, 40, 30), (60, 50, 90, 70, 120, 100))))
+    src = save_checkpoint(tmp_path / "teacher.pt", m, train_config={"data": str(synth_root), "img_size": [128, 96]})
+    out = tmp_path / "student.pt"
+    rc = main(["-q", "prune", "--ckpt", str(src), "--out", str(out), "--criterion", "task-aware", "--budget", "ratio",
+               "--target", "0.25", "--round-to", "4", "--batches", "2", "--batch-size", "2"])
+    assert rc == 0
+    rep = json.loads(out.with_suffix(".json").read_text())
+    assert rep["criterion"] == "task-aware" and rep["params_after"] < rep["params_before"]
+    pruned, ck = load_model(out)
+    assert count_params(pruned) == rep["params_after"] and ck["parent"] == str(src)
+    # a budget that cannot be met exits with code 2 and writes nothing
+    rc = main(["-q", "prune", "--ckpt", str(src), "--out", str(tmp_path / "x.pt"), "--criterion", "magnitude",
+               "--budget", "params", "--target", "0.95"])
+    assert rc == 2 and not (tmp_path / "x.pt").exists()
