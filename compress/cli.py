@@ -60,6 +60,7 @@ def _train_overrides(a: argparse.Namespace) -> dict[str, Any]:
         "batch_size": a.batch_size, "workers": a.workers, "lr": a.lr, "seed": a.seed, "device": a.device,
         "time_limit_min": a.time_limit, "max_train_batches": a.max_train_batches,
         "eval_max_batches": a.eval_max_batches, "on_error": a.on_error, "anchors": a.anchors,
+        "init": a.init, "teacher": a.teacher, "distill_weight": a.distill_weight,
     }
     return {k: v for k, v in keys.items() if v is not None}
 
@@ -163,6 +164,26 @@ def cmd_prune(a: argparse.Namespace) -> int:
     return 0
 
 
+def _add_train_args(t: argparse.ArgumentParser) -> None:
+    t.add_argument("--config", help="training recipe YAML (compress.train.TrainConfig fields); flags below override it")
+    t.add_argument("--data", help="dataset root (YOLOP layout)")
+    t.add_argument("--out", help="run directory (best.pt, last.pt, metrics.jsonl)")
+    t.add_argument("--model-size", choices=["tiny", "small", "teacher", "yolop"], help="named model size")
+    t.add_argument("--img-size", type=_net_size, help="network input WIDTHxHEIGHT, multiples of 32")
+    t.add_argument("--epochs", type=int)
+    t.add_argument("--batch-size", type=int, help="per process")
+    t.add_argument("--workers", type=int, help="DataLoader workers per process")
+    t.add_argument("--lr", type=float)
+    t.add_argument("--seed", type=int)
+    t.add_argument("--device", help="auto | cpu | cuda | cuda:N")
+    t.add_argument("--anchors", choices=["auto", "yolop"], help="k-means on training boxes, or YOLOP's scaled to the input")
+    t.add_argument("--time-limit", type=float, help="minutes; stop after the epoch that crosses it (final eval still runs)")
+    t.add_argument("--max-train-batches", type=int, help="cap batches per epoch (smoke tests)")
+    t.add_argument("--eval-max-batches", type=int, help="validate on this many batches during training (full val at the end)")
+    t.add_argument("--on-error", choices=["raise", "skip"], help="bad samples: stop with an error, or skip and count them")
+    t.add_argument("--resume", help="last.pt of an interrupted run to continue")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mtc-compress", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -184,24 +205,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train a multi-task model (DDP: torchrun --nproc_per_node N -m compress.cli train ...)",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    t.add_argument("--config", help="training recipe YAML (compress.train.TrainConfig fields); flags below override it")
-    t.add_argument("--data", help="dataset root (YOLOP layout)")
-    t.add_argument("--out", help="run directory (best.pt, last.pt, metrics.jsonl)")
-    t.add_argument("--model-size", choices=["tiny", "small", "teacher", "yolop"], help="named model size")
-    t.add_argument("--img-size", type=_net_size, help="network input WIDTHxHEIGHT, multiples of 32")
-    t.add_argument("--epochs", type=int)
-    t.add_argument("--batch-size", type=int, help="per process")
-    t.add_argument("--workers", type=int, help="DataLoader workers per process")
-    t.add_argument("--lr", type=float)
-    t.add_argument("--seed", type=int)
-    t.add_argument("--device", help="auto | cpu | cuda | cuda:N")
-    t.add_argument("--anchors", choices=["auto", "yolop"], help="k-means on training boxes, or YOLOP's scaled to the input")
-    t.add_argument("--time-limit", type=float, help="minutes; stop after the epoch that crosses it (final eval still runs)")
-    t.add_argument("--max-train-batches", type=int, help="cap batches per epoch (smoke tests)")
-    t.add_argument("--eval-max-batches", type=int, help="validate on this many batches during training (full val at the end)")
-    t.add_argument("--on-error", choices=["raise", "skip"], help="bad samples: stop with an error, or skip and count them")
-    t.add_argument("--resume", help="last.pt of an interrupted run to continue")
+    _add_train_args(t)
+    t.add_argument("--init", help="start from this checkpoint (e.g. a pruned student) instead of a fresh --model-size network")
+    t.add_argument("--teacher", help="also distill features from this teacher checkpoint")
+    t.add_argument("--distill-weight", type=float, help="weight of the feature-distillation loss (default 1.0)")
     t.set_defaults(fn=cmd_train)
+
+    di = sub.add_parser("distill", help="recover a pruned student: task losses + feature distillation from the teacher",
+                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    di.add_argument("--student", dest="init", metavar="CKPT", required=True, help="student checkpoint (e.g. from `prune`)")
+    di.add_argument("--teacher", required=True, help="teacher checkpoint whose backbone/neck taps the student learns")
+    di.add_argument("--distill-weight", type=float, help="weight of the feature-distillation loss (default 1.0)")
+    _add_train_args(di)
+    di.set_defaults(fn=cmd_train)
 
     e = sub.add_parser("eval", help="evaluate a checkpoint; writes YOLOP-comparable metrics JSON",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)

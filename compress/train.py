@@ -74,6 +74,12 @@ class TrainConfig:
     max_train_batches: int | None = None  # cap per epoch (tests, smoke runs)
     time_limit_min: float | None = None  # stop after the epoch that crosses it
     on_error: str = "raise"  # raise | skip (bad samples)
+    # start from a checkpoint (e.g. a pruned student) instead of a fresh model_size network
+    init: str | None = None
+    # feature distillation from this teacher checkpoint's taps (issue 3); None = plain training
+    teacher: str | None = None
+    distill_weight: float = 1.0
+    distill_taps: tuple[str, ...] | None = None  # default: every tap both models share
     loss: LossConfig = field(default_factory=LossConfig)
 
 
@@ -231,6 +237,9 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True) ->
         state = ckpt["train_state"]
         start_epoch, best_fit, step = state["epoch"] + 1, state["best_fitness"], state["step"]
         log.info("resuming from %s at epoch %d", resume, start_epoch)
+    elif cfg.init:
+        model, _ = load_model(cfg.init)
+        log.info("starting from %s", cfg.init)
     else:
         anchors = fit_anchors(cfg, train_ds)
         names = tuple(train_ds.class_names)
@@ -239,21 +248,35 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True) ->
     model.to(device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
+    net: nn.Module = model  # what the optimizer trains and DDP wraps
+    if cfg.teacher:
+        from .distill import FeatureDistiller
+        from .prune import spec_for
+
+        teacher, _ = load_model(cfg.teacher)
+        teacher.to(device)
+        if cfg.channels_last:
+            teacher.to(memory_format=torch.channels_last)
+        example = torch.zeros(1, 3, cfg.img_size[1], cfg.img_size[0], device=device)
+        net = FeatureDistiller(teacher, model, spec_for(teacher), spec_for(model), example, cfg.distill_taps).to(device)
+        if state is not None and "adapters" in state:
+            net.adapters.load_state_dict(state["adapters"])
+        log.info("distilling from %s on taps %s (weight %.2f)", cfg.teacher, net.names, cfg.distill_weight)
     ema = ModelEMA(model, cfg.ema_decay) if cfg.ema else None
     if state is not None and ema is not None and "ema_state_dict" in ckpt:
         ema.ema.load_state_dict(ckpt["ema_state_dict"])
         ema.updates = state["ema_updates"]
     criterion = MultiTaskLoss.for_model(model, cfg.loss)
-    opt = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.937, 0.999))
+    opt = torch.optim.AdamW(_param_groups(net, cfg.weight_decay), lr=cfg.lr, betas=(0.937, 0.999))
     if state is not None:
         opt.load_state_dict(state["optimizer"])
     use_amp = cfg.amp and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     if state is not None and "scaler" in state and use_amp:
         scaler.load_state_dict(state["scaler"])
-    ddp_model: nn.Module = model
+    ddp_model: nn.Module = net
     if dist.distributed:
-        ddp_model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        ddp_model = nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
 
     sampler = None
     if dist.distributed:
@@ -293,11 +316,17 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True) ->
             x = to_input(batch["img"], device, cfg.channels_last)
             with torch.autocast(device_type=device.type, enabled=use_amp):
                 outputs = ddp_model(x)
+            feat: dict[str, torch.Tensor] = {}
+            if cfg.teacher:
+                outputs, feat = outputs
             losses = criterion(outputs, batch)
+            if feat:
+                losses["feat"] = feat["feat"]
+                losses["total"] = losses["total"] + cfg.distill_weight * feat["feat"]
             opt.zero_grad(set_to_none=True)
             scaler.scale(losses["total"]).backward()
             scaler.unscale_(opt)
-            nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
             scaler.step(opt)
             scaler.update()
             if ema is not None:
@@ -307,7 +336,7 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True) ->
             for k, v in losses.items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach())
             bar.update(1)
-            bar.set_postfix({k: f"{sums[k] / (bi + 1):.3f}" for k in ("total", "det", "drivable", "lane")})
+            bar.set_postfix({k: f"{sums[k] / (bi + 1):.3f}" for k in ("total", "det", "drivable", "lane", "feat") if k in sums})
         bar.close()
         images_seen += n_ep
         ep_time = time.perf_counter() - t_ep
@@ -333,6 +362,8 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True) ->
                 "epoch": epoch, "step": step, "best_fitness": best_fit, "optimizer": opt.state_dict(),
                 "ema_updates": ema.updates if ema else 0, "scaler": scaler.state_dict(),
             }
+            if cfg.teacher:
+                train_state["adapters"] = {k: v.detach().cpu() for k, v in net.adapters.state_dict().items()}
             extra: dict[str, Any] = {"train_config": to_dict(cfg), "epoch": epoch + 1, "metrics": record.get("val", {}), "profile": profile}
             if ema is not None:
                 extra["ema_state_dict"] = {k: v.detach().cpu() for k, v in ema.ema.state_dict().items()}

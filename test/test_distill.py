@@ -26,9 +26,11 @@ def test_adapters_where_widths_differ_and_loss_falls():
     assert set(d.names) == set(spec_for(teacher).taps)
     assert any(isinstance(a, torch.nn.Conv2d) for a in d.adapters.values())
     assert not any(p is q for p in d.parameters() for q in teacher.parameters())  # teacher stays frozen
-    opt = torch.optim.Adam(list(student.parameters()) + list(d.parameters()), lr=3e-3)
+    assert {id(p) for p in student.parameters()} <= {id(p) for p in d.parameters()}
+    opt = torch.optim.Adam(d.parameters(), lr=3e-3)
     t_before = [p.clone() for p in teacher.parameters()]
-    student.train()
+    d.train()
+    assert not teacher.training
     first = None
     for _ in range(100):
         _, losses = d(X)
@@ -56,3 +58,60 @@ def test_taps_that_do_not_line_up():
         FeatureDistiller(teacher, student, spec_for(teacher), bad, X[:1], taps=["backbone.p3"])
     with pytest.raises(TapMismatchError, match="not in the spec"):
         FeatureDistiller(teacher, student, spec_for(teacher), spec_for(student), X[:1], taps=["neck.p9"])
+
+
+def _teacher_and_pruned(root, tmp_path):
+    from compress.checkpoint import save_checkpoint
+    from compress.train import TrainConfig, train
+
+    s = train(TrainConfig(data=str(root), out=str(tmp_path / "t"), model_size="small", img_size=(128, 96), epochs=1,
+                          batch_size=4, workers=0, seed=0), progress=False)
+    from compress.checkpoint import load_model
+
+    student, ck = load_model(s["best"])
+    prune(student, spec_for(student), PruneConfig(criterion="magnitude", budget="ratio", target=0.3, round_to=4, img_size=(128, 96)))
+    return s["best"], save_checkpoint(tmp_path / "pruned.pt", student)
+
+
+def test_distill_training_recovers_a_pruned_student(synth_root, tmp_path):
+    import json
+
+    from compress.checkpoint import load_model
+    from compress.train import TrainConfig, train
+
+    teacher_ckpt, pruned = _teacher_and_pruned(synth_root, tmp_path)
+    cfg = TrainConfig(data=str(synth_root), out=str(tmp_path / "s"), img_size=(128, 96), epochs=2, batch_size=4, workers=0,
+                      init=str(pruned), teacher=str(teacher_ckpt), distill_weight=1.0, seed=0)
+    s = train(cfg, progress=False)
+    recs = [json.loads(x) for x in (tmp_path / "s" / "metrics.jsonl").read_text().splitlines() if '"epoch"' in x]
+    assert recs[0]["loss"]["feat"] > recs[-1]["loss"]["feat"] > 0  # the feature loss falls
+    student, ck = load_model(s["best"])
+    pruned_model, _ = load_model(pruned)
+    assert student.cfg.widths == pruned_model.cfg.widths  # the architecture is the pruned one
+    last = load_model(s["last"])[1]
+    assert set(last["train_state"]["adapters"])  # adapters saved for --resume
+
+
+def test_ddp_two_process_distillation_step(synth_root, tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    teacher_ckpt, pruned = _teacher_and_pruned(synth_root, tmp_path)
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(root)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "compress.cli", "-q",
+           "distill", "--student", str(pruned), "--teacher", str(teacher_ckpt), "--data", str(synth_root), "--out", str(out),
+           "--img-size", "128x96", "--epochs", "1", "--batch-size", "2", "--workers", "0", "--max-train-batches", "2",
+           "--eval-max-batches", "1", "--device", "cpu"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=root)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
+    import json
+
+    summary = [json.loads(x)["summary"] for x in (out / "metrics.jsonl").read_text().splitlines() if "summary" in x][0]
+    ranks = sorted(summary["ranks"], key=lambda d: d["rank"])
+    assert summary["world_size"] == 2 and ranks[0]["checksum"] == ranks[1]["checksum"]
+    rec = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines() if '"epoch"' in x][0]
+    assert rec["loss"]["feat"] > 0

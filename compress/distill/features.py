@@ -53,18 +53,20 @@ def standardize(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
 
 
 class FeatureDistiller(nn.Module):
-    """Adapters + loss between a frozen teacher's taps and a student's.
+    """The student plus adapters, with the frozen teacher alongside (not a submodule).
 
     ``forward(x)`` runs both models and returns ``(student_output, {tap: loss, ..., "feat": mean})``.
-    Only the adapters are parameters of this module; the student is trained alongside it.
+    Parameters are the student's and the adapters' (what an optimizer or DDP should see); the
+    teacher's are neither trained nor synchronized.
     """
 
     def __init__(self, teacher: nn.Module, student: nn.Module, teacher_spec: TaskSpec, student_spec: TaskSpec,
                  example: torch.Tensor, taps: Iterable[str] | None = None) -> None:
         super().__init__()
-        # plain attributes, not submodules: the adapters are this module's only parameters
-        object.__setattr__(self, "teacher", teacher)
-        object.__setattr__(self, "student", student)
+        object.__setattr__(self, "teacher", teacher)  # plain attribute: frozen, not a submodule
+        for p in teacher.parameters():
+            p.requires_grad_(False)
+        self.student = student
         names = list(taps) if taps is not None else [n for n in teacher_spec.taps if n in student_spec.taps]
         if not names:
             raise TapMismatchError("teacher and student specs share no tap names; name the taps to distill")
@@ -92,6 +94,11 @@ class FeatureDistiller(nn.Module):
                 nn.init.kaiming_uniform_(self.adapters[key].weight, a=5 ** 0.5)
         self.t_taps.features.clear()
         self.s_taps.features.clear()
+
+    def train(self, mode: bool = True) -> FeatureDistiller:
+        super().train(mode)
+        self.teacher.eval()  # the teacher always runs with its running BN statistics
+        return self
 
     def forward(self, x: torch.Tensor):  # noqa: ANN201
         with torch.no_grad(), self.t_taps:
