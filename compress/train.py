@@ -292,8 +292,8 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True) ->
     log_path = out / "metrics.jsonl"
     profile = model_profile(model, cfg.img_size) if dist.is_main else {}
     if dist.is_main:
-        log.info("model %s: %.2fM params, %.3f GMACs at %s; %d train / %d val images; %d steps/epoch x %d process(es)",
-                 cfg.model_size, profile["params"] / 1e6, profile["gmacs"], profile["macs_at"], len(train_ds), len(val_ds),
+        log.info("network (%s): %.2fM params, %.3f GMACs at %s; %d train / %d val images; %d steps/epoch x %d process(es)",
+                 cfg.init or cfg.model_size, profile["params"] / 1e6, profile["gmacs"], profile["macs_at"], len(train_ds), len(val_ds),
                  steps_per_epoch, dist.world_size)
     t_start = time.perf_counter()
     images_seen = 0
