@@ -80,28 +80,35 @@ def cmd_train(a: argparse.Namespace) -> int:
     return 0
 
 
+def _split_dataset(ckpt_path: str, tc: dict[str, Any], data: str | None, split: str, on_error: str, img_size: tuple[int, int]):  # noqa: ANN202
+    """A split read the way the checkpoint's run read it (label format, drivable mapping, class map, ...)."""
+    from .data import DataConfig, MultiTaskDataset
+
+    data = data or tc.get("data")
+    if not data:
+        raise ValueError(f"{ckpt_path} does not record its dataset; pass --data DIR")
+    which = "val_data_options" if split == tc.get("val_split", "val") else "train_data_options" if split == tc.get("train_split", "train") else None
+    opts = {**tc.get("data_options", {}), **(tc.get(which, {}) if which else {})}
+    dc = DataConfig.from_dict({**opts, "root": data, "split": split, "on_error": on_error})
+    return MultiTaskDataset(dc, img_size=img_size, augment=None)
+
+
 def cmd_eval(a: argparse.Namespace) -> int:
     import torch
 
     from .checkpoint import load_model
-    from .data import DataConfig, MultiTaskDataset, build_loader
+    from .data import build_loader
     from .evaluate import evaluate, model_profile
 
     model, ckpt = load_model(a.ckpt, use_ema=True)
     tc = ckpt.get("train_config", {})
     img_size = a.img_size or tuple(tc.get("img_size", (320, 192)))
-    data = a.data or tc.get("data")
-    if not data:
-        raise ValueError(f"{a.ckpt} does not record its dataset; pass --data DIR")
-    # read the split the way the run did (label format, drivable mapping, class map, ...)
-    opts = {**tc.get("data_options", {}), **(tc.get("val_data_options", {}) if a.split == tc.get("val_split", "val") else {})}
-    dc = DataConfig.from_dict({**opts, "root": data, "split": a.split, "on_error": a.on_error})
-    ds = MultiTaskDataset(dc, img_size=img_size, augment=None)
+    ds = _split_dataset(a.ckpt, tc, a.data, a.split, a.on_error, img_size)
     if a.threads:
         torch.set_num_threads(a.threads)
     loader = build_loader(ds, a.batch_size, a.workers, shuffle=False)
     res = evaluate(model, loader, a.device, conf_thres=a.conf, iou_thres=a.iou, ap_method=a.ap_method, progress=not a.quiet)
-    res = {"checkpoint": str(a.ckpt), "data": str(data), "split": a.split, "img_size": list(img_size),
+    res = {"checkpoint": str(a.ckpt), "data": str(ds.cfg.root), "split": a.split, "img_size": list(img_size),
            **model_profile(model, img_size), **res}
     text = json.dumps(res, indent=2)
     if a.out:
@@ -122,10 +129,10 @@ def cmd_prune(a: argparse.Namespace) -> int:
     import torch
 
     from .checkpoint import load_model, save_checkpoint
-    from .data import DataConfig, MultiTaskDataset, build_loader, iterate
+    from .data import build_loader, iterate
     from .evaluate import to_input
     from .losses import MultiTaskLoss
-    from .prune import PruneConfig, prune, spec_for
+    from .prune import CRITERIA, PruneConfig, prune, spec_for
 
     torch.manual_seed(a.seed)
     model, ckpt = load_model(a.ckpt, use_ema=True)
@@ -141,13 +148,8 @@ def cmd_prune(a: argparse.Namespace) -> int:
     batches = None
     loss_fn = None
     crit = MultiTaskLoss.for_model(model)
-    if a.criterion not in ("magnitude", "random"):
-        data = a.data or tc.get("data")
-        if not data:
-            raise ValueError(f"criterion {a.criterion!r} needs data and {a.ckpt} records none; pass --data DIR")
-        dc = DataConfig.from_dict({**tc.get("data_options", {}), **tc.get("train_data_options", {}), "root": data,
-                                   "split": a.split, "on_error": a.on_error})
-        ds = MultiTaskDataset(dc, img_size=img_size, augment=None)
+    if CRITERIA[a.criterion].needs_data:
+        ds = _split_dataset(a.ckpt, tc, a.data, a.split, a.on_error, img_size)
         loader = build_loader(ds, a.batch_size, a.workers, shuffle=True, seed=a.seed)
         batches = lambda: iterate(loader)  # noqa: E731
 

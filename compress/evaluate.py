@@ -81,11 +81,11 @@ def evaluate(
     stats = LoadStats()
     total = len(loader) if max_batches is None else min(len(loader), max_batches)
     it = tqdm(iterate(loader, stats), total=total, desc="eval", leave=False, disable=not progress)
+    channels_last = next(m.parameters()).is_contiguous(memory_format=torch.channels_last)
     t0 = time.perf_counter()
     for bi, batch in enumerate(it):
         if max_batches is not None and bi >= max_batches:
             break
-        channels_last = next(m.parameters()).is_contiguous(memory_format=torch.channels_last)
         x = to_input(batch["img"], device, channels_last)
         ts = time.perf_counter()
         out = m(x)

@@ -62,3 +62,15 @@ def test_ddp_two_processes_on_cpu(synth_root, tmp_path):
     assert ranks[0]["checksum"] == ranks[1]["checksum"]  # gradients were all-reduced
     assert all(d["images_seen"] == 4 for d in ranks)  # 2 batches x 2 images per process
     assert torch.load(out / "last.pt", weights_only=True)["train_state"]["step"] == 2
+
+
+def test_eval_command_writes_metrics_json(synth_root, tmp_path):
+    from compress.cli import main
+
+    s = train(_cfg(synth_root, tmp_path / "run"), progress=False)
+    out = tmp_path / "eval.json"
+    assert main(["-q", "eval", "--ckpt", s["best"], "--workers", "0", "--batch-size", "4", "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["data"] == str(synth_root) and res["images"] == 8 and res["img_size"] == [128, 96]
+    assert res["params"] > 0 and 0.0 <= res["lane"]["iou"] <= 1.0 and "conventions" in res
+    assert main(["-q", "eval", "--ckpt", str(tmp_path / "missing.pt")]) == 2
