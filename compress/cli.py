@@ -1,4 +1,4 @@
-"""``mtc-compress``: the offline half (data, teacher training, evaluation, pruning).
+"""``mtc-compress``: the offline half (data, teacher training, evaluation, pruning, distillation, recipes).
 
 Exit codes: 0 success; 2 a problem with the user's input (bad arguments, config, data or
 checkpoint: the message says what and how to fix it); 1 an unexpected internal error.
@@ -61,6 +61,7 @@ def _train_overrides(a: argparse.Namespace) -> dict[str, Any]:
         "time_limit_min": a.time_limit, "max_train_batches": a.max_train_batches,
         "eval_max_batches": a.eval_max_batches, "on_error": a.on_error, "anchors": a.anchors,
         "init": a.init, "teacher": a.teacher, "distill_weight": a.distill_weight,
+        "output_weight": getattr(a, "output_weight", None), "trajectory_weight": getattr(a, "trajectory_weight", None),
     }
     return {k: v for k, v in keys.items() if v is not None}
 
@@ -126,15 +127,10 @@ def cmd_eval(a: argparse.Namespace) -> int:
 
 
 def cmd_prune(a: argparse.Namespace) -> int:
-    import torch
-
     from .checkpoint import load_model, save_checkpoint
-    from .data import build_loader, iterate
-    from .evaluate import to_input
-    from .losses import MultiTaskLoss
-    from .prune import CRITERIA, PruneConfig, prune, spec_for
+    from .pipeline import prune_model
+    from .prune import CRITERIA, PruneConfig
 
-    torch.manual_seed(a.seed)
     model, ckpt = load_model(a.ckpt, use_ema=True)
     tc = ckpt.get("train_config", {})
     img_size = a.img_size or tuple(tc.get("img_size", (320, 192)))
@@ -145,24 +141,41 @@ def cmd_prune(a: argparse.Namespace) -> int:
         args["safe_fraction"] = a.safe_fraction
     cfg = PruneConfig(criterion=a.criterion, criterion_args=args, budget=a.budget, target=a.target, round_to=a.round_to,
                       batches=a.batches, img_size=img_size)
-    batches = None
-    loss_fn = None
-    crit = MultiTaskLoss.for_model(model)
-    if CRITERIA[a.criterion].needs_data:
-        ds = _split_dataset(a.ckpt, tc, a.data, a.split, a.on_error, img_size)
-        loader = build_loader(ds, a.batch_size, a.workers, shuffle=True, seed=a.seed)
-        batches = lambda: iterate(loader)  # noqa: E731
-
-        def loss_fn(m, b):  # noqa: ANN001, ANN202
-            out = crit(m(to_input(b["img"], "cpu")), b)
-            return {k: out[k] for k in ("det", "drivable", "lane")}
-
-    report = prune(model, spec_for(model), cfg, batches=batches, loss_fn=loss_fn)
+    ds = _split_dataset(a.ckpt, tc, a.data, a.split, a.on_error, img_size) if CRITERIA[a.criterion].needs_data else None
+    report = prune_model(model, cfg, ds, a.batch_size, a.seed)
     extra = {k: ckpt[k] for k in ("train_config",) if k in ckpt}
     save_checkpoint(a.out, model, prune_report=report.to_dict(), parent=str(a.ckpt), **extra)
     text = json.dumps({"checkpoint": str(a.out), "parent": str(a.ckpt), **report.to_dict()}, indent=2)
     Path(a.out).with_suffix(".json").write_text(text + "\n")
     print(text)
+    return 0
+
+
+def _recipe(a: argparse.Namespace):  # noqa: ANN202
+    from .pipeline import load_recipe
+
+    ov: dict[str, Any] = {"out": a.out, "teacher": a.teacher}
+    return load_recipe(a.recipe, {k: v for k, v in ov.items() if v is not None}, quick=a.quick)
+
+
+def cmd_compress(a: argparse.Namespace) -> int:
+    from .pipeline import compress
+
+    s = compress(_recipe(a), progress=not a.quiet)
+    t, st, d = s["teacher"], s["student"], s["delta"]
+    print(f"student {st['checkpoint']}: {st['params'] / 1e6:.2f}M params (-{100 * s['reduction']['params']:.1f}%), "
+          f"{st['gmacs']:.3f} GMACs (-{100 * s['reduction']['macs']:.1f}%); {s['wall_seconds'] / 60:.1f} min")
+    for k, name in (("recall", "recall"), ("map50", "mAP50"), ("drivable_miou", "drivable mIoU"), ("lane_acc", "lane acc"), ("lane_iou", "lane IoU")):
+        print(f"  {name:14s} teacher {t[k]:.3f}  student {st[k]:.3f}  ({100 * d[k]:+.1f} pt)")
+    print(f"metrics: {Path(s['recipe']['out']) / 'metrics.json'}")
+    return 0
+
+
+def cmd_ablate(a: argparse.Namespace) -> int:
+    from .pipeline import ablate
+
+    res = ablate(_recipe(a), progress=not a.quiet)
+    print((Path(res["recipe"]["out"]) / "ablation.md").read_text())
     return 0
 
 
@@ -213,11 +226,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--distill-weight", type=float, help="weight of the feature-distillation loss (default 1.0)")
     t.set_defaults(fn=cmd_train)
 
-    di = sub.add_parser("distill", help="recover a pruned student: task losses + feature distillation from the teacher",
+    di = sub.add_parser("distill", help="recover a pruned student: task losses + feature distillation from the teacher "
+                        "(specialist teachers for the adaptive multi-teacher mode: extra_teachers in --config)",
                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     di.add_argument("--student", dest="init", metavar="CKPT", required=True, help="student checkpoint (e.g. from `prune`)")
     di.add_argument("--teacher", required=True, help="teacher checkpoint whose backbone/neck taps the student learns")
     di.add_argument("--distill-weight", type=float, help="weight of the feature-distillation loss (default 1.0)")
+    di.add_argument("--output-weight", type=float, help="weight of output-level distillation (default 0: off)")
+    di.add_argument("--trajectory-weight", type=float, help="weight of the knowledge-trajectory drift term (default 0: off)")
     _add_train_args(di)
     di.set_defaults(fn=cmd_train)
 
@@ -257,6 +273,14 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--seed", type=int, default=0)
     pr.add_argument("--on-error", choices=["raise", "skip"], default="raise")
     pr.set_defaults(fn=cmd_prune)
+    for name, fn, text in (("compress", cmd_compress, "teacher -> prune -> distill -> eval from a recipe (student.pt + metrics.json)"),
+                           ("ablate", cmd_ablate, "every pruning criterion at the same budget, without and with distillation (JSON + Markdown table)")):
+        c = sub.add_parser(name, help=text, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        c.add_argument("--recipe", required=True, help="recipe YAML (compress.pipeline.CompressRecipe), e.g. config/compress/synthroad.yaml")
+        c.add_argument("--teacher", help="teacher checkpoint (overrides the recipe's)")
+        c.add_argument("--out", help="output directory (overrides the recipe's)")
+        c.add_argument("--quick", action="store_true", help="smoke run: 1 distillation epoch of 2 batches, 2 val batches (CI)")
+        c.set_defaults(fn=fn)
     return p
 
 

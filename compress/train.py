@@ -38,6 +38,15 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class ExtraTeacher:
+    """A further teacher for adaptive multi-teacher distillation (e.g. a single-task specialist)."""
+
+    ckpt: str
+    tasks: tuple[str, ...]  # the tasks it teaches: det, drivable, lane
+    name: str | None = None  # default: the checkpoint's parent directory name
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """Everything a training run depends on (saved into every checkpoint it writes)."""
 
@@ -80,7 +89,21 @@ class TrainConfig:
     teacher: str | None = None
     distill_weight: float = 1.0
     distill_taps: tuple[str, ...] | None = None  # default: every tap both models share
+    # adaptive multi-teacher mode: specialists beside ``teacher``, weighted by the student's gap
+    extra_teachers: tuple[ExtraTeacher, ...] = ()
+    adaptive_temperature: float = 1.0
+    output_weight: float = 0.0  # output-level distillation from the main teacher (0 = off)
+    trajectory_weight: float = 0.0  # drift penalty towards the student's own EMA features (0 = off)
     loss: LossConfig = field(default_factory=LossConfig)
+
+    def __post_init__(self) -> None:
+        if (self.extra_teachers or self.output_weight or self.trajectory_weight) and not self.teacher:
+            raise ValueError("extra_teachers / output_weight / trajectory_weight need a teacher; set teacher (--teacher CKPT)")
+        if self.trajectory_weight and not self.ema:
+            raise ValueError("trajectory_weight uses the student's EMA as its memory; set ema: true")
+        for w in ("distill_weight", "output_weight", "trajectory_weight"):
+            if getattr(self, w) < 0:
+                raise ValueError(f"{w} must be >= 0, got {getattr(self, w)}")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -216,6 +239,70 @@ def fit_anchors(cfg: TrainConfig, dataset: Any, max_images: int = 1000) -> tuple
     return kmeans_anchors(np.concatenate(wh) if wh else np.zeros((0, 2)), seed=cfg.seed)
 
 
+def _build_distiller(cfg: TrainConfig, model: nn.Module, device: torch.device, state: dict[str, Any] | None) -> nn.Module:
+    from .distill import FeatureDistiller, Teacher
+    from .prune import spec_for
+
+    def _load(path: str) -> nn.Module:
+        t, _ = load_model(path)
+        t.to(device)
+        if cfg.channels_last:
+            t.to(memory_format=torch.channels_last)
+        return t
+
+    teacher = _load(cfg.teacher)
+    extras = []
+    for i, et in enumerate(cfg.extra_teachers):
+        tm = _load(et.ckpt)
+        name = et.name or Path(et.ckpt).parent.name or f"teacher{i + 1}"
+        extras.append(Teacher(name if name != "main" else f"teacher{i + 1}", tm, spec_for(tm), tuple(et.tasks)))
+    example = torch.zeros(1, 3, cfg.img_size[1], cfg.img_size[0], device=device)
+    net = FeatureDistiller(teacher, model, spec_for(teacher), spec_for(model), example, cfg.distill_taps, extra_teachers=extras).to(device)
+    if state is not None and "adapters" in state:
+        net.adapters.load_state_dict(state["adapters"])
+    log.info("distilling from %s on taps %s (weight %.2f)%s%s%s", cfg.teacher, net.names, cfg.distill_weight,
+             "".join(f"; specialist {t.name} ({'/'.join(t.tasks)}) from {et.ckpt}" for t, et in zip(extras, cfg.extra_teachers)),
+             f"; output distillation x{cfg.output_weight:g}" if cfg.output_weight else "",
+             f"; knowledge trajectory x{cfg.trajectory_weight:g}" if cfg.trajectory_weight else "")
+    return net
+
+
+TASKS = ("det", "drivable", "lane")
+
+
+def _distill_terms(cfg: TrainConfig, net: nn.Module, criterion: MultiTaskLoss, batch: dict, outputs: Any,
+                   losses: dict[str, torch.Tensor], feat: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Distillation losses added to the task losses: weighted feature terms (adaptive over several
+    teachers), optional output distillation and knowledge-trajectory drift; returns the updated
+    ``total`` plus the terms for logging."""
+    from .distill.adaptive import output_distill_loss, task_gaps, teacher_weights
+
+    terms: dict[str, torch.Tensor] = {}
+    teachers = net.teachers
+    if len(teachers) > 1:
+        with torch.no_grad():
+            t_losses = {t.name: criterion(net.teacher_outputs[t.name], batch) for t in teachers}
+        tasks = {t.name: t.tasks or TASKS for t in teachers}
+        weights = teacher_weights(task_gaps({k: losses[k].detach() for k in TASKS}, t_losses, tasks), cfg.adaptive_temperature)
+        feat_total = sum(weights[t.name] * feat[f"feat/{t.name}"] for t in teachers) / len(teachers)
+        for t in teachers:
+            terms[f"w/{t.name}"] = torch.tensor(weights[t.name])
+            terms[f"feat/{t.name}"] = feat[f"feat/{t.name}"]
+    else:
+        feat_total = feat["feat"]
+    terms["feat"] = feat_total
+    total = losses["total"] + cfg.distill_weight * feat_total
+    if cfg.output_weight:
+        out_l = output_distill_loss(outputs, net.teacher_outputs[teachers[0].name])
+        terms["out"] = torch.stack(list(out_l.values())).sum()
+        total = total + cfg.output_weight * terms["out"]
+    if cfg.trajectory_weight and "trajectory" in feat:
+        terms["trajectory"] = feat["trajectory"]
+        total = total + cfg.trajectory_weight * feat["trajectory"]
+    terms["total"] = total
+    return terms
+
+
 def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True) -> dict[str, Any]:
     """Train a multi-task model; returns a summary (paths, final metrics, throughput)."""
     from .data import LoadStats, build_loader, iterate
@@ -250,22 +337,13 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True) ->
         model.to(memory_format=torch.channels_last)
     net: nn.Module = model  # what the optimizer trains and DDP wraps
     if cfg.teacher:
-        from .distill import FeatureDistiller
-        from .prune import spec_for
-
-        teacher, _ = load_model(cfg.teacher)
-        teacher.to(device)
-        if cfg.channels_last:
-            teacher.to(memory_format=torch.channels_last)
-        example = torch.zeros(1, 3, cfg.img_size[1], cfg.img_size[0], device=device)
-        net = FeatureDistiller(teacher, model, spec_for(teacher), spec_for(model), example, cfg.distill_taps).to(device)
-        if state is not None and "adapters" in state:
-            net.adapters.load_state_dict(state["adapters"])
-        log.info("distilling from %s on taps %s (weight %.2f)", cfg.teacher, net.names, cfg.distill_weight)
+        net = _build_distiller(cfg, model, device, state)
     ema = ModelEMA(model, cfg.ema_decay) if cfg.ema else None
     if state is not None and ema is not None and "ema_state_dict" in ckpt:
         ema.ema.load_state_dict(ckpt["ema_state_dict"])
         ema.updates = state["ema_updates"]
+    if cfg.trajectory_weight:
+        net.set_trajectory(ema.ema)
     criterion = MultiTaskLoss.for_model(model, cfg.loss)
     opt = torch.optim.AdamW(_param_groups(net, cfg.weight_decay), lr=cfg.lr, betas=(0.937, 0.999))
     if state is not None:
@@ -321,8 +399,7 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True) ->
                 outputs, feat = outputs
             losses = criterion(outputs, batch)
             if feat:
-                losses["feat"] = feat["feat"]
-                losses["total"] = losses["total"] + cfg.distill_weight * feat["feat"]
+                losses.update(_distill_terms(cfg, net, criterion, batch, outputs, losses, feat))
             opt.zero_grad(set_to_none=True)
             scaler.scale(losses["total"]).backward()
             scaler.unscale_(opt)
@@ -336,7 +413,7 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True) ->
             for k, v in losses.items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach())
             bar.update(1)
-            bar.set_postfix({k: f"{sums[k] / (bi + 1):.3f}" for k in ("total", "det", "drivable", "lane", "feat") if k in sums})
+            bar.set_postfix({k: f"{sums[k] / (bi + 1):.3f}" for k in ("total", "det", "drivable", "lane", "feat", "out", "trajectory") if k in sums})
         bar.close()
         images_seen += n_ep
         ep_time = time.perf_counter() - t_ep

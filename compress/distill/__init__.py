@@ -1,5 +1,7 @@
-"""Distillation (work in progress): head-agnostic feature distillation from teacher taps."""
+"""Distillation: head-agnostic feature distillation, adaptive multi-teacher weighting, output-level and knowledge-trajectory terms."""
 
-from .features import FeatureDistiller, FeatureTaps, TapMismatchError, standardize
+from .adaptive import output_distill_loss, task_gaps, teacher_weights
+from .features import FeatureDistiller, FeatureTaps, TapMismatchError, Teacher, feature_loss, standardize
 
-__all__ = ["FeatureDistiller", "FeatureTaps", "TapMismatchError", "standardize"]
+__all__ = ["FeatureDistiller", "FeatureTaps", "TapMismatchError", "Teacher", "feature_loss", "standardize", "output_distill_loss",
+           "task_gaps", "teacher_weights"]

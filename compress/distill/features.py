@@ -5,11 +5,18 @@ names as taps, so any model works. Where the student's width differs (pruned), a
 adapter maps the student's feature to the teacher's width. The loss is the mean over taps of the
 MSE between per-sample standardized features (zero mean, unit variance over C, H, W), which makes
 it independent of each layer's scale.
+
+Several teachers can be distilled at once (the full teacher plus single-task specialists): each
+has its own taps and adapters, and its feature loss is reported separately so the training loop
+can weight the teachers (:func:`compress.distill.adaptive.teacher_weights`). A *trajectory*
+model (an EMA of the student's own weights: a memory of what it learned earlier) can be given
+too; the drift of the student's features away from it is returned as ``"trajectory"``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -52,64 +59,142 @@ def standardize(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
     return ((flat - flat.mean(1, keepdim=True)) / (flat.std(1, keepdim=True) + eps)).view_as(x)
 
 
-class FeatureDistiller(nn.Module):
-    """The student plus adapters, with the frozen teacher alongside (not a submodule).
+def feature_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    return F.mse_loss(standardize(student.float()), standardize(teacher.float()))
 
-    ``forward(x)`` runs both models and returns ``(student_output, {tap: loss, ..., "feat": mean})``.
-    Parameters are the student's and the adapters' (what an optimizer or DDP should see); the
-    teacher's are neither trained nor synchronized.
+
+@dataclass
+class Teacher:
+    """One teacher of a (multi-teacher) distillation: the model, its spec and the tasks it teaches."""
+
+    name: str
+    model: nn.Module
+    spec: TaskSpec
+    tasks: tuple[str, ...] | None = None  # None: every task of the student
+
+
+class FeatureDistiller(nn.Module):
+    """The student plus adapters, with the frozen teacher(s) alongside (not submodules).
+
+    ``forward(x)`` runs every model and returns ``(student_output, losses)`` where ``losses`` has
+    one entry per tap of the first teacher (``"<tap>"``), the mean feature loss per teacher
+    (``"feat"`` for the first, ``"feat/<name>"`` for every teacher) and, with a trajectory model,
+    ``"trajectory"``. The teachers' outputs of the last forward are kept in
+    ``self.teacher_outputs`` (name -> output) for output-level distillation and gap estimates.
+    Parameters are the student's and the adapters' (what an optimizer or DDP should see).
     """
 
     def __init__(self, teacher: nn.Module, student: nn.Module, teacher_spec: TaskSpec, student_spec: TaskSpec,
-                 example: torch.Tensor, taps: Iterable[str] | None = None) -> None:
+                 example: torch.Tensor, taps: Iterable[str] | None = None, *, extra_teachers: Sequence[Teacher] = (),
+                 teacher_tasks: tuple[str, ...] | None = None) -> None:
         super().__init__()
-        object.__setattr__(self, "teacher", teacher)  # plain attribute: frozen, not a submodule
-        for p in teacher.parameters():
-            p.requires_grad_(False)
         self.student = student
-        names = list(taps) if taps is not None else [n for n in teacher_spec.taps if n in student_spec.taps]
-        if not names:
-            raise TapMismatchError("teacher and student specs share no tap names; name the taps to distill")
-        self.names = names
-        self.t_taps = FeatureTaps(teacher, teacher_spec, names)
-        self.s_taps = FeatureTaps(student, student_spec, names)
-        teacher.eval()
-        with torch.no_grad(), self.t_taps, self.s_taps:
+        self.student_spec = student_spec
+        teachers = [Teacher("main", teacher, teacher_spec, teacher_tasks), *extra_teachers]
+        if len({t.name for t in teachers}) != len(teachers):
+            raise TapMismatchError(f"teacher names must be unique, got {[t.name for t in teachers]}")
+        object.__setattr__(self, "teachers", teachers)  # plain attribute: frozen, not submodules
+        object.__setattr__(self, "trajectory_model", None)
+        self.adapters = nn.ModuleDict()  # first teacher: "<tap>", others: "<name>/<tap>" (dots -> _)
+        self.tap_names: dict[str, list[str]] = {}
+        self._t_taps: dict[str, FeatureTaps] = {}
+        for i, t in enumerate(teachers):
+            for p in t.model.parameters():
+                p.requires_grad_(False)
+            t.model.eval()
+            unknown = [k for k in (t.tasks or ()) if k not in student_spec.tasks]
+            if unknown:
+                raise TapMismatchError(f"teacher {t.name!r} teaches tasks {unknown} the student does not have ({list(student_spec.tasks)})")
+            names = list(taps) if (taps is not None and i == 0) else [n for n in t.spec.taps if n in student_spec.taps]
+            if not names:
+                raise TapMismatchError(f"teacher {t.name!r} and the student share no tap names; name the taps to distill")
+            self.tap_names[t.name] = names
+            self._t_taps[t.name] = FeatureTaps(t.model, t.spec, names)
+        all_names = sorted({n for ns in self.tap_names.values() for n in ns})
+        self.s_taps = FeatureTaps(student, student_spec, all_names)
+        with torch.no_grad(), self.s_taps:
             was = student.training
             student.eval()
-            teacher(example)
             student(example)
             student.train(was)
-        self.adapters = nn.ModuleDict()
-        for n in names:
-            t, s = self.t_taps.features[n], self.s_taps.features[n]
-            if t.shape[2:] != s.shape[2:]:
-                raise TapMismatchError(
-                    f"tap {n!r}: teacher feature is {tuple(t.shape[1:])} but student's is {tuple(s.shape[1:])}; "
-                    "spatial sizes must match (pick taps at the same stride)"
-                )
-            key = n.replace(".", "_")
-            self.adapters[key] = nn.Conv2d(s.shape[1], t.shape[1], 1, bias=False) if s.shape[1] != t.shape[1] else nn.Identity()
-            if isinstance(self.adapters[key], nn.Conv2d):
-                nn.init.kaiming_uniform_(self.adapters[key].weight, a=5 ** 0.5)
-        self.t_taps.features.clear()
+        s_feats = dict(self.s_taps.features)
         self.s_taps.features.clear()
+        for t in teachers:
+            with torch.no_grad(), self._t_taps[t.name]:
+                t.model(example)
+            for n in self.tap_names[t.name]:
+                tf, sf = self._t_taps[t.name].features[n], s_feats[n]
+                if tf.shape[2:] != sf.shape[2:]:
+                    raise TapMismatchError(
+                        f"tap {n!r}: teacher {t.name!r} feature is {tuple(tf.shape[1:])} but the student's is {tuple(sf.shape[1:])}; "
+                        "spatial sizes must match (pick taps at the same stride)"
+                    )
+                key = self._key(t.name, n)
+                if sf.shape[1] != tf.shape[1]:
+                    conv = nn.Conv2d(sf.shape[1], tf.shape[1], 1, bias=False)
+                    nn.init.kaiming_uniform_(conv.weight, a=5 ** 0.5)
+                    self.adapters[key] = conv
+                else:
+                    self.adapters[key] = nn.Identity()
+            self._t_taps[t.name].features.clear()
+        self.teacher_outputs: dict[str, object] = {}
+
+    @property
+    def teacher(self) -> nn.Module:
+        return self.teachers[0].model
+
+    @property
+    def names(self) -> list[str]:
+        """Taps distilled from the first teacher."""
+        return self.tap_names[self.teachers[0].name]
+
+    def _key(self, teacher: str, tap: str) -> str:
+        k = tap.replace(".", "_")
+        return k if teacher == self.teachers[0].name else f"{teacher}__{k}"
+
+    def set_trajectory(self, model: nn.Module | None) -> None:
+        """Penalize drift of the student's taps away from ``model`` (e.g. the student's EMA)."""
+        object.__setattr__(self, "trajectory_model", model)
+        object.__setattr__(self, "_traj_taps", FeatureTaps(model, self.student_spec, self.s_taps.modules) if model is not None else None)
 
     def train(self, mode: bool = True) -> FeatureDistiller:
         super().train(mode)
-        self.teacher.eval()  # the teacher always runs with its running BN statistics
+        for t in self.teachers:
+            t.model.eval()  # teachers always run with their running BN statistics
         return self
 
     def forward(self, x: torch.Tensor):  # noqa: ANN201
-        with torch.no_grad(), self.t_taps:
-            self.teacher(x)
+        self.teacher_outputs = {}
+        t_feats: dict[str, dict[str, torch.Tensor]] = {}
+        with torch.no_grad():
+            for t in self.teachers:
+                with self._t_taps[t.name]:
+                    self.teacher_outputs[t.name] = t.model(x)
+                t_feats[t.name] = dict(self._t_taps[t.name].features)
+                self._t_taps[t.name].features.clear()
+            traj: dict[str, torch.Tensor] = {}
+            if self.trajectory_model is not None:
+                was = self.trajectory_model.training
+                self.trajectory_model.eval()
+                with self._traj_taps:
+                    self.trajectory_model(x)
+                traj = dict(self._traj_taps.features)
+                self._traj_taps.features.clear()
+                self.trajectory_model.train(was)
         with self.s_taps:
             out = self.student(x)
-        losses = {}
-        for n in self.names:
-            s = self.adapters[n.replace(".", "_")](self.s_taps.features[n])
-            losses[n] = F.mse_loss(standardize(s.float()), standardize(self.t_taps.features[n].float()))
-        losses["feat"] = torch.stack([losses[n] for n in self.names]).mean()
-        self.t_taps.features.clear()
+        s_feats = dict(self.s_taps.features)
         self.s_taps.features.clear()
+        losses: dict[str, torch.Tensor] = {}
+        for i, t in enumerate(self.teachers):
+            per_tap = []
+            for n in self.tap_names[t.name]:
+                loss = feature_loss(self.adapters[self._key(t.name, n)](s_feats[n]), t_feats[t.name][n])
+                per_tap.append(loss)
+                if i == 0:
+                    losses[n] = loss
+            losses[f"feat/{t.name}"] = torch.stack(per_tap).mean()
+        losses["feat"] = losses[f"feat/{self.teachers[0].name}"]
+        if traj:
+            losses["trajectory"] = torch.stack([feature_loss(s_feats[n], traj[n]) for n in traj]).mean()
         return out, losses

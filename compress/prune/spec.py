@@ -71,9 +71,17 @@ def resolve(model: nn.Module, path: str, what: str) -> nn.Module:
 
 
 def spec_for(model: nn.Module) -> TaskSpec:
-    """The spec of this project's :class:`~compress.models.MultiTaskNet`."""
+    """The spec of a model: its own ``task_spec()`` if it has one (any architecture can opt in
+    that way), else the built-in one of this project's :class:`~compress.models.MultiTaskNet`."""
     from compress.models.yolop import HEAD_OUTPUTS, TAPS, MultiTaskNet
 
+    own = getattr(model, "task_spec", None)
+    if callable(own):
+        spec = own()
+        if not isinstance(spec, TaskSpec):
+            raise SpecError(f"{type(model).__name__}.task_spec() returned {type(spec).__name__}, expected a TaskSpec")
+        spec.validate(model)
+        return spec
     if not isinstance(model, MultiTaskNet):
-        raise SpecError(f"no built-in spec for {type(model).__name__}; pass a TaskSpec naming its head outputs and taps")
+        raise SpecError(f"no spec for {type(model).__name__}: give it a task_spec() method or pass a TaskSpec naming its head outputs and taps")
     return TaskSpec(head_outputs={k: tuple(v) for k, v in HEAD_OUTPUTS.items()}, taps=dict(TAPS))

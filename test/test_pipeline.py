@@ -1,0 +1,103 @@
+"""Recipes end to end on a tiny synthroad split: compress (iterative prune + distill) and the ablation."""
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from compress.checkpoint import load_checkpoint, load_model
+from compress.cli import main
+from compress.pipeline import CompressRecipe, PruneStage, _step_targets, criterion_order, load_recipe
+from compress.train import TrainConfig, train
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def teacher(synth_root, tmp_path_factory):
+    out = tmp_path_factory.mktemp("teacher")
+    cfg = TrainConfig(data=str(synth_root), out=str(out), model_size="small", img_size=(128, 96), epochs=1, batch_size=4,
+                      workers=0, seed=0, max_train_batches=2)
+    return train(cfg, progress=False)["best"]
+
+
+def _recipe(tmp_path, teacher, **kw):
+    r = {
+        "teacher": teacher, "out": str(tmp_path / "out"),
+        "prune": {"criterion": "task-aware", "budget": "params", "target": 0.5, "round_to": 4, "batches": 2, "batch_size": 2,
+                  "steps": 2, "recovery_epochs": 1},
+        "distill": {"epochs": 1, "batch_size": 4, "workers": 0, "max_train_batches": 2, "eval_max_batches": 1, "output_weight": 0.5,
+                    "trajectory_weight": 0.1},
+        "eval_batch_size": 4, "eval_workers": 0,
+        "ablation": {"criteria": ["task-aware", "magnitude"], "distill_epochs": 1, "latency_iters": 2},
+    }
+    r.update(kw)
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(r))
+    return path
+
+
+def test_step_targets_reach_the_budget():
+    t = _step_targets(PruneStage(target=0.5, steps=3))
+    assert len(t) == 3 and t[-1] == pytest.approx(0.5) and t[0] < t[1] < t[2]
+    assert (1 - t[0]) ** 3 == pytest.approx(0.5)  # equal fractions kept per step
+
+
+def test_compress_command_iterative(teacher, tmp_path):
+    recipe = _recipe(tmp_path, teacher)
+    assert main(["-q", "compress", "--recipe", str(recipe)]) == 0
+    out = tmp_path / "out"
+    m = json.loads((out / "metrics.json").read_text())
+    assert [s["step"] for s in m["prune_steps"]] == [1, 2]
+    # the budget is met on the teacher's parameter count, and the student is the distilled one
+    assert m["reduction"]["params"] >= 0.5
+    assert m["student"]["params"] == m["prune_steps"][-1]["params_after"]
+    assert (out / "step1" / "recover" / "best.pt").is_file() and (out / "distill" / "best.pt").is_file()
+    assert m["prune_steps"][1]["params_before"] == m["prune_steps"][0]["params_after"]  # step 2 pruned the recovered model
+    assert {"eval_teacher", "prune_step1", "recover_step1", "prune_step2", "distill", "eval_student"} <= set(m["stage_seconds"])
+    for k in ("recall", "map50", "drivable_miou", "lane_iou"):
+        assert m["delta"][k] == pytest.approx(m["student"][k] - m["teacher"][k])
+    student, ck = load_model(out / "student.pt")  # weights_only reload into the pruned architecture
+    assert ck["train_config"]["output_weight"] == 0.5 and ck["train_config"]["trajectory_weight"] == 0.1
+    rec = [json.loads(x) for x in (out / "distill" / "metrics.jsonl").read_text().splitlines() if '"epoch"' in x]
+    assert {"feat", "out", "trajectory"} <= set(rec[0]["loss"])
+
+
+def test_ablate_quick_writes_table(teacher, tmp_path):
+    recipe = _recipe(tmp_path, teacher)
+    assert main(["-q", "ablate", "--recipe", str(recipe), "--quick"]) == 0
+    res = json.loads((tmp_path / "out" / "ablation.json").read_text())
+    rows = res["rows"]
+    assert [(r["model"], r["distilled"]) for r in rows] == [("teacher", False), ("task-aware", False), ("task-aware", True),
+                                                            ("magnitude", False), ("magnitude", True)]
+    pruned = [r for r in rows if r["model"] != "teacher"]
+    assert len({r["params"] for r in pruned}) == 1  # equal budget: every criterion gives the same widths
+    assert all(r["params"] < rows[0]["params"] and r["latency_ms"] > 0 for r in pruned)
+    assert sorted(res["order"]["pruned"]) == ["magnitude", "task-aware"]
+    md = (tmp_path / "out" / "ablation.md").read_text()
+    assert "| teacher |" in md and "| magnitude | yes |" in md and "lane IoU" in md
+
+
+def test_criterion_order_ranks_by_task_mean():
+    rows = [{"model": "teacher", "distilled": False, "task_mean": 1.0},
+            {"model": "a", "distilled": False, "task_mean": 0.5}, {"model": "b", "distilled": False, "task_mean": 0.7},
+            {"model": "a", "distilled": True, "task_mean": 0.9}, {"model": "b", "distilled": True, "task_mean": 0.8}]
+    assert criterion_order(rows) == {"pruned": ["b", "a"], "distilled": ["a", "b"]}
+
+
+def test_recipe_errors_name_the_problem(teacher, tmp_path):
+    from compress.config_io import ConfigFileError
+
+    with pytest.raises(ConfigFileError, match="unknown key"):
+        load_recipe(_recipe(tmp_path, teacher, prune={"criterion": "taylor", "ratio": 0.3}))
+    with pytest.raises(ConfigFileError, match="does not exist"):
+        load_recipe(tmp_path / "nope.yaml")
+    # an unknown distillation field and an unmeetable budget exit with code 2
+    assert main(["-q", "compress", "--recipe", str(_recipe(tmp_path, teacher, distill={"epochz": 1}))]) == 2
+    bad = _recipe(tmp_path, teacher, prune={"criterion": "magnitude", "budget": "params", "target": 0.97, "steps": 1})
+    assert main(["-q", "compress", "--recipe", str(bad)]) == 2
+    r = load_recipe(ROOT / "config" / "compress" / "synthroad.yaml")  # the shipped recipe parses
+    assert isinstance(r, CompressRecipe) and r.prune.steps >= 1 and r.ablation.criteria[0] == "task-aware"
+    ck = load_checkpoint(teacher)
+    assert ck["train_config"]["model_size"] == "small"
