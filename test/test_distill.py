@@ -105,7 +105,7 @@ def test_ddp_two_process_distillation_step(synth_root, tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "compress.cli", "-q",
            "distill", "--student", str(pruned), "--teacher", str(teacher_ckpt), "--data", str(synth_root), "--out", str(out),
            "--img-size", "128x96", "--epochs", "1", "--batch-size", "2", "--workers", "0", "--max-train-batches", "2",
-           "--eval-max-batches", "1", "--device", "cpu"]
+           "--eval-max-batches", "1", "--device", "cpu", "--output-weight", "0.5", "--trajectory-weight", "0.1"]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=root)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
     import json
@@ -114,4 +114,93 @@ def test_ddp_two_process_distillation_step(synth_root, tmp_path):
     ranks = sorted(summary["ranks"], key=lambda d: d["rank"])
     assert summary["world_size"] == 2 and ranks[0]["checksum"] == ranks[1]["checksum"]
     rec = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines() if '"epoch"' in x][0]
-    assert rec["loss"]["feat"] > 0
+    assert rec["loss"]["feat"] > 0 and rec["loss"]["out"] > 0 and rec["loss"]["trajectory"] >= 0
+
+
+def test_adaptive_weights_follow_the_students_gap():
+    from compress.distill import task_gaps, teacher_weights
+
+    student = {"det": 1.0, "drivable": 0.2, "lane": 0.9}
+    teachers = {"main": {"det": 0.8, "drivable": 0.2, "lane": 0.5}, "lane": {"det": 5.0, "drivable": 5.0, "lane": 0.3}}
+    gaps = task_gaps(student, teachers, {"main": ("det", "drivable", "lane"), "lane": ("lane",)})
+    assert gaps["lane"] == pytest.approx(2.0, rel=1e-4) and gaps["main"] == pytest.approx((0.25 + 0 + 0.8) / 3, rel=1e-4)
+    w = teacher_weights(gaps, 1.0)
+    assert w["lane"] > 1.0 > w["main"] and sum(w.values()) == pytest.approx(2.0)
+    flat = teacher_weights(gaps, 1e6)  # a large temperature tends to equal weights
+    assert flat["lane"] == pytest.approx(1.0, abs=1e-5)
+    # where the student is already better than a teacher, that teacher's gap is 0
+    assert task_gaps({"lane": 0.1}, {"lane": {"lane": 0.3}}, {"lane": ("lane",)})["lane"] == 0.0
+    with pytest.raises(ValueError, match="temperature"):
+        teacher_weights(gaps, 0.0)
+
+
+def test_output_distillation_pulls_the_student_to_the_teacher():
+    from compress.distill import output_distill_loss
+
+    torch.manual_seed(0)
+    teacher, student = _pair()
+    with torch.no_grad():
+        t_out = teacher(X)
+    # identical outputs: zero gradient (the minimum of the soft-target cross-entropy)
+    same = [o.clone().requires_grad_(True) for o in t_out.det]
+    seg = t_out.lane.clone().requires_grad_(True)
+    from compress.models.yolop import Outputs
+
+    loss = output_distill_loss(Outputs(det=same, drivable=t_out.drivable.clone(), lane=seg), t_out)
+    sum(loss.values()).backward()
+    assert all(g.grad.abs().max() < 1e-6 for g in same) and seg.grad.abs().max() < 1e-6
+    # a pruned student trained on the output loss alone gets closer to the teacher
+    opt = torch.optim.Adam(student.parameters(), lr=2e-3)
+    student.train()
+    first = None
+    for _ in range(30):
+        loss = sum(output_distill_loss(student(X), t_out).values())
+        first = loss.item() if first is None else first
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert sum(output_distill_loss(student(X), t_out).values()).item() < first
+
+
+def test_trajectory_term_measures_drift_from_the_memory():
+    teacher, student = _pair()
+    d = FeatureDistiller(teacher, student, spec_for(teacher), spec_for(student), X[:1])
+    memory = copy.deepcopy(student).eval()
+    d.set_trajectory(memory)
+    student.eval()
+    assert d(X)[1]["trajectory"].item() == pytest.approx(0.0, abs=1e-6)  # no drift yet
+    with torch.no_grad():
+        for p in student.backbone.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    assert d(X)[1]["trajectory"].item() > 1e-3
+    d.set_trajectory(None)
+    assert "trajectory" not in d(X)[1]
+
+
+def test_multi_teacher_distillation_training(synth_root, tmp_path):
+    """The full teacher plus a lane specialist: per-teacher adapters, weights logged every epoch."""
+    import json
+
+    from compress.checkpoint import load_model
+    from compress.train import ExtraTeacher, TrainConfig, train
+
+    teacher_ckpt, pruned = _teacher_and_pruned(synth_root, tmp_path)
+    spec_run = train(TrainConfig(data=str(synth_root), out=str(tmp_path / "lane"), model_size="tiny", img_size=(128, 96), epochs=1,
+                                 batch_size=4, workers=0, seed=1, max_train_batches=2), progress=False)
+    cfg = TrainConfig(data=str(synth_root), out=str(tmp_path / "mt"), img_size=(128, 96), epochs=1, batch_size=4, workers=0,
+                      init=str(pruned), teacher=str(teacher_ckpt), seed=0, max_train_batches=2,
+                      extra_teachers=(ExtraTeacher(ckpt=spec_run["best"], tasks=("lane",), name="lane"),))
+    s = train(cfg, progress=False)
+    rec = [json.loads(x) for x in (tmp_path / "mt" / "metrics.jsonl").read_text().splitlines() if '"epoch"' in x][0]
+    assert rec["loss"]["w/main"] + rec["loss"]["w/lane"] == pytest.approx(2.0, abs=1e-4)
+    assert rec["loss"]["feat/lane"] > 0 and rec["loss"]["feat/main"] > 0
+    adapters = load_model(s["last"])[1]["train_state"]["adapters"]
+    assert any(k.startswith("lane__") for k in adapters)  # the specialist has its own adapters
+    with pytest.raises(ValueError, match="need a teacher"):
+        TrainConfig(output_weight=1.0)
+    with pytest.raises(TapMismatchError, match="tasks"):
+        from compress.distill import Teacher
+
+        teacher, student = _pair()
+        FeatureDistiller(teacher, student, spec_for(teacher), spec_for(student), X[:1],
+                         extra_teachers=[Teacher("x", copy.deepcopy(teacher), spec_for(teacher), ("depth",))])
