@@ -128,7 +128,7 @@ def cmd_eval(a: argparse.Namespace) -> int:
 
 def cmd_prune(a: argparse.Namespace) -> int:
     from .checkpoint import load_model, save_checkpoint
-    from .pipeline import prune_model
+    from .pipeline import prune_model, recalibrate_bn
     from .prune import CRITERIA, PruneConfig
 
     model, ckpt = load_model(a.ckpt, use_ema=True)
@@ -141,8 +141,12 @@ def cmd_prune(a: argparse.Namespace) -> int:
         args["safe_fraction"] = a.safe_fraction
     cfg = PruneConfig(criterion=a.criterion, criterion_args=args, budget=a.budget, target=a.target, round_to=a.round_to,
                       batches=a.batches, img_size=img_size)
-    ds = _split_dataset(a.ckpt, tc, a.data, a.split, a.on_error, img_size) if CRITERIA[a.criterion].needs_data else None
+    needs_data = CRITERIA[a.criterion].needs_data or a.recalibrate_batches > 0
+    ds = _split_dataset(a.ckpt, tc, a.data, a.split, a.on_error, img_size) if needs_data else None
     report = prune_model(model, cfg, ds, a.batch_size, a.seed)
+    if a.recalibrate_batches > 0:
+        n = recalibrate_bn(model, ds, a.recalibrate_batches, seed=a.seed)
+        log.info("BatchNorm statistics re-estimated on %d %s images", n, a.split)
     extra = {k: ckpt[k] for k in ("train_config",) if k in ckpt}
     save_checkpoint(a.out, model, prune_report=report.to_dict(), parent=str(a.ckpt), **extra)
     text = json.dumps({"checkpoint": str(a.out), "parent": str(a.ckpt), **report.to_dict()}, indent=2)
@@ -265,6 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--batches", type=int, default=8, help="batches of data for gradient-based criteria")
     pr.add_argument("--conflict-weight", type=float, help="task-aware: penalty weight beta in [0, 1] (default 0.5)")
     pr.add_argument("--safe-fraction", type=float, help="task-aware: per-task top fraction kept (default 0.1)")
+    pr.add_argument("--recalibrate-batches", type=int, default=20, help="re-estimate BatchNorm statistics on this many batches after pruning (0: off)")
     pr.add_argument("--data", help="dataset root (default: the checkpoint's)")
     pr.add_argument("--split", default="train")
     pr.add_argument("--img-size", type=_net_size, help="default: the checkpoint's training size")

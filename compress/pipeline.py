@@ -45,6 +45,7 @@ class PruneStage:
     batch_size: int = 8
     steps: int = 1  # iterative schedule: reach the budget in this many prune steps ...
     recovery_epochs: int = 1  # ... each but the last followed by this many distillation epochs
+    recalibrate_batches: int = 20  # re-estimate BatchNorm statistics on this many batches after each step (0: off)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -148,6 +149,38 @@ def prune_model(model: nn.Module, cfg: Any, train_ds: Any = None, batch_size: in
             return {k: out[k] for k in ("det", "drivable", "lane")}
 
     return prune(model, spec_for(model), cfg, batches=batches, loss_fn=loss_fn)
+
+
+@torch.no_grad()
+def recalibrate_bn(model: nn.Module, dataset: Any, batches: int, batch_size: int = 16, seed: int = 0) -> int:
+    """Re-estimate every BatchNorm's running statistics on ``batches`` batches (no gradients).
+
+    Pruning removes channels the next layers' statistics were measured with; a forward pass over
+    some training images (cumulative average, momentum None) makes them right again. Returns the
+    number of images used."""
+    from .data import build_loader, iterate
+    from .evaluate import to_input
+
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if batches <= 0 or not bns:
+        return 0
+    saved = [(m.momentum, m.training) for m in bns]
+    was = model.training
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None
+    model.train()
+    n = 0
+    loader = build_loader(dataset, batch_size, 0, shuffle=True, seed=seed)
+    for i, b in enumerate(iterate(loader)):
+        if i >= batches:
+            break
+        model(to_input(b["img"], "cpu"))
+        n += b["img"].shape[0]
+    for m, (mom, _) in zip(bns, saved):
+        m.momentum = mom
+    model.train(was)
+    return n
 
 
 def _prune_config(stage: PruneStage, img_size: tuple[int, int], budget: str, target: float, criterion: str | None = None) -> Any:
@@ -272,6 +305,7 @@ def compress(recipe: CompressRecipe, progress: bool = True) -> dict[str, Any]:
             step_target = 1 - base[st.budget] * (1 - cum) / now
         cfg = _prune_config(st, img_size, st.budget, step_target)
         rep = prune_model(model, cfg, train_ds, st.batch_size, st.seed + i)
+        recalibrate_bn(model, train_ds, st.recalibrate_batches, seed=st.seed + i)
         pruned = out / f"step{i + 1}" / "pruned.pt"
         save_checkpoint(pruned, model, prune_report=rep.to_dict(), parent=str(current), train_config=tck.get("train_config", {}))
         reports.append({**rep.to_dict(), "step": i + 1, "checkpoint": str(pruned)})
@@ -360,6 +394,7 @@ def ablate(recipe: CompressRecipe, progress: bool = True) -> dict[str, Any]:
         t = time.perf_counter()
         model, _ = load_model(recipe.teacher)
         rep = prune_model(model, _prune_config(st, img_size, "ratio", ratio, crit), train_ds, st.batch_size, st.seed)
+        recalibrate_bn(model, train_ds, st.recalibrate_batches, seed=st.seed)
         pruned = out / crit / "pruned.pt"
         save_checkpoint(pruned, model, prune_report=rep.to_dict(), parent=recipe.teacher, train_config=tcfg)
         rows.append(row(crit, False, pruned, time.perf_counter() - t))

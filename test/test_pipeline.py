@@ -101,3 +101,29 @@ def test_recipe_errors_name_the_problem(teacher, tmp_path):
     assert isinstance(r, CompressRecipe) and r.prune.steps >= 1 and r.ablation.criteria[0] == "task-aware"
     ck = load_checkpoint(teacher)
     assert ck["train_config"]["model_size"] == "small"
+
+
+def test_recalibrate_bn_measures_the_data(synth_root):
+    import torch
+
+    from compress.data import DataConfig, MultiTaskDataset, build_loader
+    from compress.evaluate import to_input
+    from compress.models import ModelConfig, build_model
+    from compress.pipeline import recalibrate_bn
+
+    ds = MultiTaskDataset(DataConfig(root=str(synth_root), split="train"), img_size=(128, 96), augment=None)
+    m = build_model(ModelConfig(size="tiny")).eval()
+    first_bn = next(x for x in m.modules() if isinstance(x, torch.nn.BatchNorm2d))
+    momentum = first_bn.momentum
+    first_bn.running_mean.fill_(123.0)
+    assert recalibrate_bn(m, ds, batches=1, batch_size=4, seed=3) == 4
+    assert not m.training and first_bn.momentum == momentum  # mode and momentum restored
+    # one batch with momentum None: the running mean is that batch's mean of the BN input
+    batch = next(iter(build_loader(ds, 4, 0, shuffle=True, seed=3)))
+    seen = {}
+    h = first_bn.register_forward_hook(lambda mod, inp, out: seen.setdefault("x", inp[0]))
+    with torch.no_grad():
+        m(to_input(batch["img"], "cpu"))
+    h.remove()
+    assert torch.allclose(first_bn.running_mean, seen["x"].mean((0, 2, 3)), atol=1e-4)
+    assert recalibrate_bn(m, ds, batches=0) == 0
