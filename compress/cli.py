@@ -155,6 +155,30 @@ def cmd_prune(a: argparse.Namespace) -> int:
     return 0
 
 
+def _hw(text: str) -> tuple[int, int]:
+    """'384x640' -> (384, 640) (height x width, as YOLOP's --imgsz)."""
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"--imgsz {text!r} must be HEIGHTxWIDTH, e.g. 384x640") from e
+    return h, w
+
+
+def cmd_export(a: argparse.Namespace) -> int:
+    from .export import ExportConfig, export_bundle
+
+    cfg = ExportConfig(imgsz=a.imgsz, opset=a.opset, dynamic_batch=a.dynamic_batch, simplify=not a.no_simplify,
+                       parity_frames=a.parity_frames, tolerance=a.tolerance, frames=a.frames, name=a.name, engine=a.engine,
+                       fp16=a.fp16, int8=a.int8, calib=a.calib, workspace_gb=a.workspace)
+    meta = export_bundle(a.ckpt, a.out, cfg)
+    p = meta["parity"]
+    print(json.dumps({"bundle": str(a.out), "files": meta["files"], "input": f"{cfg.imgsz[1]}x{cfg.imgsz[0]}",
+                      "params": meta["provenance"]["params"], "macs": meta["provenance"]["macs"],
+                      "parity": {"frames": p["frames"], "max_abs_diff_normalized": p["max_abs_diff_normalized"], "tolerance": p["tolerance"]},
+                      "versions": meta["versions"]}, indent=2))
+    return 0
+
+
 def _recipe(a: argparse.Namespace):  # noqa: ANN202
     from .pipeline import load_recipe
 
@@ -278,6 +302,24 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--seed", type=int, default=0)
     pr.add_argument("--on-error", choices=["raise", "skip"], default="raise")
     pr.set_defaults(fn=cmd_prune)
+    ex = sub.add_parser("export", help="checkpoint -> model bundle (ONNX + parity check, torch program, bundle.json, optional TensorRT engine)",
+                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ex.add_argument("--ckpt", required=True, help="checkpoint (.pt) to export")
+    ex.add_argument("--out", required=True, help="bundle directory (replaced if it exists)")
+    ex.add_argument("--imgsz", type=_hw, default=(384, 640), help="network input HEIGHTxWIDTH, multiples of 32")
+    ex.add_argument("--opset", type=int, default=17)
+    ex.add_argument("--dynamic-batch", action="store_true", help="dynamic batch dimension (default: static batch 1)")
+    ex.add_argument("--no-simplify", action="store_true", help="skip onnxslim")
+    ex.add_argument("--frames", help="images for the ONNX Runtime vs torch parity check (default: the checkpoint's val images)")
+    ex.add_argument("--parity-frames", type=int, default=8)
+    ex.add_argument("--tolerance", type=float, default=1e-3, help="max abs difference of normalized outputs before the export fails")
+    ex.add_argument("--name", help="bundle name (default: the directory name)")
+    ex.add_argument("--engine", action="store_true", help="also build a TensorRT 10 engine (needs an NVIDIA GPU + tensorrt<11)")
+    ex.add_argument("--fp16", action="store_true", help="TensorRT FP16 (an error where the GPU has no fast FP16)")
+    ex.add_argument("--int8", action="store_true", help="TensorRT INT8, calibrated on --calib images")
+    ex.add_argument("--calib", help="directory of calibration images for --int8 (dataset frames)")
+    ex.add_argument("--workspace", type=float, default=2.0, help="TensorRT workspace limit in GiB")
+    ex.set_defaults(fn=cmd_export)
     for name, fn, text in (("compress", cmd_compress, "teacher -> prune -> distill -> eval from a recipe (student.pt + metrics.json)"),
                            ("ablate", cmd_ablate, "every pruning criterion at the same budget, without and with distillation (JSON + Markdown table)")):
         c = sub.add_parser(name, help=text, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -296,11 +338,15 @@ def main(argv: list[str] | None = None) -> int:
     from .config_io import ConfigFileError
     from .data.errors import DataConfigError, DatasetError
     from .models import ConfigError
+    from .export import ExportError
     from .prune import BudgetError, SpecError
+    from mtc_perception.bundle import BundleError
+    from mtc_perception.engines import EngineUnavailable
 
     try:
         return args.fn(args)
-    except (DatasetError, DataConfigError, CheckpointError, ConfigFileError, ConfigError, BudgetError, SpecError, FileNotFoundError, ValueError) as e:
+    except (DatasetError, DataConfigError, CheckpointError, ConfigFileError, ConfigError, BudgetError, SpecError, FileNotFoundError,
+            ValueError, ExportError, BundleError, EngineUnavailable) as e:
         if args.verbose:
             log.exception("%s", e)
         else:

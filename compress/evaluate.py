@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from mtc_perception.processing import nms
+from mtc_perception.processing import select_detections
 
 from .metrics import DetectionMetrics, SegMetrics, drivable_metrics, lane_metrics
 from .models import count_macs, count_params, decode_detections
@@ -40,20 +40,7 @@ def postprocess(
 ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Decode raw head outputs and run class-aware NMS: per image (boxes xyxy, scores, classes)."""
     pred = decode_detections(det, anchors, strides).cpu().numpy()
-    out = []
-    for p in pred:
-        cls_prob = p[:, 5:]
-        cls = cls_prob.argmax(1)
-        score = p[:, 4] * cls_prob[np.arange(len(p)), cls]
-        keep = score > conf
-        p, score, cls = p[keep], score[keep], cls[keep]
-        if len(p) > 30000:  # bound the NMS work on a degenerate model
-            top = np.argsort(-score)[:30000]
-            p, score, cls = p[top], score[top], cls[top]
-        boxes = np.concatenate([p[:, :2] - p[:, 2:4] / 2, p[:, :2] + p[:, 2:4] / 2], 1)
-        k = nms(boxes, score, iou, class_ids=cls, max_det=max_det)
-        out.append((boxes[k], score[k], cls[k]))
-    return out
+    return [select_detections(p, conf, iou, max_det) for p in pred]
 
 
 @torch.no_grad()

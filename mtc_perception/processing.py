@@ -57,3 +57,106 @@ def nms(
         iou = np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
         order = rest[iou <= iou_threshold]
     return np.asarray(keep, dtype=np.int64)
+
+
+# ----------------------------------------------------------------------------------------------
+# letterbox geometry: one definition for training (compress.data.augment) and the Perceptor
+
+PAD_VALUE = 114  # grey padding of the image (masks pad with 0)
+
+
+class Letterbox:
+    """How an image of ``src`` = (w, h) maps into a network input of ``dst`` = (W, H): scaled by
+    ``ratio`` keeping its aspect ratio, centred, the rest padded. ``valid`` = (top, bottom, left,
+    right) are the network rows/cols holding image (exclusive ends)."""
+
+    __slots__ = ("src", "dst", "ratio", "new", "pad", "valid")
+
+    def __init__(self, src: tuple[int, int], dst: tuple[int, int]) -> None:
+        w, h = int(src[0]), int(src[1])
+        w_out, h_out = int(dst[0]), int(dst[1])
+        if w <= 0 or h <= 0 or w_out <= 0 or h_out <= 0:
+            raise ValueError(f"letterbox: sizes must be positive, got image {w}x{h} -> network {w_out}x{h_out}")
+        r = min(w_out / w, h_out / h)
+        nw, nh = max(1, int(round(w * r))), max(1, int(round(h * r)))
+        left, top = int(round((w_out - nw) / 2 - 0.1)), int(round((h_out - nh) / 2 - 0.1))
+        self.src, self.dst, self.ratio = (w, h), (w_out, h_out), float(r)
+        self.new, self.pad = (nw, nh), (left, top)
+        self.valid = (top, top + nh, left, left + nw)
+
+    def __repr__(self) -> str:
+        return f"Letterbox(src={self.src}, dst={self.dst}, ratio={self.ratio:.5f}, pad={self.pad})"
+
+    def to_network(self, boxes: np.ndarray) -> np.ndarray:
+        """xyxy boxes in image pixels -> network-input pixels."""
+        b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4).copy()
+        b[:, [0, 2]] = b[:, [0, 2]] * self.ratio + self.pad[0]
+        b[:, [1, 3]] = b[:, [1, 3]] * self.ratio + self.pad[1]
+        return b
+
+    def to_image(self, boxes: np.ndarray, clip: bool = True) -> np.ndarray:
+        """xyxy boxes in network-input pixels -> image pixels (clipped to the image)."""
+        b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4).copy()
+        b[:, [0, 2]] = (b[:, [0, 2]] - self.pad[0]) / self.ratio
+        b[:, [1, 3]] = (b[:, [1, 3]] - self.pad[1]) / self.ratio
+        if clip:
+            b[:, [0, 2]] = b[:, [0, 2]].clip(0, self.src[0])
+            b[:, [1, 3]] = b[:, [1, 3]].clip(0, self.src[1])
+        return b
+
+
+def letterbox_image(img: np.ndarray, dst: tuple[int, int], pad_value: int = PAD_VALUE,
+                    masks: list[np.ndarray] | None = None) -> tuple[np.ndarray, list[np.ndarray], Letterbox]:
+    """Resize ``img`` (HxWxC uint8) into ``dst`` = (W, H) keeping the aspect ratio and pad;
+    ``masks`` (HxW) follow with nearest-neighbour resizing and 0 padding."""
+    import cv2
+
+    h, w = img.shape[:2]
+    lb = Letterbox((w, h), dst)
+    nw, nh = lb.new
+    masks = list(masks or [])
+    if (nw, nh) != (w, h):
+        img = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_AREA if lb.ratio < 1 else cv2.INTER_LINEAR)
+        masks = [cv2.resize(m, (nw, nh), interpolation=cv2.INTER_NEAREST) for m in masks]
+    left, top = lb.pad
+    right, bottom = lb.dst[0] - nw - left, lb.dst[1] - nh - top
+    if left or right or top or bottom:
+        img = cv2.copyMakeBorder(img, top, bottom, left, right, cv2.BORDER_CONSTANT, value=(pad_value,) * 3)
+        masks = [cv2.copyMakeBorder(m, top, bottom, left, right, cv2.BORDER_CONSTANT, value=0) for m in masks]
+    return img, masks, lb
+
+
+def restore_mask(mask: np.ndarray, lb: Letterbox) -> np.ndarray:
+    """A network-resolution mask (H x W, any dtype) -> the image's resolution: the padding is
+    cropped and the rest resized with nearest neighbour (every image pixel takes the value of the
+    network pixel its centre maps to)."""
+    import cv2
+
+    if mask.shape[:2] != (lb.dst[1], lb.dst[0]):
+        raise ValueError(f"restore_mask: mask is {mask.shape[1]}x{mask.shape[0]} but the network input is {lb.dst[0]}x{lb.dst[1]}")
+    top, bottom, left, right = lb.valid
+    crop = np.ascontiguousarray(mask[top:bottom, left:right])
+    if crop.shape[1] == lb.src[0] and crop.shape[0] == lb.src[1]:
+        return crop
+    return cv2.resize(crop, lb.src, interpolation=cv2.INTER_NEAREST)
+
+
+def select_detections(pred: np.ndarray, conf: float, iou: float, max_det: int = 300,
+                      max_candidates: int = 30000) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Decoded predictions of one image (N x (5+nc): cx, cy, w, h, objectness, class
+    probabilities) -> (boxes xyxy, scores, class ids) after the confidence threshold and
+    class-aware NMS. score = objectness x best class probability."""
+    pred = np.asarray(pred)
+    if pred.ndim != 2 or pred.shape[1] < 6:
+        raise ValueError(f"select_detections: expected N x (5 + classes) predictions, got shape {pred.shape}")
+    cls_prob = pred[:, 5:]
+    cls = cls_prob.argmax(1)
+    score = pred[:, 4] * cls_prob[np.arange(len(pred)), cls]
+    keep = score > conf
+    p, score, cls = pred[keep], score[keep], cls[keep]
+    if len(p) > max_candidates:  # bound the NMS work on a degenerate model
+        top = np.argsort(-score)[:max_candidates]
+        p, score, cls = p[top], score[top], cls[top]
+    boxes = np.concatenate([p[:, :2] - p[:, 2:4] / 2, p[:, :2] + p[:, 2:4] / 2], 1)
+    k = nms(boxes, score, iou, class_ids=cls, max_det=max_det)
+    return boxes[k], score[k], cls[k]

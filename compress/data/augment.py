@@ -14,6 +14,8 @@ import cv2
 import numpy as np
 
 from compress.data.errors import DataConfigError
+from mtc_perception.processing import PAD_VALUE as _RUNTIME_PAD
+from mtc_perception.processing import letterbox_image
 
 __all__ = [
     "PAD_VALUE",
@@ -27,7 +29,7 @@ __all__ = [
 ]
 
 #: Letterbox / border fill for images (YOLOv5 / YOLOP). Masks are filled with 0.
-PAD_VALUE = 114
+PAD_VALUE = _RUNTIME_PAD  # the runtime's grey: training and the Perceptor letterbox identically
 
 
 @dataclass(frozen=True)
@@ -93,27 +95,13 @@ def letterbox(img: np.ndarray, masks: list[np.ndarray], size: tuple[int, int],
 
     Image padding is PAD_VALUE, mask padding 0; masks use nearest-neighbour resizing.
     """
-    w_out, h_out = size
-    h, w = img.shape[:2]
-    r = min(w_out / w, h_out / h)
-    nw, nh = max(1, int(round(w * r))), max(1, int(round(h * r)))
-    dw, dh = (w_out - nw) / 2, (h_out - nh) / 2
-    left, top = int(round(dw - 0.1)), int(round(dh - 0.1))
-    right, bottom = w_out - nw - left, h_out - nh - top
-    if (nw, nh) != (w, h):
-        interp = cv2.INTER_AREA if r < 1 else cv2.INTER_LINEAR
-        img = cv2.resize(img, (nw, nh), interpolation=interp)
-        masks = [cv2.resize(m, (nw, nh), interpolation=cv2.INTER_NEAREST) for m in masks]
-    if left or right or top or bottom:
-        img = cv2.copyMakeBorder(img, top, bottom, left, right, cv2.BORDER_CONSTANT,
-                                 value=(PAD_VALUE, PAD_VALUE, PAD_VALUE))
-        masks = [cv2.copyMakeBorder(m, top, bottom, left, right, cv2.BORDER_CONSTANT, value=0)
-                 for m in masks]
+    img, masks, lb = letterbox_image(img, size, PAD_VALUE, masks)
+    r, (left, top) = lb.ratio, lb.pad
     if boxes is not None and len(boxes):
         boxes = boxes.copy()
         boxes[:, [1, 3]] = boxes[:, [1, 3]] * r + left
         boxes[:, [2, 4]] = boxes[:, [2, 4]] * r + top
-    info = LetterboxInfo(ratio=float(r), pad=(left, top), valid=(top, top + nh, left, left + nw))
+    info = LetterboxInfo(ratio=lb.ratio, pad=lb.pad, valid=lb.valid)
     return img, masks, boxes, info
 
 

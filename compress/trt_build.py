@@ -1,0 +1,122 @@
+"""TensorRT 10 engine build from the bundle's ONNX file (GPU machines only).
+
+TensorRT 10 API: ``create_network(0)`` (explicit batch is the only mode), ``OnnxParser``,
+``set_memory_pool_limit(WORKSPACE)``, ``BuilderFlag.FP16`` / ``INT8`` with an
+``IInt8EntropyCalibrator2`` over dataset frames, a timing cache, ``build_serialized_network``
+(None on failure). Asking for a precision the GPU has no fast path for is an error, never a silent
+downgrade. Pin ``tensorrt>=10,<11``: 11 drops the FP16/INT8 builder flags and calibrators.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .export import ExportError
+
+log = logging.getLogger(__name__)
+
+
+def _require_tensorrt():  # noqa: ANN202
+    try:
+        import tensorrt as trt
+    except ImportError as e:
+        raise ExportError("--engine needs TensorRT 10 on a machine with an NVIDIA GPU: pip install 'tensorrt>=10,<11' cuda-python "
+                          "(on Jetson: the JetPack TensorRT); the ONNX bundle itself is complete without it") from e
+    if not str(trt.__version__).startswith("10."):
+        raise ExportError(f"TensorRT {trt.__version__} is installed; this exporter is written for TensorRT 10 "
+                          "(11 removed the FP16/INT8 builder flags): pip install 'tensorrt>=10,<11'")
+    return trt
+
+
+def build_engine(onnx_path: Path, engine_path: Path, cfg: Any, calib_frames: list[Path], cache_path: Path) -> dict[str, Any]:
+    """Build and write ``engine_path``; returns the versions block for bundle.json."""
+    trt = _require_tensorrt()
+    from mtc_perception.engines.tensorrt_engine import gpu_identity
+
+    gpu = gpu_identity()
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    network = builder.create_network(0)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse(onnx_path.read_bytes()):
+        errs = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise ExportError(f"TensorRT cannot parse {onnx_path}: {errs}")
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(cfg.workspace_gb * (1 << 30)))
+    cache = config.create_timing_cache(cache_path.read_bytes() if cache_path.is_file() else b"")
+    config.set_timing_cache(cache, ignore_mismatch=False)
+    precision = "fp32"
+    if cfg.fp16:
+        if not builder.platform_has_fast_fp16:
+            raise ExportError(f"--fp16 asked for but {gpu['gpu']} (sm {gpu['compute_capability']}) has no fast FP16; drop --fp16")
+        config.set_flag(trt.BuilderFlag.FP16)
+        precision = "fp16"
+    if cfg.int8:
+        if not builder.platform_has_fast_int8:
+            raise ExportError(f"--int8 asked for but {gpu['gpu']} (sm {gpu['compute_capability']}) has no fast INT8; drop --int8")
+        config.set_flag(trt.BuilderFlag.INT8)
+        config.int8_calibrator = _calibrator(trt, onnx_path, calib_frames, cache_path.with_name("int8.cache"))
+        precision = "int8" + ("+fp16" if cfg.fp16 else "")
+    if cfg.dynamic_batch:
+        profile = builder.create_optimization_profile()
+        inp = network.get_input(0)
+        _, c, h, w = inp.shape
+        profile.set_shape(inp.name, (1, c, h, w), (1, c, h, w), (8, c, h, w))
+        config.add_optimization_profile(profile)
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise ExportError(f"TensorRT failed to build an engine from {onnx_path} (see the TensorRT log above)")
+    engine_path.write_bytes(bytes(serialized))
+    cache_path.write_bytes(bytes(config.get_timing_cache().serialize()))
+    log.info("TensorRT %s engine (%s) for %s written to %s", trt.__version__, precision, gpu["gpu"], engine_path)
+    return {"tensorrt": trt.__version__, "precision": precision, **gpu}
+
+
+def _calibrator(trt: Any, onnx_path: Path, frames: list[Path], cache: Path):  # noqa: ANN202
+    """Entropy calibrator over dataset frames, preprocessed exactly as the Perceptor does."""
+    import cv2
+
+    from mtc_perception.bundle import Bundle
+    from mtc_perception.engines.tensorrt_engine import _check, _cudart
+    from mtc_perception.perceptor import Preprocessor
+
+    if not frames:
+        raise ExportError("INT8 calibration needs images: pass --calib DIR")
+    pre = Preprocessor(Bundle.load(onnx_path.parent))
+    cudart = _cudart()
+
+    class Calibrator(trt.IInt8EntropyCalibrator2):
+        def __init__(self) -> None:
+            super().__init__()
+            self.i = 0
+            w, h = pre.size
+            self.nbytes = 3 * h * w * 4
+            self.dptr = _check(cudart.cudaMalloc(self.nbytes), "cudaMalloc")
+
+        def get_batch_size(self) -> int:
+            return 1
+
+        def get_batch(self, names):  # noqa: ANN001, ANN202
+            while self.i < len(frames):
+                img = cv2.imread(str(frames[self.i]), cv2.IMREAD_COLOR)
+                self.i += 1
+                if img is None:
+                    log.warning("calibration frame %s is unreadable; skipped", frames[self.i - 1])
+                    continue
+                x, _ = pre([img])
+                x = np.ascontiguousarray(x)
+                _check(cudart.cudaMemcpy(self.dptr, x.ctypes.data, self.nbytes, cudart.cudaMemcpyKind.cudaMemcpyHostToDevice), "H2D")
+                return [int(self.dptr)]
+            return None
+
+        def read_calibration_cache(self):  # noqa: ANN202
+            return cache.read_bytes() if cache.is_file() else None
+
+        def write_calibration_cache(self, data) -> None:  # noqa: ANN001
+            cache.write_bytes(bytes(data))
+
+    return Calibrator()

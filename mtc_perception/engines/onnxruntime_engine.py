@@ -1,0 +1,76 @@
+"""ONNX Runtime backend: TensorRT EP -> CUDA EP -> CPU, and a check of the provider in use."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from mtc_perception.bundle import BundleError
+
+from .base import Engine, EngineUnavailable, register
+
+log = logging.getLogger(__name__)
+
+PREFERENCE = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+
+
+@register("onnxruntime")
+class OnnxRuntimeEngine(Engine):
+    """Options: ``providers`` (list, default: every available one of TensorRT, CUDA, CPU in that
+    order), ``threads`` (intra-op threads, default ONNX Runtime's), ``require`` (a provider that
+    must be the one in use, e.g. ``CUDAExecutionProvider``: an error instead of a silent CPU
+    fallback)."""
+
+    requires = ("onnxruntime",)
+    file_kind = "onnx"
+
+    @classmethod
+    def install_hint(cls) -> str:
+        return "pip install onnxruntime (CPU) or onnxruntime-gpu (CUDA / TensorRT execution providers)"
+
+    def load(self) -> OnnxRuntimeEngine:
+        import onnxruntime as ort
+
+        path = self.bundle.require_file("onnx")
+        avail = ort.get_available_providers()
+        wanted = list(self.options.get("providers") or [p for p in PREFERENCE if p in avail])
+        unknown = [p for p in wanted if p not in avail]
+        if unknown:
+            raise EngineUnavailable(f"ONNX Runtime providers {unknown} are not available in this onnxruntime build "
+                                    f"(it has {avail}); install onnxruntime-gpu for CUDA/TensorRT")
+        so = ort.SessionOptions()
+        threads = self.options.get("threads")
+        if threads:
+            so.intra_op_num_threads = int(threads)
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        try:
+            self.session = ort.InferenceSession(str(path), sess_options=so, providers=wanted)
+        except Exception as e:  # onnxruntime raises its own exception types
+            raise BundleError(f"{path}: ONNX Runtime cannot load it ({e}); rebuild with `{self.bundle.rebuild_hint}`") from e
+        in_use = self.session.get_providers()
+        require = self.options.get("require")
+        if require and (not in_use or in_use[0] != require):
+            raise EngineUnavailable(f"{require} was required but ONNX Runtime runs {path.name} on {in_use} "
+                                    "(it falls back silently when CUDA/TensorRT libraries are missing)")
+        if wanted and in_use and in_use[0] != wanted[0]:
+            log.warning("ONNX Runtime asked for %s but uses %s for %s", wanted[0], in_use[0], path)
+        inputs = self.session.get_inputs()
+        w, h = self.bundle.input_size
+        if len(inputs) != 1 or inputs[0].name != self.bundle.input_name:
+            raise BundleError(f"{path}: inputs {[i.name for i in inputs]} but bundle.json expects one input "
+                              f"{self.bundle.input_name!r}; rebuild with `{self.bundle.rebuild_hint}`")
+        shape = inputs[0].shape
+        if [d for d in shape[1:]] != [3, h, w]:
+            raise BundleError(f"{path}: input {inputs[0].name!r} has shape {shape} but bundle.json says (B, 3, {h}, {w}); "
+                              f"rebuild with `{self.bundle.rebuild_hint}`")
+        self.check_outputs({o.name: [d if isinstance(d, int) else str(d) for d in o.shape] for o in self.session.get_outputs()}, path)
+        self.output_names = self.bundle.output_names
+        self.description = f"onnxruntime {ort.__version__} on {in_use[0] if in_use else '?'}" + (f", {threads} threads" if threads else "")
+        self.providers = in_use
+        self.loaded = True
+        return self
+
+    def _run(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        outs = self.session.run(self.output_names, {self.bundle.input_name: x})
+        return dict(zip(self.output_names, outs))
