@@ -1,4 +1,5 @@
-"""``mtc``: the runtime command. ``mtc demo`` runs the mission on the embedded default (synthroad).
+"""``mtc``: the runtime command. ``mtc demo`` runs the mission on the embedded default (synthroad);
+``mtc infer`` runs a model bundle on images or a video.
 
 So far the demo covers what exists: generate synthroad, train a small teacher, evaluate it and
 print its metrics. Later stages (prune + distill, export, rosbag replay) extend it.
@@ -55,6 +56,71 @@ def cmd_demo(a: argparse.Namespace) -> int:
     return 0
 
 
+VIDEO_EXTS = (".mp4", ".avi", ".mkv", ".mov")
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp")
+
+
+def _frames(src: Path):  # noqa: ANN202
+    """(name, BGR frame) from an image, a directory of images or a video; unreadable images are
+    yielded as (name, None) so that they are reported, not skipped silently."""
+    import cv2
+
+    if not src.exists():
+        raise FileNotFoundError(f"--input {src} does not exist; give an image, a directory of images or a video")
+    if src.is_dir():
+        files = sorted(p for p in src.rglob("*") if p.suffix.lower() in IMAGE_EXTS)
+        if not files:
+            raise FileNotFoundError(f"no images ({', '.join(IMAGE_EXTS)}) under {src}")
+        for f in files:
+            yield f.relative_to(src).with_suffix("").as_posix().replace("/", "_"), cv2.imread(str(f), cv2.IMREAD_COLOR)
+    elif src.suffix.lower() in VIDEO_EXTS:
+        cap = cv2.VideoCapture(str(src))
+        if not cap.isOpened():
+            raise FileNotFoundError(f"{src} cannot be opened as a video")
+        i = 0
+        while True:
+            ok, frame = cap.read()
+            if not ok:
+                break
+            yield f"{src.stem}_{i:06d}", frame
+            i += 1
+        cap.release()
+    elif src.suffix.lower() in IMAGE_EXTS:
+        yield src.stem, cv2.imread(str(src), cv2.IMREAD_COLOR)
+    else:
+        raise ValueError(f"--input {src}: unknown file type; use {IMAGE_EXTS} images, a directory of them, or {VIDEO_EXTS} videos")
+
+
+def cmd_infer(a: argparse.Namespace) -> int:
+    import cv2
+
+    from .overlay import draw
+    from .perceptor import Perceptor
+
+    perceptor = Perceptor(a.bundle, backend=a.backend, conf=a.conf, iou=a.iou, threads=a.threads)
+    log.info("bundle %s on %s", a.bundle, perceptor.backend)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    n = failed = 0
+    totals: dict[str, float] = {}
+    for name, frame in _frames(Path(a.input)):
+        if frame is None:
+            failed += 1
+            log.error("%s: unreadable image; skipped (counted as failed)", name)
+            continue
+        p = perceptor(frame)
+        n += 1
+        for k, v in p.timings.items():
+            totals[k] = totals.get(k, 0.0) + v
+        cv2.imwrite(str(out / f"{name}.jpg"), draw(frame, p))
+        (out / f"{name}.json").write_text(json.dumps({"frame": name, "backend": perceptor.backend, **p.to_dict()}, indent=1) + "\n")
+    summary = {"frames": n, "failed": failed, "backend": perceptor.backend,
+               "mean_ms": {k: round(v / max(n, 1), 3) for k, v in totals.items()}}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(json.dumps(summary, indent=2))
+    return 0 if failed == 0 else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mtc", description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -67,6 +133,16 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--val-images", type=int, default=150)
     d.add_argument("--force", action="store_true", help="redo every stage instead of reusing finished ones")
     d.set_defaults(fn=cmd_demo)
+    i = sub.add_parser("infer", help="run a bundle on images / a video: overlays and per-frame JSON",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    i.add_argument("--bundle", required=True, help="model bundle directory (from mtc-compress export)")
+    i.add_argument("--input", required=True, help="an image, a directory of images, or a video")
+    i.add_argument("--out", required=True, help="output directory: <frame>.jpg overlays, <frame>.json, summary.json")
+    i.add_argument("--backend", default="auto", choices=["auto", "tensorrt", "onnxruntime", "torch"])
+    i.add_argument("--conf", type=float, default=0.25, help="detection confidence threshold")
+    i.add_argument("--iou", type=float, default=0.45, help="NMS IoU threshold")
+    i.add_argument("--threads", type=int, help="CPU threads of the backend")
+    i.set_defaults(fn=cmd_infer)
     return p
 
 
@@ -78,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError as e:
         log.error("%s: the demo needs the offline extras; install with: pip install -e '.[compress]' (torch==2.13.0 first on CPU)", e)
         return 2
-    except ValueError as e:
+    except (ValueError, FileNotFoundError, RuntimeError) as e:  # BundleError/FrameError are ValueErrors, EngineUnavailable a RuntimeError
         log.error("%s", e)
         return 2
 

@@ -1,0 +1,327 @@
+"""Export, bundles, engines and the Perceptor (ONNX Runtime and torch here; TensorRT where a GPU is)."""
+
+import importlib.util
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from compress.checkpoint import save_checkpoint
+from compress.export import ExportConfig, ExportError, export_bundle
+from compress.models import ModelConfig, build_model
+from mtc_perception.bundle import Bundle, BundleError
+from mtc_perception.engines import EngineUnavailable, create_engine
+from mtc_perception.perceptor import FrameError, Perceptor
+from mtc_perception.processing import Letterbox, letterbox_image, nms, restore_mask
+
+ROOT = Path(__file__).resolve().parents[1]
+ANCHORS = ((4, 5, 8, 10, 12, 9), (20, 18, 30, 25, 40, 30), (60, 50, 90, 70, 120, 100))
+
+
+@pytest.fixture(scope="module")
+def bundle_dir(synth_root, tmp_path_factory):
+    """A small model, briefly fitted so its outputs are not degenerate, exported at 128x96."""
+    from compress.train import TrainConfig, train
+
+    d = tmp_path_factory.mktemp("bundle")
+    s = train(TrainConfig(data=str(synth_root), out=str(d / "run"), model_size="tiny", img_size=(128, 96), epochs=2, batch_size=4,
+                          workers=0, seed=0), progress=False)
+    export_bundle(s["best"], d / "b", ExportConfig(imgsz=(96, 128), parity_frames=4))
+    return d / "b"
+
+
+def _frames(synth_root, n=4):
+    files = sorted((Path(synth_root) / "images" / "val").glob("*.jpg"))[:n]
+    return [cv2.imread(str(f)) for f in files]
+
+
+# ---------------------------------------------------------------------------------------------
+# geometry and NMS
+
+
+@pytest.mark.parametrize("src", [(1280, 720), (720, 1280), (640, 360), (333, 517), (1, 1), (1920, 1080), (100, 3000), (641, 385)])
+@pytest.mark.parametrize("dst", [(640, 384), (128, 96), (320, 320)])
+def test_letterbox_round_trip_is_exact(src, dst):
+    lb = Letterbox(src, dst)
+    w, h = src
+    rng = np.random.default_rng(0)
+    xy = rng.uniform(0, 1, (50, 4)) * [w, h, w, h]
+    boxes = np.concatenate([np.minimum(xy[:, :2], xy[:, 2:]), np.maximum(xy[:, :2], xy[:, 2:])], 1)
+    assert np.allclose(lb.to_image(lb.to_network(boxes)), boxes, atol=1e-9)
+    top, bottom, left, right = lb.valid
+    assert (right - left, bottom - top) == lb.new and 0 <= left and right <= dst[0] and 0 <= top and bottom <= dst[1]
+    assert abs(lb.new[0] / w - lb.new[1] / h) <= 1.0 / min(w, h) + 1.0 / min(lb.new) + 1e-9 or min(lb.new) == 1  # aspect kept
+    # the image corners land on the edges of the valid region
+    net = lb.to_network(np.array([[0, 0, w, h]]))[0]
+    assert np.allclose(net, [left, top, right, bottom], atol=0.51)
+
+
+@pytest.mark.parametrize("src", [(64, 48), (32, 24), (128, 96)])
+def test_mask_restore_exact_at_integer_scales(src):
+    rng = np.random.default_rng(1)
+    mask = (rng.random((src[1], src[0])) > 0.5).astype(np.uint8)
+    img = np.zeros((src[1], src[0], 3), np.uint8)
+    _, (net_mask,), lb = letterbox_image(img, (128, 96), masks=[mask])
+    assert np.array_equal(restore_mask(net_mask, lb), mask)
+
+
+@pytest.mark.parametrize("src", [(1280, 720), (333, 517), (700, 200)])
+def test_mask_restore_differs_only_on_edges(src):
+    w, h = src
+    yy, xx = np.mgrid[0:h, 0:w]
+    mask = (((xx - w / 2) ** 2 / (w / 3) ** 2 + (yy - h / 2) ** 2 / (h / 3) ** 2) < 1).astype(np.uint8)  # an ellipse
+    _, (net_mask,), lb = letterbox_image(np.zeros((h, w, 3), np.uint8), (640, 384), masks=[mask])
+    back = restore_mask(net_mask, lb)
+    assert back.shape == mask.shape
+    diff = back != mask
+    edge = cv2.dilate(cv2.morphologyEx(mask, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8)), np.ones((2 * int(1 / lb.ratio) + 3,) * 2, np.uint8))
+    assert not (diff & (edge == 0)).any()  # disagreement only within a pixel of the boundary
+
+
+def _reference_nms(boxes, scores, classes, thr):
+    """Independent reference: plain-Python greedy NMS, per class."""
+    def iou(a, b):
+        iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+        ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+        inter = iw * ih
+        union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+        return inter / union if union > 0 else 0.0
+    order = sorted(range(len(boxes)), key=lambda i: -scores[i])
+    keep = []
+    for i in order:
+        if all(classes[i] != classes[k] or iou(boxes[i], boxes[k]) <= thr for k in keep):
+            keep.append(i)
+    return keep
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_nms_agrees_with_reference(seed):
+    rng = np.random.default_rng(seed)
+    n = 300
+    xy = rng.uniform(0, 200, (n, 2))
+    wh = rng.uniform(5, 60, (n, 2))
+    boxes = np.concatenate([xy, xy + wh], 1)
+    scores = rng.permutation(n) / n + 0.001  # distinct scores: a unique greedy order
+    classes = rng.integers(0, 3, n)
+    for thr in (0.3, 0.5, 0.7):
+        assert nms(boxes, scores, thr, class_ids=classes, max_det=1000).tolist() == _reference_nms(boxes, scores, classes, thr)
+
+
+# ---------------------------------------------------------------------------------------------
+# export and parity
+
+
+def test_export_writes_a_checked_bundle(bundle_dir):
+    b = Bundle.load(bundle_dir)
+    meta = b.meta
+    assert b.input_size == (128, 96) and meta["input"]["pad_value"] == 114 and meta["input"]["color"] == "RGB"
+    assert meta["outputs"]["det"][0] == 1 and meta["outputs"]["det"][2] == 6  # static batch, 5 + 1 class
+    assert meta["outputs"]["drivable"] == [1, 1, 96, 128]
+    assert meta["versions"]["opset"] >= 17 and meta["provenance"]["params"] > 0 and meta["provenance"]["checkpoint"]
+    assert meta["parity"]["frames"] == 4 and max(meta["parity"]["max_abs_diff_normalized"].values()) <= 1e-3
+    assert (bundle_dir / "model.onnx").is_file() and (bundle_dir / "model.pt2").is_file() and meta["files"]["engine"] is None
+    import onnx
+
+    onnx.checker.check_model(onnx.load(str(bundle_dir / "model.onnx")))
+
+
+def test_onnxruntime_and_torch_agree_through_the_perceptor(bundle_dir, synth_root):
+    frames = [cv2.resize(f, (320, 180)) for f in _frames(synth_root)] + [_frames(synth_root)[0][:150, :100]]
+    ort_p = Perceptor(bundle_dir, backend="onnxruntime", conf=0.001)
+    pt_p = Perceptor(bundle_dir, backend="torch", conf=0.001)
+    assert "CPUExecutionProvider" in ort_p.backend and pt_p.backend.startswith("torch")
+    total = 0
+    for f in frames:
+        a, b = ort_p(f), pt_p(f)
+        assert a.drivable.shape == f.shape[:2] and a.lane.shape == f.shape[:2] and a.drivable.dtype == np.uint8
+        assert set(np.unique(a.drivable)) <= {0, 1}
+        assert (a.drivable != b.drivable).mean() < 1e-3 and (a.lane != b.lane).mean() < 1e-3
+        assert len(a.boxes) == len(b.boxes)
+        if len(a.boxes):
+            # the same boxes: the briefly trained model scores many boxes almost alike, so the last
+            # places of the score order (and the max_det cut) may differ by float noise
+            from mtc_perception.processing import box_iou
+
+            assert (box_iou(a.boxes, b.boxes).max(1) > 0.999).mean() >= 0.9
+            assert np.allclose(np.sort(a.scores)[-10:], np.sort(b.scores)[-10:], atol=1e-4)
+        assert (a.boxes[:, [0, 2]] <= f.shape[1]).all() and (a.boxes[:, [1, 3]] <= f.shape[0]).all()
+        assert set(a.timings) == {"decode", "preprocess", "infer", "postprocess"}
+        total += len(a.boxes)
+    assert total > 0  # the comparison covered real detections
+    # a batch gives the same as frame by frame
+    batch = ort_p.infer_batch(frames[:3])
+    for f, r in zip(frames[:3], batch):
+        assert np.allclose(r.boxes, ort_p(f).boxes)
+    # JPEG bytes are decoded by the Perceptor
+    ok, jpg = cv2.imencode(".jpg", frames[0])
+    assert ort_p(jpg.tobytes()).drivable.shape == frames[0].shape[:2]
+
+
+def test_bad_frames_are_clear_errors(bundle_dir):
+    p = Perceptor(bundle_dir, backend="onnxruntime")
+    with pytest.raises(FrameError, match="uint8"):
+        p(np.zeros((10, 10, 3), np.float32))
+    with pytest.raises(FrameError, match="HxWx3"):
+        p(np.zeros((10, 10), np.uint8))
+    with pytest.raises(FrameError, match="decodable"):
+        p(b"\xff\xd8 not really a jpeg")
+
+
+def test_parity_failure_stops_the_export(synth_root, tmp_path, monkeypatch):
+    """The real parity check against a torch reference that drifts (+0.5 on the drivable logits)."""
+    import compress.export as ex
+
+    m = build_model(ModelConfig(size="tiny", anchors=ANCHORS))
+    ck = save_checkpoint(tmp_path / "m.pt", m, train_config={"data": str(synth_root)})
+    real = ex.parity
+
+    class Drift(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x):
+            det, drv, lane = self.inner(x)
+            return det, drv + 0.5, lane
+
+    monkeypatch.setattr(ex, "parity", lambda d, wrapper, frames, tol: real(d, Drift(wrapper), frames, tol))
+    with pytest.raises(ExportError, match="disagree.*drivable"):
+        export_bundle(ck, tmp_path / "bad", ExportConfig(imgsz=(96, 128), parity_frames=2))
+    assert not (tmp_path / "bad").exists()  # nothing half-written is left as a bundle
+
+
+# ---------------------------------------------------------------------------------------------
+# bundle mismatches and missing backends
+
+
+def _copy(bundle_dir, tmp_path, edit):
+    d = tmp_path / "b"
+    shutil.copytree(bundle_dir, d)
+    meta = json.loads((d / "bundle.json").read_text())
+    edit(meta, d)
+    (d / "bundle.json").write_text(json.dumps(meta))
+    return d
+
+
+def test_bundle_mismatches_name_the_file_and_the_fix(bundle_dir, tmp_path):
+    def rename_output(m, d):
+        m["outputs"]["seg_drivable"] = m["outputs"].pop("drivable")
+        m["segmentation"]["drivable"]["output"] = "seg_drivable"
+    with pytest.raises(BundleError, match=r"model.onnx.*seg_drivable.*mtc-compress export"):
+        create_engine("onnxruntime", _copy(bundle_dir, tmp_path / "1", rename_output))
+
+    def other_size(m, d):
+        m["input"]["height"] = 192
+    with pytest.raises(BundleError, match=r"model.onnx: input 'images' has shape .* 192"):
+        create_engine("onnxruntime", _copy(bundle_dir, tmp_path / "2", other_size))
+
+    def wrong_shape(m, d):
+        m["outputs"]["lane"] = [1, 1, 48, 64]
+    with pytest.raises(BundleError, match=r"output 'lane' has shape \[1, 1, 96, 128\] but bundle.json says \[1, 1, 48, 64\]"):
+        create_engine("onnxruntime", _copy(bundle_dir, tmp_path / "3", wrong_shape))
+
+    def missing_file(m, d):
+        (d / "model.onnx").unlink()
+    with pytest.raises(BundleError, match=r"model.onnx is named in .* but does not exist"):
+        create_engine("onnxruntime", _copy(bundle_dir, tmp_path / "4", missing_file))
+
+    def old_schema(m, d):
+        m["schema"] = 0
+    with pytest.raises(BundleError, match="schema 0"):
+        Bundle.load(_copy(bundle_dir, tmp_path / "5", old_schema))
+
+    with pytest.raises(BundleError, match="no engine file.*--engine"):
+        Bundle.load(bundle_dir).require_file("engine")
+    with pytest.raises(BundleError, match="not a model bundle"):
+        Bundle.load(tmp_path)
+
+    def corrupt_onnx(m, d):
+        (d / "model.onnx").write_bytes(b"garbage")
+    with pytest.raises(BundleError, match="ONNX Runtime cannot load"):
+        create_engine("onnxruntime", _copy(bundle_dir, tmp_path / "6", corrupt_onnx))
+
+
+def test_missing_backend_package_is_a_clear_message(bundle_dir, monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnxruntime" else real(name, *a))
+    with pytest.raises(EngineUnavailable, match="pip install onnxruntime"):
+        create_engine("onnxruntime", bundle_dir)
+    with pytest.raises(ValueError, match="unknown backend"):
+        create_engine("openvino", bundle_dir)
+
+
+def test_auto_without_engine_file_uses_onnxruntime(bundle_dir):
+    eng = create_engine("auto", bundle_dir)
+    assert eng.name == "onnxruntime"
+    assert eng.warmup(2) > 0
+
+
+def test_runtime_imports_without_torch_or_onnxruntime():
+    code = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('torch', 'onnxruntime', 'tensorrt', 'compress'):\n"
+        "            raise ImportError('blocked ' + name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "import mtc_perception, mtc_perception.perceptor, mtc_perception.engines, mtc_perception.bundle, mtc_perception.processing\n"
+        "import mtc_perception.overlay\n"
+        "from mtc_perception.engines import ENGINES\n"
+        "assert set(ENGINES) == {'tensorrt', 'onnxruntime', 'torch'}\n"
+        "assert not any(m.split('.')[0] in ('torch', 'onnxruntime', 'tensorrt') for m in sys.modules)\n"
+        "print('ok')\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
+
+
+def test_infer_command_writes_overlays_and_json(bundle_dir, synth_root, tmp_path):
+    from mtc_perception.cli import main
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for i, f in enumerate(_frames(synth_root, 3)):
+        cv2.imwrite(str(src / f"f{i}.jpg"), f)
+    (src / "broken.jpg").write_bytes(b"not an image")
+    rc = main(["infer", "--bundle", str(bundle_dir), "--input", str(src), "--out", str(tmp_path / "out"), "--backend", "onnxruntime"])
+    assert rc == 1  # one frame failed, and it is counted, not dropped
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["frames"] == 3 and summary["failed"] == 1
+    rec = json.loads((tmp_path / "out" / "f0.json").read_text())
+    assert rec["image_size"] == [320, 180] and "detections" in rec and rec["timings_ms"]["infer"] > 0
+    assert cv2.imread(str(tmp_path / "out" / "f0.jpg")).shape == (180, 320, 3)
+    assert main(["infer", "--bundle", str(tmp_path), "--input", str(src), "--out", str(tmp_path / "x")]) == 2
+
+
+# ---------------------------------------------------------------------------------------------
+# TensorRT: only where a GPU and TensorRT 10 exist
+
+
+def _trt_reason():
+    if importlib.util.find_spec("tensorrt") is None:
+        return "TensorRT is not installed (pip install 'tensorrt>=10,<11' on a machine with an NVIDIA GPU)"
+    if not torch.cuda.is_available():
+        return "no CUDA GPU on this machine"
+    return None
+
+
+@pytest.mark.skipif(_trt_reason() is not None, reason=str(_trt_reason()))
+def test_tensorrt_engine_matches_onnxruntime(synth_root, tmp_path):  # pragma: no cover - GPU machines only
+    from compress.train import TrainConfig, train
+
+    s = train(TrainConfig(data=str(synth_root), out=str(tmp_path / "run"), model_size="tiny", img_size=(128, 96), epochs=1,
+                          batch_size=4, workers=0, seed=0), progress=False)
+    export_bundle(s["best"], tmp_path / "b", ExportConfig(imgsz=(96, 128), parity_frames=2, engine=True, fp16=True))
+    meta = Bundle.load(tmp_path / "b").meta
+    assert meta["versions"]["tensorrt"].startswith("10.") and meta["versions"]["gpu"] and meta["versions"]["precision"] == "fp16"
+    trt_p = Perceptor(tmp_path / "b", backend="tensorrt", conf=0.05, cuda_graph=True)
+    ort_p = Perceptor(tmp_path / "b", backend="onnxruntime", conf=0.05)
+    for f in _frames(synth_root):
+        a, b = trt_p(f), ort_p(f)
+        assert (a.drivable != b.drivable).mean() < 0.01 and (a.lane != b.lane).mean() < 0.01
