@@ -23,7 +23,7 @@ setup(
     extras_require={
         # offline half: training, pruning, distillation, export (torch must be pinned by the caller:
         # on a CPU machine install torch==2.13.0 first, or pip pulls the CUDA build)
-        "compress": ["torch>=2.1", "tqdm", "torch-pruning>=1.5", "onnx", "onnxruntime"],
+        "compress": ["torch>=2.1", "tqdm", "torch-pruning>=1.5", "onnx", "onnxruntime", "onnxslim"],
         "onnx": ["onnxruntime"],
         "bag": ["rosbags>=0.10"],
         "test": ["pytest", "pycocotools", "rosbags>=0.10"],

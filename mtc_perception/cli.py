@@ -56,6 +56,14 @@ def cmd_demo(a: argparse.Namespace) -> int:
     return 0
 
 
+def _wh(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"size {text!r} must be WIDTHxHEIGHT, e.g. 1280x720") from e
+    return w, h
+
+
 VIDEO_EXTS = (".mp4", ".avi", ".mkv", ".mov")
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp")
 
@@ -143,6 +151,17 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--iou", type=float, default=0.45, help="NMS IoU threshold")
     i.add_argument("--threads", type=int, help="CPU threads of the backend")
     i.set_defaults(fn=cmd_infer)
+    b = sub.add_parser("bench-engines", help="bundles side by side through the Perceptor: stage times, throughput, speed-up",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    b.add_argument("--bundle", action="append", required=True, help="NAME=BUNDLE_DIR (repeat; the first is the reference)")
+    b.add_argument("--frames", required=True, help="directory of images (resized to --size)")
+    b.add_argument("--size", type=_wh, default=(1280, 720), help="frame size WIDTHxHEIGHT")
+    b.add_argument("--max-frames", type=int, default=100)
+    b.add_argument("--runs", type=int, default=1, help="passes over the frames")
+    b.add_argument("--backend", default="onnxruntime", choices=["auto", "tensorrt", "onnxruntime", "torch"])
+    b.add_argument("--threads", type=int, help="backend CPU threads")
+    b.add_argument("--out", default="runs/bench/engines")
+    b.set_defaults(fn=lambda a: __import__("mtc_perception.bench_engines", fromlist=["main"]).main(a))
     return p
 
 
