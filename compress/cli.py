@@ -140,7 +140,7 @@ def cmd_prune(a: argparse.Namespace) -> int:
     if a.safe_fraction is not None:
         args["safe_fraction"] = a.safe_fraction
     cfg = PruneConfig(criterion=a.criterion, criterion_args=args, budget=a.budget, target=a.target, round_to=a.round_to,
-                      batches=a.batches, img_size=img_size)
+                      batches=a.batches, img_size=img_size, global_pruning=a.global_pruning)
     needs_data = CRITERIA[a.criterion].needs_data or a.recalibrate_batches > 0
     ds = _split_dataset(a.ckpt, tc, a.data, a.split, a.on_error, img_size) if needs_data else None
     report = prune_model(model, cfg, ds, a.batch_size, a.seed)
@@ -290,6 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="what --target means: channel ratio, or fraction of params / MACs to remove")
     pr.add_argument("--target", type=float, default=0.5)
     pr.add_argument("--round-to", type=int, default=8, help="keep layer widths multiples of this")
+    pr.add_argument("--global-pruning", action="store_true",
+                    help="rank channels across layers (one global ratio; needs --budget ratio) instead of the same ratio per layer")
     pr.add_argument("--batches", type=int, default=8, help="batches of data for gradient-based criteria")
     pr.add_argument("--conflict-weight", type=float, help="task-aware: penalty weight beta in [0, 1] (default 0.5)")
     pr.add_argument("--safe-fraction", type=float, help="task-aware: per-task top fraction kept (default 0.1)")
