@@ -140,6 +140,9 @@ class TensorRTEngine(Engine):
         log.info("CUDA graph captured for %s", self.bundle.file("engine"))
 
     def _run(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        if x.shape[0] != 1:  # buffers (and a captured graph) are for one frame: run a batch frame by frame
+            outs = [self._run(x[i:i + 1]) for i in range(x.shape[0])]
+            return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
         cudart = self.cudart
         kind_h2d = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice
         kind_d2h = cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
