@@ -172,7 +172,7 @@ def cmd_export(a: argparse.Namespace) -> int:
                        fp16=a.fp16, int8=a.int8, calib=a.calib, workspace_gb=a.workspace)
     meta = export_bundle(a.ckpt, a.out, cfg)
     p = meta["parity"]
-    print(json.dumps({"bundle": str(a.out), "files": meta["files"], "input": f"{cfg.imgsz[1]}x{cfg.imgsz[0]}",
+    print(json.dumps({"bundle": str(a.out), "files": meta["files"], "input": f"{meta['input']['width']}x{meta['input']['height']}",
                       "params": meta["provenance"]["params"], "macs": meta["provenance"]["macs"],
                       "parity": {"frames": p["frames"], "max_abs_diff_normalized": p["max_abs_diff_normalized"], "tolerance": p["tolerance"]},
                       "versions": meta["versions"]}, indent=2))
@@ -308,7 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ex.add_argument("--ckpt", required=True, help="checkpoint (.pt) to export")
     ex.add_argument("--out", required=True, help="bundle directory (replaced if it exists)")
-    ex.add_argument("--imgsz", type=_hw, default=(384, 640), help="network input HEIGHTxWIDTH, multiples of 32")
+    ex.add_argument("--imgsz", type=_hw, help="network input HEIGHTxWIDTH, multiples of 32 (default: the size the checkpoint was trained at)")
     ex.add_argument("--opset", type=int, default=17)
     ex.add_argument("--dynamic-batch", action="store_true", help="dynamic batch dimension (default: static batch 1)")
     ex.add_argument("--no-simplify", action="store_true", help="skip onnxslim")

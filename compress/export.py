@@ -53,7 +53,7 @@ class ExportWrapper(nn.Module):
 
 @dataclass(frozen=True)
 class ExportConfig:
-    imgsz: tuple[int, int] = (384, 640)  # network input (height, width), multiples of 32
+    imgsz: tuple[int, int] | None = None  # network input (height, width), multiples of 32; default: the training size
     opset: int = 17
     dynamic_batch: bool = False
     simplify: bool = True  # onnxslim when installed
@@ -69,7 +69,7 @@ class ExportConfig:
     workspace_gb: float = 2.0
 
     def __post_init__(self) -> None:
-        h, w = self.imgsz
+        h, w = self.imgsz or (32, 32)
         if h % 32 or w % 32 or h <= 0 or w <= 0:
             raise ValueError(f"imgsz {h}x{w} (HEIGHTxWIDTH) must be positive multiples of 32, e.g. 384x640")
         if self.opset < 17:
@@ -149,7 +149,11 @@ def export_bundle(ckpt_path: str | Path, out: str | Path, cfg: ExportConfig) -> 
     model, ckpt = load_model(ckpt_path)
     model.eval().float()
     wrapper = ExportWrapper(model).eval()
-    h, w = cfg.imgsz
+    trained = ckpt.get("train_config", {}).get("img_size")  # (width, height)
+    h, w = cfg.imgsz or ((int(trained[1]), int(trained[0])) if trained else (384, 640))
+    if trained and (w, h) != (int(trained[0]), int(trained[1])):
+        log.warning("%s was trained at %dx%d but is exported at %dx%d: objects appear at another scale than in training, so "
+                    "accuracy at this input is not what its evaluation measured", ckpt_path, trained[0], trained[1], w, h)
     x = torch.zeros(1, 3, h, w)
     frames_dir = cfg.frames or default_frames_dir(ckpt)
     if frames_dir is None:
@@ -201,6 +205,7 @@ def export_bundle(ckpt_path: str | Path, out: str | Path, cfg: ExportConfig) -> 
         "files": {"onnx": "model.onnx", "torch": "model.pt2", "engine": None},
         "provenance": {
             "checkpoint": str(ckpt_path), "parent": ckpt.get("parent"), "params": params, "macs": macs, "macs_at": f"{w}x{h}",
+            "trained_img_size": list(trained) if trained else None,
             "prune": ckpt.get("prune_report"), "train_config": {k: ckpt.get("train_config", {}).get(k) for k in ("data", "img_size", "init", "teacher")},
             "metrics": ckpt.get("metrics") or None,
         },

@@ -325,3 +325,17 @@ def test_tensorrt_engine_matches_onnxruntime(synth_root, tmp_path):  # pragma: n
     for f in _frames(synth_root):
         a, b = trt_p(f), ort_p(f)
         assert (a.drivable != b.drivable).mean() < 0.01 and (a.lane != b.lane).mean() < 0.01
+
+
+def test_bench_engines_report(bundle_dir, synth_root, tmp_path):
+    from mtc_perception.cli import main
+
+    rc = main(["bench-engines", "--bundle", f"a={bundle_dir}", "--bundle", f"b={bundle_dir}", "--frames", str(Path(synth_root) / "images" / "val"),
+               "--size", "640x360", "--max-frames", "3", "--out", str(tmp_path)])
+    assert rc == 0
+    rep = json.loads((tmp_path / "engines.json").read_text())
+    assert rep["meta"]["frame_size"] == [640, 360] and rep["meta"]["frames"] == 3
+    a = rep["models"]["a"]
+    assert a["frames"] == 3 and a["throughput_fps"] > 0 and a["speedup_vs_first"] == 1.0
+    assert a["stage_ms"]["infer"]["mean"] > 0 and a["perceptor_share_of_engine"] > 0
+    assert "| b |" in (tmp_path / "engines.md").read_text()
