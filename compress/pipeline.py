@@ -372,7 +372,9 @@ def ablate(recipe: CompressRecipe, progress: bool = True) -> dict[str, Any]:
     train_ds = _split(tck, recipe.data, tcfg.get("train_split", "train"), img_size)
     val_ds = _split(tck, recipe.data, tcfg.get("val_split", "val"), img_size)
     st = recipe.prune
-    ratio = ratio_for_budget(teacher, spec_for(teacher), _prune_config(st, img_size, st.budget, st.target))
+    # per-layer pruning: one channel ratio gives every criterion the same widths; global pruning:
+    # every criterion meets the same params/MACs budget with its own layer allocation
+    ratio = None if st.global_pruning else ratio_for_budget(teacher, spec_for(teacher), _prune_config(st, img_size, st.budget, st.target))
     epochs = recipe.ablation.distill_epochs if recipe.ablation.distill_epochs is not None else distill_config(recipe, tck, "-", out).epochs
     lat = recipe.ablation
 
@@ -388,21 +390,22 @@ def ablate(recipe: CompressRecipe, progress: bool = True) -> dict[str, Any]:
         return r
 
     rows = [row("teacher", False, recipe.teacher, 0.0)]
-    log.info("ablation: %s at channel ratio %.3f (%s budget %.0f%%), distillation %d epoch(s)", list(recipe.ablation.criteria), ratio,
-             st.budget, 100 * st.target, epochs)
+    log.info("ablation: %s at %s (%s budget %.0f%%), distillation %d epoch(s)", list(recipe.ablation.criteria),
+             "global pruning" if ratio is None else f"channel ratio {ratio:.3f}", st.budget, 100 * st.target, epochs)
     for crit in recipe.ablation.criteria:
         t = time.perf_counter()
         model, _ = load_model(recipe.teacher)
-        rep = prune_model(model, _prune_config(st, img_size, "ratio", ratio, crit), train_ds, st.batch_size, st.seed)
+        pc = _prune_config(st, img_size, st.budget, st.target, crit) if ratio is None else _prune_config(st, img_size, "ratio", ratio, crit)
+        rep = prune_model(model, pc, train_ds, st.batch_size, st.seed)
         recalibrate_bn(model, train_ds, st.recalibrate_batches, seed=st.seed)
         pruned = out / crit / "pruned.pt"
         save_checkpoint(pruned, model, prune_report=rep.to_dict(), parent=recipe.teacher, train_config=tcfg)
-        rows.append(row(crit, False, pruned, time.perf_counter() - t))
+        rows.append({**row(crit, False, pruned, time.perf_counter() - t), "channel_ratio": rep.channel_ratio})
         if epochs > 0:
             t = time.perf_counter()
             summary = train(distill_config(recipe, tck, str(pruned), out / crit / "distill", epochs), progress=progress)
             rows.append(row(crit, True, summary["best"], time.perf_counter() - t))
-    result = {"recipe": to_dict(recipe), "channel_ratio": ratio, "distill_epochs": epochs, "img_size": list(img_size),
+    result = {"recipe": to_dict(recipe), "channel_ratio": ratio, "global_pruning": st.global_pruning, "distill_epochs": epochs, "img_size": list(img_size),
               "val_images": len(val_ds) if recipe.eval_max_batches is None else min(len(val_ds), recipe.eval_max_batches * recipe.eval_batch_size),
               "rows": rows, "order": criterion_order(rows), "wall_seconds": round(time.perf_counter() - t0, 1),
               "machine": machine()}
@@ -446,8 +449,10 @@ def ablation_markdown(result: dict[str, Any]) -> str:
                      f"{r['lane_iou']:.3f} | {r['task_mean']:.4f} | {r['latency_ms']:.1f} |")
     order = result["order"]
     w, h = result["img_size"]
-    return (f"# Ablation: pruning criteria at equal budget\n\nChannel ratio {result['channel_ratio']:.3f} for every criterion "
-            f"(one-shot, same widths), distillation {result['distill_epochs']} epoch(s); {result['val_images']} validation images at "
+    how = (f"Channel ratio {result['channel_ratio']:.3f} for every criterion (one-shot, per-layer: same widths)"
+           if result.get("channel_ratio") is not None else
+           "Global pruning: every criterion meets the same budget with its own layer allocation (one-shot)")
+    return (f"# Ablation: pruning criteria at equal budget\n\n{how}, distillation {result['distill_epochs']} epoch(s); {result['val_images']} validation images at "
             f"{w}x{h}; task mean = mean(mAP50, recall, drivable mIoU, lane IoU); CPU latency: torch, batch 1, median; "
             f"{result['machine']}; {result['wall_seconds'] / 60:.1f} min in all.\n\n" + head + "\n".join(lines) + "\n\n"
             f"Order without distillation: {' > '.join(order['pruned'])}\n\n"

@@ -66,9 +66,9 @@ def test_pruned_model_keeps_outputs_and_reloads(name, tmp_path):
 
 
 def test_budget_that_cannot_be_met():
-    m = build_model(ModelConfig(size="tiny"))  # 8-channel layers cannot shrink by half at round_to 4
-    with pytest.raises(BudgetError, match="cannot be met"):
-        prune(m, spec_for(m), PruneConfig(criterion="magnitude", budget="params", target=0.5, round_to=4, img_size=(128, 96)))
+    m = build_model(ModelConfig(size="tiny"))  # 8-channel layers rounded to 4 and protected heads: 95 % is out of reach
+    with pytest.raises(BudgetError, match="cannot be met: at most"):
+        prune(m, spec_for(m), PruneConfig(criterion="magnitude", budget="params", target=0.95, round_to=4, img_size=(128, 96)))
     with pytest.raises(BudgetError, match="fraction"):
         PruneConfig(target=1.5)
 
@@ -175,3 +175,22 @@ def test_prune_command_on_a_trained_checkpoint(synth_root, tmp_path):
     rc = main(["-q", "prune", "--ckpt", str(src), "--out", str(tmp_path / "x.pt"), "--criterion", "magnitude",
                "--budget", "params", "--target", "0.95"])
     assert rc == 2 and not (tmp_path / "x.pt").exists()
+
+
+@pytest.mark.parametrize("name", ["task-aware", "taylor", "random"])
+def test_global_pruning_meets_a_params_budget_with_its_own_allocation(name):
+    """Global pruning: the budget search prunes copies with the prepared criterion itself."""
+    from compress.models.yolop import extract_widths
+
+    torch.manual_seed(0)
+    m = build_model(ModelConfig(size="small"))
+    local = build_model(ModelConfig(size="small"))
+    local.load_state_dict(m.state_dict())
+    cfg = PruneConfig(criterion=name, budget="params", target=0.3, round_to=4, img_size=(128, 96), batches=1, global_pruning=True)
+    rep = prune(m, spec_for(m), cfg, batches=lambda: [_batch()], loss_fn=_loss_fn(m))
+    assert 0.3 <= rep.params_reduction <= 0.36
+    prune(local, spec_for(local), PruneConfig(criterion=name, budget="params", target=0.3, round_to=4, img_size=(128, 96), batches=1),
+          batches=lambda: [_batch()], loss_fn=_loss_fn(local))
+    assert extract_widths(m) != extract_widths(local)  # global ranking allocates the budget unevenly across layers
+    out = m(X)
+    assert out.lane.shape[1:] == (1, 96, 128) and all(torch.isfinite(o).all() for o in out.det)

@@ -56,6 +56,17 @@ class Criterion(tp.importance.Importance):
     def prepare(self, model: nn.Module, batches: Iterable[Any], loss_fn: TaskLossFn) -> None:  # noqa: B027
         """Collect whatever statistics the criterion needs (no-op for data-free criteria)."""
 
+    def for_copy(self, original: nn.Module, copy: nn.Module) -> Criterion:
+        """The same criterion scoring ``copy`` (a deep copy of the prepared ``original``): the
+        statistics collected by ``prepare`` are re-keyed to the copy's parameters by name. Used
+        to try pruning ratios on copies (global budget search)."""
+        return self
+
+
+def _rekey(stats: dict[nn.Parameter, torch.Tensor], original: nn.Module, copy: nn.Module) -> dict[nn.Parameter, torch.Tensor]:
+    by_name = dict(copy.named_parameters())
+    return {by_name[n]: stats[p] for n, p in original.named_parameters() if p in stats}
+
 
 def _params(model: nn.Module) -> list[nn.Parameter]:
     return [p for p in model.parameters() if p.requires_grad]
@@ -121,6 +132,11 @@ class RandomImportance(Criterion):
     def __call__(self, group: Any) -> torch.Tensor:
         return torch.rand(_group_len(group), generator=self.gen)
 
+    def for_copy(self, original: nn.Module, copy: nn.Module) -> Criterion:
+        c = RandomImportance()
+        c.gen.set_state(self.gen.get_state())  # the copy draws what the original will draw
+        return c
+
 
 def _mean_grads(model: nn.Module, batches: Iterable[Any], loss_fn: TaskLossFn,
                 transform: Callable[[torch.Tensor], torch.Tensor], who: str) -> dict[nn.Parameter, torch.Tensor]:
@@ -146,6 +162,14 @@ class _GradCriterion(Criterion):
 
     def __init__(self) -> None:
         self.grads: dict[nn.Parameter, torch.Tensor] = {}
+
+    def for_copy(self, original: nn.Module, copy: nn.Module) -> Criterion:
+        c = object.__new__(type(self))
+        c.__dict__.update(self.__dict__)
+        c.grads = _rekey(self.grads, original, copy)
+        if getattr(self, "task_grads", None):
+            c.task_grads = {t: _rekey(g, original, copy) for t, g in self.task_grads.items()}
+        return c
 
     def _grad(self, p: nn.Parameter) -> torch.Tensor:
         if p not in self.grads:

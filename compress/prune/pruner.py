@@ -21,7 +21,7 @@ from torch import nn
 
 from compress.models.profile import count_macs, count_params
 
-from .importance import TaskLossFn, build_criterion
+from .importance import Criterion, TaskLossFn, build_criterion
 from .spec import TaskSpec
 
 log = logging.getLogger(__name__)
@@ -105,44 +105,58 @@ def _measure(model: nn.Module, cfg: PruneConfig) -> tuple[int, int]:
     return count_params(model), count_macs(model, h, w)
 
 
-def ratio_for_budget(model: nn.Module, spec: TaskSpec, cfg: PruneConfig, tol: float = 0.005, iters: int = 14) -> float:
+def ratio_for_budget(model: nn.Module, spec: TaskSpec, cfg: PruneConfig, tol: float = 0.005, iters: int = 10,
+                     criterion: Criterion | None = None, grid: int = 12) -> float:
     """Channel ratio whose pruning removes ``cfg.target`` of the params / MACs (bisection).
 
     With per-layer (local) pruning the resulting widths depend only on the ratio, so the search
-    prunes copies with the magnitude criterion. Raises :class:`BudgetError` if even the largest
-    allowed ratio cannot reach the target.
+    prunes copies with the magnitude criterion. With global pruning the widths depend on the
+    scores, so the copies are pruned with ``criterion`` itself (prepared on ``model``). Raises
+    :class:`BudgetError` if even the largest allowed ratio cannot reach the target.
     """
     if cfg.budget == "ratio":
         return cfg.target
-    if cfg.global_pruning:
-        raise BudgetError("a params/macs budget is searched with per-layer pruning; set global_pruning: false or budget: ratio")
+    if cfg.global_pruning and criterion is None:
+        raise BudgetError("a params/macs budget with global pruning is searched with the (prepared) criterion; pass criterion=")
     p0, m0 = _measure(model, cfg)
     base = p0 if cfg.budget == "params" else m0
 
     def reduction(r: float) -> float:
         m = copy.deepcopy(model)
-        _pruner(m, spec, cfg, build_criterion("magnitude"), r).step()
+        imp = criterion.for_copy(model, m) if cfg.global_pruning else build_criterion("magnitude")
+        _pruner(m, spec, cfg, imp, r).step()
         p, macs = _measure(m, cfg)
         return 1 - (p if cfg.budget == "params" else macs) / base
 
-    hi = cfg.max_layer_ratio
-    r_hi = reduction(hi)
-    if r_hi < cfg.target:
+    # torch-pruning's reduction is not monotonic in the ratio near the top (a group that would
+    # shrink below round_to is left whole), so scan a grid for the first ratio that meets the
+    # target, then bisect between it and the grid point before it
+    lo, hi, best_seen = 0.0, None, 0.0
+    for k in range(1, grid + 1):
+        r = cfg.max_layer_ratio * k / grid
+        red = reduction(r)
+        best_seen = max(best_seen, red)
+        if red >= cfg.target:
+            hi = r
+            if red - cfg.target <= tol:
+                return hi
+            break
+        lo = r
+    if hi is None:
         raise BudgetError(
-            f"a {cfg.budget} reduction of {cfg.target:.0%} cannot be met: at the largest per-layer ratio "
-            f"{hi} only {r_hi:.1%} is removed (head outputs are protected and widths round to {cfg.round_to}); "
+            f"a {cfg.budget} reduction of {cfg.target:.0%} cannot be met: at most {best_seen:.1%} is removed at any ratio up to "
+            f"{cfg.max_layer_ratio} (head outputs are protected and widths round to {cfg.round_to}); "
             "lower the target, raise max_layer_ratio or lower round_to"
         )
-    lo = 0.0
     for _ in range(iters):
         mid = (lo + hi) / 2
         r = reduction(mid)
-        if abs(r - cfg.target) <= tol and r >= cfg.target:
-            return mid
-        if r < cfg.target:
-            lo = mid
-        else:
+        if r >= cfg.target:
             hi = mid
+            if r - cfg.target <= tol:
+                break
+        else:
+            lo = mid
     return hi
 
 
@@ -161,7 +175,6 @@ def prune(
     spec.validate(model)
     criterion = build_criterion(cfg.criterion, **cfg.criterion_args)
     p0, m0 = _measure(model, cfg)
-    ratio = ratio_for_budget(model, spec, cfg)
     if criterion.needs_data:
         if batches is None or loss_fn is None:
             raise ValueError(f"criterion {cfg.criterion!r} needs data: pass batches and loss_fn")
@@ -176,6 +189,7 @@ def prune(
 
         criterion.prepare(model, limited(), loss_fn)
         model.train(was_training)
+    ratio = ratio_for_budget(model, spec, cfg, criterion=criterion)
     pruner = _pruner(model, spec, cfg, criterion, ratio)
     pruner.step()
     model.zero_grad(set_to_none=True)
