@@ -42,10 +42,10 @@ def load_frames(directory: str | Path, size: tuple[int, int], limit: int) -> lis
 
 
 def bench(bundles: dict[str, str], frames: list[np.ndarray], backend: str = "onnxruntime", runs: int = 1, warmup: int = 5,
-          threads: int | None = None, conf: float = 0.25) -> dict[str, Any]:
+          threads: int | None = None, conf: float = 0.25, **engine_options: Any) -> dict[str, Any]:
     results: dict[str, Any] = {}
     for name, path in bundles.items():
-        p = Perceptor(path, backend=backend, conf=conf, threads=threads)
+        p = Perceptor(path, backend=backend, conf=conf, threads=threads, **engine_options)
         for f in frames[:warmup]:
             p(f)
         per_stage: dict[str, list[float]] = {k: [] for k in STAGES}
@@ -68,6 +68,7 @@ def bench(bundles: dict[str, str], frames: list[np.ndarray], backend: str = "onn
             "latency_ms": _stats([sum(x) for x in zip(*(per_stage[k] for k in STAGES))]),
             "perceptor_share_of_engine": own / stage["infer"]["mean"],
         }
+        del p  # one engine at a time: an idle session's threads must not compete with the next
     first = next(iter(results.values()))
     for r in results.values():
         r["speedup_vs_first"] = r["throughput_fps"] / first["throughput_fps"]
@@ -89,7 +90,7 @@ def machine() -> str:
 def markdown(report: dict[str, Any]) -> str:
     m = report["meta"]
     lines = [f"# Engine benchmark\n\n{m['frames']} frames at {m['frame_size'][0]}x{m['frame_size'][1]} x {m['runs']} run(s), backend "
-             f"{m['backend']}, {m['machine']}.\n",
+             f"{m['backend']} {m.get('engine_options') or ''}, {m['machine']}.\n",
              "| model | params | GMACs | input | throughput (fps) | speed-up | infer ms (mean / p90) | preprocess ms | postprocess ms | "
              "Perceptor share of engine time |",
              "|---|---|---|---|---|---|---|---|---|---|"]
@@ -109,8 +110,10 @@ def main(a: Any) -> int:
             name, path = Path(spec).name, spec
         bundles[name] = path
     frames = load_frames(a.frames, a.size, a.max_frames)
-    models = bench(bundles, frames, a.backend, a.runs, threads=a.threads)
+    opts = {"graph_optimization": a.graph_optimization} if a.graph_optimization else {}
+    models = bench(bundles, frames, a.backend, a.runs, threads=a.threads, **opts)
     report = {"meta": {"frames": len(frames), "frame_size": list(a.size), "runs": a.runs, "backend": a.backend, "threads": a.threads,
+                       "engine_options": opts,
                        "machine": machine(), "frames_dir": str(a.frames)}, "models": models}
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -160,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--runs", type=int, default=1, help="passes over the frames")
     b.add_argument("--backend", default="onnxruntime", choices=["auto", "tensorrt", "onnxruntime", "torch"])
     b.add_argument("--threads", type=int, help="backend CPU threads")
+    b.add_argument("--graph-optimization", choices=["all", "extended", "basic"], help="ONNX Runtime graph optimization level (default: extended)")
     b.add_argument("--out", default="runs/bench/engines")
     b.set_defaults(fn=lambda a: __import__("mtc_perception.bench_engines", fromlist=["main"]).main(a))
     return p

@@ -20,7 +20,12 @@ class OnnxRuntimeEngine(Engine):
     """Options: ``providers`` (list, default: every available one of TensorRT, CUDA, CPU in that
     order), ``threads`` (intra-op threads, default ONNX Runtime's), ``require`` (a provider that
     must be the one in use, e.g. ``CUDAExecutionProvider``: an error instead of a silent CPU
-    fallback)."""
+    fallback), ``graph_optimization`` (``extended`` by default; ``all`` is ONNX Runtime's own
+    default and adds the CPU's blocked NCHWc layout, whose reorders cost more than they save for
+    pruned widths here: 37 vs 28 ms for the synthroad student, docs/RESULTS.md), ``spin``
+    (default False: worker threads sleep between runs instead of spinning; spinning threads of
+    one idle session halve the speed of another on the same cores, e.g. teacher and student
+    nodes side by side)."""
 
     requires = ("onnxruntime",)
     file_kind = "onnx"
@@ -43,7 +48,15 @@ class OnnxRuntimeEngine(Engine):
         threads = self.options.get("threads")
         if threads:
             so.intra_op_num_threads = int(threads)
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        levels = {"all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL, "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+                  "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC}
+        level = str(self.options.get("graph_optimization") or "extended")
+        if level not in levels:
+            raise ValueError(f"graph_optimization {level!r} unknown; use one of {sorted(levels)}")
+        so.graph_optimization_level = levels[level]
+        spin = bool(self.options.get("spin", False))
+        so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+        so.add_session_config_entry("session.inter_op.allow_spinning", "1" if spin else "0")
         try:
             self.session = ort.InferenceSession(str(path), sess_options=so, providers=wanted)
         except Exception as e:  # onnxruntime raises its own exception types
@@ -66,7 +79,8 @@ class OnnxRuntimeEngine(Engine):
                               f"rebuild with `{self.bundle.rebuild_hint}`")
         self.check_outputs({o.name: [d if isinstance(d, int) else str(d) for d in o.shape] for o in self.session.get_outputs()}, path)
         self.output_names = self.bundle.output_names
-        self.description = f"onnxruntime {ort.__version__} on {in_use[0] if in_use else '?'}" + (f", {threads} threads" if threads else "")
+        self.description = (f"onnxruntime {ort.__version__} on {in_use[0] if in_use else '?'}" + (f", {threads} threads" if threads else "")
+                            + f", graph optimization {level}" + (", spinning" if spin else ""))
         self.providers = in_use
         self.loaded = True
         return self
