@@ -84,15 +84,23 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "config") -> T:
         raise ConfigFileError(f"{where}: {e}") from e
 
 
-def load_yaml(cls: type[T], path: str | Path, overrides: dict[str, Any] | None = None) -> T:
-    """Load ``cls`` from a YAML file, then apply ``overrides`` (already-parsed values win)."""
+def read_yaml(path: str | Path, what: str = "config file", hint: str = "") -> dict[str, Any]:
+    """The mapping in a YAML file, or :class:`ConfigFileError` naming the file."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigFileError(f"config file {path} does not exist")
+        raise ConfigFileError(f"{what} {path} does not exist{hint}")
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
         raise ConfigFileError(f"{path}: not valid YAML: {e}") from e
+    if not isinstance(data, dict):
+        raise ConfigFileError(f"{path}: expected a mapping of keys to values, got {type(data).__name__}")
+    return data
+
+
+def load_yaml(cls: type[T], path: str | Path, overrides: dict[str, Any] | None = None) -> T:
+    """Load ``cls`` from a YAML file, then apply ``overrides`` (already-parsed values win)."""
+    data = read_yaml(path)
     data.update({k: v for k, v in (overrides or {}).items() if v is not None})
     return from_dict(cls, data, str(path))
 

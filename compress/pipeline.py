@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from .checkpoint import load_model, save_checkpoint
-from .config_io import ConfigFileError, from_dict, to_dict
+from .config_io import ConfigFileError, from_dict, read_yaml, to_dict
 
 log = logging.getLogger(__name__)
 
@@ -88,15 +88,7 @@ QUICK = {  # `ablate --quick` / `compress --quick`: a smoke run of every stage (
 
 
 def load_recipe(path: str | Path, overrides: dict[str, Any] | None = None, quick: bool = False) -> CompressRecipe:
-    import yaml
-
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigFileError(f"recipe {path} does not exist; see config/compress/ for examples")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ConfigFileError(f"{path}: not valid YAML: {e}") from e
+    data = read_yaml(path, "recipe", "; see config/compress/ for examples")
     if quick:
         data = _merge(data, QUICK)
     data = _merge(data, {k: v for k, v in (overrides or {}).items() if v is not None})
@@ -425,17 +417,9 @@ def criterion_order(rows: list[dict[str, Any]]) -> dict[str, list[str]]:
 
 
 def machine() -> str:
-    import platform
+    from mtc_perception.bench_engines import machine as cpu
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} logical CPUs, torch {torch.__version__}"
+    return f"{cpu()}, torch {torch.__version__}"
 
 
 def ablation_markdown(result: dict[str, Any]) -> str:

@@ -6,27 +6,10 @@ import torch_pruning as tp
 from torch import nn
 
 from compress.checkpoint import load_model, save_checkpoint
-from compress.losses import MultiTaskLoss
 from compress.models import ModelConfig, build_model
 from compress.prune import CRITERIA, BudgetError, PruneConfig, SpecError, TaskSpec, build_criterion, prune, spec_for
 
-X = torch.rand(2, 3, 96, 128)
-
-
-def _batch():
-    g = torch.Generator().manual_seed(0)
-    return {"boxes": torch.tensor([[0, 0, 10, 10, 50, 50.0], [1, 0, 30, 20, 80, 70.0]]),
-            "drivable": (torch.rand(2, 96, 128, generator=g) > 0.5).to(torch.uint8),
-            "lane": (torch.rand(2, 96, 128, generator=g) > 0.9).to(torch.uint8)}
-
-
-def _loss_fn(model):
-    crit = MultiTaskLoss.for_model(model)
-
-    def fn(m, b):
-        out = crit(m(X), b)
-        return {k: out[k] for k in ("det", "drivable", "lane")}
-    return fn
+from helpers import X, fake_batch, task_loss_fn  # noqa: E402
 
 
 @pytest.mark.parametrize("name", sorted(CRITERIA))
@@ -35,7 +18,7 @@ def test_every_criterion_scores_every_channel(name):
     m = build_model(ModelConfig(size="tiny"))
     c = build_criterion(name)
     if c.needs_data:
-        c.prepare(m, [_batch()], _loss_fn(m))
+        c.prepare(m, [fake_batch()], task_loss_fn(m))
     dg = tp.DependencyGraph().build_dependency(m, X[:1], output_transform=spec_for(m).flatten)
     groups = list(dg.get_all_groups(ignored_layers=spec_for(m).protected_modules(m), root_module_types=[nn.Conv2d]))
     assert len(groups) > 20
@@ -53,7 +36,7 @@ def test_pruned_model_keeps_outputs_and_reloads(name, tmp_path):
     m = build_model(ModelConfig(size="small"))
     ref = m(X)
     cfg = PruneConfig(criterion=name, budget="params", target=0.5, round_to=4, img_size=(128, 96), batches=1)
-    rep = prune(m, spec_for(m), cfg, batches=lambda: [_batch()], loss_fn=_loss_fn(m))
+    rep = prune(m, spec_for(m), cfg, batches=lambda: [fake_batch()], loss_fn=task_loss_fn(m))
     assert rep.params_reduction >= 0.5 and rep.macs_reduction > 0.4
     out = m(X)
     assert [o.shape for o in out.det] == [o.shape for o in ref.det]
@@ -187,10 +170,10 @@ def test_global_pruning_meets_a_params_budget_with_its_own_allocation(name):
     local = build_model(ModelConfig(size="small"))
     local.load_state_dict(m.state_dict())
     cfg = PruneConfig(criterion=name, budget="params", target=0.3, round_to=4, img_size=(128, 96), batches=1, global_pruning=True)
-    rep = prune(m, spec_for(m), cfg, batches=lambda: [_batch()], loss_fn=_loss_fn(m))
+    rep = prune(m, spec_for(m), cfg, batches=lambda: [fake_batch()], loss_fn=task_loss_fn(m))
     assert 0.3 <= rep.params_reduction <= 0.36
     prune(local, spec_for(local), PruneConfig(criterion=name, budget="params", target=0.3, round_to=4, img_size=(128, 96), batches=1),
-          batches=lambda: [_batch()], loss_fn=_loss_fn(local))
+          batches=lambda: [fake_batch()], loss_fn=task_loss_fn(local))
     assert extract_widths(m) != extract_widths(local)  # global ranking allocates the budget unevenly across layers
     out = m(X)
     assert out.lane.shape[1:] == (1, 96, 128) and all(torch.isfinite(o).all() for o in out.det)

@@ -15,12 +15,11 @@ from torch import nn
 from torch.nn import functional as F
 
 from compress.distill import FeatureDistiller
-from compress.losses import MultiTaskLoss
 from compress.models import ModelConfig, build_model
 from compress.models.yolop import Outputs
 from compress.prune import CRITERIA, BudgetError, PruneConfig, SpecError, TaskSpec, prune, spec_for
 
-X = torch.rand(2, 3, 96, 128)
+from helpers import X, fake_batch, task_loss_fn  # noqa: E402
 ANCHORS = ((4, 5, 8, 10, 12, 9), (20, 18, 30, 25, 40, 30), (60, 50, 90, 70, 120, 100))
 
 
@@ -89,22 +88,6 @@ class ResFPNNet(nn.Module):
                        lane=F.interpolate(self.lines(seg_in), size=x.shape[2:]))
 
 
-def _batch():
-    g = torch.Generator().manual_seed(0)
-    return {"boxes": torch.tensor([[0, 0, 10, 10, 50, 50.0], [1, 0, 30, 20, 80, 70.0]]),
-            "drivable": (torch.rand(2, 96, 128, generator=g) > 0.5).to(torch.uint8),
-            "lane": (torch.rand(2, 96, 128, generator=g) > 0.9).to(torch.uint8)}
-
-
-def _loss_fn(model):
-    crit = MultiTaskLoss.for_model(model)
-
-    def fn(m, b):
-        out = crit(m(X), b)
-        return {k: out[k] for k in ("det", "drivable", "lane")}
-    return fn
-
-
 @pytest.mark.parametrize("name", sorted(CRITERIA))
 def test_every_criterion_prunes_the_second_architecture(name):
     torch.manual_seed(0)
@@ -112,7 +95,7 @@ def test_every_criterion_prunes_the_second_architecture(name):
     ref = m(X)
     heads = {p: m.get_submodule(p).weight.shape for ps in m.task_spec().head_outputs.values() for p in ps}
     cfg = PruneConfig(criterion=name, budget="params", target=0.4, round_to=4, img_size=(128, 96), batches=1)
-    rep = prune(m, spec_for(m), cfg, batches=lambda: [_batch()], loss_fn=_loss_fn(m))
+    rep = prune(m, spec_for(m), cfg, batches=lambda: [fake_batch()], loss_fn=task_loss_fn(m))
     assert rep.params_reduction >= 0.4
     out = m(X)
     assert [o.shape for o in out.det] == [o.shape for o in ref.det]

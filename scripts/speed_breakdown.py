@@ -1,0 +1,77 @@
+"""Where a multi-task network spends its ONNX Runtime CPU time: the whole network vs backbone +
+neck + detection head (the difference is the two segmentation decoders).
+
+    python scripts/speed_breakdown.py runs/teacher/best.pt runs/compress/synthroad/student.pt --imgsz 384x640
+
+Prints one line per checkpoint (median of --runs single-frame runs, graph optimization
+`extended`, no thread spinning: the runtime's defaults).
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import torch
+
+from compress.checkpoint import load_model
+from compress.export import ExportWrapper
+from compress.models import count_macs, count_params
+
+
+class DetectionPath(torch.nn.Module):
+    def __init__(self, m: torch.nn.Module) -> None:
+        super().__init__()
+        self.m = m
+
+    def forward(self, x: torch.Tensor):  # noqa: ANN201
+        p3, p4, p5 = self.m.backbone(x)
+        _, o3, o4, o5 = self.m.neck(p3, p4, p5)
+        return tuple(self.m.detect([o3, o4, o5]))
+
+
+def ort_ms(module: torch.nn.Module, h: int, w: int, runs: int) -> float:
+    x = torch.zeros(1, 3, h, w)
+    with tempfile.TemporaryDirectory() as d, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        path = str(Path(d) / "m.onnx")
+        torch.onnx.export(module, (x,), path, opset_version=17, dynamo=False)
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        s = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+    xi = np.random.default_rng(0).random((1, 3, h, w), dtype=np.float32)
+    name = s.get_inputs()[0].name
+    for _ in range(3):
+        s.run(None, {name: xi})
+    ts = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        s.run(None, {name: xi})
+        ts.append((time.perf_counter() - t) * 1e3)
+    return float(np.median(ts))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("ckpts", nargs="+")
+    p.add_argument("--imgsz", default="384x640", help="HEIGHTxWIDTH")
+    p.add_argument("--runs", type=int, default=30)
+    a = p.parse_args()
+    h, w = (int(v) for v in a.imgsz.split("x"))
+    for c in a.ckpts:
+        m, _ = load_model(c)
+        m.eval()
+        full = ort_ms(ExportWrapper(m).eval(), h, w, a.runs)
+        det = ort_ms(DetectionPath(m).eval(), h, w, a.runs)
+        print(f"{c}: {count_params(m) / 1e6:.2f}M params, {count_macs(m, h, w) / 1e9:.3f} GMACs at {w}x{h}; whole network {full:.1f} ms, "
+              f"backbone+neck+detect {det:.1f} ms, segmentation decoders {full - det:.1f} ms ({100 * (full - det) / full:.0f}%)")
+
+
+if __name__ == "__main__":
+    main()
