@@ -291,7 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--target", type=float, default=0.5)
     pr.add_argument("--round-to", type=int, default=8, help="keep layer widths multiples of this")
     pr.add_argument("--global-pruning", action="store_true",
-                    help="rank channels across layers (one global ratio; needs --budget ratio) instead of the same ratio per layer")
+                    help="rank channels across layers (the criterion decides how many each layer keeps) instead of the same ratio per layer")
     pr.add_argument("--batches", type=int, default=8, help="batches of data for gradient-based criteria")
     pr.add_argument("--conflict-weight", type=float, help="task-aware: penalty weight beta in [0, 1] (default 0.5)")
     pr.add_argument("--safe-fraction", type=float, help="task-aware: per-task top fraction kept (default 0.1)")
