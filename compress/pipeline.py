@@ -417,7 +417,7 @@ def criterion_order(rows: list[dict[str, Any]]) -> dict[str, list[str]]:
 
 
 def machine() -> str:
-    from mtc_perception.bench_engines import machine as cpu
+    from mtc_perception.bench.engines import machine as cpu
 
     return f"{cpu()}, torch {torch.__version__}"
 

@@ -102,7 +102,7 @@ def _frames(src: Path):  # noqa: ANN202
 def cmd_infer(a: argparse.Namespace) -> int:
     import cv2
 
-    from .overlay import draw
+    from .viz import draw
     from .perceptor import Perceptor
 
     perceptor = Perceptor(a.bundle, backend=a.backend, conf=a.conf, iou=a.iou, threads=a.threads)
@@ -162,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--threads", type=int, help="backend CPU threads")
     b.add_argument("--graph-optimization", choices=["all", "extended", "basic"], help="ONNX Runtime graph optimization level (default: extended)")
     b.add_argument("--out", default="runs/bench/engines")
-    b.set_defaults(fn=lambda a: __import__("mtc_perception.bench_engines", fromlist=["main"]).main(a))
+    b.set_defaults(fn=lambda a: __import__("mtc_perception.bench.engines", fromlist=["main"]).main(a))
     return p
 
 

@@ -271,7 +271,7 @@ def test_runtime_imports_without_torch_or_onnxruntime():
         "            raise ImportError('blocked ' + name)\n"
         "sys.meta_path.insert(0, Block())\n"
         "import mtc_perception, mtc_perception.perceptor, mtc_perception.engines, mtc_perception.bundle, mtc_perception.processing\n"
-        "import mtc_perception.overlay\n"
+        "import mtc_perception.viz\n"
         "from mtc_perception.engines import ENGINES\n"
         "assert set(ENGINES) == {'tensorrt', 'onnxruntime', 'torch'}\n"
         "assert not any(m.split('.')[0] in ('torch', 'onnxruntime', 'tensorrt') for m in sys.modules)\n"

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from .perceptor import STAGES, Perceptor
+from mtc_perception.perceptor import STAGES, Perceptor
 
 
 def _stats(v: list[float]) -> dict[str, float]:
