@@ -82,17 +82,22 @@ def image_to_bgr(msg: Any) -> np.ndarray:
 
 def compressed_to_bgr(msg: Any) -> np.ndarray:
     """A ``sensor_msgs/CompressedImage`` (jpeg or png, as image_transport writes them) -> BGR."""
-    import cv2
-
     fmt = str(getattr(msg, "format", "")).lower()
     if fmt and not any(k in fmt for k in ("jpeg", "jpg", "png")):
         raise ImageError(f"CompressedImage.format {msg.format!r} is not jpeg or png")
-    data = _data(msg)
-    if data.size == 0:
-        raise ImageError("CompressedImage.data is empty")
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    return decode_bytes(_data(msg), f"CompressedImage.data (format {getattr(msg, 'format', '')!r})")
+
+
+def decode_bytes(data: bytes | np.ndarray, what: str = "compressed frame") -> np.ndarray:
+    """JPEG/PNG bytes -> BGR uint8 image, or :class:`ImageError` naming ``what``."""
+    import cv2
+
+    buf = np.frombuffer(data, np.uint8) if isinstance(data, (bytes, bytearray, memoryview)) else np.asarray(data, np.uint8).ravel()
+    if buf.size == 0:
+        raise ImageError(f"{what} is empty")
+    img = cv2.imdecode(buf, cv2.IMREAD_COLOR)
     if img is None:
-        raise ImageError(f"CompressedImage.data ({data.size} bytes, format {getattr(msg, 'format', '')!r}) is not a decodable image")
+        raise ImageError(f"{what} of {buf.size} bytes is not a decodable image (JPEG/PNG)")
     return img
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .bundle import Bundle
+from .imaging import ImageError, decode_bytes
 from .processing import Letterbox, letterbox_image, restore_mask, select_detections
 
 STAGES = ("decode", "preprocess", "infer", "postprocess")
@@ -63,15 +64,10 @@ def check_frame(frame: object) -> np.ndarray:
 
 def decode_image(data: bytes | np.ndarray) -> np.ndarray:
     """JPEG/PNG bytes -> BGR uint8 image, or :class:`FrameError`."""
-    import cv2
-
-    buf = np.frombuffer(data, np.uint8) if isinstance(data, (bytes, bytearray, memoryview)) else np.asarray(data, np.uint8).ravel()
-    if buf.size == 0:
-        raise FrameError("compressed frame is empty")
-    img = cv2.imdecode(buf, cv2.IMREAD_COLOR)
-    if img is None:
-        raise FrameError(f"compressed frame of {buf.size} bytes is not a decodable JPEG/PNG")
-    return img
+    try:
+        return decode_bytes(data)
+    except ImageError as e:
+        raise FrameError(str(e)) from None
 
 
 class Preprocessor:
