@@ -83,15 +83,9 @@ def cmd_train(a: argparse.Namespace) -> int:
 
 def _split_dataset(ckpt_path: str, tc: dict[str, Any], data: str | None, split: str, on_error: str, img_size: tuple[int, int]):  # noqa: ANN202
     """A split read the way the checkpoint's run read it (label format, drivable mapping, class map, ...)."""
-    from .data import DataConfig, MultiTaskDataset
+    from .pipeline import split_of_run
 
-    data = data or tc.get("data")
-    if not data:
-        raise ValueError(f"{ckpt_path} does not record its dataset; pass --data DIR")
-    which = "val_data_options" if split == tc.get("val_split", "val") else "train_data_options" if split == tc.get("train_split", "train") else None
-    opts = {**tc.get("data_options", {}), **(tc.get(which, {}) if which else {})}
-    dc = DataConfig.from_dict({**opts, "root": data, "split": split, "on_error": on_error})
-    return MultiTaskDataset(dc, img_size=img_size, augment=None)
+    return split_of_run(tc, data, split, img_size, on_error, f"{ckpt_path} does not record its dataset; pass --data DIR")
 
 
 def cmd_eval(a: argparse.Namespace) -> int:

@@ -106,17 +106,24 @@ def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
 # stages
 
 
-def _split(ckpt: dict[str, Any], data: str | None, split: str, img_size: tuple[int, int], augment: bool = False):  # noqa: ANN202
+def split_of_run(tc: dict[str, Any], data: str | None, split: str, img_size: tuple[int, int], on_error: str | None = None,
+                 missing_data_hint: str = "the checkpoint does not record its dataset; pass --data DIR"):  # noqa: ANN201
+    """A split read the way a checkpoint's training run read it (label format, drivable mapping,
+    class map, per-split options), without augmentation. ``tc`` is the checkpoint's train_config."""
     from .data import DataConfig, MultiTaskDataset
 
-    tc = ckpt.get("train_config", {})
     data = data or tc.get("data")
     if not data:
-        raise ValueError("the teacher checkpoint does not record its dataset; set data: in the recipe")
-    which = "val_data_options" if split == tc.get("val_split", "val") else "train_data_options"
-    opts = {**tc.get("data_options", {}), **tc.get(which, {})}
-    dc = DataConfig.from_dict({**opts, "root": data, "split": split, "on_error": tc.get("on_error", "raise")})
+        raise ValueError(missing_data_hint)
+    which = "val_data_options" if split == tc.get("val_split", "val") else "train_data_options" if split == tc.get("train_split", "train") else None
+    opts = {**tc.get("data_options", {}), **(tc.get(which, {}) if which else {})}
+    dc = DataConfig.from_dict({**opts, "root": data, "split": split, "on_error": on_error or tc.get("on_error", "raise")})
     return MultiTaskDataset(dc, img_size=img_size, augment=None)
+
+
+def _split(ckpt: dict[str, Any], data: str | None, split: str, img_size: tuple[int, int]):  # noqa: ANN202
+    return split_of_run(ckpt.get("train_config", {}), data, split, img_size,
+                        missing_data_hint="the teacher checkpoint does not record its dataset; set data: in the recipe")
 
 
 def prune_model(model: nn.Module, cfg: Any, train_ds: Any = None, batch_size: int = 8, seed: int = 0) -> Any:
