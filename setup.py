@@ -16,6 +16,7 @@ setup(
         ("share/" + package_name + "/launch", glob("launch/*.launch.py")),
         ("share/" + package_name + "/config", glob("config/*.yaml")),
         ("share/" + package_name + "/config/train", glob("config/train/*.yaml")),
+        ("share/" + package_name + "/config/compress", glob("config/compress/*.yaml")),
         ("share/" + package_name + "/config/rviz", glob("config/rviz/*.rviz")),
     ],
     python_requires=">=3.10",
@@ -37,6 +38,7 @@ setup(
         "console_scripts": [
             "mtc = mtc_perception.cli:main",
             "mtc-compress = compress.cli:main",
+            "perception_node = mtc_perception.nodes.perception_node:main",
         ],
     },
 )

@@ -76,3 +76,154 @@ def test_messages_serialize_with_the_input_header(store):
     m = mask_image(types, header, np.eye(4, 6, dtype=np.uint8))
     mb = ts.deserialize_cdr(ts.serialize_cdr(m, "sensor_msgs/msg/Image"), "sensor_msgs/msg/Image")
     assert mb.encoding == "mono8" and mb.header.frame_id == "front_camera" and mb.width == 6 and mb.data.max() == 255
+
+
+# ---------------------------------------------------------------------------------------------
+# parameters, warnings, health, and a whole frame through the committed tiny bundle
+# ---------------------------------------------------------------------------------------------
+from pathlib import Path  # noqa: E402
+
+import cv2  # noqa: E402
+import yaml  # noqa: E402
+
+from mtc_perception.imaging import bgr_to_image_fields  # noqa: E402
+from mtc_perception.node_core import (PARAMETERS, FrameProcessor, ParamError, WarnLimiter, check_class_filter,  # noqa: E402
+                                      diagnostic_array, health, qos_settings, validate_params)
+
+DATA = Path(__file__).resolve().parent / "data"
+TINY = DATA / "tiny_bundle"
+
+
+def test_parameters_validate_and_name_what_is_wrong():
+    p = validate_params({"bundle": "b", "input_transport": "compressed", "image_topic": "/cam/image_raw/"})
+    assert p.subscribed_topic == "/cam/image_raw/compressed" and p.message_type == "sensor_msgs/msg/CompressedImage"
+    assert p.conf_threshold == 0.25 and isinstance(p.conf_threshold, float) and p.class_filter == ()
+    assert validate_params({"bundle": "b", "conf_threshold": 1}).conf_threshold == 1.0  # an int is a fine double
+    assert validate_params({"bundle": "b", "class_filter": ["vehicle", ""]}).class_filter == ("vehicle",)
+    cases = {
+        "'bundle' is empty": {},
+        "'input_transport' = 'theora'": {"bundle": "b", "input_transport": "theora"},
+        "'reliability' = 'sometimes'": {"bundle": "b", "reliability": "sometimes"},
+        "'conf_threshold' = 1.5: expected a value in [0.0, 1.0]": {"bundle": "b", "conf_threshold": 1.5},
+        "'max_detections' = 0": {"bundle": "b", "max_detections": 0},
+        "'max_detections' = True: expected a integer": {"bundle": "b", "max_detections": True},
+        "'publish_overlay' = 'yes': expected a bool": {"bundle": "b", "publish_overlay": "yes"},
+        "'class_filter' = [1]": {"bundle": "b", "class_filter": [1]},
+        "unknown parameter(s) ['conf']": {"bundle": "b", "conf": 0.3},
+        "'image_topic' is empty": {"bundle": "b", "image_topic": " "},
+    }
+    for text, values in cases.items():
+        with pytest.raises(ParamError) as e:
+            validate_params(values)
+        assert text in str(e.value), (text, str(e.value))
+    with pytest.raises(ParamError, match=r"names \['person'\].*its classes are \['vehicle'\]"):
+        check_class_filter(["person"], ["vehicle"])
+
+
+@pytest.mark.parametrize("role", ["student", "teacher"])
+def test_parameter_files_hold_valid_values_for_declared_parameters(role):
+    doc = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / f"{role}.yaml").read_text())
+    values = doc["/**"]["ros__parameters"]
+    assert set(values) <= {p.name for p in PARAMETERS}
+    p = validate_params(values)
+    assert p.bundle == f"bundles/{role}"
+    for spec in PARAMETERS:  # every parameter is documented in the file, set or commented out
+        assert spec.name in (Path(__file__).resolve().parents[1] / "config" / f"{role}.yaml").read_text()
+
+
+def test_warnings_are_rate_limited_per_kind_and_count_what_they_hold_back():
+    w = WarnLimiter(period=5.0)
+    assert w("jpeg", "bad jpeg", now=0.0) == "bad jpeg"
+    assert w("jpeg", "bad jpeg", now=1.0) is None and w("jpeg", "bad jpeg", now=2.0) is None
+    assert w("Image/xyz", "bad encoding", now=2.5) == "bad encoding"  # another kind is not held back
+    assert w("jpeg", "bad jpeg", now=5.5) == "bad jpeg (2 more like this since the last warning)"
+    assert w("jpeg", "bad jpeg", now=11.0) == "bad jpeg"
+
+
+def test_health_levels():
+    base = {"rate_hz": 10.0, "latency_p50_ms": 20.0, "latency_p99_ms": 30.0, "last_error": "bad step"}
+    s = lambda r, p, f, k=0: {**base, "received": r, "processed": p, "failed": f, "skipped": k}  # noqa: E731
+    assert health(s(0, 0, 0), None, "/cam")[0] == "STALE"
+    assert health(s(10, 8, 0, 2), s(0, 0, 0), "/cam")[0] == "OK"
+    level, msg = health(s(20, 15, 3), s(10, 8, 0), "/cam")
+    assert level == "WARN" and "3 of 10 frames failed: bad step" in msg
+    assert health(s(30, 15, 13), s(20, 15, 3), "/cam")[0] == "ERROR"
+    assert health(s(30, 15, 13), s(30, 15, 13), "/cam") == ("WARN", "no frames in the last period on /cam")
+    assert qos_settings("best_effort") == {"history": "keep_last", "depth": 1, "reliability": "best_effort", "durability": "volatile"}
+    with pytest.raises(ParamError):
+        qos_settings("maybe")
+
+
+@pytest.fixture(scope="module")
+def tiny_perceptor():
+    from mtc_perception.perceptor import Perceptor
+
+    return Perceptor(TINY, backend="onnxruntime", conf=0.01)
+
+
+@pytest.mark.parametrize("store", STORES, ids=["humble", "jazzy"])
+def test_frame_processor_turns_camera_messages_into_outputs_with_the_input_header(store, tiny_perceptor):
+    ts = get_typestore(store)
+    register_vision_msgs(ts)
+    types = ts.types.__getitem__
+    Header, Time = types("std_msgs/msg/Header"), types("builtin_interfaces/msg/Time")
+    frame = cv2.imread(str(DATA / "frame.jpg"))
+    h, w = frame.shape[:2]
+    core = FrameProcessor(tiny_perceptor, types)
+    expect = tiny_perceptor(frame)
+    raw = types("sensor_msgs/msg/Image")(header=Header(stamp=Time(sec=5, nanosec=7), frame_id="cam"), **bgr_to_image_fields(frame))
+    ok, jpg = cv2.imencode(".png", frame)  # lossless, so the compressed path sees the same pixels
+    comp = types("sensor_msgs/msg/CompressedImage")(header=Header(stamp=Time(sec=6, nanosec=8), frame_id="cam"), format="png",
+                                                     data=jpg.reshape(-1))
+    for msg, overlay in ((raw, False), (comp, True)):
+        msg = ts.deserialize_cdr(ts.serialize_cdr(msg, msg.__msgtype__), msg.__msgtype__)  # as it arrives off the wire
+        res = core(msg, overlay=overlay)
+        assert not res.error
+        assert set(res.messages) == {"detections", "drivable_mask", "lane_mask"} | ({"overlay"} if overlay else set())
+        for name, out in res.messages.items():
+            back = ts.deserialize_cdr(ts.serialize_cdr(out, out.__msgtype__), out.__msgtype__)
+            assert back.header.stamp == msg.header.stamp and back.header.frame_id == "cam"
+            if name != "detections":
+                assert (back.height, back.width) == (h, w) and back.encoding == ("bgr8" if name == "overlay" else "mono8")
+        dets = res.messages["detections"].detections
+        assert len(dets) == len(expect.boxes) > 0
+        np.testing.assert_allclose([d.bbox.size_x for d in dets], expect.boxes[:, 2] - expect.boxes[:, 0], rtol=1e-5)
+        drv = res.messages["drivable_mask"].data.reshape(h, w)
+        np.testing.assert_array_equal(drv // 255, expect.drivable)
+    assert core.stats.processed == 2 and core.stats.failed == 0
+
+
+def test_frame_processor_survives_bad_frames_and_counts_them(tiny_perceptor):
+    ts = get_typestore(Stores.ROS2_JAZZY)
+    register_vision_msgs(ts)
+    types = ts.types.__getitem__
+    Header, Time = types("std_msgs/msg/Header"), types("builtin_interfaces/msg/Time")
+    hdr = Header(stamp=Time(sec=1, nanosec=0), frame_id="cam")
+    Image, Compressed = types("sensor_msgs/msg/Image"), types("sensor_msgs/msg/CompressedImage")
+    good = Image(header=hdr, **bgr_to_image_fields(np.zeros((40, 60, 3), np.uint8)))
+    bad = [Image(header=hdr, height=40, width=60, encoding="xyz9", is_bigendian=0, step=180, data=np.zeros(7200, np.uint8)),
+           Image(header=hdr, height=40, width=60, encoding="bgr8", is_bigendian=0, step=100, data=np.zeros(4000, np.uint8)),
+           Compressed(header=hdr, format="jpeg", data=np.frombuffer(b"\xff\xd8 not a jpeg", np.uint8))]
+    core = FrameProcessor(tiny_perceptor, types)
+    errors = [core(m).error for m in bad]
+    assert "encoding 'xyz9'" in errors[0] and "step 100" in errors[1] and "not a decodable image" in errors[2]
+    assert not core(good).error
+    assert core.stats.failed == 3 and core.stats.processed == 1
+    s = core.stats.summary(received=4, skipped=0)
+    assert health(s, None, "/cam")[0] == "WARN"
+    msg = diagnostic_array(types, Time(sec=2, nanosec=0), "/student/perception_node: perception", "host", s, "WARN", "3 of 4 failed")
+    back = ts.deserialize_cdr(ts.serialize_cdr(msg, "diagnostic_msgs/msg/DiagnosticArray"), "diagnostic_msgs/msg/DiagnosticArray")
+    st = back.status[0]
+    assert st.level == types("diagnostic_msgs/msg/DiagnosticStatus").WARN and st.name.startswith("/student/")
+    assert {kv.key: kv.value for kv in st.values}["failed"] == "3"
+    with pytest.raises(ParamError, match="class_filter"):
+        FrameProcessor(tiny_perceptor, types, class_filter=["pedestrian"])
+
+
+def test_committed_tiny_bundle_matches_this_runtime():
+    """test/data/tiny_bundle is what the ROS launch tests and the numpy-1.x run use; if the bundle
+    schema moves on, regenerate it with scripts/make_tiny_bundle.py."""
+    from mtc_perception.bundle import Bundle
+
+    b = Bundle.load(TINY)
+    assert b.input_size == (128, 96) and b.file("onnx").is_file() and b.file("torch") is None

@@ -1,0 +1,55 @@
+"""The launch description behind ``student.launch.py`` and ``teacher.launch.py`` (one place, two
+thin launch files). Needs the ``launch`` and ``launch_ros`` packages of a ROS 2 installation."""
+
+from __future__ import annotations
+
+import os
+
+from ament_index_python.packages import get_package_share_directory
+from launch import LaunchContext, LaunchDescription
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.conditions import IfCondition
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import Node
+
+PACKAGE = "mtc_perception"
+
+#: launch arguments that override a node parameter when given (an empty value keeps params_file's)
+OVERRIDES = {
+    "bundle": "Model bundle directory (bundle.json + model.onnx/model.engine). Empty: the value in params_file.",
+    "image_topic": "Camera topic (sensor_msgs/Image; <image_topic>/compressed with input_transport:=compressed). "
+                   "Empty: the value in params_file (/camera/image_raw).",
+    "input_transport": "raw or compressed. Empty: the value in params_file (raw).",
+    "backend": "auto, tensorrt, onnxruntime or torch. Empty: the value in params_file (auto).",
+}
+
+
+def _node(context: LaunchContext) -> list:
+    get = lambda name: LaunchConfiguration(name).perform(context)  # noqa: E731
+    params: list = [get("params_file")]
+    overrides = {k: get(k) for k in OVERRIDES if get(k)}
+    if overrides:
+        params.append(overrides)
+    node = Node(package=PACKAGE, executable="perception_node", name="perception_node", namespace=get("namespace"),
+                parameters=params, output="screen", emulate_tty=True,
+                arguments=["--ros-args", "--log-level", get("log_level")])
+    return [node]
+
+
+def perception_launch(role: str) -> LaunchDescription:
+    """Arguments: bundle, image_topic, input_transport, backend, namespace (= role), params_file
+    (config/<role>.yaml), use_rviz, log_level."""
+    share = get_package_share_directory(PACKAGE)
+    args = [DeclareLaunchArgument(name, default_value="", description=desc) for name, desc in OVERRIDES.items()]
+    args += [
+        DeclareLaunchArgument("namespace", default_value=role,
+                              description=f"Namespace of the node and its topics (default {role!r}: "
+                                          f"/{role}/detections, /{role}/drivable_mask, ...), so teacher and student run side by side."),
+        DeclareLaunchArgument("params_file", default_value=os.path.join(share, "config", f"{role}.yaml"),
+                              description="Node parameters (YAML, `/**: ros__parameters:`); the arguments above override it."),
+        DeclareLaunchArgument("use_rviz", default_value="false", description="Also start RViz with config/rviz/mtc.rviz."),
+        DeclareLaunchArgument("log_level", default_value="info", description="Node log level: debug, info, warn, error."),
+    ]
+    rviz = Node(package="rviz2", executable="rviz2", name="rviz2", arguments=["-d", os.path.join(share, "config", "rviz", "mtc.rviz")],
+                condition=IfCondition(LaunchConfiguration("use_rviz")), output="log")
+    return LaunchDescription([*args, OpaqueFunction(function=_node), rviz])
