@@ -6,12 +6,17 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
+# The runtime half on the Python stack ROS 2 distributions ship (Jazzy: numpy 1.26, OpenCV 4.6;
+# Humble: numpy 1.21, OpenCV 4.5): numpy 1.23.5 is the oldest with Python 3.11 wheels. No torch.
+NP1      ?= .venv-numpy1
+NP1_PINS ?= numpy==1.23.5 opencv-python-headless==4.6.0.66 onnxruntime==1.31.1 rosbags==0.11.9 pyyaml pytest
+NP1_TESTS = test/test_processing.py test/test_imaging.py test/test_node_core.py test/test_package_manifest.py test/ros
 
-.PHONY: venv test demo clean-demo help
+.PHONY: venv test test-main test-numpy1 demo clean-demo help
 
 help:
 	@echo "make demo   # generate synthroad, train a small teacher, evaluate it, print the metrics"
-	@echo "make test   # run the test suite"
+	@echo "make test   # run the test suite (and the runtime tests again under numpy 1.x / OpenCV 4.6)"
 
 $(STAMP): setup.py setup.cfg
 	$(PYTHON) -m venv $(VENV)
@@ -21,8 +26,20 @@ $(STAMP): setup.py setup.cfg
 
 venv: $(STAMP)
 
-test: $(STAMP)
+$(NP1)/.installed:
+	$(PYTHON) -m venv $(NP1)
+	$(NP1)/bin/python -m pip install --quiet $(NP1_PINS)
+	@touch $@
+
+test: test-main test-numpy1
+
+test-main: $(STAMP)
 	$(PY) -m pytest test -q -ra
+
+test-numpy1: $(NP1)/.installed
+	@$(NP1)/bin/python -c "import numpy, cv2, onnxruntime, importlib.util as u; assert u.find_spec('torch') is None; \
+	print('runtime tests on numpy', numpy.__version__, '/ OpenCV', cv2.__version__, '/ onnxruntime', onnxruntime.__version__, '/ no torch')"
+	$(NP1)/bin/python -m pytest $(NP1_TESTS) -q -ra
 
 demo: $(STAMP)
 	$(VENV)/bin/mtc demo

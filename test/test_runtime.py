@@ -18,7 +18,6 @@ from compress.models import ModelConfig, build_model
 from mtc_perception.bundle import Bundle, BundleError
 from mtc_perception.engines import EngineUnavailable, create_engine
 from mtc_perception.perceptor import FrameError, Perceptor
-from mtc_perception.processing import Letterbox, letterbox_image, nms, restore_mask
 
 ROOT = Path(__file__).resolve().parents[1]
 ANCHORS = ((4, 5, 8, 10, 12, 9), (20, 18, 30, 25, 40, 30), (60, 50, 90, 70, 120, 100))
@@ -39,78 +38,6 @@ def bundle_dir(synth_root, tmp_path_factory):
 def _frames(synth_root, n=4):
     files = sorted((Path(synth_root) / "images" / "val").glob("*.jpg"))[:n]
     return [cv2.imread(str(f)) for f in files]
-
-
-# ---------------------------------------------------------------------------------------------
-# geometry and NMS
-
-
-@pytest.mark.parametrize("src", [(1280, 720), (720, 1280), (640, 360), (333, 517), (1, 1), (1920, 1080), (100, 3000), (641, 385)])
-@pytest.mark.parametrize("dst", [(640, 384), (128, 96), (320, 320)])
-def test_letterbox_round_trip_is_exact(src, dst):
-    lb = Letterbox(src, dst)
-    w, h = src
-    rng = np.random.default_rng(0)
-    xy = rng.uniform(0, 1, (50, 4)) * [w, h, w, h]
-    boxes = np.concatenate([np.minimum(xy[:, :2], xy[:, 2:]), np.maximum(xy[:, :2], xy[:, 2:])], 1)
-    assert np.allclose(lb.to_image(lb.to_network(boxes)), boxes, atol=1e-9)
-    top, bottom, left, right = lb.valid
-    assert (right - left, bottom - top) == lb.new and 0 <= left and right <= dst[0] and 0 <= top and bottom <= dst[1]
-    assert abs(lb.new[0] / w - lb.new[1] / h) <= 1.0 / min(w, h) + 1.0 / min(lb.new) + 1e-9 or min(lb.new) == 1  # aspect kept
-    # the image corners land on the edges of the valid region
-    net = lb.to_network(np.array([[0, 0, w, h]]))[0]
-    assert np.allclose(net, [left, top, right, bottom], atol=0.51)
-
-
-@pytest.mark.parametrize("src", [(64, 48), (32, 24), (128, 96)])
-def test_mask_restore_exact_at_integer_scales(src):
-    rng = np.random.default_rng(1)
-    mask = (rng.random((src[1], src[0])) > 0.5).astype(np.uint8)
-    img = np.zeros((src[1], src[0], 3), np.uint8)
-    _, (net_mask,), lb = letterbox_image(img, (128, 96), masks=[mask])
-    assert np.array_equal(restore_mask(net_mask, lb), mask)
-
-
-@pytest.mark.parametrize("src", [(1280, 720), (333, 517), (700, 200)])
-def test_mask_restore_differs_only_on_edges(src):
-    w, h = src
-    yy, xx = np.mgrid[0:h, 0:w]
-    mask = (((xx - w / 2) ** 2 / (w / 3) ** 2 + (yy - h / 2) ** 2 / (h / 3) ** 2) < 1).astype(np.uint8)  # an ellipse
-    _, (net_mask,), lb = letterbox_image(np.zeros((h, w, 3), np.uint8), (640, 384), masks=[mask])
-    back = restore_mask(net_mask, lb)
-    assert back.shape == mask.shape
-    diff = back != mask
-    edge = cv2.dilate(cv2.morphologyEx(mask, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8)), np.ones((2 * int(1 / lb.ratio) + 3,) * 2, np.uint8))
-    assert not (diff & (edge == 0)).any()  # disagreement only within a pixel of the boundary
-
-
-def _reference_nms(boxes, scores, classes, thr):
-    """Independent reference: plain-Python greedy NMS, per class."""
-    def iou(a, b):
-        iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-        ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-        inter = iw * ih
-        union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-        return inter / union if union > 0 else 0.0
-    order = sorted(range(len(boxes)), key=lambda i: -scores[i])
-    keep = []
-    for i in order:
-        if all(classes[i] != classes[k] or iou(boxes[i], boxes[k]) <= thr for k in keep):
-            keep.append(i)
-    return keep
-
-
-@pytest.mark.parametrize("seed", range(5))
-def test_nms_agrees_with_reference(seed):
-    rng = np.random.default_rng(seed)
-    n = 300
-    xy = rng.uniform(0, 200, (n, 2))
-    wh = rng.uniform(5, 60, (n, 2))
-    boxes = np.concatenate([xy, xy + wh], 1)
-    scores = rng.permutation(n) / n + 0.001  # distinct scores: a unique greedy order
-    classes = rng.integers(0, 3, n)
-    for thr in (0.3, 0.5, 0.7):
-        assert nms(boxes, scores, thr, class_ids=classes, max_det=1000).tolist() == _reference_nms(boxes, scores, classes, thr)
 
 
 # ---------------------------------------------------------------------------------------------
