@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+import re
 import sys
 from pathlib import Path
 
@@ -10,6 +12,31 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+# A test module that needs an optional package says so on one line:
+#     pytest.importorskip("torch", reason="...")
+# Where that package is missing, the module is reported as skipped with that reason without being
+# imported. Importing it would raise the skip inside launch_testing's pytest plugin (on a ROS 2
+# machine it imports every test module from its collection hook), and a skip raised there ends the
+# collection of the whole session instead of one module.
+_NEEDS = re.compile(r'^pytest\.importorskip\("([\w.]+)", reason="([^"]+)"\)', re.M)
+
+
+class _Unavailable(pytest.Module):
+    skip_reason = ""
+
+    def collect(self):  # noqa: ANN201
+        raise pytest.skip.Exception(self.skip_reason, allow_module_level=True)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pycollect_makemodule(module_path: Path, parent: pytest.Collector) -> pytest.Module | None:
+    for mod, reason in _NEEDS.findall(Path(module_path).read_text()):
+        if importlib.util.find_spec(mod) is None:
+            node = _Unavailable.from_parent(parent, path=Path(module_path))
+            node.skip_reason = reason
+            return node
+    return None
 
 
 @pytest.fixture(scope="session")

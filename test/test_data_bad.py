@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+
+pytest.importorskip("torch", reason="needs torch (the offline half, compress/): `make test` installs it; a ROS 2 machine under colcon test may not have it")
+
 import json
 from pathlib import Path
 
-import pytest
 
 from compress.data.bdd import DataConfig
 from compress.data.dataset import LoadStats, MultiTaskDataset, build_loader, iterate

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+
+pytest.importorskip("torch", reason="needs torch (the offline half, compress/): `make test` installs it; a ROS 2 machine under colcon test may not have it")
+
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 
 from compress.data.augment import PAD_VALUE, AugmentConfig

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import pytest
+
+pytest.importorskip("torch", reason="needs torch (the offline half, compress/): `make test` installs it; a ROS 2 machine under colcon test may not have it")
+
 import json
 from pathlib import Path
 
 import cv2
 import numpy as np
-import pytest
 
 from compress.data.bdd import DataConfig, index_split, map_drivable, map_lane, parse_objects
 from compress.data.errors import DataConfigError, DatasetError

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import pytest
+
+pytest.importorskip("torch", reason="needs torch (the offline half, compress/): `make test` installs it; a ROS 2 machine under colcon test may not have it")
+
 import json
 from pathlib import Path
 
 import cv2
 import numpy as np
-import pytest
 
 from compress.data.errors import DatasetError
 from compress.data.synthroad import VERSION, lane_thickness, render, synthesize

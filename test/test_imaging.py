@@ -1,8 +1,11 @@
 """sensor_msgs/Image and CompressedImage -> BGR with the real ROS 2 message types and CDR (rosbags)."""
 
+import pytest
+
+pytest.importorskip("rosbags", reason="needs rosbags (real ROS 2 message definitions and CDR): `pip install rosbags`; `make test` installs it")
+
 import cv2
 import numpy as np
-import pytest
 from rosbags.typesys import Stores, get_typestore
 
 from mtc_perception.imaging import ENCODINGS, ImageError, compressed_to_bgr, image_to_bgr, mask_to_image_fields

@@ -1,10 +1,13 @@
 """The perception node's ROS-free core: newest-frame slot, diagnostics statistics, output messages."""
 
+import pytest
+
+pytest.importorskip("rosbags", reason="needs rosbags (real ROS 2 message definitions and CDR): `pip install rosbags`; `make test` installs it")
+
 import threading
 import time
 
 import numpy as np
-import pytest
 from rosbags.typesys import Stores, get_typestore
 
 from mtc_perception.node_core import FrameSlot, Stats, detection_array, mask_image, register_vision_msgs

@@ -65,7 +65,7 @@ def test_every_import_of_the_runtime_nodes_and_launch_files_is_declared():
     deps = _manifest()
     run = deps["exec_depend"] | deps["depend"]
     files = _runtime_files()
-    stdlib = set(sys.stdlib_module_names)
+    stdlib = set(sys.stdlib_module_names) | {"compression"}  # compression.zstd: stdlib from Python 3.14
     needed = set()
     for mod in _imports(files) - stdlib - {"mtc_perception", "compress", "__future__"} - BACKENDS:  # compress: same distribution (mtc demo)
         if mod in SYSTEM:

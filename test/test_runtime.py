@@ -1,5 +1,9 @@
 """Export, bundles, engines and the Perceptor (ONNX Runtime and torch here; TensorRT where a GPU is)."""
 
+import pytest
+
+pytest.importorskip("torch", reason="needs torch (the offline half, compress/): `make test` installs it; a ROS 2 machine under colcon test may not have it")
+
 import importlib.util
 import json
 import shutil
@@ -9,7 +13,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import pytest
 import torch
 
 from compress.checkpoint import save_checkpoint

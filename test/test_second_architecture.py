@@ -7,9 +7,12 @@ segmentation decoders, different module names. It tells the tools about itself t
 ``task_spec()`` method — the only thing the pruner and distiller need.
 """
 
+import pytest
+
+pytest.importorskip("torch", reason="needs torch (the offline half, compress/): `make test` installs it; a ROS 2 machine under colcon test may not have it")
+
 import copy
 
-import pytest
 import torch
 from torch import nn
 from torch.nn import functional as F

@@ -24,13 +24,17 @@ OVERRIDES = {
 }
 
 
-def _node(context: LaunchContext) -> list:
+def _node(context: LaunchContext, role: str) -> list:
     get = lambda name: LaunchConfiguration(name).perform(context)  # noqa: E731
-    params: list = [get("params_file")]
+    share = get_package_share_directory(PACKAGE)
+    # role-dependent defaults are resolved here, not as argument defaults: launch configurations
+    # are shared by every file included into one launch, so an argument default declared by the
+    # first file would otherwise win in the second (the teacher would run as /student)
+    params: list = [get("params_file") or os.path.join(share, "config", f"{role}.yaml")]
     overrides = {k: get(k) for k in OVERRIDES if get(k)}
     if overrides:
         params.append(overrides)
-    node = Node(package=PACKAGE, executable="perception_node", name="perception_node", namespace=get("namespace"),
+    node = Node(package=PACKAGE, executable="perception_node", name="perception_node", namespace=get("namespace") or role,
                 parameters=params, output="screen", emulate_tty=True,
                 arguments=["--ros-args", "--log-level", get("log_level")])
     return [node]
@@ -42,14 +46,15 @@ def perception_launch(role: str) -> LaunchDescription:
     share = get_package_share_directory(PACKAGE)
     args = [DeclareLaunchArgument(name, default_value="", description=desc) for name, desc in OVERRIDES.items()]
     args += [
-        DeclareLaunchArgument("namespace", default_value=role,
-                              description=f"Namespace of the node and its topics (default {role!r}: "
-                                          f"/{role}/detections, /{role}/drivable_mask, ...), so teacher and student run side by side."),
-        DeclareLaunchArgument("params_file", default_value=os.path.join(share, "config", f"{role}.yaml"),
-                              description="Node parameters (YAML, `/**: ros__parameters:`); the arguments above override it."),
+        DeclareLaunchArgument("namespace", default_value="",
+                              description=f"Namespace of the node and its topics. Empty: {role!r} (/{role}/detections, "
+                                          f"/{role}/drivable_mask, ...), so teacher and student run side by side."),
+        DeclareLaunchArgument("params_file", default_value="",
+                              description=f"Node parameters (YAML, `/**: ros__parameters:`); the arguments above override "
+                                          f"it. Empty: {os.path.join(share, 'config', role + '.yaml')}."),
         DeclareLaunchArgument("use_rviz", default_value="false", description="Also start RViz with config/rviz/mtc.rviz."),
         DeclareLaunchArgument("log_level", default_value="info", description="Node log level: debug, info, warn, error."),
     ]
     rviz = Node(package="rviz2", executable="rviz2", name="rviz2", arguments=["-d", os.path.join(share, "config", "rviz", "mtc.rviz")],
                 condition=IfCondition(LaunchConfiguration("use_rviz")), output="log")
-    return LaunchDescription([*args, OpaqueFunction(function=_node), rviz])
+    return LaunchDescription([*args, OpaqueFunction(function=_node, args=[role]), rviz])

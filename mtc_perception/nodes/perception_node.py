@@ -18,6 +18,7 @@ from typing import Any
 import rclpy
 import rclpy.executors
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.exceptions import ParameterUninitializedException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -54,8 +55,10 @@ class PerceptionNode(Node):
             # an empty list cannot tell rclpy its type: declare string arrays by type, default []
             default = _TYPES[p.kind] if p.kind == "string_array" else p.default
             self.declare_parameter(p.name, default, _descriptor(p))
-            param = self.get_parameter(p.name)
-            values[p.name] = p.default if param.type_ == Parameter.Type.NOT_SET else param.value
+            try:
+                values[p.name] = self.get_parameter(p.name).value
+            except ParameterUninitializedException:  # declared by type and not set: the default
+                values[p.name] = p.default
         if isinstance(values.get("class_filter"), (list, tuple)):
             values["class_filter"] = list(values["class_filter"])
         self.params = validate_params(values)  # ParamError -> fatal in main()

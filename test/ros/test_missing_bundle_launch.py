@@ -26,8 +26,9 @@ def generate_test_description():
 
 
 class TestFatal(unittest.TestCase):
-    def test_says_what_is_missing(self, proc_output, node):
+    def test_says_what_is_missing_and_exits(self, proc_output, proc_info, node):
         proc_output.assertWaitFor(f"cannot start: {MISSING} is not a model bundle", process=node, timeout=30)
+        proc_info.assertWaitForShutdown(process=node, timeout=30)  # on its own, before launch stops it
 
 
 @launch_testing.post_shutdown_test()

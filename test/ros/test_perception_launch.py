@@ -38,6 +38,8 @@ def generate_test_description():
     common = {"bundle": str(DATA / "tiny_bundle"), "image_topic": TOPIC, "backend": "onnxruntime"}
 
     def include(role, transport):
+        # deliberately not scoped (no GroupAction): the launch files must keep their own
+        # namespace and parameter file even when another include set those configurations first
         return launch.actions.IncludeLaunchDescription(
             PythonLaunchDescriptionSource(str(share / f"{role}.launch.py")),
             launch_arguments={**common, "input_transport": transport}.items())
