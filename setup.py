@@ -27,7 +27,10 @@ setup(
         "compress": ["torch>=2.1", "tqdm", "torch-pruning>=1.5", "onnx", "onnxruntime", "onnxslim"],
         "onnx": ["onnxruntime"],
         "bag": ["rosbags>=0.10"],
-        "test": ["pytest", "pycocotools", "rosbags>=0.10"],
+        # `mtc bench` plots (the report itself needs none of it)
+        "bench": ["rosbags>=0.10", "matplotlib"],
+        # mcap + mcap-ros2-support: the independent reader the bag tests compare rosbags with
+        "test": ["pytest", "pycocotools", "rosbags>=0.10", "matplotlib", "mcap", "mcap-ros2-support"],
     },
     zip_safe=True,
     maintainer="mtc_perception developers",

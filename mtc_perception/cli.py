@@ -1,5 +1,7 @@
 """``mtc``: the runtime command. ``mtc demo`` runs the mission on the embedded default (synthroad);
-``mtc infer`` runs a model bundle on images or a video.
+``mtc infer`` runs a model bundle on images or a video; ``mtc bag`` records frames (and a dataset's
+labels) into a rosbag2; ``mtc bench`` replays a rosbag2 through teacher and student and writes the
+benchmark report.
 
 So far the demo covers what exists: generate synthroad, train a small teacher, evaluate it and
 print its metrics. Later stages (prune + distill, export, rosbag replay) extend it.
@@ -129,6 +131,39 @@ def cmd_infer(a: argparse.Namespace) -> int:
     return 0 if failed == 0 else 1
 
 
+def cmd_bag(a: argparse.Namespace) -> int:
+    from .bags import SourceFrame, WriteConfig, dataset_frames, write_bag
+
+    cfg = WriteConfig(storage=a.storage, distro=a.distro, transport=a.transport, fps=a.fps, camera_topic=a.topic, frame_id=a.frame_id,
+                      limit=a.limit, resize=a.resize, jpeg_quality=a.jpeg_quality, labels=not a.no_labels, gt_prefix=a.gt_prefix)
+    if a.dataset:
+        frames = dataset_frames(a.dataset, a.split, label_format="bdd_official" if a.label_json else "yolop", label_json=a.label_json,
+                                drivable_mapping=a.drivable_mapping)
+    else:
+        frames = (SourceFrame(name, img, error="" if img is not None else "not a readable image") for name, img in _frames(Path(a.input)))
+    t0 = time.perf_counter()
+    summary = write_bag(a.out, frames, cfg)
+    log.info("wrote %d frames (%s, %s, %s) to %s in %.1f s", summary.frames, cfg.storage, cfg.distro, cfg.topic, a.out,
+             time.perf_counter() - t0)
+    for u in summary.unreadable:
+        log.warning("not recorded: %s", u)
+    print(json.dumps(summary.to_dict(), indent=2))
+    return 0
+
+
+def cmd_bench(a: argparse.Namespace) -> int:
+    from .bench.replay import BenchConfig, run_bench, summary_text
+
+    cfg = BenchConfig(bag=Path(a.bag), teacher=Path(a.teacher), student=Path(a.student), out=Path(a.out), backend=a.backend, topic=a.topic,
+                      threads=a.threads, max_frames=a.max_frames, output_bag=a.output_bag, conf=a.conf, iou=a.iou,
+                      gt_prefix=a.gt_prefix, distro=a.distro, plots=not a.no_plots, mosaic=a.mosaic, warmup=a.warmup,
+                      md5=not a.no_md5, progress=not a.no_progress)
+    res = run_bench(cfg)
+    print(summary_text(res.report))
+    print(f"report: {res.paths['report_md']} ({res.paths['report_json'].name})")
+    return res.exit_code
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mtc", description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -163,6 +198,53 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--graph-optimization", choices=["all", "extended", "basic"], help="ONNX Runtime graph optimization level (default: extended)")
     b.add_argument("--out", default="runs/bench/engines")
     b.set_defaults(fn=lambda a: __import__("mtc_perception.bench.engines", fromlist=["main"]).main(a))
+    g = sub.add_parser("bag", help="record frames (video, image folder or dataset split with its labels) into a rosbag2",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    src = g.add_mutually_exclusive_group(required=True)
+    src.add_argument("--input", help="a video file or a directory of images (sorted by path)")
+    src.add_argument("--dataset", help="a BDD100K/YOLOP-layout dataset root (e.g. synthroad); its labels are recorded too")
+    g.add_argument("--split", default="val", help="dataset split (with --dataset)")
+    g.add_argument("--label-json", help="official BDD100K detection label file (one JSON list) instead of YOLOP's per-image "
+                   "JSONs (with --dataset; images under DATASET/images/SPLIT, no masks)")
+    g.add_argument("--drivable-mapping", default="yolop_binary", choices=["yolop_binary", "bdd_v1", "bdd_toolkit"],
+                   help="how dataset drivable-mask values become drivable (with --dataset)")
+    g.add_argument("--out", required=True, help="bag directory to create (must not exist)")
+    g.add_argument("--storage", default="mcap", choices=["mcap", "sqlite3"], help="rosbag2 storage plugin")
+    g.add_argument("--distro", default="humble", choices=["humble", "jazzy"], help="message definitions (rosbags typestore)")
+    g.add_argument("--transport", default="raw", choices=["raw", "compressed"],
+                   help="raw: sensor_msgs/Image bgr8; compressed: sensor_msgs/CompressedImage jpeg")
+    g.add_argument("--jpeg-quality", type=int, default=90, help="JPEG quality with --transport compressed")
+    g.add_argument("--topic", help="camera topic (default: /camera/image_raw, or /camera/image_raw/compressed with --transport compressed)")
+    g.add_argument("--gt-prefix", default="/ground_truth", help="label topics: PREFIX/detections, PREFIX/drivable_mask, PREFIX/lane_mask")
+    g.add_argument("--no-labels", action="store_true", help="do not record a dataset's labels")
+    g.add_argument("--fps", type=float, default=10.0, help="frame rate of the header stamps (and log times)")
+    g.add_argument("--frame-id", default="camera", help="header.frame_id of every message")
+    g.add_argument("--limit", type=int, help="record at most this many frames")
+    g.add_argument("--resize", type=_wh, help="resize frames (and labels) to WIDTHxHEIGHT, e.g. 1280x720")
+    g.set_defaults(fn=cmd_bag)
+    r = sub.add_parser("bench", help="replay a rosbag2 through teacher and student: speed, agreement, accuracy report",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    r.add_argument("--bag", required=True, help="rosbag2 directory (mcap or sqlite3), or a single .mcap/.db3 file")
+    r.add_argument("--teacher", required=True, help="teacher model bundle directory (the reference of the agreement)")
+    r.add_argument("--student", required=True, help="student model bundle directory")
+    r.add_argument("--out", required=True, help="output directory: report.json, report.md, frames.csv, plots[, replay_bag]")
+    r.add_argument("--backend", default="auto", choices=["auto", "tensorrt", "onnxruntime", "torch"], help="inference backend of both models")
+    r.add_argument("--topic", help="camera topic (default: /camera/image_raw, /camera/image_raw/compressed, or the only image topic)")
+    r.add_argument("--threads", type=int, help="CPU threads of each backend")
+    r.add_argument("--max-frames", type=int, help="process at most this many frames (the rest count as skipped)")
+    r.add_argument("--output-bag", action="store_true",
+                   help="also write OUT/replay_bag: the camera topic plus /teacher/* and /student/* detections and masks, same stamps")
+    r.add_argument("--conf", type=float, default=0.25, help="detection confidence threshold of both models")
+    r.add_argument("--iou", type=float, default=0.45, help="NMS IoU threshold of both models")
+    r.add_argument("--gt-prefix", default="/ground_truth", help="label topics to score against, when the bag has them")
+    r.add_argument("--distro", default="humble", choices=["humble", "jazzy"],
+                   help="message definitions for bags without embedded ones and for the output bag")
+    r.add_argument("--mosaic", type=int, default=6, help="frames of largest disagreement in the mosaic (0: none)")
+    r.add_argument("--warmup", type=int, default=3, help="untimed engine runs per model before the replay")
+    r.add_argument("--no-plots", action="store_true", help="skip the matplotlib plots and the mosaic")
+    r.add_argument("--no-md5", action="store_true", help="skip hashing the recording (meta.bag.md5 is null)")
+    r.add_argument("--no-progress", action="store_true", help="no progress bar")
+    r.set_defaults(fn=cmd_bench)
     return p
 
 

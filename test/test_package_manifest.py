@@ -14,11 +14,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 #: Python modules that map to a rosdep key of a system package
-SYSTEM = {"numpy": "python3-numpy", "cv2": "python3-opencv", "yaml": "python3-yaml", "pytest": "python3-pytest"}
+SYSTEM = {"numpy": "python3-numpy", "cv2": "python3-opencv", "yaml": "python3-yaml", "pytest": "python3-pytest",
+          "matplotlib": "python3-matplotlib"}
 #: imported lazily, installed with pip / NVIDIA's installers (no rosdep keys): the backend the user
-#: picks (a missing one is reported by the engine registry with the install command), and rosbags
-#: for the offline bag tools (never imported by the node)
-BACKENDS = {"onnxruntime", "tensorrt", "cuda", "torch", "rosbags"}
+#: picks (a missing one is reported by the engine registry with the install command), rosbags for
+#: the bag tools (never imported by the perception node), and the decompressors bags.py tries when
+#: it salvages a damaged compressed MCAP file
+BACKENDS = {"onnxruntime", "tensorrt", "cuda", "torch", "rosbags", "lz4", "zstandard", "backports",
+            "tqdm"}  # tqdm: a progress bar where installed, log lines otherwise
 #: ROS packages that are Python modules of the same name
 ROS_PY = {"rclpy", "rcl_interfaces", "ament_index_python", "launch", "launch_ros", "launch_testing", "launch_testing_ros",
           "std_msgs", "sensor_msgs", "geometry_msgs", "vision_msgs", "diagnostic_msgs", "builtin_interfaces"}

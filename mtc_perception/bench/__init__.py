@@ -1,1 +1,3 @@
-"""Benchmarks: engines side by side (engines.py); the rosbag replay benchmark arrives with issue 6."""
+"""Benchmarks: bundles side by side on frames (engines.py, ``mtc bench-engines``) and the rosbag
+replay benchmark (replay.py, ``mtc bench``) with its report (report.py: ReportBuilder, shared with a
+live ROS benchmark node; plots.py)."""
