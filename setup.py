@@ -42,6 +42,7 @@ setup(
             "mtc = mtc_perception.cli:main",
             "mtc-compress = compress.cli:main",
             "perception_node = mtc_perception.nodes.perception_node:main",
+            "benchmark_node = mtc_perception.nodes.benchmark_node:main",
         ],
     },
 )

@@ -622,7 +622,7 @@ class ReportBuilder:
         with open(paths["frames_csv"], "w", newline="") as fh:
             w = csv.DictWriter(fh, cols, extrasaction="ignore")
             w.writeheader()
-            for r in self._rows:
+            for r in sorted(self._rows, key=lambda r: r["index"]):  # a live run reports frames as they complete
                 w.writerow({k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()})
         if plots:
             from . import plots as P

@@ -24,6 +24,12 @@ OVERRIDES = {
 }
 
 
+def perception_node(role: str, namespace: str, params: list, log_level: str = "info") -> Node:
+    """The perception node of ``role`` (parameters: file path(s) and override dicts, in order)."""
+    return Node(package=PACKAGE, executable="perception_node", name="perception_node", namespace=namespace or role,
+                parameters=params, output="screen", emulate_tty=True, arguments=["--ros-args", "--log-level", log_level])
+
+
 def _node(context: LaunchContext, role: str) -> list:
     get = lambda name: LaunchConfiguration(name).perform(context)  # noqa: E731
     share = get_package_share_directory(PACKAGE)
@@ -34,10 +40,7 @@ def _node(context: LaunchContext, role: str) -> list:
     overrides = {k: get(k) for k in OVERRIDES if get(k)}
     if overrides:
         params.append(overrides)
-    node = Node(package=PACKAGE, executable="perception_node", name="perception_node", namespace=get("namespace") or role,
-                parameters=params, output="screen", emulate_tty=True,
-                arguments=["--ros-args", "--log-level", get("log_level")])
-    return [node]
+    return [perception_node(role, get("namespace"), params, get("log_level"))]
 
 
 def perception_launch(role: str) -> LaunchDescription:
