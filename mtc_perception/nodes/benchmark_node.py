@@ -91,6 +91,7 @@ class BenchmarkNode(Node):
             threading.Thread(target=self._play, name="mtc-player", daemon=True).start()
         else:
             self.last_seen = None
+            self.draining = False
             self.create_subscription(ros_type(self.msgtype), self.topic, self._seen, OUT_QOS, raw=True)
             self.create_timer(0.5, self._watch_external)
         self.get_logger().info(f"benchmark: {self.topic} [{self.msgtype}] of {p['bag']} ({info.count} frames) -> "
@@ -166,11 +167,11 @@ class BenchmarkNode(Node):
         self.last_seen = t
 
     def _watch_external(self) -> None:
-        if self.finished.is_set() or self.last_seen is None:
+        if self.draining or self.last_seen is None:
             return
         if self.bench.sent >= self.bench.total or time.monotonic() - self.last_seen > float(self.p["drain"]):
+            self.draining = True  # _drain writes the report and then sets `finished`
             threading.Thread(target=self._drain, daemon=True).start()
-            self.finished.set()
 
     # -- outputs in ------------------------------------------------------------------------------
     def _output(self, model: str, part: str, msg: Any) -> None:
