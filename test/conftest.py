@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import logging
 import re
 import sys
 from pathlib import Path
@@ -47,3 +48,40 @@ def synth_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("synthroad")
     synthesize(root, n_train=16, n_val=8, seed=7, size=(320, 180), workers=1, progress=False)
     return root
+
+
+class _Logs(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+    def clear(self) -> None:
+        self.lines.clear()
+
+
+@pytest.fixture
+def logs():
+    """What the project's loggers said during the test (``logs.text``). Unlike pytest's caplog it
+    does not depend on the root logger: ROS 2's ``launch`` (imported by launch_testing's pytest
+    plugin under colcon test) installs a root logger of its own, which caplog then never sees."""
+    h = _Logs()
+    # every project logger, not only the package roots: under launch's logger class a module
+    # logger does not always propagate to its package's logger (lines may then appear twice)
+    names = {"mtc", "mtc_perception", "compress"} | {n for n in logging.Logger.manager.loggerDict
+                                                      if n.split(".")[0] in ("mtc", "mtc_perception", "compress")}
+    loggers = [logging.getLogger(n) for n in sorted(names)]
+    old = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.addHandler(h)
+        lg.setLevel(logging.DEBUG)
+    yield h
+    for lg, lvl in zip(loggers, old):
+        lg.removeHandler(h)
+        lg.setLevel(lvl)

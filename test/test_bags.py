@@ -75,11 +75,11 @@ def _pixels(msg):
 
 
 @pytest.mark.parametrize("distro", DISTROS)
-def test_folder_to_mcap_reads_back_identically_through_rosbags_and_mcap(tmp_path, image_dir, distro, caplog):
+def test_folder_to_mcap_reads_back_identically_through_rosbags_and_mcap(tmp_path, image_dir, distro, logs):
     out = tmp_path / "bag"
     assert mtc(["bag", "--input", str(image_dir), "--out", str(out), "--distro", distro, "--fps", "20", "--frame-id", "cam0"]) == 0
     assert (out / "metadata.yaml").is_file() and "version: 8" in (out / "metadata.yaml").read_text()
-    assert "f99_broken" in caplog.text  # the unreadable file is reported, not silently dropped
+    assert "f99_broken" in logs.text  # the unreadable file is reported, not silently dropped
     want = _frames()
     stamps = [DEFAULT_START_NS + i * 50_000_000 for i in range(len(want))]
     a, b = _rosbags_read(out, "/camera/image_raw", distro), _mcap_read(out, "/camera/image_raw")

@@ -130,21 +130,21 @@ def test_max_frames_and_interrupt_count_the_rest_as_skipped(dataset_bag, student
     assert rep["models"]["teacher"]["frames"] == {"total": 8, "processed": 2, "failed": 0, "skipped": 6}
 
 
-def test_missing_camera_topic_lists_the_topics(dataset_bag, tmp_path, caplog):
+def test_missing_camera_topic_lists_the_topics(dataset_bag, tmp_path, logs):
     code = mtc(["bench", "--bag", str(dataset_bag), "--teacher", str(TINY), "--student", str(TINY), "--out", str(tmp_path / "r"),
                 "--topic", "/front_camera/image", "--no-progress"])
     assert code == 2 and not (tmp_path / "r" / "report.json").exists()
-    assert "'/front_camera/image' is not in" in caplog.text
+    assert "'/front_camera/image' is not in" in logs.text
     for t in ("/camera/image_raw/compressed", "/ground_truth/detections", "/ground_truth/lane_mask"):
-        assert t in caplog.text
+        assert t in logs.text
     # no topic given and no camera topic at all: the same listing
     bag = tmp_path / "labels_only"
     with RecordingWriter(bag) as w:
         w.add_topic("/ground_truth/detections", "vision_msgs/msg/Detection2DArray")
         w.write("/ground_truth/detections", 1, detection_array(w.types, header(w.ts, 1, "c"), np.zeros((0, 4)), [], [], ["vehicle"]))
-    caplog.clear()
+    logs.clear()
     assert mtc(["bench", "--bag", str(bag), "--teacher", str(TINY), "--student", str(TINY), "--out", str(tmp_path / "r2")]) == 2
-    assert "/ground_truth/detections" in caplog.text and "choose one with --topic" in caplog.text
+    assert "/ground_truth/detections" in logs.text and "choose one with --topic" in logs.text
 
 
 def _numbered_raw_bag(path, storage, n=14):
@@ -155,7 +155,7 @@ def _numbered_raw_bag(path, storage, n=14):
 
 
 @pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
-def test_a_truncated_recording_is_reported_up_to_the_last_good_frame(tmp_path, storage, caplog):
+def test_a_truncated_recording_is_reported_up_to_the_last_good_frame(tmp_path, storage, logs):
     frames = _numbered_raw_bag(tmp_path / "bag", storage)
     (f,) = [p for p in (tmp_path / "bag").iterdir() if p.suffix in (".mcap", ".db3")]
     data = f.read_bytes()
@@ -175,7 +175,7 @@ def test_a_truncated_recording_is_reported_up_to_the_last_good_frame(tmp_path, s
         assert f["processed"] == whole
     err = rep["meta"]["error"]
     assert err and f"frames up to #{f['processed'] - 1}" in err and rep["meta"]["bag"]["salvaged"] is True
-    assert "damaged" in caplog.text and err.split(" — ")[0][:40] in caplog.text
+    assert "damaged" in logs.text and err.split(" — ")[0][:40] in logs.text
     rows = (out / "frames.csv").read_text().splitlines()[1:]
     assert [int(r.split(",")[1]) for r in rows] == [DEFAULT_START_NS + i * 100_000_000 for i in range(f["processed"])]
 
