@@ -21,41 +21,10 @@ log = logging.getLogger("mtc")
 
 
 def cmd_demo(a: argparse.Namespace) -> int:
-    # the demo drives the offline half; the runtime package itself never needs it
-    from compress.config_io import load_yaml
-    from compress.data.synthroad import synthesize
-    from compress.train import TrainConfig, train
+    # the demo drives the offline half (torch) for its first stages; the runtime never needs it
+    from .demo import run
 
-    out = Path(a.out)
-    data = out / "synthroad"
-    t0 = time.perf_counter()
-    n_train, n_val = (2000, 500) if a.full else (a.train_images, a.val_images)
-    if (data / "synthroad.json").is_file() and not a.force:
-        log.info("[1/3] synthroad exists at %s (reused; --force regenerates)", data)
-    else:
-        log.info("[1/3] generating synthroad: %d train / %d val images", n_train, n_val)
-        synthesize(data, n_train, n_val, seed=0, size=(640, 360), workers=2, progress=True)
-    recipe = Path(a.recipe) if a.recipe else Path(__file__).resolve().parents[1] / "config" / "train" / ("teacher_synthroad.yaml" if a.full else "demo.yaml")
-    cfg = load_yaml(TrainConfig, recipe, {"data": str(data), "out": str(out / "teacher")})
-    best = out / "teacher" / "best.pt"
-    if best.is_file() and (out / "teacher" / "metrics.json").is_file() and not a.force:
-        log.info("[2/3] teacher exists at %s (reused; --force retrains)", best)
-        metrics = json.loads((out / "teacher" / "metrics.json").read_text())
-    else:
-        log.info("[2/3] training the teacher (%s, %d epochs at %dx%d)", cfg.model_size, cfg.epochs, *cfg.img_size)
-        summary = train(cfg, progress=True)
-        metrics = {"detection": summary["metrics"]["detection"], "drivable": summary["metrics"]["drivable"],
-                   "lane": summary["metrics"]["lane"], **summary["profile"], "train_wall_seconds": summary["wall_seconds"],
-                   "train_images_per_s": summary["train_images_per_s"]}
-        (out / "teacher" / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    log.info("[3/3] teacher metrics on synthroad val")
-    d, v, ln = metrics["detection"], metrics["drivable"], metrics["lane"]
-    print()
-    print(f"teacher ({cfg.model_size}): {metrics['params'] / 1e6:.2f}M params, {metrics['gmacs']:.3f} GMACs @ {metrics['macs_at']}")
-    print(f"  {'recall':>8} {'mAP50':>8} {'mAP50-95':>9} {'drv mIoU':>9} {'lane acc':>9} {'lane IoU':>9}")
-    print(f"  {d['recall']:8.3f} {d['map50']:8.3f} {d['map50_95']:9.3f} {v['miou']:9.3f} {ln['acc']:9.3f} {ln['iou']:9.3f}")
-    print(f"\nteacher checkpoint: {best}\nmetrics: {out / 'teacher' / 'metrics.json'}\ntotal {time.perf_counter() - t0:.0f} s")
-    return 0
+    return run(a)
 
 
 def _wh(text: str) -> tuple[int, int]:
@@ -168,20 +137,34 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mtc", description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="cmd", required=True)
-    d = sub.add_parser("demo", help="run the mission on generated synthroad scenes", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    d = sub.add_parser("demo", help="the whole mission on generated synthroad scenes: data, teacher, student, bundles, bag, "
+                                     "replay report", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                       description="Generate synthroad, train a teacher, prune + distill a student, export both, record a "
+                                   "rosbag2 and replay it through both; print what compression cost and bought. Finished "
+                                   "stages are reused on a re-run.")
     d.add_argument("--out", default="runs/demo", help="working directory of the demo")
-    d.add_argument("--full", action="store_true", help="benchmark-size configuration (2000/500 images, the default teacher)")
-    d.add_argument("--recipe", help="training recipe YAML (default: config/train/demo.yaml, or teacher_synthroad.yaml with --full)")
-    d.add_argument("--train-images", type=int, default=600)
-    d.add_argument("--val-images", type=int, default=150)
+    d.add_argument("--full", action="store_true",
+                   help="benchmark-size configuration: 2000/500 images, config/train/teacher_synthroad.yaml and "
+                        "config/compress/synthroad.yaml (about 2 hours on a 2-core CPU)")
+    d.add_argument("--recipe", help="teacher training recipe (default: config/train/demo.yaml, or teacher_synthroad.yaml with --full)")
+    d.add_argument("--train-images", type=int, default=600, help="synthroad training images")
+    d.add_argument("--val-images", type=int, default=150, help="synthroad validation images")
+    d.add_argument("--bag-frames", type=int, default=60, help="validation frames recorded into the demo bag")
+    d.add_argument("--bag-size", type=_wh, help="resize the demo bag's frames to WIDTHxHEIGHT (default: synthroad's 640x360)")
     d.add_argument("--force", action="store_true", help="redo every stage instead of reusing finished ones")
+    d.add_argument("--from-stage", choices=["data", "teacher", "compress", "export", "bag", "bench", "overlays"],
+                   help="redo this stage and the ones after it")
+    d.add_argument("--publish-docs", action="store_true", help="copy the overlay and plots into docs/img (what the README shows)")
+    d.add_argument("--quiet", action="store_true", help="no progress bars")
     d.set_defaults(fn=cmd_demo)
+
     i = sub.add_parser("infer", help="run a bundle on images / a video: overlays and per-frame JSON",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     i.add_argument("--bundle", required=True, help="model bundle directory (from mtc-compress export)")
     i.add_argument("--input", required=True, help="an image, a directory of images, or a video")
     i.add_argument("--out", required=True, help="output directory: <frame>.jpg overlays, <frame>.json, summary.json")
-    i.add_argument("--backend", default="auto", choices=["auto", "tensorrt", "onnxruntime", "torch"])
+    i.add_argument("--backend", default="auto", choices=["auto", "tensorrt", "onnxruntime", "torch"],
+                   help="inference backend (auto: TensorRT engine if present and usable, else ONNX Runtime)")
     i.add_argument("--conf", type=float, default=0.25, help="detection confidence threshold")
     i.add_argument("--iou", type=float, default=0.45, help="NMS IoU threshold")
     i.add_argument("--threads", type=int, help="CPU threads of the backend")
@@ -191,12 +174,12 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--bundle", action="append", required=True, help="NAME=BUNDLE_DIR (repeat; the first is the reference)")
     b.add_argument("--frames", required=True, help="directory of images (resized to --size)")
     b.add_argument("--size", type=_wh, default=(1280, 720), help="frame size WIDTHxHEIGHT")
-    b.add_argument("--max-frames", type=int, default=100)
+    b.add_argument("--max-frames", type=int, default=100, help="frames taken from --frames")
     b.add_argument("--runs", type=int, default=1, help="passes over the frames")
-    b.add_argument("--backend", default="onnxruntime", choices=["auto", "tensorrt", "onnxruntime", "torch"])
+    b.add_argument("--backend", default="onnxruntime", choices=["auto", "tensorrt", "onnxruntime", "torch"], help="inference backend")
     b.add_argument("--threads", type=int, help="backend CPU threads")
     b.add_argument("--graph-optimization", choices=["all", "extended", "basic"], help="ONNX Runtime graph optimization level (default: extended)")
-    b.add_argument("--out", default="runs/bench/engines")
+    b.add_argument("--out", default="runs/bench/engines", help="output directory: engines.json, engines.md")
     b.set_defaults(fn=lambda a: __import__("mtc_perception.bench.engines", fromlist=["main"]).main(a))
     g = sub.add_parser("bag", help="record frames (video, image folder or dataset split with its labels) into a rosbag2",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)

@@ -1,0 +1,207 @@
+"""``mtc demo``: the whole mission on the embedded default (synthroad), stage by stage.
+
+1. generate synthroad driving scenes          -> OUT/synthroad
+2. train a teacher                             -> OUT/teacher/best.pt (+ metrics.json)
+3. prune + distill a student (compress recipe) -> OUT/compress/student.pt (+ metrics.json)
+4. export both to ONNX bundles                 -> OUT/bundles/{teacher,student}
+5. record a rosbag2 of validation frames       -> OUT/demo_bag (MCAP, with label topics)
+6. replay it through teacher and student       -> OUT/bench/report.{json,md}, plots
+7. overlays of both models on one frame        -> OUT/overlays/
+
+Every stage writes a marker when it finishes; a re-run reuses finished stages (``--force`` redoes
+them, ``--from-stage N`` redoes N and later ones). The end is a table of what compression cost
+and bought. Needs the offline extra (torch) for stages 1-4; 5-7 are the runtime.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("mtc.demo")
+ROOT = Path(__file__).resolve().parents[1]
+
+STAGES = ("data", "teacher", "compress", "export", "bag", "bench", "overlays")
+
+
+class Demo:
+    def __init__(self, a: argparse.Namespace) -> None:
+        self.a = a
+        self.out = Path(a.out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.times: dict[str, float] = {}
+        self.redo_from = STAGES.index(a.from_stage) if a.from_stage else (0 if a.force else len(STAGES))
+
+    # -- stage bookkeeping ---------------------------------------------------------------------
+    def _marker(self, stage: str) -> Path:
+        return self.out / ".stages" / f"{stage}.json"
+
+    def stage(self, i: int, name: str, fn: Any) -> Any:
+        m = self._marker(name)
+        head = f"[{i + 1}/{len(STAGES)}] {name}"
+        if m.is_file() and i < self.redo_from:
+            log.info("%s: done before (%s), reused; --force or --from-stage %s redoes it", head, m, name)
+            return json.loads(m.read_text())
+        log.info("%s ...", head)
+        t0 = time.perf_counter()
+        result = fn()
+        self.times[name] = time.perf_counter() - t0
+        m.parent.mkdir(parents=True, exist_ok=True)
+        m.write_text(json.dumps(result, indent=2, default=str) + "\n")
+        log.info("%s: %.0f s", head, self.times[name])
+        return result
+
+    # -- stages ----------------------------------------------------------------------------------
+    def data(self) -> dict[str, Any]:
+        from compress.data.synthroad import synthesize
+
+        n_train, n_val = (2000, 500) if self.a.full else (self.a.train_images, self.a.val_images)
+        synthesize(self.out / "synthroad", n_train, n_val, seed=0, size=(640, 360), workers=2, progress=not self.a.quiet)
+        return {"root": str(self.out / "synthroad"), "train": n_train, "val": n_val}
+
+    def teacher(self) -> dict[str, Any]:
+        from compress.config_io import load_yaml
+        from compress.train import TrainConfig, train
+
+        recipe = Path(self.a.recipe) if self.a.recipe else ROOT / "config" / "train" / ("teacher_synthroad.yaml" if self.a.full else "demo.yaml")
+        cfg = load_yaml(TrainConfig, recipe, {"data": str(self.out / "synthroad"), "out": str(self.out / "teacher")})
+        s = train(cfg, progress=not self.a.quiet)
+        return {"checkpoint": s["best"], "recipe": str(recipe), "wall_seconds": s["wall_seconds"]}
+
+    def compress(self) -> dict[str, Any]:
+        from compress.pipeline import compress, load_recipe
+
+        recipe = ROOT / "config" / "compress" / ("synthroad.yaml" if self.a.full else "demo.yaml")
+        r = load_recipe(recipe, {"teacher": str(self.out / "teacher" / "best.pt"), "out": str(self.out / "compress")})
+        s = compress(r, progress=not self.a.quiet)
+        return {"recipe": str(recipe), "metrics": str(self.out / "compress" / "metrics.json"), "student": s["student"]["checkpoint"],
+                "wall_seconds": s["wall_seconds"]}
+
+    def export(self) -> dict[str, Any]:
+        from compress.export import ExportConfig, export_bundle
+
+        out = {}
+        for name, ckpt in (("teacher", self.out / "teacher" / "best.pt"), ("student", self.out / "compress" / "student.pt")):
+            d = self.out / "bundles" / name
+            shutil.rmtree(d, ignore_errors=True)
+            export_bundle(ckpt, d, ExportConfig(name=name, parity_frames=4, frames=str(self.out / "synthroad" / "images" / "val")))
+            out[name] = str(d)
+        return out
+
+    def bag(self) -> dict[str, Any]:
+        from .bags import WriteConfig, dataset_frames, write_bag
+
+        d = self.out / "demo_bag"
+        shutil.rmtree(d, ignore_errors=True)
+        s = write_bag(d, dataset_frames(self.out / "synthroad", "val"),
+                      WriteConfig(limit=self.a.bag_frames, resize=self.a.bag_size, fps=10.0))
+        return s.to_dict()
+
+    def bench(self) -> dict[str, Any]:
+        from .bench.replay import BenchConfig, run_bench
+
+        cfg = BenchConfig(bag=self.out / "demo_bag", teacher=self.out / "bundles" / "teacher", student=self.out / "bundles" / "student",
+                          out=self.out / "bench", backend="onnxruntime", progress=not self.a.quiet)
+        res = run_bench(cfg)
+        if res.exit_code != 0:
+            raise RuntimeError(f"the replay benchmark ended with exit code {res.exit_code}: {res.report['meta'].get('error')}")
+        return {k: str(v) for k, v in res.paths.items()}
+
+    def overlays(self) -> dict[str, Any]:
+        import cv2
+        import numpy as np
+
+        from .perceptor import Perceptor
+        from .viz import draw
+
+        frames = sorted((self.out / "synthroad" / "images" / "val").glob("*.jpg"))
+        frame = cv2.imread(str(frames[min(3, len(frames) - 1)]))
+        d = self.out / "overlays"
+        d.mkdir(exist_ok=True)
+        tiles = []
+        for name in ("teacher", "student"):
+            p = Perceptor(self.out / "bundles" / name, backend="onnxruntime")
+            img = draw(frame, p(frame))
+            cv2.putText(img, name, (10, 30), cv2.FONT_HERSHEY_SIMPLEX, 1.0, (255, 255, 255), 2, cv2.LINE_AA)
+            cv2.imwrite(str(d / f"{name}.jpg"), img)
+            tiles.append(img)
+        cv2.imwrite(str(d / "teacher_vs_student.jpg"), np.concatenate(tiles, axis=1))
+        return {"teacher": str(d / "teacher.jpg"), "student": str(d / "student.jpg"), "side_by_side": str(d / "teacher_vs_student.jpg")}
+
+    # -- all -------------------------------------------------------------------------------------
+    def run(self) -> int:
+        t0 = time.perf_counter()
+        results = {}
+        for i, name in enumerate(STAGES):
+            results[name] = self.stage(i, name, getattr(self, name))
+        table, summary = self.summary(results)
+        summary["stage_seconds"] = {k: round(v, 1) for k, v in self.times.items()}
+        summary["wall_seconds"] = round(time.perf_counter() - t0, 1)
+        (self.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        print("\n" + table)
+        print(f"\nreport:   {results['bench']['report_md']}\n          {results['bench']['report_json']}")
+        for k in ("latency_cdf", "agreement", "mosaic"):
+            if k in results["bench"]:
+                print(f"plot:     {results['bench'][k]}")
+        print(f"overlays: {results['overlays']['side_by_side']}")
+        print(f"bundles:  {results['export']['teacher']}\n          {results['export']['student']}")
+        print(f"bag:      {results['bag']['path']}\nsummary:  {self.out / 'summary.json'}  (this run: {summary['wall_seconds']:.0f} s)")
+        if self.a.publish_docs:
+            self.publish(results)
+        return 0
+
+    def summary(self, results: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        comp = json.loads(Path(results["compress"]["metrics"]).read_text())
+        rep = json.loads(Path(results["bench"]["report_json"]).read_text())
+        rows = {}
+        for name in ("teacher", "student"):
+            m, b = comp[name], rep["models"][name]
+            rows[name] = {"params_M": m["params"] / 1e6, "gmacs": m["gmacs"], "latency_ms": b["latency_ms"]["mean"],
+                          "fps": b["throughput_fps"], "recall": m["recall"], "map50": m["map50"], "drivable_miou": m["drivable_miou"],
+                          "lane_iou": m["lane_iou"]}
+        t, s = rows["teacher"], rows["student"]
+        speedup = s["fps"] / t["fps"] if t["fps"] else float("nan")
+        cols = [("params (M)", "params_M", "{:.3f}"), ("GMACs", "gmacs", "{:.3f}"), ("latency (ms)", "latency_ms", "{:.1f}"),
+                ("fps", "fps", "{:.1f}"), ("recall", "recall", "{:.3f}"), ("mAP50", "map50", "{:.3f}"),
+                ("drv mIoU", "drivable_miou", "{:.3f}"), ("lane IoU", "lane_iou", "{:.3f}")]
+        head = f"{'':10}" + "".join(f"{c[0]:>13}" for c in cols)
+        lines = [f"mtc demo: teacher vs student on synthroad val ({comp['val_images']} images, accuracy) and the demo bag "
+                 f"({rep['meta']['frames']['total']} frames at {results['bag']['frame_size'][0]}x{results['bag']['frame_size'][1]}, "
+                 f"speed through the Perceptor, ONNX Runtime CPU)", head]
+        for name in ("teacher", "student"):
+            lines.append(f"{name:10}" + "".join(f"{c[2].format(rows[name][c[1]]):>13}" for c in cols))
+        delta = []
+        for _, k, fmt in cols:
+            if k in ("params_M", "gmacs", "latency_ms"):
+                delta.append(f"{100 * (s[k] / t[k] - 1):+.1f}%")
+            elif k == "fps":
+                delta.append(f"x{speedup:.2f}")
+            else:
+                delta.append(f"{100 * (s[k] - t[k]):+.1f} pt")
+        lines.append(f"{'change':10}" + "".join(f"{d:>13}" for d in delta))
+        ag = rep.get("agreement") or {}
+        if ag:
+            det = ag.get("detection", {})
+            f = lambda v: "–" if v is None else f"{v:.3f}"  # noqa: E731
+            lines.append(f"student vs teacher on the bag: mAP50 {f(det.get('map50'))}, recall {f(det.get('recall'))}, "
+                         f"drivable mIoU {f(ag.get('drivable', {}).get('miou'))}, lane IoU {f(ag.get('lane', {}).get('iou'))}")
+        return "\n".join(lines), {"rows": rows, "speedup": speedup, "agreement": ag}
+
+    def publish(self, results: dict[str, Any]) -> None:
+        """Copy the pictures the README shows into docs/img."""
+        d = ROOT / "docs" / "img"
+        d.mkdir(parents=True, exist_ok=True)
+        shutil.copy(results["overlays"]["side_by_side"], d / "demo_teacher_vs_student.jpg")
+        for k, name in (("latency_cdf", "demo_latency_cdf.png"), ("agreement", "demo_agreement.png")):
+            if k in results["bench"]:
+                shutil.copy(results["bench"][k], d / name)
+        log.info("pictures copied to %s", d)
+
+
+def run(a: argparse.Namespace) -> int:
+    return Demo(a).run()
