@@ -17,13 +17,13 @@ NP1_TESTS = test/test_processing.py test/test_imaging.py test/test_node_core.py 
 .PHONY: venv test test-main test-numpy1 demo clean-demo help
 
 help:
-	@echo "make demo   # generate synthroad, train a small teacher, evaluate it, print the metrics"
+	@echo "make demo   # the whole mission on synthroad: data, teacher, pruned+distilled student, bundles, rosbag, replay report"
 	@echo "make test   # run the test suite (and the runtime tests again under numpy 1.x / OpenCV 4.6)"
 
 $(STAMP): setup.py setup.cfg
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet "$(TORCH)"
-	$(PY) -m pip install --quiet -e ".[compress,test]"
+	$(PY) -m pip install --quiet -e ".[compress,bench,test]"
 	@touch $(STAMP)
 
 venv: $(STAMP)
