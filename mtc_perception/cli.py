@@ -147,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="benchmark-size configuration: 2000/500 images, config/train/teacher_synthroad.yaml and "
                         "config/compress/synthroad.yaml (about 2 hours on a 2-core CPU)")
     d.add_argument("--recipe", help="teacher training recipe (default: config/train/demo.yaml, or teacher_synthroad.yaml with --full)")
+    d.add_argument("--compress-recipe", help="compression recipe (default: config/compress/demo.yaml, or synthroad.yaml with --full)")
     d.add_argument("--train-images", type=int, default=600, help="synthroad training images")
     d.add_argument("--val-images", type=int, default=150, help="synthroad validation images")
     d.add_argument("--bag-frames", type=int, default=60, help="validation frames recorded into the demo bag")

@@ -35,6 +35,7 @@ class Demo:
         self.out = Path(a.out)
         self.out.mkdir(parents=True, exist_ok=True)
         self.times: dict[str, float] = {}
+        self.reused: list[str] = []
         self.redo_from = STAGES.index(a.from_stage) if a.from_stage else (0 if a.force else len(STAGES))
 
     # -- stage bookkeeping ---------------------------------------------------------------------
@@ -45,14 +46,17 @@ class Demo:
         m = self._marker(name)
         head = f"[{i + 1}/{len(STAGES)}] {name}"
         if m.is_file() and i < self.redo_from:
+            done = json.loads(m.read_text())
             log.info("%s: done before (%s), reused; --force or --from-stage %s redoes it", head, m, name)
-            return json.loads(m.read_text())
+            self.times[name] = float(done.get("seconds", 0.0))
+            self.reused.append(name)
+            return done.get("result", {})
         log.info("%s ...", head)
         t0 = time.perf_counter()
         result = fn()
         self.times[name] = time.perf_counter() - t0
         m.parent.mkdir(parents=True, exist_ok=True)
-        m.write_text(json.dumps(result, indent=2, default=str) + "\n")
+        m.write_text(json.dumps({"seconds": round(self.times[name], 1), "result": result}, indent=2, default=str) + "\n")
         log.info("%s: %.0f s", head, self.times[name])
         return result
 
@@ -76,7 +80,8 @@ class Demo:
     def compress(self) -> dict[str, Any]:
         from compress.pipeline import compress, load_recipe
 
-        recipe = ROOT / "config" / "compress" / ("synthroad.yaml" if self.a.full else "demo.yaml")
+        recipe = Path(self.a.compress_recipe) if self.a.compress_recipe else \
+            ROOT / "config" / "compress" / ("synthroad.yaml" if self.a.full else "demo.yaml")
         r = load_recipe(recipe, {"teacher": str(self.out / "teacher" / "best.pt"), "out": str(self.out / "compress")})
         s = compress(r, progress=not self.a.quiet)
         return {"recipe": str(recipe), "metrics": str(self.out / "compress" / "metrics.json"), "student": s["student"]["checkpoint"],
@@ -134,30 +139,43 @@ class Demo:
         return {"teacher": str(d / "teacher.jpg"), "student": str(d / "student.jpg"), "side_by_side": str(d / "teacher_vs_student.jpg")}
 
     # -- all -------------------------------------------------------------------------------------
+    def paths(self) -> dict[str, Path]:
+        """Where the stages leave their results (derived from ``--out``, so a re-run from another
+        directory finds them)."""
+        o = self.out
+        return {"compress_metrics": o / "compress" / "metrics.json", "report_json": o / "bench" / "report.json",
+                "report_md": o / "bench" / "report.md", "latency_cdf": o / "bench" / "latency_cdf.png",
+                "agreement": o / "bench" / "agreement.png", "mosaic": o / "bench" / "disagreement_mosaic.jpg",
+                "side_by_side": o / "overlays" / "teacher_vs_student.jpg", "teacher": o / "bundles" / "teacher",
+                "student": o / "bundles" / "student", "bag": o / "demo_bag", "summary": o / "summary.json"}
+
     def run(self) -> int:
         t0 = time.perf_counter()
         results = {}
         for i, name in enumerate(STAGES):
             results[name] = self.stage(i, name, getattr(self, name))
-        table, summary = self.summary(results)
-        summary["stage_seconds"] = {k: round(v, 1) for k, v in self.times.items()}
-        summary["wall_seconds"] = round(time.perf_counter() - t0, 1)
-        (self.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        P = self.paths()
+        table, summary = self.summary(P, results["bag"])
+        summary["stage_seconds"] = {k: round(v, 1) for k, v in self.times.items()}  # reused stages: when they ran
+        summary["reused_stages"] = self.reused
+        summary["wall_seconds"] = round(time.perf_counter() - t0, 1)  # this run
+        P["summary"].write_text(json.dumps(summary, indent=2) + "\n")
         print("\n" + table)
-        print(f"\nreport:   {results['bench']['report_md']}\n          {results['bench']['report_json']}")
+        print(f"\nreport:   {P['report_md']}\n          {P['report_json']}")
         for k in ("latency_cdf", "agreement", "mosaic"):
-            if k in results["bench"]:
-                print(f"plot:     {results['bench'][k]}")
-        print(f"overlays: {results['overlays']['side_by_side']}")
-        print(f"bundles:  {results['export']['teacher']}\n          {results['export']['student']}")
-        print(f"bag:      {results['bag']['path']}\nsummary:  {self.out / 'summary.json'}  (this run: {summary['wall_seconds']:.0f} s)")
+            if P[k].is_file():
+                print(f"plot:     {P[k]}")
+        print(f"overlays: {P['side_by_side']}")
+        print(f"bundles:  {P['teacher']}\n          {P['student']}")
+        print(f"bag:      {P['bag']}\nsummary:  {P['summary']}  (this run: {summary['wall_seconds']:.0f} s)")
         if self.a.publish_docs:
-            self.publish(results)
+            self.publish(P)
         return 0
 
-    def summary(self, results: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-        comp = json.loads(Path(results["compress"]["metrics"]).read_text())
-        rep = json.loads(Path(results["bench"]["report_json"]).read_text())
+    def summary(self, P: dict[str, Path], bag: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        comp = json.loads(P["compress_metrics"].read_text())
+        rep = json.loads(P["report_json"].read_text())
+        size = "x".join(str(v) for v in bag.get("frame_size") or ("?", "?"))
         rows = {}
         for name in ("teacher", "student"):
             m, b = comp[name], rep["models"][name]
@@ -171,7 +189,7 @@ class Demo:
                 ("drv mIoU", "drivable_miou", "{:.3f}"), ("lane IoU", "lane_iou", "{:.3f}")]
         head = f"{'':10}" + "".join(f"{c[0]:>13}" for c in cols)
         lines = [f"mtc demo: teacher vs student on synthroad val ({comp['val_images']} images, accuracy) and the demo bag "
-                 f"({rep['meta']['frames']['total']} frames at {results['bag']['frame_size'][0]}x{results['bag']['frame_size'][1]}, "
+                 f"({rep['meta']['frames']['total']} frames at {size}, "
                  f"speed through the Perceptor, ONNX Runtime CPU)", head]
         for name in ("teacher", "student"):
             lines.append(f"{name:10}" + "".join(f"{c[2].format(rows[name][c[1]]):>13}" for c in cols))
@@ -192,14 +210,14 @@ class Demo:
                          f"drivable mIoU {f(ag.get('drivable', {}).get('miou'))}, lane IoU {f(ag.get('lane', {}).get('iou'))}")
         return "\n".join(lines), {"rows": rows, "speedup": speedup, "agreement": ag}
 
-    def publish(self, results: dict[str, Any]) -> None:
+    def publish(self, P: dict[str, Path]) -> None:
         """Copy the pictures the README shows into docs/img."""
         d = ROOT / "docs" / "img"
         d.mkdir(parents=True, exist_ok=True)
-        shutil.copy(results["overlays"]["side_by_side"], d / "demo_teacher_vs_student.jpg")
+        shutil.copy(P["side_by_side"], d / "demo_teacher_vs_student.jpg")
         for k, name in (("latency_cdf", "demo_latency_cdf.png"), ("agreement", "demo_agreement.png")):
-            if k in results["bench"]:
-                shutil.copy(results["bench"][k], d / name)
+            if P[k].is_file():
+                shutil.copy(P[k], d / name)
         log.info("pictures copied to %s", d)
 
 
