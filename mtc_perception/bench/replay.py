@@ -356,6 +356,7 @@ def summary_text(rep: dict[str, Any]) -> str:
                      f"recall {g(a['detection']['recall'])}, drivable mIoU {g(a['drivable']['miou'])}, lane IoU {g(a['lane']['iou'])}")
     s = rep["meta"].get("harness_share", {})
     if s.get("read_decode_report") is not None:
-        lines.append(f"harness (read + decode + md5 + report): {100 * s['read_decode_report']:.1f} % of "
+        lines.append(f"harness: read + decode + report {100 * s['read_decode_report']:.1f} %, md5 of the recording "
+                     f"{100 * (s.get('hash') or 0):.1f} %, everything {100 * s['all_harness']:.1f} % of "
                      f"{rep['meta']['harness_ms']['wall'] / 1e3:.1f} s")
     return "\n".join(lines)
