@@ -646,35 +646,42 @@ def _mcap_scan(path: Path) -> Iterator[tuple[int, memoryview]]:
         at += 9 + n
 
 
+class _McapChannels:
+    """Schema and channel records of an MCAP file, as a scan meets them."""
+
+    def __init__(self) -> None:
+        self.schemas: dict[int, str] = {}
+        self.channels: dict[int, tuple[str, str]] = {}  # channel id -> (topic, message type)
+
+    def feed(self, op: int, body: memoryview) -> bool:
+        """Take a schema (0x03) or channel (0x04) record; False for any other record."""
+        if op == 0x03:
+            self.schemas[int.from_bytes(body[:2], "little")] = _str(body, 2)[0]
+        elif op == 0x04:
+            cid, sid = int.from_bytes(body[:2], "little"), int.from_bytes(body[2:4], "little")
+            self.channels[cid] = (_str(body, 4)[0], self.schemas.get(sid, "?"))
+        else:
+            return False
+        return True
+
+
 def _mcap_channels(path: Path) -> list[tuple[str, str]]:
     """(topic, type) of every channel found in a (possibly damaged) MCAP file."""
-    schemas: dict[int, str] = {}
-    out: dict[int, tuple[str, str]] = {}
+    table = _McapChannels()
     try:
         for op, body in _mcap_scan(path):
-            if op == 0x03:
-                schemas[int.from_bytes(body[:2], "little")] = _str(body, 2)[0]
-            elif op == 0x04:
-                cid, sid = int.from_bytes(body[:2], "little"), int.from_bytes(body[2:4], "little")
-                out[cid] = (_str(body, 4)[0], schemas.get(sid, "?"))
+            table.feed(op, body)
     except _Truncated:
         pass
-    return list(out.values())
+    return list(table.channels.values())
 
 
 def _mcap_messages(path: Path, wanted: set[str]) -> Iterator[BagMessage]:
-    schemas: dict[int, str] = {}
-    channels: dict[int, tuple[str, str]] = {}
+    table = _McapChannels()
     try:
         for op, body in _mcap_scan(path):
-            if op == 0x03:
-                schemas[int.from_bytes(body[:2], "little")] = _str(body, 2)[0]
-            elif op == 0x04:
-                cid, sid = int.from_bytes(body[:2], "little"), int.from_bytes(body[2:4], "little")
-                channels[cid] = (_str(body, 4)[0], schemas.get(sid, "?"))
-            elif op == 0x05:
-                cid = int.from_bytes(body[:2], "little")
-                topic, msgtype = channels.get(cid, ("", ""))
+            if not table.feed(op, body) and op == 0x05:
+                topic, msgtype = table.channels.get(int.from_bytes(body[:2], "little"), ("", ""))
                 if topic in wanted:
                     yield BagMessage(topic, msgtype, int.from_bytes(body[6:14], "little"), bytes(body[22:]))
     except _Truncated as e:
