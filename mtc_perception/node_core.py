@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from .imaging import mask_to_image_fields
+from .imaging import ImageError, bgr_to_image_fields, compressed_to_bgr, image_to_bgr, mask_to_image_fields
 
 Types = Callable[[str], Any]
 
@@ -296,8 +296,6 @@ class FrameProcessor:
             check_class_filter(self.class_filter, perceptor.class_names)
 
     def __call__(self, msg: Any, received_at: float | None = None, overlay: bool = False) -> FrameResult:
-        from .imaging import ImageError, compressed_to_bgr, image_to_bgr
-
         t0 = time.monotonic() if received_at is None else received_at
         compressed = hasattr(msg, "format") and not hasattr(msg, "encoding")
         try:
@@ -312,7 +310,6 @@ class FrameProcessor:
         out = {"detections": detection_array(self.types, h, p.boxes, p.scores, p.class_ids, p.class_names, self.class_filter),
                "drivable_mask": mask_image(self.types, h, p.drivable), "lane_mask": mask_image(self.types, h, p.lane)}
         if overlay:
-            from .imaging import bgr_to_image_fields
             from .viz import draw
 
             out["overlay"] = self.types("sensor_msgs/msg/Image")(header=h, **bgr_to_image_fields(draw(frame, p)))
