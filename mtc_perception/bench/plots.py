@@ -20,6 +20,21 @@ def _pyplot() -> Any:
     return plt
 
 
+def _finish(plt: Any, fig: Any, ax: Any, path: Path, title: str, xlabel: str, ylabel: str, ylim: tuple[float, float],
+            legend: str) -> Path:
+    """Labels, grid, legend and title; save and close."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(*ylim)
+    ax.grid(alpha=0.3)
+    ax.legend(loc=legend, fontsize=8)
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
 def latency_cdf(path: Path, latencies: Mapping[str, Sequence[float]]) -> Path:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=110)
@@ -28,16 +43,8 @@ def latency_cdf(path: Path, latencies: Mapping[str, Sequence[float]]) -> Path:
             x = np.sort(np.asarray(lat, np.float64))
             ax.step(x, np.arange(1, len(x) + 1) / len(x), where="post",
                     label=f"{name} (p50 {np.percentile(x, 50):.1f} ms, p99 {np.percentile(x, 99):.1f} ms)")
-    ax.set_xlabel("end-to-end latency per frame (ms)")
-    ax.set_ylabel("fraction of frames")
-    ax.set_ylim(0, 1.02)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
-    ax.set_title("Latency CDF")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _finish(plt, fig, ax, path, "Latency CDF", "end-to-end latency per frame (ms)", "fraction of frames", (0, 1.02),
+                   "lower right")
 
 
 def agreement_over_time(path: Path, rows: Sequence[Mapping[str, Any]], names: tuple[str, str | None]) -> Path:
@@ -46,16 +53,7 @@ def agreement_over_time(path: Path, rows: Sequence[Mapping[str, Any]], names: tu
     idx = [r["index"] for r in rows if "det_f1" in r]
     for key, label in (("det_f1", "detection F1 @ IoU 0.5"), ("drivable_iou", "drivable IoU"), ("lane_iou", "lane IoU")):
         ax.plot(idx, [r[key] for r in rows if "det_f1" in r], lw=1.0, marker="." if len(idx) < 60 else None, label=label)
-    ax.set_xlabel("frame")
-    ax.set_ylabel(f"{names[1]} vs {names[0]}")
-    ax.set_ylim(-0.02, 1.02)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower left", fontsize=8)
-    ax.set_title("Per-frame agreement")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _finish(plt, fig, ax, path, "Per-frame agreement", "frame", f"{names[1]} vs {names[0]}", (-0.02, 1.02), "lower left")
 
 
 def mosaic_image(worst: Sequence[tuple], names: tuple[str, str | None], width: int = 480) -> np.ndarray:
