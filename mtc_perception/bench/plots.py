@@ -50,9 +50,10 @@ def latency_cdf(path: Path, latencies: Mapping[str, Sequence[float]]) -> Path:
 def agreement_over_time(path: Path, rows: Sequence[Mapping[str, Any]], names: tuple[str, str | None]) -> Path:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8.0, 3.6), dpi=110)
-    idx = [r["index"] for r in rows if "det_f1" in r]
+    rows = sorted((r for r in rows if "det_f1" in r), key=lambda r: r["index"])  # a live run reports frames as they complete
+    idx = [r["index"] for r in rows]
     for key, label in (("det_f1", "detection F1 @ IoU 0.5"), ("drivable_iou", "drivable IoU"), ("lane_iou", "lane IoU")):
-        ax.plot(idx, [r[key] for r in rows if "det_f1" in r], lw=1.0, marker="." if len(idx) < 60 else None, label=label)
+        ax.plot(idx, [r[key] for r in rows], lw=1.0, marker="." if len(idx) < 60 else None, label=label)
     return _finish(plt, fig, ax, path, "Per-frame agreement", "frame", f"{names[1]} vs {names[0]}", (-0.02, 1.02), "lower left")
 
 
