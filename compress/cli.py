@@ -134,8 +134,9 @@ def cmd_prune(a: argparse.Namespace) -> int:
     if a.safe_fraction is not None:
         args["safe_fraction"] = a.safe_fraction
     cfg = PruneConfig(criterion=a.criterion, criterion_args=args, budget=a.budget, target=a.target, round_to=a.round_to,
-                      batches=a.batches, img_size=img_size, global_pruning=a.global_pruning)
-    needs_data = CRITERIA[a.criterion].needs_data or a.recalibrate_batches > 0
+                      batches=a.batches, img_size=img_size, global_pruning=a.global_pruning, allocation=a.allocation,
+                      max_layer_ratio=a.max_layer_ratio)
+    needs_data = CRITERIA[a.criterion].needs_data or a.recalibrate_batches > 0 or a.allocation != "uniform"
     ds = _split_dataset(a.ckpt, tc, a.data, a.split, a.on_error, img_size) if needs_data else None
     report = prune_model(model, cfg, ds, a.batch_size, a.seed)
     if a.recalibrate_batches > 0:
@@ -287,6 +288,9 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--round-to", type=int, default=8, help="keep layer widths multiples of this")
     pr.add_argument("--global-pruning", action="store_true",
                     help="rank channels across layers (the criterion decides how many each layer keeps) instead of the same ratio per layer")
+    pr.add_argument("--allocation", default="uniform", choices=["uniform", "sensitivity"],
+                    help="per-layer ratios: the same everywhere, or from a task-aware probe of each block (docs/DESIGN.md, Allocation)")
+    pr.add_argument("--max-layer-ratio", type=float, default=0.9, help="never remove more than this fraction of one layer's channels")
     pr.add_argument("--batches", type=int, default=8, help="batches of data for gradient-based criteria")
     pr.add_argument("--conflict-weight", type=float, help="task-aware: penalty weight beta in [0, 1] (default 0.5)")
     pr.add_argument("--safe-fraction", type=float, help="task-aware: per-task top fraction kept (default 0.1)")

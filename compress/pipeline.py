@@ -47,6 +47,13 @@ class PruneStage:
     recovery_epochs: int = 1  # ... each but the last followed by this many distillation epochs
     recalibrate_batches: int = 20  # re-estimate BatchNorm statistics on this many batches after each step (0: off)
     seed: int = 0
+    # per-layer ratios (compress.prune.allocate): uniform | sensitivity, and fixed ratios by module path
+    allocation: str = "uniform"
+    allocation_depth: int = 2
+    sensitivity_probe: float = 0.5
+    sensitivity_power: float = 1.0
+    sensitivity_batches: int = 4
+    layer_ratios: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.steps < 1:
@@ -136,9 +143,9 @@ def prune_model(model: nn.Module, cfg: Any, train_ds: Any = None, batch_size: in
 
     torch.manual_seed(seed)
     batches = loss_fn = None
-    if CRITERIA[cfg.criterion].needs_data:
+    if CRITERIA[cfg.criterion].needs_data or cfg.allocation == "sensitivity":
         if train_ds is None:
-            raise ValueError(f"criterion {cfg.criterion!r} needs training data")
+            raise ValueError(f"criterion {cfg.criterion!r} / allocation {cfg.allocation!r} needs training data")
         crit = MultiTaskLoss.for_model(model)
         loader = build_loader(train_ds, batch_size, 0, shuffle=True, seed=seed)
         batches = lambda: iterate(loader)  # noqa: E731
@@ -189,7 +196,10 @@ def _prune_config(stage: PruneStage, img_size: tuple[int, int], budget: str, tar
     args = dict(stage.criterion_args) if criterion == stage.criterion else {}  # knobs of the recipe's own criterion
     return PruneConfig(criterion=criterion, criterion_args=args,
                        budget=budget, target=target, round_to=stage.round_to, global_pruning=stage.global_pruning,
-                       max_layer_ratio=stage.max_layer_ratio, batches=stage.batches, img_size=img_size)
+                       max_layer_ratio=stage.max_layer_ratio, batches=stage.batches, img_size=img_size,
+                       allocation=stage.allocation, allocation_depth=stage.allocation_depth, sensitivity_probe=stage.sensitivity_probe,
+                       sensitivity_power=stage.sensitivity_power, sensitivity_batches=stage.sensitivity_batches,
+                       layer_ratios=dict(stage.layer_ratios))
 
 
 def distill_config(recipe: CompressRecipe, teacher_ckpt: dict[str, Any], init: str, out: Path, epochs: int | None = None) -> Any:
@@ -371,9 +381,11 @@ def ablate(recipe: CompressRecipe, progress: bool = True) -> dict[str, Any]:
     train_ds = _split(tck, recipe.data, tcfg.get("train_split", "train"), img_size)
     val_ds = _split(tck, recipe.data, tcfg.get("val_split", "val"), img_size)
     st = recipe.prune
-    # per-layer pruning: one channel ratio gives every criterion the same widths; global pruning:
-    # every criterion meets the same params/MACs budget with its own layer allocation
-    ratio = None if st.global_pruning else ratio_for_budget(teacher, spec_for(teacher), _prune_config(st, img_size, st.budget, st.target))
+    # uniform per-layer pruning: one channel ratio gives every criterion the same widths; global
+    # pruning or the sensitivity allocation: every criterion meets the same params/MACs budget
+    # with its own layer allocation (its own ranking, or probes pruned by the criterion itself)
+    own = st.global_pruning or st.allocation != "uniform"
+    ratio = None if own else ratio_for_budget(teacher, spec_for(teacher), _prune_config(st, img_size, st.budget, st.target))
     epochs = recipe.ablation.distill_epochs if recipe.ablation.distill_epochs is not None else distill_config(recipe, tck, "-", out).epochs
     lat = recipe.ablation
 
@@ -390,7 +402,7 @@ def ablate(recipe: CompressRecipe, progress: bool = True) -> dict[str, Any]:
 
     rows = [row("teacher", False, recipe.teacher, 0.0)]
     log.info("ablation: %s at %s (%s budget %.0f%%), distillation %d epoch(s)", list(recipe.ablation.criteria),
-             "global pruning" if ratio is None else f"channel ratio {ratio:.3f}", st.budget, 100 * st.target, epochs)
+             ("global pruning" if st.global_pruning else f"{st.allocation} allocation") if ratio is None else f"channel ratio {ratio:.3f}", st.budget, 100 * st.target, epochs)
     for crit in recipe.ablation.criteria:
         t = time.perf_counter()
         model, _ = load_model(recipe.teacher)
@@ -404,7 +416,7 @@ def ablate(recipe: CompressRecipe, progress: bool = True) -> dict[str, Any]:
             t = time.perf_counter()
             summary = train(distill_config(recipe, tck, str(pruned), out / crit / "distill", epochs), progress=progress)
             rows.append(row(crit, True, summary["best"], time.perf_counter() - t))
-    result = {"recipe": to_dict(recipe), "channel_ratio": ratio, "global_pruning": st.global_pruning, "distill_epochs": epochs, "img_size": list(img_size),
+    result = {"recipe": to_dict(recipe), "channel_ratio": ratio, "global_pruning": st.global_pruning, "allocation": st.allocation, "distill_epochs": epochs, "img_size": list(img_size),
               "val_images": len(val_ds) if recipe.eval_max_batches is None else min(len(val_ds), recipe.eval_max_batches * recipe.eval_batch_size),
               "rows": rows, "order": criterion_order(rows), "wall_seconds": round(time.perf_counter() - t0, 1),
               "machine": machine()}
@@ -442,7 +454,10 @@ def ablation_markdown(result: dict[str, Any]) -> str:
     w, h = result["img_size"]
     how = (f"Channel ratio {result['channel_ratio']:.3f} for every criterion (one-shot, per-layer: same widths)"
            if result.get("channel_ratio") is not None else
-           "Global pruning: every criterion meets the same budget with its own layer allocation (one-shot)")
+           "Global pruning: every criterion meets the same budget with its own layer allocation (one-shot)"
+           if result.get("global_pruning") else
+           f"{str(result.get('allocation')).capitalize()} allocation: every criterion meets the same budget with its own per-layer ratios "
+           "(probes pruned by the criterion itself; one-shot)")
     return (f"# Ablation: pruning criteria at equal budget\n\n{how}, distillation {result['distill_epochs']} epoch(s); {result['val_images']} validation images at "
             f"{w}x{h}; task mean = mean(mAP50, recall, drivable mIoU, lane IoU); CPU latency: torch, batch 1, median; "
             f"{result['machine']}; {result['wall_seconds'] / 60:.1f} min in all.\n\n" + head + "\n".join(lines) + "\n\n"

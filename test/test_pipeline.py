@@ -67,6 +67,18 @@ def test_compress_command_iterative(teacher, tmp_path):
     assert {"feat", "out", "trajectory"} <= set(rec[0]["loss"])
 
 
+def test_compress_with_the_sensitivity_allocation(teacher, tmp_path):
+    prune = {"criterion": "task-aware", "budget": "params", "target": 0.5, "round_to": 4, "batches": 2, "batch_size": 2,
+             "steps": 1, "allocation": "sensitivity", "allocation_depth": 1, "sensitivity_batches": 1}
+    recipe = _recipe(tmp_path, teacher, prune=prune, distill={"epochs": 0})
+    assert main(["-q", "compress", "--recipe", str(recipe)]) == 0
+    m = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert m["reduction"]["params"] >= 0.5
+    alloc = {a["block"]: a for a in m["prune_steps"][0]["allocation"]}
+    assert set(alloc) == {"backbone", "neck", "drivable", "lane"}  # detect holds only protected output convs
+    assert all(a["saved"] > 0 for a in alloc.values()) and len({a["weight"] for a in alloc.values()}) > 1
+
+
 def test_ablate_quick_writes_table(teacher, tmp_path):
     recipe = _recipe(tmp_path, teacher)
     assert main(["-q", "ablate", "--recipe", str(recipe), "--quick"]) == 0

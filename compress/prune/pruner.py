@@ -21,6 +21,7 @@ from torch import nn
 
 from compress.models.profile import count_macs, count_params
 
+from .allocate import ALLOCATIONS, block_ratios, prunable_blocks, resolve_ratios, sensitivity_weights
 from .importance import Criterion, TaskLossFn, build_criterion
 from .spec import TaskSpec
 
@@ -44,8 +45,19 @@ class PruneConfig:
     max_layer_ratio: float = 0.9  # never remove more than this fraction of one layer's channels
     batches: int = 8  # batches of data for gradient-based criteria
     img_size: tuple[int, int] = (320, 192)  # (width, height) for tracing and MACs
+    # per-layer ratios: "uniform" (one ratio everywhere) or "sensitivity" (compress.prune.allocate)
+    allocation: str = "uniform"
+    allocation_depth: int = 2  # blocks are the modules at this depth of the module tree
+    sensitivity_probe: float = 0.5  # fraction of one block's channels pruned to probe it
+    sensitivity_power: float = 1.0
+    sensitivity_batches: int = 4  # of the data batches, this many measure the task losses
+    layer_ratios: dict[str, float] = field(default_factory=dict)  # fixed ratios by module path (override)
 
     def __post_init__(self) -> None:
+        if self.allocation not in ALLOCATIONS:
+            raise BudgetError(f"allocation {self.allocation!r} unknown; use one of {ALLOCATIONS}")
+        if self.allocation != "uniform" and self.global_pruning:
+            raise BudgetError("a per-layer allocation and global pruning both decide the widths; use one of them")
         if self.budget not in BUDGETS:
             raise BudgetError(f"budget {self.budget!r} unknown; use one of {BUDGETS}")
         if not 0.0 < self.target < 1.0:
@@ -64,6 +76,7 @@ class PruneReport:
     params_after: int
     macs_before: int
     macs_after: int
+    allocation: list[dict[str, Any]] = field(default_factory=list)  # per-block probe + weight (sensitivity)
 
     @property
     def params_reduction(self) -> float:
@@ -86,15 +99,27 @@ def _example(cfg: PruneConfig, model: nn.Module) -> torch.Tensor:
     return torch.zeros(1, 3, h, w, device=p.device)
 
 
-def _pruner(model: nn.Module, spec: TaskSpec, cfg: PruneConfig, importance: tp.importance.Importance, ratio: float) -> tp.pruner.MetaPruner:
+def _pruner(model: nn.Module, spec: TaskSpec, cfg: PruneConfig, importance: tp.importance.Importance, ratio: float,
+            weights: dict[str, float] | None = None, only: dict[str, float] | None = None) -> tp.pruner.MetaPruner:
+    """A MetaPruner at ``ratio``; ``weights`` scale it per block (sensitivity allocation),
+    ``cfg.layer_ratios`` fix it per module, and ``only`` prunes just those modules (probing)."""
+    ratios = block_ratios(weights, ratio, cfg.max_layer_ratio) if weights else {}
+    ratios.update(cfg.layer_ratios)
+    ignored = spec.protected_modules(model)
+    if only is not None:
+        ratios, ratio = dict(only), 0.0
+        inside = {id(m) for path in only for m in model.get_submodule(path).modules()}
+        # every other layer is ignored, so the criterion only scores the probed block's groups
+        ignored += [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear)) and id(m) not in inside]
     return tp.pruner.MetaPruner(
         model,
         _example(cfg, model),
         importance=importance,
         pruning_ratio=ratio,
-        global_pruning=cfg.global_pruning,
+        pruning_ratio_dict=resolve_ratios(model, ratios) or None,
+        global_pruning=cfg.global_pruning and only is None,
         max_pruning_ratio=cfg.max_layer_ratio,
-        ignored_layers=spec.protected_modules(model),
+        ignored_layers=ignored,
         round_to=cfg.round_to,
         output_transform=spec.flatten,
     )
@@ -106,12 +131,13 @@ def _measure(model: nn.Module, cfg: PruneConfig) -> tuple[int, int]:
 
 
 def ratio_for_budget(model: nn.Module, spec: TaskSpec, cfg: PruneConfig, tol: float = 0.005, iters: int = 10,
-                     criterion: Criterion | None = None, grid: int = 12) -> float:
+                     criterion: Criterion | None = None, grid: int = 12, weights: dict[str, float] | None = None) -> float:
     """Channel ratio whose pruning removes ``cfg.target`` of the params / MACs (bisection).
 
     With per-layer (local) pruning the resulting widths depend only on the ratio, so the search
     prunes copies with the magnitude criterion. With global pruning the widths depend on the
-    scores, so the copies are pruned with ``criterion`` itself (prepared on ``model``). Raises
+    scores, so the copies are pruned with ``criterion`` itself (prepared on ``model``). With
+    per-block ``weights`` the searched ratio is the base that each block's weight scales. Raises
     :class:`BudgetError` if even the largest allowed ratio cannot reach the target.
     """
     if cfg.budget == "ratio":
@@ -124,7 +150,7 @@ def ratio_for_budget(model: nn.Module, spec: TaskSpec, cfg: PruneConfig, tol: fl
     def reduction(r: float) -> float:
         m = copy.deepcopy(model)
         imp = criterion.for_copy(model, m) if cfg.global_pruning else build_criterion("magnitude")
-        _pruner(m, spec, cfg, imp, r).step()
+        _pruner(m, spec, cfg, imp, r, weights).step()
         p, macs = _measure(m, cfg)
         return 1 - (p if cfg.budget == "params" else macs) / base
 
@@ -132,8 +158,11 @@ def ratio_for_budget(model: nn.Module, spec: TaskSpec, cfg: PruneConfig, tol: fl
     # shrink below round_to is left whole), so scan a grid for the first ratio that meets the
     # target, then bisect between it and the grid point before it
     lo, hi, best_seen = 0.0, None, 0.0
+    top = cfg.max_layer_ratio
+    if weights and any(w > 0 for w in weights.values()):
+        top /= min(1.0, min(w for w in weights.values() if w > 0))  # every weighted block can reach the cap
     for k in range(1, grid + 1):
-        r = cfg.max_layer_ratio * k / grid
+        r = top * k / grid
         red = reduction(r)
         best_seen = max(best_seen, red)
         if red >= cfg.target:
@@ -145,7 +174,7 @@ def ratio_for_budget(model: nn.Module, spec: TaskSpec, cfg: PruneConfig, tol: fl
     if hi is None:
         raise BudgetError(
             f"a {cfg.budget} reduction of {cfg.target:.0%} cannot be met: at most {best_seen:.1%} is removed at any ratio up to "
-            f"{cfg.max_layer_ratio} (head outputs are protected and widths round to {cfg.round_to}); "
+            f"{top:.3g} (head outputs are protected and widths round to {cfg.round_to}); "
             "lower the target, raise max_layer_ratio or lower round_to"
         )
     for _ in range(iters):
@@ -173,11 +202,12 @@ def prune(
     ``loss_fn(model, batch)`` returns the per-task losses.
     """
     spec.validate(model)
+    resolve_ratios(model, cfg.layer_ratios)  # a wrong path fails before any work
     criterion = build_criterion(cfg.criterion, **cfg.criterion_args)
     p0, m0 = _measure(model, cfg)
+    if (criterion.needs_data or cfg.allocation == "sensitivity") and (batches is None or loss_fn is None):
+        raise ValueError(f"criterion {cfg.criterion!r} / allocation {cfg.allocation!r} needs data: pass batches and loss_fn")
     if criterion.needs_data:
-        if batches is None or loss_fn is None:
-            raise ValueError(f"criterion {cfg.criterion!r} needs data: pass batches and loss_fn")
         was_training = model.training
         model.eval()  # BN statistics frozen while gradients are collected
 
@@ -189,12 +219,38 @@ def prune(
 
         criterion.prepare(model, limited(), loss_fn)
         model.train(was_training)
-    ratio = ratio_for_budget(model, spec, cfg, criterion=criterion)
-    pruner = _pruner(model, spec, cfg, criterion, ratio)
+    weights, probes = None, []
+    if cfg.allocation == "sensitivity":
+        weights, probes = _sensitivity(model, spec, cfg, criterion, batches, loss_fn)
+    ratio = ratio_for_budget(model, spec, cfg, criterion=criterion, weights=weights)
+    pruner = _pruner(model, spec, cfg, criterion, ratio, weights)
     pruner.step()
     model.zero_grad(set_to_none=True)
     p1, m1 = _measure(model, cfg)
-    rep = PruneReport(cfg.criterion, cfg.budget, cfg.target, ratio, p0, p1, m0, m1)
+    rep = PruneReport(cfg.criterion, cfg.budget, cfg.target, ratio, p0, p1, m0, m1, [p.to_dict() for p in probes])
     log.info("pruned with %s at channel ratio %.3f: params %.2fM -> %.2fM (-%.1f%%), MACs %.3fG -> %.3fG (-%.1f%%)",
              cfg.criterion, ratio, p0 / 1e6, p1 / 1e6, 100 * rep.params_reduction, m0 / 1e9, m1 / 1e9, 100 * rep.macs_reduction)
     return rep
+
+
+def _sensitivity(model: nn.Module, spec: TaskSpec, cfg: PruneConfig, criterion: Criterion,
+                 batches: Callable[[], Iterable[Any]], loss_fn: TaskLossFn) -> tuple[dict[str, float], list[Any]]:
+    data = []
+    for b in batches():
+        if len(data) >= cfg.sensitivity_batches:
+            break
+        data.append(b)
+    blocks = prunable_blocks(model, spec.protected_modules(model), cfg.allocation_depth)
+    which = 0 if cfg.budget == "params" else 1  # a channel-ratio budget is allocated by params
+
+    def prune_block(m: nn.Module, block: str, r: float) -> None:
+        _pruner(m, spec, cfg, criterion.for_copy(model, m), 0.0, only={block: r}).step()
+
+    def progress(i: int, n: int, block: str) -> None:
+        log.info("sensitivity probe %d/%d: %s", i, n, block)
+
+    weights, probes = sensitivity_weights(
+        model, blocks, prune_block, lambda m: _measure(m, cfg)[which], data, loss_fn,
+        probe=cfg.sensitivity_probe, power=cfg.sensitivity_power, progress=progress)
+    log.info("sensitivity allocation (weight: block) %s", ", ".join(f"{w:.2f}: {b}" for b, w in weights.items()))
+    return weights, probes
