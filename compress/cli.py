@@ -164,7 +164,7 @@ def cmd_export(a: argparse.Namespace) -> int:
 
     cfg = ExportConfig(imgsz=a.imgsz, opset=a.opset, dynamic_batch=a.dynamic_batch, simplify=not a.no_simplify,
                        parity_frames=a.parity_frames, tolerance=a.tolerance, frames=a.frames, name=a.name, engine=a.engine,
-                       fp16=a.fp16, int8=a.int8, calib=a.calib, workspace_gb=a.workspace)
+                       fp16=a.fp16, int8=a.int8, calib=a.calib, workspace_gb=a.workspace, rewrite=not a.no_rewrite)
     meta = export_bundle(a.ckpt, a.out, cfg)
     p = meta["parity"]
     print(json.dumps({"bundle": str(a.out), "files": meta["files"], "input": f"{meta['input']['width']}x{meta['input']['height']}",
@@ -311,6 +311,9 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 17)")
     ex.add_argument("--dynamic-batch", action="store_true", help="dynamic batch dimension (default: static batch 1)")
     ex.add_argument("--no-simplify", action="store_true", help="skip onnxslim")
+    ex.add_argument("--no-rewrite", action="store_true",
+                    help="export the decoders as trained instead of with their work moved before the upsamples "
+                         "(compress.models.deploy; same outputs, checked by the parity run)")
     ex.add_argument("--frames", help="images for the ONNX Runtime vs torch parity check (default: the checkpoint's val images)")
     ex.add_argument("--parity-frames", type=int, default=8, help="real frames for the ONNX Runtime vs torch parity check")
     ex.add_argument("--tolerance", type=float, default=1e-3, help="max abs difference of normalized outputs before the export fails")

@@ -26,6 +26,7 @@ from mtc_perception.processing import PAD_VALUE
 
 from .checkpoint import load_model
 from .models import count_macs, count_params, decode_detections
+from .models.deploy import deploy_model, is_rewritten
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,9 @@ class ExportConfig:
     calib: str | None = None  # directory of calibration images for INT8
     calib_frames: int = 64
     workspace_gb: float = 2.0
+    # decoders rewritten for inference (compress.models.deploy): same outputs, work moved before
+    # the nearest upsamples; parity is checked against the original model either way
+    rewrite: bool = True
 
     def __post_init__(self) -> None:
         h, w = self.imgsz or (32, 32)
@@ -148,7 +152,9 @@ def export_bundle(ckpt_path: str | Path, out: str | Path, cfg: ExportConfig) -> 
     out = Path(out)
     model, ckpt = load_model(ckpt_path)
     model.eval().float()
-    wrapper = ExportWrapper(model).eval()
+    reference = ExportWrapper(model).eval()  # what parity compares against: the checkpoint's own graph
+    wrapper = ExportWrapper(deploy_model(model)).eval() if cfg.rewrite else reference
+    rewritten = cfg.rewrite and is_rewritten(wrapper)
     trained = ckpt.get("train_config", {}).get("img_size")  # (width, height)
     h, w = cfg.imgsz or ((int(trained[1]), int(trained[0])) if trained else (384, 640))
     if trained and (w, h) != (int(trained[0]), int(trained[1])):
@@ -202,6 +208,9 @@ def export_bundle(ckpt_path: str | Path, out: str | Path, cfg: ExportConfig) -> 
         "segmentation": {"drivable": {"output": "drivable", "activation": "none (logits; > 0 means p > 0.5)"},
                          "lane": {"output": "lane", "activation": "none (logits; > 0 means p > 0.5)"}},
         "outputs": shapes,
+        "graph": {"decoder_rewrite": rewritten,
+                  "note": "segmentation decoders computed before their nearest upsamples (compress.models.deploy); same function"
+                  if rewritten else "the checkpoint's graph as trained"},
         "files": {"onnx": "model.onnx", "torch": "model.pt2", "engine": None},
         "provenance": {
             "checkpoint": str(ckpt_path), "parent": ckpt.get("parent"), "params": params, "macs": macs, "macs_at": f"{w}x{h}",
@@ -212,7 +221,7 @@ def export_bundle(ckpt_path: str | Path, out: str | Path, cfg: ExportConfig) -> 
         "versions": {"opset": cfg.opset, "torch": torch.__version__, "onnx": onnx.__version__, "simplified": simplified},
     }
     (tmp / "bundle.json").write_text(json.dumps(meta, indent=2) + "\n")
-    meta["parity"] = parity(tmp, wrapper, frames, cfg.tolerance)
+    meta["parity"] = parity(tmp, reference, frames, cfg.tolerance)
     import onnxruntime
 
     meta["versions"]["onnxruntime"] = onnxruntime.__version__

@@ -54,6 +54,7 @@ class PruneStage:
     sensitivity_power: float = 1.0
     sensitivity_batches: int = 4
     layer_ratios: dict[str, float] = field(default_factory=dict)
+    macs_target: float | None = None  # with budget params: also remove at least this fraction of the teacher's MACs
 
     def __post_init__(self) -> None:
         if self.steps < 1:
@@ -189,7 +190,8 @@ def recalibrate_bn(model: nn.Module, dataset: Any, batches: int, batch_size: int
     return n
 
 
-def _prune_config(stage: PruneStage, img_size: tuple[int, int], budget: str, target: float, criterion: str | None = None) -> Any:
+def _prune_config(stage: PruneStage, img_size: tuple[int, int], budget: str, target: float, criterion: str | None = None,
+                  macs_target: float | None = None) -> Any:
     from .prune import PruneConfig
 
     criterion = criterion or stage.criterion
@@ -199,7 +201,7 @@ def _prune_config(stage: PruneStage, img_size: tuple[int, int], budget: str, tar
                        max_layer_ratio=stage.max_layer_ratio, batches=stage.batches, img_size=img_size,
                        allocation=stage.allocation, allocation_depth=stage.allocation_depth, sensitivity_probe=stage.sensitivity_probe,
                        sensitivity_power=stage.sensitivity_power, sensitivity_batches=stage.sensitivity_batches,
-                       layer_ratios=dict(stage.layer_ratios))
+                       layer_ratios=dict(stage.layer_ratios), macs_target=macs_target)
 
 
 def distill_config(recipe: CompressRecipe, teacher_ckpt: dict[str, Any], init: str, out: Path, epochs: int | None = None) -> Any:
@@ -312,7 +314,11 @@ def compress(recipe: CompressRecipe, progress: bool = True) -> dict[str, Any]:
         else:
             now = count_params(model) if st.budget == "params" else count_macs(model, h, w)
             step_target = 1 - base[st.budget] * (1 - cum) / now
-        cfg = _prune_config(st, img_size, st.budget, step_target)
+        step_macs = None
+        if st.macs_target and st.budget == "params":  # the MACs side of the budget, on the same schedule
+            cum_m = 1 - (1 - st.macs_target) ** ((i + 1) / st.steps)
+            step_macs = max(1e-3, 1 - base["macs"] * (1 - cum_m) / count_macs(model, h, w))
+        cfg = _prune_config(st, img_size, st.budget, step_target, macs_target=step_macs)
         rep = prune_model(model, cfg, train_ds, st.batch_size, st.seed + i)
         recalibrate_bn(model, train_ds, st.recalibrate_batches, seed=st.seed + i)
         pruned = out / f"step{i + 1}" / "pruned.pt"
@@ -385,7 +391,7 @@ def ablate(recipe: CompressRecipe, progress: bool = True) -> dict[str, Any]:
     # pruning or the sensitivity allocation: every criterion meets the same params/MACs budget
     # with its own layer allocation (its own ranking, or probes pruned by the criterion itself)
     own = st.global_pruning or st.allocation != "uniform"
-    ratio = None if own else ratio_for_budget(teacher, spec_for(teacher), _prune_config(st, img_size, st.budget, st.target))
+    ratio = None if own else ratio_for_budget(teacher, spec_for(teacher), _prune_config(st, img_size, st.budget, st.target, macs_target=st.macs_target))
     epochs = recipe.ablation.distill_epochs if recipe.ablation.distill_epochs is not None else distill_config(recipe, tck, "-", out).epochs
     lat = recipe.ablation
 
@@ -406,7 +412,8 @@ def ablate(recipe: CompressRecipe, progress: bool = True) -> dict[str, Any]:
     for crit in recipe.ablation.criteria:
         t = time.perf_counter()
         model, _ = load_model(recipe.teacher)
-        pc = _prune_config(st, img_size, st.budget, st.target, crit) if ratio is None else _prune_config(st, img_size, "ratio", ratio, crit)
+        pc = (_prune_config(st, img_size, st.budget, st.target, crit, macs_target=st.macs_target) if ratio is None
+              else _prune_config(st, img_size, "ratio", ratio, crit))
         rep = prune_model(model, pc, train_ds, st.batch_size, st.seed)
         recalibrate_bn(model, train_ds, st.recalibrate_batches, seed=st.seed)
         pruned = out / crit / "pruned.pt"

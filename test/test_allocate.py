@@ -129,3 +129,20 @@ def test_allocation_errors():
         PruneConfig(allocation="sensitivity", global_pruning=True)
     with pytest.raises(ValueError, match="needs data"):
         prune(m, spec_for(m), PruneConfig(criterion="magnitude", allocation="sensitivity", img_size=(128, 96)))
+
+
+def test_layer_ratios_round_to_the_nearest_multiple():
+    """torch-pruning rounds kept widths down: any ratio > 0 would halve a 16-channel layer at
+    round_to 8. Per-layer ratios keep the nearest multiple instead."""
+    m = build_model(ModelConfig(size="small"))
+    w = extract_widths(m)
+    c1 = w["lane.c1.conv"]
+    assert c1 % 8 == 0 and c1 >= 32
+    prune(m, spec_for(m), PruneConfig(criterion="magnitude", budget="ratio", target=0.05, round_to=8, img_size=(128, 96),
+                                      layer_ratios={"lane.c1": 0.05, "drivable.c1": 0.2, "neck": 0.05}))
+    after = extract_widths(m)
+    assert after["lane.c1.conv"] == c1  # 5 % of 32+ channels is nearer to none than to 8
+    assert after["drivable.c1.conv"] == round(c1 * 0.8 / 8) * 8
+    neck = {k: v for k, v in w.items() if k.startswith("neck.")}
+    assert all(after[k] == round(v * 0.95 / 8) * 8 for k, v in neck.items()) and any(after[k] == v for k, v in neck.items())
+    assert after["backbone.down2.conv"] == w["backbone.down2.conv"] - 8  # outside the dict: torch-pruning's own rounding (down)

@@ -78,17 +78,32 @@ def prunable_blocks(model: nn.Module, protected: Iterable[nn.Module], depth: int
     return blocks
 
 
-def resolve_ratios(model: nn.Module, ratios: dict[str, float]) -> dict[nn.Module, float]:
-    """``{module path: ratio}`` -> ``{module: ratio}`` for torch-pruning's ``pruning_ratio_dict``."""
+def resolve_ratios(model: nn.Module, ratios: dict[str, float], round_to: int | None = None) -> dict[nn.Module, float]:
+    """``{module path: ratio}`` -> ``{layer: ratio}`` for torch-pruning's ``pruning_ratio_dict``.
+
+    With ``round_to``, each conv / linear layer under a path gets the ratio that keeps the
+    multiple of ``round_to`` *nearest* to ``width * (1 - ratio)`` (at least ``round_to``).
+    torch-pruning itself rounds the kept width *down*, so any ratio above 0 takes a 16-channel
+    layer to 8 at ``round_to=8``: a block the allocation means to keep almost whole would lose
+    half its channels."""
     out: dict[nn.Module, float] = {}
     for path, r in ratios.items():
         try:
-            out[model.get_submodule(path)] = float(r)
+            mod = model.get_submodule(path)
         except AttributeError:
             raise AllocationError(f"layer_ratios names {path!r}, which is not a module of {type(model).__name__}; "
                                   "model.named_modules() lists the paths") from None
         if not 0.0 <= r < 1.0:
             raise AllocationError(f"layer_ratios[{path!r}] = {r}; a pruning ratio must be in [0, 1)")
+        if not round_to:
+            out[mod] = float(r)
+            continue
+        for m in mod.modules():
+            width = getattr(m, "out_channels", None) if isinstance(m, nn.Conv2d) else getattr(m, "out_features", None) if isinstance(m, nn.Linear) else None
+            if not width:
+                continue
+            keep = width if r <= 0 else min(width, max(round_to, round(width * (1 - r) / round_to) * round_to))
+            out[m] = max(0.0, 1 - (keep + 0.5) / width)  # torch-pruning keeps int(width * (1 - ratio)) = keep
     return out
 
 

@@ -52,6 +52,7 @@ class PruneConfig:
     sensitivity_power: float = 1.0
     sensitivity_batches: int = 4  # of the data batches, this many measure the task losses
     layer_ratios: dict[str, float] = field(default_factory=dict)  # fixed ratios by module path (override)
+    macs_target: float | None = None  # with budget "params": also remove at least this fraction of the MACs
 
     def __post_init__(self) -> None:
         if self.allocation not in ALLOCATIONS:
@@ -62,6 +63,8 @@ class PruneConfig:
             raise BudgetError(f"budget {self.budget!r} unknown; use one of {BUDGETS}")
         if not 0.0 < self.target < 1.0:
             raise BudgetError(f"pruning target {self.target} must be a fraction in (0, 1)")
+        if self.macs_target is not None and (self.budget != "params" or not 0.0 < self.macs_target < 1.0):
+            raise BudgetError(f"macs_target {self.macs_target} needs budget 'params' and a fraction in (0, 1)")
         if self.round_to < 1:
             raise BudgetError(f"round_to must be >= 1, got {self.round_to}")
 
@@ -116,7 +119,7 @@ def _pruner(model: nn.Module, spec: TaskSpec, cfg: PruneConfig, importance: tp.i
         _example(cfg, model),
         importance=importance,
         pruning_ratio=ratio,
-        pruning_ratio_dict=resolve_ratios(model, ratios) or None,
+        pruning_ratio_dict=resolve_ratios(model, ratios, cfg.round_to) or None,
         global_pruning=cfg.global_pruning and only is None,
         max_pruning_ratio=cfg.max_layer_ratio,
         ignored_layers=ignored,
@@ -146,13 +149,17 @@ def ratio_for_budget(model: nn.Module, spec: TaskSpec, cfg: PruneConfig, tol: fl
         raise BudgetError("a params/macs budget with global pruning is searched with the (prepared) criterion; pass criterion=")
     p0, m0 = _measure(model, cfg)
     base = p0 if cfg.budget == "params" else m0
+    what = f"{cfg.budget} reduction of {cfg.target:.0%}" + (f" with a MACs reduction of {cfg.macs_target:.0%}" if cfg.macs_target else "")
 
     def reduction(r: float) -> float:
         m = copy.deepcopy(model)
         imp = criterion.for_copy(model, m) if cfg.global_pruning else build_criterion("magnitude")
         _pruner(m, spec, cfg, imp, r, weights).step()
         p, macs = _measure(m, cfg)
-        return 1 - (p if cfg.budget == "params" else macs) / base
+        red = 1 - (p if cfg.budget == "params" else macs) / base
+        if cfg.macs_target:  # both budgets, in units of the params target: met when >= cfg.target
+            red = min(red, (1 - macs / m0) * cfg.target / cfg.macs_target)
+        return red
 
     # torch-pruning's reduction is not monotonic in the ratio near the top (a group that would
     # shrink below round_to is left whole), so scan a grid for the first ratio that meets the
@@ -173,7 +180,7 @@ def ratio_for_budget(model: nn.Module, spec: TaskSpec, cfg: PruneConfig, tol: fl
         lo = r
     if hi is None:
         raise BudgetError(
-            f"a {cfg.budget} reduction of {cfg.target:.0%} cannot be met: at most {best_seen:.1%} is removed at any ratio up to "
+            f"a {what} cannot be met: at most {best_seen:.1%} (of the target's quantity) is removed at any ratio up to "
             f"{top:.3g} (head outputs are protected and widths round to {cfg.round_to}); "
             "lower the target, raise max_layer_ratio or lower round_to"
         )
@@ -241,7 +248,17 @@ def _sensitivity(model: nn.Module, spec: TaskSpec, cfg: PruneConfig, criterion: 
             break
         data.append(b)
     blocks = prunable_blocks(model, spec.protected_modules(model), cfg.allocation_depth)
-    which = 0 if cfg.budget == "params" else 1  # a channel-ratio budget is allocated by params
+    p0, m0 = _measure(model, cfg)
+
+    def cost(m: nn.Module) -> float:
+        """What the budget counts: params (a ratio budget is allocated by params), MACs, or with
+        both targets the sum of each quantity in units of its target."""
+        p, macs = _measure(m, cfg)
+        if cfg.budget == "macs":
+            return macs / m0
+        if cfg.macs_target:
+            return p / p0 / cfg.target + macs / m0 / cfg.macs_target
+        return p / p0
 
     def prune_block(m: nn.Module, block: str, r: float) -> None:
         _pruner(m, spec, cfg, criterion.for_copy(model, m), 0.0, only={block: r}).step()
@@ -250,7 +267,7 @@ def _sensitivity(model: nn.Module, spec: TaskSpec, cfg: PruneConfig, criterion: 
         log.info("sensitivity probe %d/%d: %s", i, n, block)
 
     weights, probes = sensitivity_weights(
-        model, blocks, prune_block, lambda m: _measure(m, cfg)[which], data, loss_fn,
+        model, blocks, prune_block, cost, data, loss_fn,
         probe=cfg.sensitivity_probe, power=cfg.sensitivity_power, progress=progress)
     log.info("sensitivity allocation (weight: block) %s", ", ".join(f"{w:.2f}: {b}" for b, w in weights.items()))
     return weights, probes

@@ -1,0 +1,126 @@
+"""The inference rewrite of the decoders (compress.models.deploy) computes the same function."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+
+pytest.importorskip("torch", reason="needs torch (the offline half, compress/): `make test` installs it; a ROS 2 machine under colcon test may not have it")
+
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+from torch.nn import functional as F  # noqa: E402
+
+from compress.models import build_model  # noqa: E402
+from compress.models.config import ModelConfig  # noqa: E402
+from compress.models.deploy import DeploySegDecoder, RewriteError, UpConv, deploy_model, subpixel_weights  # noqa: E402
+from compress.prune import PruneConfig, prune  # noqa: E402
+from compress.prune.spec import spec_for  # noqa: E402
+
+ANCHORS = ((4, 5, 8, 10, 12, 9), (20, 18, 30, 25, 40, 30), (60, 50, 90, 70, 120, 100))
+
+
+def _randomize_bn(m: nn.Module, seed: int = 0) -> nn.Module:
+    g = torch.Generator().manual_seed(seed)
+    for mod in m.modules():
+        if isinstance(mod, nn.BatchNorm2d):
+            n = mod.num_features
+            mod.running_mean.copy_(torch.randn(n, generator=g) * 0.2)
+            mod.running_var.copy_(torch.rand(n, generator=g) * 1.5 + 0.25)
+            mod.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
+            mod.bias.data.copy_(torch.randn(n, generator=g) * 0.2)
+    return m.eval()
+
+
+@pytest.mark.parametrize("h,w", [(5, 7), (1, 1), (8, 3)])
+def test_subpixel_conv_equals_conv_after_nearest_upsample(h, w):
+    torch.manual_seed(0)
+    conv = nn.Conv2d(6, 5, 3, 1, 1)
+    x = torch.randn(2, 6, h, w)
+    ref = conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+    wt, b = subpixel_weights(conv.weight.detach(), conv.bias.detach())
+    got = F.pixel_shuffle(F.conv2d(x, wt, b, padding=1), 2)
+    assert got.shape == ref.shape
+    assert torch.allclose(got, ref, atol=1e-5), (got - ref).abs().max()
+
+
+def test_upconv_folds_batchnorm_and_activation():
+    torch.manual_seed(1)
+    conv, bn = nn.Conv2d(4, 3, 3, 1, 1, bias=False), _randomize_bn(nn.BatchNorm2d(3))
+    act = nn.SiLU()
+    x = torch.randn(1, 4, 6, 9)
+    ref = act(bn(conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))))
+    assert torch.allclose(UpConv(conv, bn, act)(x), ref, atol=1e-5)
+
+
+def test_upconv_refuses_a_layer_the_identity_does_not_cover():
+    with pytest.raises(RewriteError, match="lane.out.*3x3, stride 1, padding 1"):
+        UpConv(nn.Conv2d(4, 3, 3, 2, 1), where="lane.out")
+    with pytest.raises(RewriteError, match="groups"):
+        UpConv(nn.Conv2d(4, 4, 3, 1, 1, groups=2))
+
+
+@pytest.mark.parametrize("size", ["tiny", "teacher"])
+def test_rewritten_model_matches_original(size):
+    torch.manual_seed(0)
+    m = _randomize_bn(build_model(ModelConfig(size=size, anchors=ANCHORS)))
+    d = deploy_model(m)
+    assert sum(isinstance(x, DeploySegDecoder) for x in d.modules()) == 2
+    assert not any(isinstance(x, DeploySegDecoder) for x in m.modules())  # the original is untouched
+    x = torch.randn(2, 3, 96, 160)
+    with torch.no_grad():
+        a, b = m(x), d(x)
+    for k in ("drivable", "lane"):
+        ta, tb = getattr(a, k), getattr(b, k)
+        assert ta.shape == tb.shape
+        assert torch.allclose(ta, tb, atol=1e-4, rtol=1e-4), (k, (ta - tb).abs().max())
+    for pa, pb in zip(a.det, b.det):
+        assert torch.equal(pa, pb)
+
+
+def test_rewritten_pruned_model_matches_original():
+    """Pruned widths (odd channel counts, uneven CSP halves) rewrite exactly too."""
+    torch.manual_seed(0)
+    m = _randomize_bn(build_model(ModelConfig(size="tiny", anchors=ANCHORS)))
+    prune(m, spec_for(m), PruneConfig(criterion="random", budget="ratio", target=0.4, round_to=1, img_size=(160, 96)))
+    _randomize_bn(m, seed=3)
+    d = deploy_model(m)
+    x = torch.randn(1, 3, 96, 160)
+    with torch.no_grad():
+        a, b = m(x), d(x)
+    assert torch.allclose(a.lane, b.lane, atol=1e-4) and torch.allclose(a.drivable, b.drivable, atol=1e-4)
+
+
+def test_other_architectures_are_left_as_they_are():
+    from test_second_architecture import ResFPNNet
+
+    m = ResFPNNet().eval()
+    d = deploy_model(m)
+    assert type(d) is type(m) and d is not m
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        oa, ob = m(x), d(x)
+    assert torch.equal(oa.lane, ob.lane)
+
+
+def test_export_writes_rewritten_graph_and_checks_it_against_the_original(tmp_path, synth_root):
+    """The bundle's ONNX is the rewritten graph (fewer Resize nodes at high resolution), its
+    parity is measured against the checkpoint's own graph, and --no-rewrite keeps the original."""
+    import onnx
+
+    from compress.checkpoint import save_checkpoint
+    from compress.export import ExportConfig, export_bundle
+
+    m = _randomize_bn(build_model(ModelConfig(size="tiny", anchors=ANCHORS)))
+    ck = save_checkpoint(tmp_path / "m.pt", m, train_config={"data": str(synth_root)})
+    meta = export_bundle(ck, tmp_path / "fast", ExportConfig(imgsz=(96, 128), parity_frames=2))
+    plain = export_bundle(ck, tmp_path / "plain", ExportConfig(imgsz=(96, 128), parity_frames=2, rewrite=False))
+    assert meta["graph"]["decoder_rewrite"] is True and plain["graph"]["decoder_rewrite"] is False
+    assert json.loads((tmp_path / "fast" / "bundle.json").read_text())["graph"]["decoder_rewrite"] is True
+    ops = lambda d: [n.op_type for n in onnx.load(str(d / "model.onnx")).graph.node]  # noqa: E731
+    fast, orig = ops(tmp_path / "fast"), ops(tmp_path / "plain")
+    assert fast.count("DepthToSpace") == 6 and orig.count("DepthToSpace") == 0
+    for k, v in meta["parity"]["max_abs_diff_normalized"].items():
+        assert v < 1e-4, (k, v)
