@@ -114,6 +114,8 @@ def test_recipe_errors_name_the_problem(teacher, tmp_path):
     assert main(["-q", "compress", "--recipe", str(bad)]) == 2
     r = load_recipe(ROOT / "config" / "compress" / "synthroad.yaml")  # the shipped recipe parses
     assert isinstance(r, CompressRecipe) and r.prune.steps >= 1 and r.ablation.criteria[0] == "task-aware"
+    for name in ("synthroad_fast.yaml", "demo.yaml"):  # and so do the others
+        assert load_recipe(ROOT / "config" / "compress" / name).prune.criterion == "task-aware"
     ck = load_checkpoint(teacher)
     assert ck["train_config"]["model_size"] == "small"
 
