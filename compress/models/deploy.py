@@ -2,10 +2,11 @@
 
 YOLOP's decoders upsample (nearest, x2) three times and run convolutions on the upsampled
 tensors: at 640x384 the last two stages work on 8-16 channels at half and full resolution, where a
-CPU spends its time moving memory, not multiplying (on the teacher, ``lane.out`` — 18 M MACs —
-took as long as ``lane.c1`` with 283 M). Channel pruning cannot shrink these stages (they are at
-``round_to`` already), so they cap a pruned student's speed-up. Two exact identities move that
-work to the low resolution:
+CPU spends its time moving memory, not multiplying (in an ONNX Runtime profile taken while the
+machine was loaded, ``lane.out`` — 18 M MACs — took as long as ``lane.c1`` with 283 M). Channel
+pruning cannot shrink these stages (they are at ``round_to`` already). Two exact identities move
+that work to the low resolution (on the 2-vCPU development machine the end-to-end gain was within
+run-to-run noise; docs/RESULTS.md):
 
 * **1x1 convolutions, BatchNorm and activations commute with nearest upsampling**:
   ``f(up(x)) == up(f(x))`` for any per-pixel ``f``. The 1x1 convolutions at the entry of ``csp1``
