@@ -33,7 +33,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .yolop import Bottleneck, BottleneckCSP, Conv, MultiTaskNet, SegDecoder
+from .yolop import Bottleneck, BottleneckCSP, Conv, MultiTaskNet, SegDecoder, upsample2
 
 # kernel rows of a 3x3 convolution seen from the low resolution, per output phase:
 # _PHASE[a][u, k] = 1 when kernel row k reads low-resolution offset u - 1 for output row 2i + a
@@ -104,10 +104,6 @@ class UpConv(nn.Module):
         return F.pixel_shuffle(self.act(self.conv(x)), 2)
 
 
-def _up(t: torch.Tensor) -> torch.Tensor:
-    return F.interpolate(t, scale_factor=2.0, mode="nearest")
-
-
 class UpCSP(nn.Module):
     """``BottleneckCSP(upsample(x))`` with the entry 1x1 convolutions before the upsample and the
     first bottleneck's 3x3 convolution as a sub-pixel convolution."""
@@ -131,9 +127,9 @@ class UpCSP(nn.Module):
         a = self.cv1(x)
         y = self.b0_cv2(self.b0_cv1(a))
         if self.b0_add:
-            y = _up(a) + y
+            y = upsample2(a) + y
         y1 = self.cv3(self.rest(y))
-        y2 = _up(self.cv2(x))
+        y2 = upsample2(self.cv2(x))
         return self.cv4(self.act(self.bn(torch.cat((y1, y2), 1))))
 
 

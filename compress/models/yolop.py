@@ -54,6 +54,12 @@ class WidthResolver:
         return self.cfg.width(base)
 
 
+def upsample2(t: torch.Tensor) -> torch.Tensor:
+    """Nearest-neighbour x2 upsampling (every upsample of the network; compress.models.deploy
+    relies on it being nearest)."""
+    return F.interpolate(t, scale_factor=2.0, mode="nearest")
+
+
 def _act(name: str) -> nn.Module:
     return {
         "silu": nn.SiLU,
@@ -189,9 +195,9 @@ class Neck(nn.Module):
 
     def forward(self, p3: torch.Tensor, p4: torch.Tensor, p5: torch.Tensor) -> tuple[torch.Tensor, ...]:
         h5 = self.lat5(p5)
-        t4 = self.td4(torch.cat([F.interpolate(h5, scale_factor=2.0, mode="nearest"), p4], 1))
+        t4 = self.td4(torch.cat([upsample2(h5), p4], 1))
         h4 = self.lat4(t4)
-        enc = self.enc(torch.cat([F.interpolate(h4, scale_factor=2.0, mode="nearest"), p3], 1))
+        enc = self.enc(torch.cat([upsample2(h4), p3], 1))
         o3 = self.out3(enc)
         o4 = self.out4(torch.cat([self.down3(o3), h4], 1))
         o5 = self.out5(torch.cat([self.down4(o4), h5], 1))
@@ -213,10 +219,9 @@ class SegDecoder(nn.Module):
         w.used.add(f"{name}.out")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        up = lambda t: F.interpolate(t, scale_factor=2.0, mode="nearest")  # noqa: E731
-        x = self.csp1(up(self.c1(x)))
-        x = self.c3(up(self.c2(x)))
-        return self.out(up(self.csp2(x)))
+        x = self.csp1(upsample2(self.c1(x)))
+        x = self.c3(upsample2(self.c2(x)))
+        return self.out(upsample2(self.csp2(x)))
 
 
 class Detect(nn.Module):
