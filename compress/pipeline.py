@@ -36,8 +36,8 @@ class PruneStage:
 
     criterion: str = "task-aware"
     criterion_args: dict[str, Any] = field(default_factory=dict)
-    budget: str = "params"  # ratio | params | macs
-    target: float = 0.5  # channel ratio, or fraction of params / MACs to remove (of the teacher's)
+    budget: str = "params"  # ratio | params | macs | latency
+    target: float = 0.5  # channel ratio, or fraction of params / MACs / latency to remove (of the teacher's)
     round_to: int = 8
     global_pruning: bool = False
     max_layer_ratio: float = 0.9
@@ -54,7 +54,12 @@ class PruneStage:
     sensitivity_power: float = 1.0
     sensitivity_batches: int = 4
     layer_ratios: dict[str, float] = field(default_factory=dict)
-    macs_target: float | None = None  # with budget params: also remove at least this fraction of the teacher's MACs
+    macs_target: float | None = None  # with budget params / latency: also remove at least this fraction of the teacher's MACs
+    latency_target: float | None = None  # with budget params / macs: also remove at least this fraction of its latency
+    # latency (compress.prune.latency): ONNX Runtime on this CPU, deployment input (width, height); default: training size
+    latency_size: tuple[int, int] | None = None
+    latency_runs: int = 15
+    latency_threads: int | None = None
 
     def __post_init__(self) -> None:
         if self.steps < 1:
@@ -134,9 +139,9 @@ def _split(ckpt: dict[str, Any], data: str | None, split: str, img_size: tuple[i
                         missing_data_hint="the teacher checkpoint does not record its dataset; set data: in the recipe")
 
 
-def prune_model(model: nn.Module, cfg: Any, train_ds: Any = None, batch_size: int = 8, seed: int = 0) -> Any:
+def prune_model(model: nn.Module, cfg: Any, train_ds: Any = None, batch_size: int = 8, seed: int = 0, meter: Any = None) -> Any:
     """Prune ``model`` in place with ``cfg`` (a PruneConfig); data from ``train_ds`` when the
-    criterion needs gradients. Returns the PruneReport."""
+    criterion needs gradients; ``meter`` times candidates for a latency budget. Returns the PruneReport."""
     from .data import build_loader, iterate
     from .evaluate import to_input
     from .losses import MultiTaskLoss
@@ -155,7 +160,7 @@ def prune_model(model: nn.Module, cfg: Any, train_ds: Any = None, batch_size: in
             out = crit(m(to_input(b["img"], "cpu")), b)
             return {k: out[k] for k in ("det", "drivable", "lane")}
 
-    return prune(model, spec_for(model), cfg, batches=batches, loss_fn=loss_fn)
+    return prune(model, spec_for(model), cfg, batches=batches, loss_fn=loss_fn, meter=meter)
 
 
 @torch.no_grad()
@@ -191,7 +196,7 @@ def recalibrate_bn(model: nn.Module, dataset: Any, batches: int, batch_size: int
 
 
 def _prune_config(stage: PruneStage, img_size: tuple[int, int], budget: str, target: float, criterion: str | None = None,
-                  macs_target: float | None = None) -> Any:
+                  macs_target: float | None = None, latency_target: float | None = None) -> Any:
     from .prune import PruneConfig
 
     criterion = criterion or stage.criterion
@@ -201,7 +206,9 @@ def _prune_config(stage: PruneStage, img_size: tuple[int, int], budget: str, tar
                        max_layer_ratio=stage.max_layer_ratio, batches=stage.batches, img_size=img_size,
                        allocation=stage.allocation, allocation_depth=stage.allocation_depth, sensitivity_probe=stage.sensitivity_probe,
                        sensitivity_power=stage.sensitivity_power, sensitivity_batches=stage.sensitivity_batches,
-                       layer_ratios=dict(stage.layer_ratios), macs_target=macs_target)
+                       layer_ratios=dict(stage.layer_ratios), macs_target=macs_target, latency_target=latency_target,
+                       latency_size=tuple(stage.latency_size) if stage.latency_size else None,
+                       latency_runs=stage.latency_runs, latency_threads=stage.latency_threads)
 
 
 def distill_config(recipe: CompressRecipe, teacher_ckpt: dict[str, Any], init: str, out: Path, epochs: int | None = None) -> Any:
@@ -276,9 +283,14 @@ def _check_single_process() -> None:
                          "`torchrun ... -m compress.cli distill` and `mtc-compress eval` separately")
 
 
+def _schedule(goal: float, steps: int) -> list[float]:
+    """Cumulative fraction removed (of the teacher's params/MACs/latency) after each step: what is
+    kept shrinks by the same factor at every step."""
+    return [1 - (1 - goal) ** ((i + 1) / steps) for i in range(steps)]
+
+
 def _step_targets(stage: PruneStage) -> list[float]:
-    """Cumulative fraction removed (of the teacher's params/MACs, or kept channels) after each step."""
-    return [1 - (1 - stage.target) ** ((i + 1) / stage.steps) for i in range(stage.steps)]
+    return _schedule(stage.target, stage.steps)
 
 
 def compress(recipe: CompressRecipe, progress: bool = True) -> dict[str, Any]:
@@ -303,31 +315,48 @@ def compress(recipe: CompressRecipe, progress: bool = True) -> dict[str, Any]:
 
     st = recipe.prune
     w, h = img_size
-    base = {"params": count_params(teacher), "macs": count_macs(teacher, h, w)}
+    goals = {st.budget: st.target}  # every constrained quantity -> the fraction of the teacher's to remove
+    if st.macs_target:
+        goals["macs"] = st.macs_target
+    if st.latency_target:
+        goals["latency"] = st.latency_target
+    meter = None
+    if "latency" in goals:
+        from .prune import latency_meter, spec_for
+
+        meter = latency_meter(_prune_config(st, img_size, "params", 0.5), spec_for(teacher))
+
+    def quantity(m: nn.Module, q: str) -> float:
+        return float(count_params(m) if q == "params" else count_macs(m, h, w) if q == "macs" else meter(m))
+
+    base = {q: quantity(teacher, q) for q in goals if q != "ratio"}
+    base.update(params=count_params(teacher), macs=count_macs(teacher, h, w))
+    if meter is not None:
+        log.info("teacher latency %.1f ms (ONNX Runtime, %s, min of %d runs)", base["latency"], "x".join(map(str, meter.size)), meter.runs)
     current, reports = recipe.teacher, []
     model = teacher
-    targets = _step_targets(st)
-    for i, cum in enumerate(targets):
+    for i in range(st.steps):
         t = time.perf_counter()
-        if st.budget == "ratio":
-            step_target = 1 - (1 - st.target) ** (1 / st.steps)
-        else:
-            now = count_params(model) if st.budget == "params" else count_macs(model, h, w)
-            step_target = 1 - base[st.budget] * (1 - cum) / now
-        step_macs = None
-        if st.macs_target and st.budget == "params":  # the MACs side of the budget, on the same schedule
-            cum_m = 1 - (1 - st.macs_target) ** ((i + 1) / st.steps)
-            step_macs = max(1e-3, 1 - base["macs"] * (1 - cum_m) / count_macs(model, h, w))
-        cfg = _prune_config(st, img_size, st.budget, step_target, macs_target=step_macs)
-        rep = prune_model(model, cfg, train_ds, st.batch_size, st.seed + i)
+        step: dict[str, float] = {}
+        for q, goal in goals.items():  # each quantity on the same geometric schedule
+            if q == "ratio":  # kept channels multiply
+                step[q] = 1 - (1 - goal) ** (1 / st.steps)
+            else:  # this step removes what is left to reach the cumulative target, of the current model
+                cum = _schedule(goal, st.steps)[i]
+                step[q] = max(1e-3, 1 - base[q] * (1 - cum) / quantity(model, q))
+        cfg = _prune_config(st, img_size, st.budget, step[st.budget], macs_target=step.get("macs") if st.budget != "macs" else None,
+                            latency_target=step.get("latency") if st.budget != "latency" else None)
+        rep = prune_model(model, cfg, train_ds, st.batch_size, st.seed + i, meter=meter)
         recalibrate_bn(model, train_ds, st.recalibrate_batches, seed=st.seed + i)
         pruned = out / f"step{i + 1}" / "pruned.pt"
         save_checkpoint(pruned, model, prune_report=rep.to_dict(), parent=str(current), train_config=tck.get("train_config", {}))
         reports.append({**rep.to_dict(), "step": i + 1, "checkpoint": str(pruned)})
         stages[f"prune_step{i + 1}"] = time.perf_counter() - t
-        log.info("prune step %d/%d (%s): params %.2fM (-%.1f%% of the teacher), MACs %.3fG (-%.1f%%)", i + 1, st.steps, st.criterion,
+        log.info("prune step %d/%d (%s): params %.2fM (-%.1f%% of the teacher), MACs %.3fG (-%.1f%%)%s", i + 1, st.steps, st.criterion,
                  rep.params_after / 1e6, 100 * (1 - rep.params_after / base["params"]), rep.macs_after / 1e9,
-                 100 * (1 - rep.macs_after / base["macs"]))
+                 100 * (1 - rep.macs_after / base["macs"]),
+                 f", latency {rep.latency_after_ms:.1f} ms (-{100 * (1 - rep.latency_after_ms / base['latency']):.1f}%)"
+                 if meter is not None and rep.latency_after_ms is not None else "")
         last = i + 1 == st.steps
         epochs = None if last else st.recovery_epochs
         run_dir = out / "distill" if last else out / f"step{i + 1}" / "recover"
@@ -350,7 +379,8 @@ def compress(recipe: CompressRecipe, progress: bool = True) -> dict[str, Any]:
     summary = {
         "recipe": to_dict(recipe), "teacher": {"checkpoint": recipe.teacher, **tm}, "student": {"checkpoint": str(student_path), **sm},
         "delta": {k: sm[k] - tm[k] for k in tm},
-        "reduction": {"params": 1 - sm["params"] / tm["params"], "macs": 1 - sm["gmacs"] / tm["gmacs"]},
+        "reduction": {"params": 1 - sm["params"] / tm["params"], "macs": 1 - sm["gmacs"] / tm["gmacs"],
+                      **({"latency": 1 - meter(model) / base["latency"]} if meter is not None else {})},
         "prune_steps": reports, "stage_seconds": {k: round(v, 1) for k, v in stages.items()},
         "wall_seconds": round(time.perf_counter() - t0, 1), "img_size": list(img_size), "val_images": student_res["images"],
         "conventions": student_res["conventions"],
@@ -391,7 +421,8 @@ def ablate(recipe: CompressRecipe, progress: bool = True) -> dict[str, Any]:
     # pruning or the sensitivity allocation: every criterion meets the same params/MACs budget
     # with its own layer allocation (its own ranking, or probes pruned by the criterion itself)
     own = st.global_pruning or st.allocation != "uniform"
-    ratio = None if own else ratio_for_budget(teacher, spec_for(teacher), _prune_config(st, img_size, st.budget, st.target, macs_target=st.macs_target))
+    ratio = None if own else ratio_for_budget(teacher, spec_for(teacher), _prune_config(st, img_size, st.budget, st.target, macs_target=st.macs_target,
+                                                                                      latency_target=st.latency_target))
     epochs = recipe.ablation.distill_epochs if recipe.ablation.distill_epochs is not None else distill_config(recipe, tck, "-", out).epochs
     lat = recipe.ablation
 
@@ -412,7 +443,7 @@ def ablate(recipe: CompressRecipe, progress: bool = True) -> dict[str, Any]:
     for crit in recipe.ablation.criteria:
         t = time.perf_counter()
         model, _ = load_model(recipe.teacher)
-        pc = (_prune_config(st, img_size, st.budget, st.target, crit, macs_target=st.macs_target) if ratio is None
+        pc = (_prune_config(st, img_size, st.budget, st.target, crit, macs_target=st.macs_target, latency_target=st.latency_target) if ratio is None
               else _prune_config(st, img_size, "ratio", ratio, crit))
         rep = prune_model(model, pc, train_ds, st.batch_size, st.seed)
         recalibrate_bn(model, train_ds, st.recalibrate_batches, seed=st.seed)

@@ -177,6 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--size", type=_wh, default=(1280, 720), help="frame size WIDTHxHEIGHT")
     b.add_argument("--max-frames", type=int, default=100, help="frames taken from --frames")
     b.add_argument("--runs", type=int, default=1, help="passes over the frames")
+    b.add_argument("--block", type=int, default=10, help="the bundles take turns on blocks of this many frames (a slow spell of the "
+                   "machine lands on all alike); 0: one bundle after the other")
     b.add_argument("--backend", default="onnxruntime", choices=["auto", "tensorrt", "onnxruntime", "torch"], help="inference backend")
     b.add_argument("--threads", type=int, help="backend CPU threads")
     b.add_argument("--graph-optimization", choices=["all", "extended", "basic"], help="ONNX Runtime graph optimization level (default: extended)")

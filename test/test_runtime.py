@@ -271,3 +271,15 @@ def test_bench_engines_report(bundle_dir, synth_root, tmp_path):
     assert a["frames"] == 3 and a["throughput_fps"] > 0 and a["speedup_vs_first"] == 1.0
     assert a["stage_ms"]["infer"]["mean"] > 0 and a["perceptor_share_of_engine"] > 0
     assert "| b |" in (tmp_path / "engines.md").read_text()
+    # the bundles took turns on blocks of frames (default 10: one round of 3 frames); --block 0: one after the other
+    assert rep["meta"]["block"] == 10 and rep["models"]["b"]["speedup_rounds"]["rounds"] == 1
+    assert a["speedup_rounds"]["median"] == 1.0
+    rc = main(["bench-engines", "--bundle", f"a={bundle_dir}", "--bundle", f"b={bundle_dir}", "--frames", str(Path(synth_root) / "images" / "val"),
+               "--size", "640x360", "--max-frames", "4", "--runs", "2", "--block", "3", "--out", str(tmp_path / "r")])
+    rep = json.loads((tmp_path / "r" / "engines.json").read_text())
+    assert rep["models"]["b"]["frames"] == 8 and rep["models"]["b"]["speedup_rounds"]["rounds"] == 4  # blocks of 3 + 1, twice
+    rc = main(["bench-engines", "--bundle", f"a={bundle_dir}", "--bundle", f"b={bundle_dir}", "--frames", str(Path(synth_root) / "images" / "val"),
+               "--size", "640x360", "--max-frames", "2", "--block", "0", "--out", str(tmp_path / "s")])
+    rep = json.loads((tmp_path / "s" / "engines.json").read_text())
+    assert rep["models"]["b"]["frames"] == 2 and "speedup_rounds" not in rep["models"]["b"]
+    assert "one bundle after the other" in (tmp_path / "s" / "engines.md").read_text()

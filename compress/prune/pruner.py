@@ -3,8 +3,9 @@
 No hand-written dependency tracing: torch-pruning's DepGraph couples every layer whose channels
 must shrink together (concatenations, residual adds, BN, the next conv's inputs). The head output
 convolutions named in the :class:`~compress.prune.spec.TaskSpec` are never pruned; widths are
-rounded to ``round_to`` channels (engine-friendly). The budget is a channel ratio, or a parameter
-or MACs reduction for which the channel ratio is searched.
+rounded to ``round_to`` channels (engine-friendly). The budget is a channel ratio, or a parameter,
+MACs or measured-latency reduction (:mod:`compress.prune.latency`) for which the channel ratio is
+searched; secondary targets (``macs_target``, ``latency_target``) must be met as well.
 """
 
 from __future__ import annotations
@@ -23,11 +24,12 @@ from compress.models.profile import count_macs, count_params
 
 from .allocate import ALLOCATIONS, block_ratios, prunable_blocks, resolve_ratios, sensitivity_weights
 from .importance import Criterion, TaskLossFn, build_criterion
+from .latency import LatencyMeter
 from .spec import TaskSpec
 
 log = logging.getLogger(__name__)
 
-BUDGETS = ("ratio", "params", "macs")
+BUDGETS = ("ratio", "params", "macs", "latency")
 
 
 class BudgetError(ValueError):
@@ -38,8 +40,8 @@ class BudgetError(ValueError):
 class PruneConfig:
     criterion: str = "task-aware"
     criterion_args: dict[str, Any] = field(default_factory=dict)
-    budget: str = "params"  # ratio | params | macs
-    target: float = 0.5  # channel ratio (budget=ratio) or fraction of params / MACs to remove
+    budget: str = "params"  # ratio | params | macs | latency
+    target: float = 0.5  # channel ratio (budget=ratio) or fraction of params / MACs / latency to remove
     round_to: int = 8
     global_pruning: bool = False
     max_layer_ratio: float = 0.9  # never remove more than this fraction of one layer's channels
@@ -52,7 +54,12 @@ class PruneConfig:
     sensitivity_power: float = 1.0
     sensitivity_batches: int = 4  # of the data batches, this many measure the task losses
     layer_ratios: dict[str, float] = field(default_factory=dict)  # fixed ratios by module path (override)
-    macs_target: float | None = None  # with budget "params": also remove at least this fraction of the MACs
+    macs_target: float | None = None  # with budget params / latency: also remove at least this fraction of the MACs
+    latency_target: float | None = None  # with budget params / macs: also remove at least this fraction of the latency
+    # latency (compress.prune.latency): ONNX Runtime on this CPU at this deployment input (width, height)
+    latency_size: tuple[int, int] | None = None  # default: img_size
+    latency_runs: int = 15
+    latency_threads: int | None = None  # ONNX Runtime intra-op threads (None: its default)
 
     def __post_init__(self) -> None:
         if self.allocation not in ALLOCATIONS:
@@ -63,8 +70,12 @@ class PruneConfig:
             raise BudgetError(f"budget {self.budget!r} unknown; use one of {BUDGETS}")
         if not 0.0 < self.target < 1.0:
             raise BudgetError(f"pruning target {self.target} must be a fraction in (0, 1)")
-        if self.macs_target is not None and (self.budget != "params" or not 0.0 < self.macs_target < 1.0):
-            raise BudgetError(f"macs_target {self.macs_target} needs budget 'params' and a fraction in (0, 1)")
+        if self.macs_target is not None and (self.budget not in ("params", "latency") or not 0.0 < self.macs_target < 1.0):
+            raise BudgetError(f"macs_target {self.macs_target} needs budget 'params' or 'latency' and a fraction in (0, 1)")
+        if self.latency_target is not None and (self.budget not in ("params", "macs") or not 0.0 < self.latency_target < 1.0):
+            raise BudgetError(f"latency_target {self.latency_target} needs budget 'params' or 'macs' and a fraction in (0, 1)")
+        if self.latency_runs < 1:
+            raise BudgetError(f"latency_runs must be >= 1, got {self.latency_runs}")
         if self.round_to < 1:
             raise BudgetError(f"round_to must be >= 1, got {self.round_to}")
 
@@ -80,6 +91,8 @@ class PruneReport:
     macs_before: int
     macs_after: int
     allocation: list[dict[str, Any]] = field(default_factory=list)  # per-block probe + weight (sensitivity)
+    latency_before_ms: float | None = None  # measured (budget or target latency), compress.prune.latency
+    latency_after_ms: float | None = None
 
     @property
     def params_reduction(self) -> float:
@@ -89,10 +102,17 @@ class PruneReport:
     def macs_reduction(self) -> float:
         return 1 - self.macs_after / self.macs_before
 
+    @property
+    def latency_reduction(self) -> float | None:
+        if self.latency_before_ms is None or self.latency_after_ms is None:
+            return None
+        return 1 - self.latency_after_ms / self.latency_before_ms
+
     def to_dict(self) -> dict[str, Any]:
         d = dict(self.__dict__)
         d["params_reduction"] = self.params_reduction
         d["macs_reduction"] = self.macs_reduction
+        d["latency_reduction"] = self.latency_reduction
         return d
 
 
@@ -133,9 +153,42 @@ def _measure(model: nn.Module, cfg: PruneConfig) -> tuple[int, int]:
     return count_params(model), count_macs(model, h, w)
 
 
+def needs_latency(cfg: PruneConfig) -> bool:
+    return cfg.budget == "latency" or cfg.latency_target is not None
+
+
+def latency_meter(cfg: PruneConfig, spec: TaskSpec) -> LatencyMeter:
+    """The meter a latency budget is measured with (deployment size, runs, threads of ``cfg``)."""
+    return LatencyMeter(tuple(cfg.latency_size or cfg.img_size), spec.flatten, runs=cfg.latency_runs, threads=cfg.latency_threads)
+
+
+def _targets(cfg: PruneConfig) -> dict[str, float]:
+    """Every quantity the budget constrains -> the fraction of it to remove (the primary first)."""
+    t = {cfg.budget: cfg.target}
+    if cfg.macs_target:
+        t["macs"] = cfg.macs_target
+    if cfg.latency_target:
+        t["latency"] = cfg.latency_target
+    return t
+
+
+def _quantities(model: nn.Module, cfg: PruneConfig, meter: LatencyMeter | None, which: Iterable[str]) -> dict[str, float]:
+    which = set(which)
+    out: dict[str, float] = {}
+    if which & {"params", "macs"}:
+        out["params"], out["macs"] = (float(v) for v in _measure(model, cfg))
+    if "latency" in which:
+        if meter is None:
+            raise BudgetError("a latency budget needs a LatencyMeter (compress.prune.latency); pass meter=")
+        out["latency"] = meter(model)
+    return out
+
+
 def ratio_for_budget(model: nn.Module, spec: TaskSpec, cfg: PruneConfig, tol: float = 0.005, iters: int = 10,
-                     criterion: Criterion | None = None, grid: int = 12, weights: dict[str, float] | None = None) -> float:
-    """Channel ratio whose pruning removes ``cfg.target`` of the params / MACs (bisection).
+                     criterion: Criterion | None = None, grid: int = 12, weights: dict[str, float] | None = None,
+                     meter: LatencyMeter | None = None) -> float:
+    """Channel ratio whose pruning removes ``cfg.target`` of the params / MACs / latency (bisection);
+    every secondary target (``macs_target``, ``latency_target``) must be met too.
 
     With per-layer (local) pruning the resulting widths depend only on the ratio, so the search
     prunes copies with the magnitude criterion. With global pruning the widths depend on the
@@ -146,20 +199,21 @@ def ratio_for_budget(model: nn.Module, spec: TaskSpec, cfg: PruneConfig, tol: fl
     if cfg.budget == "ratio":
         return cfg.target
     if cfg.global_pruning and criterion is None:
-        raise BudgetError("a params/macs budget with global pruning is searched with the (prepared) criterion; pass criterion=")
-    p0, m0 = _measure(model, cfg)
-    base = p0 if cfg.budget == "params" else m0
-    what = f"{cfg.budget} reduction of {cfg.target:.0%}" + (f" with a MACs reduction of {cfg.macs_target:.0%}" if cfg.macs_target else "")
+        raise BudgetError("a params/macs/latency budget with global pruning is searched with the (prepared) criterion; pass criterion=")
+    targets = _targets(cfg)
+    if "latency" in targets and meter is None:
+        meter = latency_meter(cfg, spec)
+    base = _quantities(model, cfg, meter, targets)
+    what = f"{cfg.budget} reduction of {cfg.target:.0%}" + "".join(
+        f" with a {q} reduction of {t:.0%}" for q, t in list(targets.items())[1:])
 
     def reduction(r: float) -> float:
         m = copy.deepcopy(model)
         imp = criterion.for_copy(model, m) if cfg.global_pruning else build_criterion("magnitude")
         _pruner(m, spec, cfg, imp, r, weights).step()
-        p, macs = _measure(m, cfg)
-        red = 1 - (p if cfg.budget == "params" else macs) / base
-        if cfg.macs_target:  # both budgets, in units of the params target: met when >= cfg.target
-            red = min(red, (1 - macs / m0) * cfg.target / cfg.macs_target)
-        return red
+        now = _quantities(m, cfg, meter, targets)
+        # every target in units of the primary one: met when the smallest is >= cfg.target
+        return min((1 - now[q] / base[q]) * cfg.target / t for q, t in targets.items())
 
     # torch-pruning's reduction is not monotonic in the ratio near the top (a group that would
     # shrink below round_to is left whole), so scan a grid for the first ratio that meets the
@@ -202,16 +256,21 @@ def prune(
     cfg: PruneConfig,
     batches: Callable[[], Iterable[Any]] | None = None,
     loss_fn: TaskLossFn | None = None,
+    meter: LatencyMeter | None = None,
 ) -> PruneReport:
     """Prune ``model`` in place to the budget; returns what was removed.
 
     ``batches()`` yields data for gradient criteria (at most ``cfg.batches`` are used) and
-    ``loss_fn(model, batch)`` returns the per-task losses.
+    ``loss_fn(model, batch)`` returns the per-task losses. ``meter`` times candidates for a latency
+    budget (default: :func:`latency_meter` of ``cfg``).
     """
     spec.validate(model)
     resolve_ratios(model, cfg.layer_ratios)  # a wrong path fails before any work
     criterion = build_criterion(cfg.criterion, **cfg.criterion_args)
     p0, m0 = _measure(model, cfg)
+    if needs_latency(cfg) and meter is None:
+        meter = latency_meter(cfg, spec)
+    l0 = meter(model) if needs_latency(cfg) else None
     if (criterion.needs_data or cfg.allocation == "sensitivity") and (batches is None or loss_fn is None):
         raise ValueError(f"criterion {cfg.criterion!r} / allocation {cfg.allocation!r} needs data: pass batches and loss_fn")
     if criterion.needs_data:
@@ -228,37 +287,36 @@ def prune(
         model.train(was_training)
     weights, probes = None, []
     if cfg.allocation == "sensitivity":
-        weights, probes = _sensitivity(model, spec, cfg, criterion, batches, loss_fn)
-    ratio = ratio_for_budget(model, spec, cfg, criterion=criterion, weights=weights)
+        weights, probes = _sensitivity(model, spec, cfg, criterion, batches, loss_fn, meter)
+    ratio = ratio_for_budget(model, spec, cfg, criterion=criterion, weights=weights, meter=meter)
     pruner = _pruner(model, spec, cfg, criterion, ratio, weights)
     pruner.step()
     model.zero_grad(set_to_none=True)
     p1, m1 = _measure(model, cfg)
-    rep = PruneReport(cfg.criterion, cfg.budget, cfg.target, ratio, p0, p1, m0, m1, [p.to_dict() for p in probes])
-    log.info("pruned with %s at channel ratio %.3f: params %.2fM -> %.2fM (-%.1f%%), MACs %.3fG -> %.3fG (-%.1f%%)",
-             cfg.criterion, ratio, p0 / 1e6, p1 / 1e6, 100 * rep.params_reduction, m0 / 1e9, m1 / 1e9, 100 * rep.macs_reduction)
+    l1 = meter(model) if l0 is not None else None
+    rep = PruneReport(cfg.criterion, cfg.budget, cfg.target, ratio, p0, p1, m0, m1, [p.to_dict() for p in probes], l0, l1)
+    log.info("pruned with %s at channel ratio %.3f: params %.2fM -> %.2fM (-%.1f%%), MACs %.3fG -> %.3fG (-%.1f%%)%s",
+             cfg.criterion, ratio, p0 / 1e6, p1 / 1e6, 100 * rep.params_reduction, m0 / 1e9, m1 / 1e9, 100 * rep.macs_reduction,
+             f", latency {l0:.1f} -> {l1:.1f} ms (-{100 * rep.latency_reduction:.1f}%)" if l0 is not None else "")
     return rep
 
 
 def _sensitivity(model: nn.Module, spec: TaskSpec, cfg: PruneConfig, criterion: Criterion,
-                 batches: Callable[[], Iterable[Any]], loss_fn: TaskLossFn) -> tuple[dict[str, float], list[Any]]:
+                 batches: Callable[[], Iterable[Any]], loss_fn: TaskLossFn,
+                 meter: LatencyMeter | None = None) -> tuple[dict[str, float], list[Any]]:
     data = []
     for b in batches():
         if len(data) >= cfg.sensitivity_batches:
             break
         data.append(b)
     blocks = prunable_blocks(model, spec.protected_modules(model), cfg.allocation_depth)
-    p0, m0 = _measure(model, cfg)
+    targets = {"params": cfg.target} if cfg.budget == "ratio" else _targets(cfg)  # a ratio budget is allocated by params
+    base = _quantities(model, cfg, meter, targets)
 
     def cost(m: nn.Module) -> float:
-        """What the budget counts: params (a ratio budget is allocated by params), MACs, or with
-        both targets the sum of each quantity in units of its target."""
-        p, macs = _measure(m, cfg)
-        if cfg.budget == "macs":
-            return macs / m0
-        if cfg.macs_target:
-            return p / p0 / cfg.target + macs / m0 / cfg.macs_target
-        return p / p0
+        """What the budget counts: the sum of each constrained quantity in units of its target."""
+        now = _quantities(m, cfg, meter, targets)
+        return sum(now[q] / base[q] / t for q, t in targets.items())
 
     def prune_block(m: nn.Module, block: str, r: float) -> None:
         _pruner(m, spec, cfg, criterion.for_copy(model, m), 0.0, only={block: r}).step()

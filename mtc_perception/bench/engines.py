@@ -3,7 +3,8 @@
 ``mtc bench-engines --bundle teacher=B1 --bundle student=B2 --frames DIR --size 1280x720
 --backend onnxruntime --out runs/bench/engines`` writes ``engines.json`` and ``engines.md``: per
 bundle the stage times (mean / p50 / p90 ms), throughput, the Perceptor's own share (preprocess
-+ postprocess relative to engine time), and every bundle's speed-up over the first.
++ postprocess relative to engine time), and every bundle's speed-up over the first — overall and
+per round, the bundles taking turns on blocks of frames (``--block``, see :func:`bench`).
 """
 
 from __future__ import annotations
@@ -42,34 +43,79 @@ def load_frames(directory: str | Path, size: tuple[int, int], limit: int) -> lis
 
 
 def bench(bundles: dict[str, str], frames: list[np.ndarray], backend: str = "onnxruntime", runs: int = 1, warmup: int = 5,
-          threads: int | None = None, conf: float = 0.25, **engine_options: Any) -> dict[str, Any]:
-    results: dict[str, Any] = {}
-    for name, path in bundles.items():
-        p = Perceptor(path, backend=backend, conf=conf, threads=threads, **engine_options)
+          threads: int | None = None, conf: float = 0.25, block: int = 10, **engine_options: Any) -> dict[str, Any]:
+    """Every bundle through its own Perceptor on the same frames.
+
+    With ``block`` > 0 (the default) the bundles take turns: ``block`` frames through the first,
+    the same frames through the second, ..., then the next frames. A slow spell of a shared
+    machine (another process, CPU steal on a VM) then lands on every bundle alike, and every
+    round gives one speed-up per bundle (``speedup_rounds``: median, min, max). The sessions are
+    loaded side by side; ONNX Runtime's threads do not spin (mtc_perception's default), so an
+    idle session takes no CPU. ``block=0`` runs the bundles one after the other, one session
+    at a time."""
+    names = list(bundles)
+    per_stage: dict[str, dict[str, list[float]]] = {n: {k: [] for k in STAGES} for n in names}
+    wall = dict.fromkeys(names, 0.0)
+    rounds: dict[str, list[float]] = {n: [] for n in names}
+    perceptors: dict[str, Perceptor] = {}
+
+    def run(name: str, chunk: list[np.ndarray]) -> float:
+        p = perceptors[name]
+        t0 = time.perf_counter()
+        for f in chunk:
+            r = p(f)
+            for k in STAGES:
+                per_stage[name][k].append(r.timings[k])
+        dt = time.perf_counter() - t0
+        wall[name] += dt
+        return dt
+
+    def load(name: str) -> None:
+        perceptors[name] = p = Perceptor(bundles[name], backend=backend, conf=conf, threads=threads, **engine_options)
         for f in frames[:warmup]:
             p(f)
-        per_stage: dict[str, list[float]] = {k: [] for k in STAGES}
-        t0 = time.perf_counter()
-        n = 0
+
+    info: dict[str, tuple[str, dict[str, Any], list[int]]] = {}  # backend, bundle.json, input size
+
+    def keep_info(n: str) -> None:
+        p = perceptors[n]
+        info[n] = (p.backend, p.bundle.meta, list(p.bundle.input_size))
+
+    if block > 0:
+        for n in names:
+            load(n)
+            keep_info(n)
         for _ in range(runs):
-            for f in frames:
-                r = p(f)
-                for k in STAGES:
-                    per_stage[k].append(r.timings[k])
-                n += 1
-        wall = time.perf_counter() - t0
-        stage = {k: _stats(v) for k, v in per_stage.items()}
+            for i in range(0, len(frames), block):
+                chunk = frames[i:i + block]
+                times = {n: run(n, chunk) for n in names}
+                for n in names:
+                    rounds[n].append(times[names[0]] / times[n])
+        perceptors.clear()
+    else:
+        for n in names:
+            load(n)
+            keep_info(n)
+            for _ in range(runs):
+                run(n, frames)
+            del perceptors[n]  # one engine at a time
+    results: dict[str, Any] = {}
+    for n in names:
+        backend_used, m, input_size = info[n]
+        stage = {k: _stats(v) for k, v in per_stage[n].items()}
         own = stage["preprocess"]["mean"] + stage["postprocess"]["mean"]
-        meta = p.bundle.meta
-        results[name] = {
-            "bundle": str(path), "backend": p.backend, "input": list(p.bundle.input_size),
-            "params": meta.get("provenance", {}).get("params"), "macs": meta.get("provenance", {}).get("macs"),
-            "frames": n, "wall_s": wall, "throughput_fps": n / wall, "stage_ms": stage,
-            "latency_ms": _stats([sum(x) for x in zip(*(per_stage[k] for k in STAGES))]),
+        count = len(per_stage[n]["infer"])
+        results[n] = {
+            "bundle": str(bundles[n]), "backend": backend_used, "input": input_size,
+            "params": m.get("provenance", {}).get("params"), "macs": m.get("provenance", {}).get("macs"),
+            "frames": count, "wall_s": wall[n], "throughput_fps": count / wall[n], "stage_ms": stage,
+            "latency_ms": _stats([sum(x) for x in zip(*(per_stage[n][k] for k in STAGES))]),
             "perceptor_share_of_engine": own / stage["infer"]["mean"],
         }
-        del p  # one engine at a time: an idle session's threads must not compete with the next
-    first = next(iter(results.values()))
+        if rounds[n]:
+            r = np.asarray(rounds[n])
+            results[n]["speedup_rounds"] = {"median": float(np.median(r)), "min": float(r.min()), "max": float(r.max()), "rounds": len(r)}
+    first = results[names[0]]
     for r in results.values():
         r["speedup_vs_first"] = r["throughput_fps"] / first["throughput_fps"]
     return results
@@ -87,17 +133,23 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} logical CPUs"
 
 
+def _rounds(r: dict[str, Any]) -> str:
+    sr = r.get("speedup_rounds")
+    return f"{sr['median']:.2f}x ({sr['min']:.2f}-{sr['max']:.2f}, {sr['rounds']} rounds)" if sr else "-"
+
+
 def markdown(report: dict[str, Any]) -> str:
     m = report["meta"]
-    lines = [f"# Engine benchmark\n\n{m['frames']} frames at {m['frame_size'][0]}x{m['frame_size'][1]} x {m['runs']} run(s), backend "
+    how = f"bundles taking turns on blocks of {m['block']} frames" if m.get("block") else "one bundle after the other"
+    lines = [f"# Engine benchmark\n\n{m['frames']} frames at {m['frame_size'][0]}x{m['frame_size'][1]} x {m['runs']} run(s), {how}, backend "
              f"{m['backend']} {m.get('engine_options') or ''}, {m['machine']}.\n",
-             "| model | params | GMACs | input | throughput (fps) | speed-up | infer ms (mean / p90) | preprocess ms | postprocess ms | "
-             "Perceptor share of engine time |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| model | params | GMACs | input | throughput (fps) | speed-up | speed-up per round (median, min-max) | infer ms (mean / p90) | "
+             "preprocess ms | postprocess ms | Perceptor share of engine time |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in report["models"].items():
         s = r["stage_ms"]
         lines.append(f"| {name} | {(r['params'] or 0) / 1e6:.2f}M | {(r['macs'] or 0) / 1e9:.3f} | {r['input'][0]}x{r['input'][1]} | "
-                     f"{r['throughput_fps']:.1f} | {r['speedup_vs_first']:.2f}x | {s['infer']['mean']:.2f} / {s['infer']['p90']:.2f} | "
+                     f"{r['throughput_fps']:.1f} | {r['speedup_vs_first']:.2f}x | {_rounds(r)} | {s['infer']['mean']:.2f} / {s['infer']['p90']:.2f} | "
                      f"{s['preprocess']['mean']:.2f} | {s['postprocess']['mean']:.2f} | {100 * r['perceptor_share_of_engine']:.1f}% |")
     return "\n".join(lines) + "\n"
 
@@ -111,8 +163,9 @@ def main(a: Any) -> int:
         bundles[name] = path
     frames = load_frames(a.frames, a.size, a.max_frames)
     opts = {"graph_optimization": a.graph_optimization} if a.graph_optimization else {}
-    models = bench(bundles, frames, a.backend, a.runs, threads=a.threads, **opts)
-    report = {"meta": {"frames": len(frames), "frame_size": list(a.size), "runs": a.runs, "backend": a.backend, "threads": a.threads,
+    block = getattr(a, "block", 10)
+    models = bench(bundles, frames, a.backend, a.runs, threads=a.threads, block=block, **opts)
+    report = {"meta": {"frames": len(frames), "frame_size": list(a.size), "runs": a.runs, "block": block, "backend": a.backend, "threads": a.threads,
                        "engine_options": opts,
                        "machine": machine(), "frames_dir": str(a.frames)}, "models": models}
     out = Path(a.out)

@@ -1,0 +1,121 @@
+"""Measured inference latency as a pruning budget (``budget: latency``).
+
+Parameters and MACs are proxies: on a CPU the high-resolution layers of a YOLOP-style network
+(the stem, stride-4 stage, the decoders' tails) hold most of the time and few of the MACs, so a
+student with 40 % fewer MACs can be no faster. A latency budget measures what the user pays for:
+each candidate model is exported as it will be deployed (``compress.models.deploy``, the decoder
+rewrite, BatchNorm folded) to ONNX and timed with ONNX Runtime on this machine, at the deployment
+input size, batch 1. Run the pruning on (or like) the target machine.
+
+The figure is the **minimum** over ``runs`` timed runs after ``warmup`` runs: interference from
+other processes only ever adds time, so the minimum is the most repeatable estimate of the
+model's own cost (the mean or median moves with the load of the machine). Results are cached by
+the model's layer widths, so the budget search does not re-time a candidate it has seen.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+
+class LatencyError(RuntimeError):
+    """A latency measurement that cannot be made."""
+
+
+class _Flat(nn.Module):
+    def __init__(self, model: nn.Module, flatten: Callable[[Any], list[torch.Tensor]]) -> None:
+        super().__init__()
+        self.model = model
+        self.flatten = flatten
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return tuple(self.flatten(self.model(x)))
+
+
+def widths_key(model: nn.Module) -> tuple[tuple[str, int, int], ...]:
+    """The model's conv / linear widths: two models with the same key time the same."""
+    key = []
+    for name, m in model.named_modules():
+        if isinstance(m, nn.Conv2d):
+            key.append((name, m.in_channels, m.out_channels))
+        elif isinstance(m, nn.Linear):
+            key.append((name, m.in_features, m.out_features))
+    return tuple(key)
+
+
+class LatencyMeter:
+    """``meter(model) -> ms``: ONNX Runtime CPU latency of ``model`` as deployed (see module doc).
+
+    ``size`` is the deployment input (width, height); ``flatten`` turns the model's output into a
+    list of tensors (the pruning spec's); ``threads`` is ONNX Runtime's intra-op thread count
+    (None: its default, every core)."""
+
+    def __init__(self, size: tuple[int, int], flatten: Callable[[Any], list[torch.Tensor]], runs: int = 15,
+                 warmup: int = 3, threads: int | None = None, rewrite: bool = True) -> None:
+        if runs < 1 or warmup < 0:
+            raise LatencyError(f"latency runs must be >= 1 and warmup >= 0, got runs={runs}, warmup={warmup}")
+        if len(size) != 2 or min(size) < 8:
+            raise LatencyError(f"latency input size {size} must be (width, height), each >= 8 pixels")
+        try:
+            import onnxruntime  # noqa: F401
+        except ImportError as e:
+            raise LatencyError("budget 'latency' times candidates with ONNX Runtime, which is not installed; "
+                               "pip install onnxruntime (or use budget params / macs)") from e
+        self.size = (int(size[0]), int(size[1]))
+        self.flatten = flatten
+        self.runs, self.warmup, self.threads, self.rewrite = runs, warmup, threads, rewrite
+        self._cache: dict[tuple[Any, ...], float] = {}
+        self.measured = 0  # how many models were actually timed (cache misses)
+
+    def __call__(self, model: nn.Module) -> float:
+        key = widths_key(model)
+        if key not in self._cache:
+            self._cache[key] = self._time(model)
+            self.measured += 1
+        return self._cache[key]
+
+    def _time(self, model: nn.Module) -> float:
+        import numpy as np
+        import onnxruntime as ort
+
+        from compress.models.deploy import deploy_model
+
+        m = deploy_model(model) if self.rewrite else __import__("copy").deepcopy(model).eval()
+        m = m.cpu().float()
+        w, h = self.size
+        x = torch.zeros(1, 3, h, w)
+        with tempfile.TemporaryDirectory() as d:
+            path = str(Path(d) / "candidate.onnx")
+            try:
+                with warnings.catch_warnings(), torch.no_grad():
+                    warnings.simplefilter("ignore")
+                    torch.onnx.export(_Flat(m, self.flatten).eval(), (x,), path, opset_version=17, dynamo=False)
+            except Exception as e:  # torch.onnx raises many types
+                raise LatencyError(f"budget 'latency': exporting {type(model).__name__} at {w}x{h} to ONNX failed ({e}); "
+                                   "use budget params / macs for models that do not export") from e
+            so = ort.SessionOptions()
+            so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED  # as mtc_perception runs it
+            so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            if self.threads:
+                so.intra_op_num_threads = int(self.threads)
+            sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+        feed = {sess.get_inputs()[0].name: np.random.default_rng(0).random((1, 3, h, w), dtype=np.float32)}
+        for _ in range(self.warmup):
+            sess.run(None, feed)
+        best = float("inf")
+        for _ in range(self.runs):
+            t = time.perf_counter()
+            sess.run(None, feed)
+            best = min(best, time.perf_counter() - t)
+        return best * 1e3
