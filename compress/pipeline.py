@@ -228,6 +228,8 @@ def distill_config(recipe: CompressRecipe, teacher_ckpt: dict[str, Any], init: s
     if unknown:
         raise ConfigFileError(f"recipe distill: unknown key(s) {unknown}; known: {sorted(known)}")
     d = {**base, **recipe.distill, "init": init, "teacher": recipe.teacher, "out": str(out)}
+    if isinstance(base.get("loss"), dict) and isinstance(recipe.distill.get("loss"), dict):  # the recipe's loss keys over the teacher's
+        d["loss"] = {**base["loss"], **recipe.distill["loss"]}
     if epochs is not None:
         d["epochs"] = epochs
     return from_dict(TrainConfig, d, "recipe distill")

@@ -144,3 +144,27 @@ def test_recalibrate_bn_measures_the_data(synth_root):
     h.remove()
     assert torch.allclose(first_bn.running_mean, seen["x"].mean((0, 2, 3)), atol=1e-4)
     assert recalibrate_bn(m, ds, batches=0) == 0
+
+
+def test_compress_to_a_measured_latency(teacher, tmp_path):
+    """budget: latency — both steps time their candidates with ONNX Runtime; the student is
+    measured once more at the end, against the teacher."""
+    pytest.importorskip("onnxruntime", reason="the latency budget needs onnxruntime")
+    recipe = _recipe(tmp_path, teacher, prune={"criterion": "magnitude", "budget": "latency", "target": 0.3, "round_to": 4, "steps": 2,
+                                               "recovery_epochs": 0, "latency_size": [256, 192], "latency_runs": 3},
+                     distill={"epochs": 0})
+    assert main(["-q", "compress", "--recipe", str(recipe)]) == 0
+    m = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert [s["budget"] for s in m["prune_steps"]] == ["latency", "latency"]
+    assert all(s["latency_before_ms"] > s["latency_after_ms"] > 0 for s in m["prune_steps"])
+    first, last = m["prune_steps"][0], m["prune_steps"][-1]
+    assert 1 - last["latency_after_ms"] / first["latency_before_ms"] >= 0.3 - 0.02
+    assert m["reduction"]["latency"] >= 0.3 - 0.02
+
+
+def test_recipe_loss_keys_override_the_teachers():
+    from compress.pipeline import distill_config
+
+    r = CompressRecipe(teacher="t.pt", distill={"loss": {"w_det": 2.0}})
+    c = distill_config(r, {"train_config": {"loss": {"w_det": 1.0, "box": 0.07}}}, "init.pt", Path("o"))
+    assert c.loss.w_det == 2.0 and c.loss.box == 0.07  # the teacher's other loss settings stay
