@@ -135,7 +135,8 @@ def cmd_prune(a: argparse.Namespace) -> int:
         args["safe_fraction"] = a.safe_fraction
     cfg = PruneConfig(criterion=a.criterion, criterion_args=args, budget=a.budget, target=a.target, round_to=a.round_to,
                       batches=a.batches, img_size=img_size, global_pruning=a.global_pruning, allocation=a.allocation,
-                      max_layer_ratio=a.max_layer_ratio)
+                      max_layer_ratio=a.max_layer_ratio, macs_target=a.macs_target, latency_target=a.latency_target,
+                      latency_size=a.latency_size, latency_runs=a.latency_runs, latency_threads=a.latency_threads)
     needs_data = CRITERIA[a.criterion].needs_data or a.recalibrate_batches > 0 or a.allocation != "uniform"
     ds = _split_dataset(a.ckpt, tc, a.data, a.split, a.on_error, img_size) if needs_data else None
     report = prune_model(model, cfg, ds, a.batch_size, a.seed)
@@ -282,9 +283,15 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--out", required=True, help="pruned checkpoint (.pt); a .json report is written beside it")
     pr.add_argument("--criterion", default="task-aware", choices=["task-aware", "taylor", "hessian", "magnitude", "random"],
                     help="channel importance (docs/DESIGN.md, Pruning)")
-    pr.add_argument("--budget", default="params", choices=["ratio", "params", "macs"],
-                    help="what --target means: channel ratio, or fraction of params / MACs to remove")
-    pr.add_argument("--target", type=float, default=0.5, help="channel ratio, or fraction of params / MACs to remove (see --budget)")
+    pr.add_argument("--budget", default="params", choices=["ratio", "params", "macs", "latency"],
+                    help="what --target means: channel ratio, or fraction of params / MACs / measured latency to remove "
+                         "(latency: ONNX Runtime on this machine at --latency-size, docs/DESIGN.md 'Latency budget')")
+    pr.add_argument("--target", type=float, default=0.5, help="channel ratio, or fraction of params / MACs / latency to remove (see --budget)")
+    pr.add_argument("--macs-target", type=float, help="also remove at least this fraction of the MACs (budget params or latency)")
+    pr.add_argument("--latency-target", type=float, help="also remove at least this fraction of the measured latency (budget params or macs)")
+    pr.add_argument("--latency-size", type=_net_size, help="WIDTHxHEIGHT the latency is measured at, e.g. 640x384 (default: --img-size)")
+    pr.add_argument("--latency-runs", type=int, default=15, help="timed runs per candidate (the minimum counts)")
+    pr.add_argument("--latency-threads", type=int, help="ONNX Runtime intra-op threads for the latency (default: its own)")
     pr.add_argument("--round-to", type=int, default=8, help="keep layer widths multiples of this")
     pr.add_argument("--global-pruning", action="store_true",
                     help="rank channels across layers (the criterion decides how many each layer keeps) instead of the same ratio per layer")
@@ -343,14 +350,14 @@ def main(argv: list[str] | None = None) -> int:
     from .data.errors import DataConfigError, DatasetError
     from .models import ConfigError
     from .export import ExportError
-    from .prune import BudgetError, SpecError
+    from .prune import BudgetError, LatencyError, SpecError
     from mtc_perception.bundle import BundleError
     from mtc_perception.engines import EngineUnavailable
 
     try:
         return args.fn(args)
     except (DatasetError, DataConfigError, CheckpointError, ConfigFileError, ConfigError, BudgetError, SpecError, FileNotFoundError,
-            ValueError, ExportError, BundleError, EngineUnavailable) as e:
+            ValueError, ExportError, BundleError, EngineUnavailable, LatencyError) as e:
         if args.verbose:
             log.exception("%s", e)
         else:

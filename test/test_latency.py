@@ -39,11 +39,11 @@ def test_latency_budget_is_met_on_the_second_architecture():
         spec = spec_for(model)
         meter = LatencyMeter((256, 160), spec.flatten, runs=5)
         before = meter(model)
-        cfg = PruneConfig(criterion="taylor", budget="latency", target=0.3, round_to=4, img_size=(128, 96), batches=1,
+        cfg = PruneConfig(criterion="taylor", budget="latency", target=0.2, round_to=4, img_size=(128, 96), batches=1,
                           latency_size=(256, 160))
         rep = prune(model, spec, cfg, batches=lambda: [fake_batch()], loss_fn=task_loss_fn(model), meter=meter)
         assert rep.latency_before_ms == before
-        assert rep.latency_reduction >= 0.3 - 0.006, rep.to_dict()  # the search's own tolerance
+        assert rep.latency_reduction >= 0.2 - 0.006, rep.to_dict()  # the search's own tolerance
         assert rep.to_dict()["latency_reduction"] == rep.latency_reduction
         out = model(torch.rand(1, 3, 96, 128))
         assert out.lane.shape[-2:] == (96, 128)

@@ -161,6 +161,14 @@ def test_prune_command_on_a_trained_checkpoint(synth_root, tmp_path):
     rc = main(["-q", "prune", "--ckpt", str(src), "--out", str(tmp_path / "x.pt"), "--criterion", "magnitude",
                "--budget", "params", "--target", "0.95"])
     assert rc == 2 and not (tmp_path / "x.pt").exists()
+    # a params budget with a measured-latency side (ONNX Runtime at 256x192)
+    pytest.importorskip("onnxruntime", reason="the latency target needs onnxruntime")
+    rc = main(["-q", "prune", "--ckpt", str(src), "--out", str(tmp_path / "l.pt"), "--criterion", "magnitude", "--budget", "params",
+               "--target", "0.2", "--latency-target", "0.1", "--latency-size", "320x192", "--latency-runs", "5", "--round-to", "4",
+               "--recalibrate-batches", "0"])
+    rep = json.loads((tmp_path / "l.json").read_text())
+    assert rc == 0 and rep["params_reduction"] >= 0.2 and rep["latency_reduction"] >= 0.1 - 0.01
+    assert rep["latency_before_ms"] > rep["latency_after_ms"] > 0
 
 
 @pytest.mark.parametrize("name", ["task-aware", "taylor", "random"])
