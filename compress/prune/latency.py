@@ -85,8 +85,7 @@ class LatencyMeter:
             self.measured += 1
         return self._cache[key]
 
-    def _time(self, model: nn.Module) -> float:
-        import numpy as np
+    def _session(self, model: nn.Module, profile_dir: str | None = None) -> Any:
         import onnxruntime as ort
 
         from compress.models.deploy import deploy_model
@@ -109,8 +108,20 @@ class LatencyMeter:
             so.add_session_config_entry("session.intra_op.allow_spinning", "0")
             if self.threads:
                 so.intra_op_num_threads = int(self.threads)
-            sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
-        feed = {sess.get_inputs()[0].name: np.random.default_rng(0).random((1, 3, h, w), dtype=np.float32)}
+            if profile_dir:
+                so.enable_profiling = True
+                so.profile_file_prefix = str(Path(profile_dir) / "profile")
+            return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+
+    def _feed(self, sess: Any) -> dict[str, Any]:
+        import numpy as np
+
+        w, h = self.size
+        return {sess.get_inputs()[0].name: np.random.default_rng(0).random((1, 3, h, w), dtype=np.float32)}
+
+    def _time(self, model: nn.Module) -> float:
+        sess = self._session(model)
+        feed = self._feed(sess)
         for _ in range(self.warmup):
             sess.run(None, feed)
         best = float("inf")
@@ -119,3 +130,37 @@ class LatencyMeter:
             sess.run(None, feed)
             best = min(best, time.perf_counter() - t)
         return best * 1e3
+
+    def block_shares(self, model: nn.Module, blocks: list[str]) -> dict[str, float]:
+        """Each block's share of the model's ONNX Runtime kernel time (one profiled session).
+
+        A node belongs to the block whose module path prefixes its name (torch.onnx names nodes
+        ``/model/<module path>/<op>``); nodes outside every block (heads' outputs, decode) count
+        in the total only. Shares within one session are far steadier than whole-model times
+        across sessions, which on a shared VM drift by several percent — more than pruning one
+        block saves — so the sensitivity probe uses ``share x fraction of the block's channels
+        removed`` as the block's latency saving (compress.prune.pruner)."""
+        import json
+
+        with tempfile.TemporaryDirectory() as d:
+            sess = self._session(model, d)
+            feed = self._feed(sess)
+            for _ in range(self.warmup + self.runs):
+                sess.run(None, feed)
+            events = json.loads(Path(sess.end_profiling()).read_text())
+        per: dict[str, float] = dict.fromkeys(blocks, 0.0)
+        total = 0.0
+        prefixes = sorted(((b.replace(".", "/") + "/", b) for b in blocks), key=lambda p: -len(p[0]))
+        for e in events:
+            if e.get("cat") != "Node" or not str(e.get("name", "")).endswith("_kernel_time"):
+                continue
+            name = e["name"][: -len("_kernel_time")].lstrip("/")
+            name = name[len("model/"):] if name.startswith("model/") else name
+            total += float(e.get("dur", 0))
+            for pre, b in prefixes:
+                if name.startswith(pre):
+                    per[b] += float(e.get("dur", 0))
+                    break
+        if total <= 0:
+            raise LatencyError("ONNX Runtime's profile holds no node timings; cannot attribute latency to blocks")
+        return {b: v / total for b, v in per.items()}

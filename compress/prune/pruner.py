@@ -301,6 +301,12 @@ def prune(
     return rep
 
 
+def _block_channels(model: nn.Module, block: str) -> int:
+    """Output channels of every conv / linear layer under ``block``."""
+    return sum(m.out_channels if isinstance(m, nn.Conv2d) else m.out_features
+               for m in model.get_submodule(block).modules() if isinstance(m, (nn.Conv2d, nn.Linear)))
+
+
 def _sensitivity(model: nn.Module, spec: TaskSpec, cfg: PruneConfig, criterion: Criterion,
                  batches: Callable[[], Iterable[Any]], loss_fn: TaskLossFn,
                  meter: LatencyMeter | None = None) -> tuple[dict[str, float], list[Any]]:
@@ -311,11 +317,26 @@ def _sensitivity(model: nn.Module, spec: TaskSpec, cfg: PruneConfig, criterion: 
         data.append(b)
     blocks = prunable_blocks(model, spec.protected_modules(model), cfg.allocation_depth)
     targets = {"params": cfg.target} if cfg.budget == "ratio" else _targets(cfg)  # a ratio budget is allocated by params
-    base = _quantities(model, cfg, meter, targets)
+    counted = [q for q in targets if q != "latency"]
+    base = _quantities(model, cfg, None, counted)
+    shares: dict[str, float] = {}
+    if "latency" in targets:
+        # a probe saves a few percent of the time, less than whole-model timings drift between
+        # sessions on a shared machine: the saving is estimated from each block's share of the
+        # profiled time instead (LatencyMeter.block_shares)
+        if meter is None:
+            raise BudgetError("a latency budget needs a LatencyMeter (compress.prune.latency); pass meter=")
+        shares = meter.block_shares(model, blocks)
+        log.info("latency shares (profiled): %s", ", ".join(f"{b} {100 * v:.1f}%" for b, v in sorted(shares.items(), key=lambda kv: -kv[1])[:8]))
+    ch0 = {b: _block_channels(model, b) for b in blocks}
 
     def cost(m: nn.Module) -> float:
-        """What the budget counts: the sum of each constrained quantity in units of its target."""
-        now = _quantities(m, cfg, meter, targets)
+        """What the budget counts: the sum of each constrained quantity in units of its target
+        (latency: 1 - sum_b share_b * fraction of block b's channels removed)."""
+        now = _quantities(m, cfg, None, counted)
+        if shares:
+            now["latency"] = 1 - sum(shares[b] * (1 - _block_channels(m, b) / ch0[b]) for b in blocks if ch0[b])
+            base["latency"] = 1.0
         return sum(now[q] / base[q] / t for q, t in targets.items())
 
     def prune_block(m: nn.Module, block: str, r: float) -> None:
