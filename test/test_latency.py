@@ -57,9 +57,9 @@ def test_secondary_targets_are_met_too():
     def fake_meter(model):
         return count_macs(model, 96, 160) / 1e6
 
-    cfg = PruneConfig(criterion="magnitude", budget="params", target=0.2, macs_target=0.3, latency_target=0.5, round_to=4, img_size=(128, 96))
+    cfg = PruneConfig(criterion="magnitude", budget="params", target=0.2, macs_target=0.3, latency_target=0.5, round_to=1, img_size=(128, 96))
     r = ratio_for_budget(m, spec_for(m), cfg, meter=fake_meter)
-    only_params = ratio_for_budget(m, spec_for(m), PruneConfig(criterion="magnitude", budget="params", target=0.2, round_to=4, img_size=(128, 96)))
+    only_params = ratio_for_budget(m, spec_for(m), PruneConfig(criterion="magnitude", budget="params", target=0.2, round_to=1, img_size=(128, 96)))
     assert r > only_params
     rep = prune(m, spec_for(m), cfg, meter=fake_meter)
     assert rep.params_reduction >= 0.2 and rep.macs_reduction >= 0.3
@@ -76,3 +76,16 @@ def test_latency_budget_errors(monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
     with pytest.raises(LatencyError, match="pip install onnxruntime"):
         LatencyMeter((64, 64), lambda o: [o])
+
+
+def test_block_shares_attribute_the_profiled_time_to_blocks():
+    from compress.prune.allocate import prunable_blocks
+
+    m = build_model(ModelConfig(size="small"))
+    spec = spec_for(m)
+    blocks = prunable_blocks(m, spec.protected_modules(m), 2)
+    shares = LatencyMeter((320, 192), spec.flatten, runs=3).block_shares(m, blocks)
+    assert set(shares) == set(blocks)
+    assert all(v >= 0 for v in shares.values()) and 0.5 < sum(shares.values()) <= 1.0 + 1e-9
+    # every block has nodes in the deployed graph (decoders rewritten, BN folded)
+    assert all(shares[b] > 0 for b in ("backbone.stem", "neck.out3", "drivable.c1", "lane.csp2"))
