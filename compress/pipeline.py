@@ -331,9 +331,9 @@ def compress(recipe: CompressRecipe, progress: bool = True) -> dict[str, Any]:
     def quantity(m: nn.Module, q: str) -> float:
         return float(count_params(m) if q == "params" else count_macs(m, h, w) if q == "macs" else meter(m))
 
-    base = {q: quantity(teacher, q) for q in goals if q != "ratio"}
-    base.update(params=count_params(teacher), macs=count_macs(teacher, h, w))
+    base = {"params": float(count_params(teacher)), "macs": float(count_macs(teacher, h, w))}
     if meter is not None:
+        base["latency"] = meter(teacher)
         log.info("teacher latency %.1f ms (ONNX Runtime, %s, min of %d runs)", base["latency"], "x".join(map(str, meter.size)), meter.runs)
     current, reports = recipe.teacher, []
     model = teacher

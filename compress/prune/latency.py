@@ -15,6 +15,7 @@ the model's layer widths, so the budget search does not re-time a candidate it h
 
 from __future__ import annotations
 
+import copy
 import logging
 import tempfile
 import time
@@ -90,7 +91,7 @@ class LatencyMeter:
 
         from compress.models.deploy import deploy_model
 
-        m = deploy_model(model) if self.rewrite else __import__("copy").deepcopy(model).eval()
+        m = deploy_model(model) if self.rewrite else copy.deepcopy(model).eval()
         m = m.cpu().float()
         w, h = self.size
         x = torch.zeros(1, 3, h, w)

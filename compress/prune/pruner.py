@@ -327,6 +327,7 @@ def _sensitivity(model: nn.Module, spec: TaskSpec, cfg: PruneConfig, criterion: 
         if meter is None:
             raise BudgetError("a latency budget needs a LatencyMeter (compress.prune.latency); pass meter=")
         shares = meter.block_shares(model, blocks)
+        base["latency"] = 1.0  # the estimate below is relative to the unpruned model
         log.info("latency shares (profiled): %s", ", ".join(f"{b} {100 * v:.1f}%" for b, v in sorted(shares.items(), key=lambda kv: -kv[1])[:8]))
     ch0 = {b: _block_channels(model, b) for b in blocks}
 
@@ -336,7 +337,6 @@ def _sensitivity(model: nn.Module, spec: TaskSpec, cfg: PruneConfig, criterion: 
         now = _quantities(m, cfg, None, counted)
         if shares:
             now["latency"] = 1 - sum(shares[b] * (1 - _block_channels(m, b) / ch0[b]) for b in blocks if ch0[b])
-            base["latency"] = 1.0
         return sum(now[q] / base[q] / t for q, t in targets.items())
 
     def prune_block(m: nn.Module, block: str, r: float) -> None:
