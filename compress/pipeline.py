@@ -9,6 +9,7 @@ at the same channel ratio, evaluates each without and with distillation and writ
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import logging
@@ -327,9 +328,14 @@ def compress(recipe: CompressRecipe, progress: bool = True) -> dict[str, Any]:
         from .prune import latency_meter, spec_for
 
         meter = latency_meter(_prune_config(st, img_size, "params", 0.5), spec_for(teacher))
+    from .prune import relative_latency
+
+    teacher_ref = copy.deepcopy(teacher) if meter is not None else None  # `teacher` itself is pruned in place
 
     def quantity(m: nn.Module, q: str) -> float:
-        return float(count_params(m) if q == "params" else count_macs(m, h, w) if q == "macs" else meter(m))
+        if q == "latency":  # the teacher's time x the paired ratio (drift between timings cancels)
+            return base["latency"] * relative_latency(meter, m, teacher_ref)
+        return float(count_params(m) if q == "params" else count_macs(m, h, w))
 
     base = {"params": float(count_params(teacher)), "macs": float(count_macs(teacher, h, w))}
     if meter is not None:
@@ -357,8 +363,8 @@ def compress(recipe: CompressRecipe, progress: bool = True) -> dict[str, Any]:
         log.info("prune step %d/%d (%s): params %.2fM (-%.1f%% of the teacher), MACs %.3fG (-%.1f%%)%s", i + 1, st.steps, st.criterion,
                  rep.params_after / 1e6, 100 * (1 - rep.params_after / base["params"]), rep.macs_after / 1e9,
                  100 * (1 - rep.macs_after / base["macs"]),
-                 f", latency {rep.latency_after_ms:.1f} ms (-{100 * (1 - rep.latency_after_ms / base['latency']):.1f}%)"
-                 if meter is not None and rep.latency_after_ms is not None else "")
+                 f", latency -{100 * (1 - relative_latency(meter, model, teacher_ref)):.1f}% (paired with the teacher)"
+                 if meter is not None else "")
         last = i + 1 == st.steps
         epochs = None if last else st.recovery_epochs
         run_dir = out / "distill" if last else out / f"step{i + 1}" / "recover"
@@ -382,7 +388,7 @@ def compress(recipe: CompressRecipe, progress: bool = True) -> dict[str, Any]:
         "recipe": to_dict(recipe), "teacher": {"checkpoint": recipe.teacher, **tm}, "student": {"checkpoint": str(student_path), **sm},
         "delta": {k: sm[k] - tm[k] for k in tm},
         "reduction": {"params": 1 - sm["params"] / tm["params"], "macs": 1 - sm["gmacs"] / tm["gmacs"],
-                      **({"latency": 1 - meter(model) / base["latency"]} if meter is not None else {})},
+                      **({"latency": 1 - relative_latency(meter, model, teacher_ref)} if meter is not None else {})},
         "prune_steps": reports, "stage_seconds": {k: round(v, 1) for k, v in stages.items()},
         "wall_seconds": round(time.perf_counter() - t0, 1), "img_size": list(img_size), "val_images": student_res["images"],
         "conventions": student_res["conventions"],

@@ -16,7 +16,7 @@ import numpy as np
 
 from .bundle import Bundle
 from .imaging import ImageError, decode_bytes
-from .processing import Letterbox, letterbox_image, restore_mask, select_detections
+from .processing import Letterbox, letterbox_resize, restore_mask, select_detections
 
 STAGES = ("decode", "preprocess", "infer", "postprocess")
 
@@ -86,14 +86,28 @@ class Preprocessor:
 
     def __call__(self, frames: Sequence[np.ndarray]) -> tuple[np.ndarray, list[Letterbox]]:
         """BGR frames -> (B, 3, H, W) float32 network input and each frame's letterbox."""
+        import cv2
+
         w, h = self.size
         x = np.empty((len(frames), 3, h, w), np.float32)
+        scale = np.float32(self.scale)
+        pad = np.float32(self.pad_value) * scale
+        order = (2, 1, 0) if self.rgb else (0, 1, 2)
         lbs = []
         for i, f in enumerate(frames):
-            img, _, lb = letterbox_image(check_frame(f), self.size, self.pad_value)
-            if self.rgb:
-                img = img[..., ::-1]
-            np.multiply(img.transpose(2, 0, 1), np.float32(self.scale), out=x[i], casting="unsafe")
+            f = check_frame(f)
+            lb = Letterbox((f.shape[1], f.shape[0]), self.size)
+            # the letterbox of training (processing.letterbox_image) written straight into the
+            # float input: the padding is filled, the resized image converted channel by channel
+            channels = cv2.split(letterbox_resize(f, lb))
+            top, bottom, left, right = lb.valid
+            xi = x[i]
+            xi[:, :top] = pad
+            xi[:, bottom:] = pad
+            xi[:, top:bottom, :left] = pad
+            xi[:, top:bottom, right:] = pad
+            for c, src in enumerate(order):
+                np.multiply(channels[src], scale, out=xi[c, top:bottom, left:right], casting="unsafe")
             lbs.append(lb)
         if not self._plain_norm:
             x = (x - self.mean) / self.std
@@ -142,7 +156,7 @@ class Perceptor:
             boxes, scores, cls = select_detections(det[i], self.conf, self.iou, self.max_det)
             boxes = lb.to_image(boxes).astype(np.float32)
             keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])  # boxes entirely in the padding vanish
-            masks = [restore_mask((m[i, 0] > 0).view(np.uint8), lb) for m in (drv, lane)]
+            masks = [restore_mask(np.greater(m[i, 0], 0).view(np.uint8), lb) for m in (drv, lane)]
             out.append(Perception(boxes[keep], scores[keep].astype(np.float32), cls[keep].astype(np.int64), masks[0], masks[1],
                                   class_names=self.class_names))
         return out

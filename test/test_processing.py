@@ -97,3 +97,52 @@ def test_runtime_on_the_tiny_bundle_without_torch():
     assert out.drivable.shape == frame.shape[:2] and out.lane.dtype == np.uint8 and len(out.boxes) > 0
     assert np.array_equal(out.drivable, jpeg.drivable) and np.allclose(out.boxes, jpeg.boxes)
     assert draw(frame, out).shape == frame.shape
+
+
+# ---------------------------------------------------------------------------------------------
+# the Perceptor's fast paths agree exactly with the plain definitions
+
+
+@pytest.mark.parametrize("k", [2, 4, 8])
+@pytest.mark.parametrize("dtype", [np.uint8, np.bool_])
+def test_upscale_nearest_equals_opencv(k, dtype):
+    from mtc_perception.processing import upscale_nearest
+
+    rng = np.random.default_rng(k)
+    a = (rng.random((37, 53)) > 0.5).astype(np.uint8)
+    a[0, 0], a[-1, -1] = 1, 0
+    out = upscale_nearest(a.astype(dtype), k)
+    assert out.dtype == dtype and out.shape == (37 * k, 53 * k)
+    assert np.array_equal(out.view(np.uint8), cv2.resize(a, (53 * k, 37 * k), interpolation=cv2.INTER_NEAREST))
+
+
+@pytest.mark.parametrize("src", [(1280, 720), (2560, 1440), (1920, 1080), (640, 360), (333, 517), (700, 200)])
+def test_restore_mask_fast_path_equals_opencv(src):
+    lb = Letterbox(src, (640, 384))
+    mask = (np.random.default_rng(0).random((384, 640)) > 0.5).astype(np.uint8)
+    top, bottom, left, right = lb.valid
+    ref = cv2.resize(np.ascontiguousarray(mask[top:bottom, left:right]), lb.src, interpolation=cv2.INTER_NEAREST)
+    assert np.array_equal(restore_mask(mask, lb), ref)
+
+
+@pytest.mark.parametrize("src", [(1280, 720), (1920, 1080), (640, 384), (333, 517), (700, 200), (100, 3000), (5, 4)])
+@pytest.mark.parametrize("rgb", [True, False])
+def test_preprocessor_equals_training_letterbox(src, rgb):
+    """The Perceptor's input is bit-identical to training's letterbox (processing.letterbox_image)
+    followed by the colour order and scale, whatever the frame size."""
+    from mtc_perception.perceptor import Preprocessor
+
+    class _Bundle:
+        input_size = (640, 384)
+        meta = {"input": {"pad_value": 114, "color": "RGB" if rgb else "BGR", "scale": 1 / 255, "mean": [0.1, 0.2, 0.3], "std": [0.5, 0.6, 0.7]}}
+
+    rng = np.random.default_rng(src[0])
+    frames = [rng.integers(0, 256, (src[1], src[0], 3), dtype=np.uint8) for _ in range(2)]
+    frames.append(frames[0][:, ::-1])  # a non-contiguous view
+    x, lbs = Preprocessor(_Bundle())(frames)
+    for f, xi, lb in zip(frames, x, lbs):
+        img, _, ref_lb = letterbox_image(f, (640, 384), 114)
+        assert lb.valid == ref_lb.valid
+        ref = img[..., ::-1] if rgb else img
+        ref = (ref.transpose(2, 0, 1).astype(np.float32) * np.float32(1 / 255) - np.float32([[[0.1]], [[0.2]], [[0.3]]])) / np.float32([[[0.5]], [[0.6]], [[0.7]]])
+        assert np.allclose(xi, ref, atol=1e-6, rtol=0)

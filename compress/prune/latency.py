@@ -11,6 +11,12 @@ The figure is the **minimum** over ``runs`` timed runs after ``warmup`` runs: in
 other processes only ever adds time, so the minimum is the most repeatable estimate of the
 model's own cost (the mean or median moves with the load of the machine). Results are cached by
 the model's layer widths, so the budget search does not re-time a candidate it has seen.
+
+Whole-model timings taken minutes apart still drift by several percent on a shared VM (the
+machine's speed changes with its neighbours), which is as much as a pruning step is meant to save.
+Comparisons therefore use :meth:`LatencyMeter.relative`: the candidate and its reference run in
+alternation in the same time window and the ratio of their minima is taken, so a slow or fast
+spell affects both alike.
 """
 
 from __future__ import annotations
@@ -77,6 +83,8 @@ class LatencyMeter:
         self.flatten = flatten
         self.runs, self.warmup, self.threads, self.rewrite = runs, warmup, threads, rewrite
         self._cache: dict[tuple[Any, ...], float] = {}
+        self._ratios: dict[tuple[Any, ...], float] = {}
+        self._references: dict[tuple[Any, ...], Any] = {}  # sessions of reference models, by widths
         self.measured = 0  # how many models were actually timed (cache misses)
 
     def __call__(self, model: nn.Module) -> float:
@@ -85,6 +93,34 @@ class LatencyMeter:
             self._cache[key] = self._time(model)
             self.measured += 1
         return self._cache[key]
+
+    def relative(self, model: nn.Module, reference: nn.Module) -> float:
+        """latency(model) / latency(reference), paired: both sessions run in alternation after
+        their warmup, ``runs`` times each, and the ratio of the two minima is returned (cached by
+        both models' widths; the reference's session is kept for the next candidate)."""
+        ka, kb = widths_key(model), widths_key(reference)
+        if ka == kb:
+            return 1.0
+        if (ka, kb) not in self._ratios:
+            if kb not in self._references:
+                self._references[kb] = self._session(reference)
+            ref, sess = self._references[kb], self._session(model)
+            feed_a, feed_b = self._feed(sess), self._feed(ref)
+            for _ in range(self.warmup):
+                sess.run(None, feed_a)
+                ref.run(None, feed_b)
+            a = b = float("inf")
+            for _ in range(self.runs):
+                t = time.perf_counter()
+                sess.run(None, feed_a)
+                t1 = time.perf_counter()
+                ref.run(None, feed_b)
+                t2 = time.perf_counter()
+                a, b = min(a, t1 - t), min(b, t2 - t1)
+            self._ratios[(ka, kb)] = a / b
+            self._cache.setdefault(ka, a * 1e3)
+            self.measured += 1
+        return self._ratios[(ka, kb)]
 
     def _session(self, model: nn.Module, profile_dir: str | None = None) -> Any:
         import onnxruntime as ort

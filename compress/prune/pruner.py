@@ -184,6 +184,13 @@ def _quantities(model: nn.Module, cfg: PruneConfig, meter: LatencyMeter | None, 
     return out
 
 
+def relative_latency(meter: Any, model: nn.Module, reference: nn.Module) -> float:
+    """latency(model) / latency(reference): paired timing when the meter offers it
+    (:meth:`LatencyMeter.relative`), else the ratio of two separate measurements."""
+    rel = getattr(meter, "relative", None)
+    return float(rel(model, reference)) if rel is not None else float(meter(model)) / float(meter(reference))
+
+
 def ratio_for_budget(model: nn.Module, spec: TaskSpec, cfg: PruneConfig, tol: float = 0.005, iters: int = 10,
                      criterion: Criterion | None = None, grid: int = 12, weights: dict[str, float] | None = None,
                      meter: LatencyMeter | None = None) -> float:
@@ -211,7 +218,9 @@ def ratio_for_budget(model: nn.Module, spec: TaskSpec, cfg: PruneConfig, tol: fl
         m = copy.deepcopy(model)
         imp = criterion.for_copy(model, m) if cfg.global_pruning else build_criterion("magnitude")
         _pruner(m, spec, cfg, imp, r, weights).step()
-        now = _quantities(m, cfg, meter, targets)
+        now = _quantities(m, cfg, None, [q for q in targets if q != "latency"])
+        if "latency" in targets:  # timed against the unpruned model in the same window
+            now["latency"] = base["latency"] * relative_latency(meter, m, model)
         # every target in units of the primary one: met when the smallest is >= cfg.target
         return min((1 - now[q] / base[q]) * cfg.target / t for q, t in targets.items())
 
@@ -271,6 +280,7 @@ def prune(
     if needs_latency(cfg) and meter is None:
         meter = latency_meter(cfg, spec)
     l0 = meter(model) if needs_latency(cfg) else None
+    reference = copy.deepcopy(model) if l0 is not None else None  # the unpruned model, for paired timing
     if (criterion.needs_data or cfg.allocation == "sensitivity") and (batches is None or loss_fn is None):
         raise ValueError(f"criterion {cfg.criterion!r} / allocation {cfg.allocation!r} needs data: pass batches and loss_fn")
     if criterion.needs_data:
@@ -293,7 +303,7 @@ def prune(
     pruner.step()
     model.zero_grad(set_to_none=True)
     p1, m1 = _measure(model, cfg)
-    l1 = meter(model) if l0 is not None else None
+    l1 = l0 * relative_latency(meter, model, reference) if l0 is not None else None
     rep = PruneReport(cfg.criterion, cfg.budget, cfg.target, ratio, p0, p1, m0, m1, [p.to_dict() for p in probes], l0, l1)
     log.info("pruned with %s at channel ratio %.3f: params %.2fM -> %.2fM (-%.1f%%), MACs %.3fG -> %.3fG (-%.1f%%)%s",
              cfg.criterion, ratio, p0 / 1e6, p1 / 1e6, 100 * rep.params_reduction, m0 / 1e9, m1 / 1e9, 100 * rep.macs_reduction,
