@@ -158,7 +158,9 @@ def test_compress_to_a_measured_latency(teacher, tmp_path):
     assert [s["budget"] for s in m["prune_steps"]] == ["latency", "latency"]
     assert all(s["latency_before_ms"] > s["latency_after_ms"] > 0 for s in m["prune_steps"])
     first, last = m["prune_steps"][0], m["prune_steps"][-1]
-    assert 1 - last["latency_after_ms"] / first["latency_before_ms"] >= 0.3 - 0.02
+    # each step's figures are paired with its own unpruned model; across steps only ratios compare
+    kept = (1 - first["latency_reduction"]) * (1 - last["latency_reduction"])
+    assert 1 - kept >= 0.3 - 0.02, kept
     assert m["reduction"]["latency"] >= 0.3 - 0.02
 
 
