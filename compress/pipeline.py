@@ -325,11 +325,9 @@ def compress(recipe: CompressRecipe, progress: bool = True) -> dict[str, Any]:
         goals["latency"] = st.latency_target
     meter = None
     if "latency" in goals:
-        from .prune import latency_meter, spec_for
+        from .prune import latency_meter, relative_latency, spec_for
 
         meter = latency_meter(_prune_config(st, img_size, "params", 0.5), spec_for(teacher))
-    from .prune import relative_latency
-
     teacher_ref = copy.deepcopy(teacher) if meter is not None else None  # `teacher` itself is pruned in place
 
     def quantity(m: nn.Module, q: str) -> float:

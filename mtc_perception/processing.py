@@ -145,12 +145,13 @@ def restore_mask(mask: np.ndarray, lb: Letterbox) -> np.ndarray:
     if mask.shape[:2] != (lb.dst[1], lb.dst[0]):
         raise ValueError(f"restore_mask: mask is {mask.shape[1]}x{mask.shape[0]} but the network input is {lb.dst[0]}x{lb.dst[1]}")
     top, bottom, left, right = lb.valid
-    crop = np.ascontiguousarray(mask[top:bottom, left:right])
-    if crop.shape[1] == lb.src[0] and crop.shape[0] == lb.src[1]:
-        return crop
+    crop = mask[top:bottom, left:right]
     k = lb.src[0] // crop.shape[1]
     if crop.dtype.itemsize == 1 and k in _WIDEN and crop.shape[1] * k == lb.src[0] and crop.shape[0] * k == lb.src[1]:
-        return upscale_nearest(crop, k)
+        return upscale_nearest(crop, k)  # writes a new array: no contiguous copy of the crop needed
+    crop = np.ascontiguousarray(crop)
+    if crop.shape[1] == lb.src[0] and crop.shape[0] == lb.src[1]:
+        return crop
     return cv2.resize(crop, lb.src, interpolation=cv2.INTER_NEAREST)
 
 
