@@ -180,6 +180,8 @@ def select_detections(pred: np.ndarray, conf: float, iou: float, max_det: int = 
     pred = np.asarray(pred)
     if pred.ndim != 2 or pred.shape[1] < 6:
         raise ValueError(f"select_detections: expected N x (5 + classes) predictions, got shape {pred.shape}")
+    if conf > 0:  # exact prefilter: with probabilities in [0, 1], score > conf needs objectness > conf
+        pred = pred[pred[:, 4] > conf]
     cls_prob = pred[:, 5:]
     cls = cls_prob.argmax(1)
     score = pred[:, 4] * cls_prob[np.arange(len(pred)), cls]

@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from mtc_perception.processing import Letterbox, letterbox_image, nms, restore_mask
+from mtc_perception.processing import Letterbox, letterbox_image, nms, restore_mask, select_detections
 
 # ---------------------------------------------------------------------------------------------
 # geometry and NMS
@@ -79,6 +79,25 @@ def test_nms_agrees_with_reference(seed):
     classes = rng.integers(0, 3, n)
     for thr in (0.3, 0.5, 0.7):
         assert nms(boxes, scores, thr, class_ids=classes, max_det=1000).tolist() == _reference_nms(boxes, scores, classes, thr)
+
+
+@pytest.mark.parametrize("conf", [0.0, 0.1, 0.25, 0.6])
+def test_select_detections_equals_plain_definition(conf):
+    """The objectness prefilter is exact: same boxes as scoring every row, then thresholding."""
+    rng = np.random.default_rng(3)
+    n, nc = 4000, 3
+    xy, wh = rng.uniform(0, 600, (n, 2)), rng.uniform(4, 80, (n, 2))
+    pred = np.concatenate([xy, wh, rng.uniform(0, 1, (n, 1)) ** 2, rng.uniform(0, 1, (n, nc))], 1).astype(np.float32)
+    cls = pred[:, 5:].argmax(1)
+    score = pred[:, 4] * pred[np.arange(n), 5 + cls]
+    keep = np.flatnonzero(score > conf)
+    boxes = np.concatenate([pred[keep, :2] - pred[keep, 2:4] / 2, pred[keep, :2] + pred[keep, 2:4] / 2], 1)
+    ref = _reference_nms(boxes.tolist(), score[keep].tolist(), cls[keep].tolist(), 0.45)[:100]
+    b, s, c = select_detections(pred, conf, 0.45, max_det=100)
+    assert len(ref) > 0
+    np.testing.assert_array_equal(b, boxes[ref])
+    np.testing.assert_array_equal(s, score[keep][ref])
+    np.testing.assert_array_equal(c, cls[keep][ref])
 
 
 def test_runtime_on_the_tiny_bundle_without_torch():
