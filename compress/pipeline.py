@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -75,6 +76,11 @@ class AblationConfig:
     distill_epochs: int | None = None  # default: the recipe's distill epochs
     latency_iters: int = 30
     latency_threads: int | None = None  # default: torch's default for this machine
+    seeds: tuple[int, ...] = (0,)  # distillation seeds per criterion: the distilled row is their mean
+
+    def __post_init__(self) -> None:
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise ConfigFileError(f"ablation.seeds: expected a list of distinct integers (e.g. [0, 1]), got {list(self.seeds)}")
 
 
 @dataclass(frozen=True)
@@ -457,10 +463,15 @@ def ablate(recipe: CompressRecipe, progress: bool = True) -> dict[str, Any]:
         save_checkpoint(pruned, model, prune_report=rep.to_dict(), parent=recipe.teacher, train_config=tcfg)
         rows.append({**row(crit, False, pruned, time.perf_counter() - t), "channel_ratio": rep.channel_ratio})
         if epochs > 0:
-            t = time.perf_counter()
-            summary = train(distill_config(recipe, tck, str(pruned), out / crit / "distill", epochs), progress=progress)
-            rows.append(row(crit, True, summary["best"], time.perf_counter() - t))
-    result = {"recipe": to_dict(recipe), "channel_ratio": ratio, "global_pruning": st.global_pruning, "allocation": st.allocation, "distill_epochs": epochs, "img_size": list(img_size),
+            runs = []
+            for seed in recipe.ablation.seeds:
+                t = time.perf_counter()
+                name = "distill" if len(recipe.ablation.seeds) == 1 else f"distill_seed{seed}"
+                cfg = dataclasses.replace(distill_config(recipe, tck, str(pruned), out / crit / name, epochs), seed=seed)
+                summary = train(cfg, progress=progress)
+                runs.append({**row(crit, True, summary["best"], time.perf_counter() - t), "seed": seed})
+            rows.append(runs[0] if len(runs) == 1 else seed_mean(runs))
+    result = {"recipe": to_dict(recipe), "channel_ratio": ratio, "global_pruning": st.global_pruning, "allocation": st.allocation, "distill_epochs": epochs, "seeds": list(recipe.ablation.seeds), "img_size": list(img_size),
               "val_images": len(val_ds) if recipe.eval_max_batches is None else min(len(val_ds), recipe.eval_max_batches * recipe.eval_batch_size),
               "rows": rows, "order": criterion_order(rows), "wall_seconds": round(time.perf_counter() - t0, 1),
               "machine": machine()}
@@ -468,6 +479,17 @@ def ablate(recipe: CompressRecipe, progress: bool = True) -> dict[str, Any]:
     (out / "ablation.md").write_text(ablation_markdown(result))
     log.info("ablation written to %s (%.1f min)", out / "ablation.md", result["wall_seconds"] / 60)
     return result
+
+
+def seed_mean(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One distilled row from the runs of several seeds: every metric averaged, the runs kept
+    (``runs``) and the spread of the task mean (``task_mean_min`` / ``task_mean_max``)."""
+    keys = ("recall", "map50", "map50_95", "drivable_miou", "lane_acc", "lane_iou", "latency_ms", "seconds")
+    r = {**runs[0], **{k: float(np.mean([x[k] for x in runs])) for k in keys}, "seed": [x["seed"] for x in runs], "runs": runs}
+    r["task_mean"] = task_mean(r)
+    r["task_mean_min"] = min(x["task_mean"] for x in runs)
+    r["task_mean_max"] = max(x["task_mean"] for x in runs)
+    return r
 
 
 def criterion_order(rows: list[dict[str, Any]]) -> dict[str, list[str]]:
@@ -485,6 +507,10 @@ def machine() -> str:
     return f"{cpu()}, torch {torch.__version__}"
 
 
+def _spread(r: dict[str, Any]) -> str:
+    return f" ({r['task_mean_min']:.4f}–{r['task_mean_max']:.4f}, {len(r['runs'])} seeds)" if "runs" in r else ""
+
+
 def ablation_markdown(result: dict[str, Any]) -> str:
     rows = result["rows"]
     head = ("| model | distill | params | GMACs | recall | mAP50 | drivable mIoU | lane acc | lane IoU | task mean | CPU latency (ms) |\n"
@@ -493,7 +519,7 @@ def ablation_markdown(result: dict[str, Any]) -> str:
     for r in rows:
         lines.append(f"| {r['model']} | {'yes' if r['distilled'] else ('—' if r['model'] == 'teacher' else 'no')} | {r['params'] / 1e6:.2f}M | "
                      f"{r['gmacs']:.3f} | {r['recall']:.3f} | {r['map50']:.3f} | {r['drivable_miou']:.3f} | {r['lane_acc']:.3f} | "
-                     f"{r['lane_iou']:.3f} | {r['task_mean']:.4f} | {r['latency_ms']:.1f} |")
+                     f"{r['lane_iou']:.3f} | {r['task_mean']:.4f}{_spread(r)} | {r['latency_ms']:.1f} |")
     order = result["order"]
     w, h = result["img_size"]
     how = (f"Channel ratio {result['channel_ratio']:.3f} for every criterion (one-shot, per-layer: same widths)"
@@ -502,7 +528,8 @@ def ablation_markdown(result: dict[str, Any]) -> str:
            if result.get("global_pruning") else
            f"{str(result.get('allocation')).capitalize()} allocation: every criterion meets the same budget with its own per-layer ratios "
            "(probes pruned by the criterion itself; one-shot)")
-    return (f"# Ablation: pruning criteria at equal budget\n\n{how}, distillation {result['distill_epochs']} epoch(s); {result['val_images']} validation images at "
+    return (f"# Ablation: pruning criteria at equal budget\n\n{how}, distillation {result['distill_epochs']} epoch(s)"
+            f"{'' if len(result.get('seeds', [0])) == 1 else ' x ' + str(len(result['seeds'])) + ' seeds (distilled rows: their mean)'}; {result['val_images']} validation images at "
             f"{w}x{h}; task mean = mean(mAP50, recall, drivable mIoU, lane IoU); CPU latency: torch, batch 1, median; "
             f"{result['machine']}; {result['wall_seconds'] / 60:.1f} min in all.\n\n" + head + "\n".join(lines) + "\n\n"
             f"Order without distillation: {' > '.join(order['pruned'])}\n\n"

@@ -10,6 +10,7 @@ from pathlib import Path
 import yaml
 
 from compress.checkpoint import load_checkpoint, load_model
+from compress.config_io import ConfigFileError
 from compress.cli import main
 from compress.pipeline import CompressRecipe, PruneStage, _step_targets, criterion_order, load_recipe
 from compress.train import TrainConfig, train
@@ -92,6 +93,23 @@ def test_ablate_quick_writes_table(teacher, tmp_path):
     assert sorted(res["order"]["pruned"]) == ["magnitude", "task-aware"]
     md = (tmp_path / "out" / "ablation.md").read_text()
     assert "| teacher |" in md and "| magnitude | yes |" in md and "lane IoU" in md
+
+
+def test_ablate_with_several_distillation_seeds(teacher, tmp_path):
+    recipe = _recipe(tmp_path, teacher, ablation={"criteria": ["magnitude"], "distill_epochs": 1, "latency_iters": 2, "seeds": [0, 1]})
+    assert main(["-q", "ablate", "--recipe", str(recipe), "--quick"]) == 0
+    out = tmp_path / "out"
+    res = json.loads((out / "ablation.json").read_text())
+    assert res["seeds"] == [0, 1]
+    d = [r for r in res["rows"] if r["distilled"]]
+    assert len(d) == 1 and [r["seed"] for r in d[0]["runs"]] == [0, 1]  # one row: the mean of both runs
+    for k in ("recall", "map50", "drivable_miou", "lane_iou"):
+        assert d[0][k] == pytest.approx(sum(r[k] for r in d[0]["runs"]) / 2)
+    assert d[0]["task_mean_min"] <= d[0]["task_mean"] <= d[0]["task_mean_max"]
+    assert (out / "magnitude" / "distill_seed0" / "best.pt").is_file() and (out / "magnitude" / "distill_seed1" / "best.pt").is_file()
+    assert "2 seeds" in (out / "ablation.md").read_text()
+    with pytest.raises(ConfigFileError, match="ablation.seeds"):
+        load_recipe(_recipe(tmp_path, teacher, ablation={"seeds": [1, 1]}))
 
 
 def test_criterion_order_ranks_by_task_mean():
