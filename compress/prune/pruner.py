@@ -172,7 +172,10 @@ def _targets(cfg: PruneConfig) -> dict[str, float]:
     return t
 
 
-def _quantities(model: nn.Module, cfg: PruneConfig, meter: LatencyMeter | None, which: Iterable[str]) -> dict[str, float]:
+def _quantities(model: nn.Module, cfg: PruneConfig, meter: LatencyMeter | None, which: Iterable[str],
+                reference: nn.Module | None = None) -> dict[str, float]:
+    """params / MACs / latency of ``model``; with a ``reference`` the latency is the reference's
+    time x the paired ratio (:func:`relative_latency`), so drift between timings cancels."""
     which = set(which)
     out: dict[str, float] = {}
     if which & {"params", "macs"}:
@@ -180,7 +183,7 @@ def _quantities(model: nn.Module, cfg: PruneConfig, meter: LatencyMeter | None, 
     if "latency" in which:
         if meter is None:
             raise BudgetError("a latency budget needs a LatencyMeter (compress.prune.latency); pass meter=")
-        out["latency"] = meter(model)
+        out["latency"] = meter(model) if reference is None else meter(reference) * relative_latency(meter, model, reference)
     return out
 
 
@@ -218,9 +221,7 @@ def ratio_for_budget(model: nn.Module, spec: TaskSpec, cfg: PruneConfig, tol: fl
         m = copy.deepcopy(model)
         imp = criterion.for_copy(model, m) if cfg.global_pruning else build_criterion("magnitude")
         _pruner(m, spec, cfg, imp, r, weights).step()
-        now = _quantities(m, cfg, None, [q for q in targets if q != "latency"])
-        if "latency" in targets:  # timed against the unpruned model in the same window
-            now["latency"] = base["latency"] * relative_latency(meter, m, model)
+        now = _quantities(m, cfg, meter, targets, reference=model)  # latency timed against the unpruned model
         # every target in units of the primary one: met when the smallest is >= cfg.target
         return min((1 - now[q] / base[q]) * cfg.target / t for q, t in targets.items())
 
