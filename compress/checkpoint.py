@@ -57,13 +57,19 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
             "it is corrupt or not an mtc checkpoint (pickled modules are refused by design)"
         ) from e
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not an mtc checkpoint (no format={FORMAT!r} field); re-save it with compress.checkpoint")
+        raise CheckpointError(
+            f"{path} is not an mtc checkpoint (no format={FORMAT!r} field); re-save it with compress.checkpoint"
+        )
     if ckpt.get("version", 0) > VERSION:
-        raise CheckpointError(f"{path} has checkpoint version {ckpt['version']}; this tool reads up to {VERSION}: upgrade mtc_perception")
+        raise CheckpointError(
+            f"{path} has checkpoint version {ckpt['version']}; this tool reads up to {VERSION}: upgrade mtc_perception"
+        )
     return ckpt
 
 
-def model_from_checkpoint(ckpt: dict[str, Any], path: str | Path = "<checkpoint>", key: str = "state_dict") -> MultiTaskNet:
+def model_from_checkpoint(
+    ckpt: dict[str, Any], path: str | Path = "<checkpoint>", key: str = "state_dict"
+) -> MultiTaskNet:
     """Rebuild the network from the checkpoint's config and load its weights strictly."""
     try:
         cfg = ModelConfig.from_dict(ckpt["model_config"])

@@ -31,7 +31,9 @@ def _size(text: str) -> tuple[int, int]:
 def _net_size(text: str) -> tuple[int, int]:
     w, h = _size(text)
     if w % 32 or h % 32:
-        raise argparse.ArgumentTypeError(f"network input {text!r} must be a multiple of 32 in both sides (stride 32), e.g. 320x192 or 640x384")
+        raise argparse.ArgumentTypeError(
+            f"network input {text!r} must be a multiple of 32 in both sides (stride 32), e.g. 320x192 or 640x384"
+        )
     return w, h
 
 
@@ -40,8 +42,13 @@ def _setup_logging(verbose: bool) -> None:
 
     rank = int(os.environ.get("RANK", "0"))
     level = logging.DEBUG if verbose else (logging.INFO if rank == 0 else logging.WARNING)
-    logging.basicConfig(level=level, format=f"%(asctime)s %(levelname)s [rank {rank}] %(name)s: %(message)s" if "WORLD_SIZE" in os.environ
-                        else "%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=level,
+        format=f"%(asctime)s %(levelname)s [rank {rank}] %(name)s: %(message)s"
+        if "WORLD_SIZE" in os.environ
+        else "%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
 
 
 def cmd_synth(a: argparse.Namespace) -> int:
@@ -56,12 +63,26 @@ def cmd_synth(a: argparse.Namespace) -> int:
 
 def _train_overrides(a: argparse.Namespace) -> dict[str, Any]:
     keys = {
-        "data": a.data, "out": a.out, "model_size": a.model_size, "img_size": a.img_size, "epochs": a.epochs,
-        "batch_size": a.batch_size, "workers": a.workers, "lr": a.lr, "seed": a.seed, "device": a.device,
-        "time_limit_min": a.time_limit, "max_train_batches": a.max_train_batches,
-        "eval_max_batches": a.eval_max_batches, "on_error": a.on_error, "anchors": a.anchors,
-        "init": a.init, "teacher": a.teacher, "distill_weight": a.distill_weight,
-        "output_weight": getattr(a, "output_weight", None), "trajectory_weight": getattr(a, "trajectory_weight", None),
+        "data": a.data,
+        "out": a.out,
+        "model_size": a.model_size,
+        "img_size": a.img_size,
+        "epochs": a.epochs,
+        "batch_size": a.batch_size,
+        "workers": a.workers,
+        "lr": a.lr,
+        "seed": a.seed,
+        "device": a.device,
+        "time_limit_min": a.time_limit,
+        "max_train_batches": a.max_train_batches,
+        "eval_max_batches": a.eval_max_batches,
+        "on_error": a.on_error,
+        "anchors": a.anchors,
+        "init": a.init,
+        "teacher": a.teacher,
+        "distill_weight": a.distill_weight,
+        "output_weight": getattr(a, "output_weight", None),
+        "trajectory_weight": getattr(a, "trajectory_weight", None),
     }
     return {k: v for k, v in keys.items() if v is not None}
 
@@ -75,17 +96,33 @@ def cmd_train(a: argparse.Namespace) -> int:
     summary = train(cfg, resume=a.resume, progress=not a.quiet)
     if "metrics" in summary:
         m = summary["metrics"]
-        print(json.dumps({"best": summary["best"], "last": summary["last"], "wall_seconds": summary["wall_seconds"],
-                          "train_images_per_s": summary["train_images_per_s"], "detection": m.get("detection"),
-                          "drivable": m.get("drivable"), "lane": m.get("lane"), "profile": summary["profile"]}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "best": summary["best"],
+                    "last": summary["last"],
+                    "wall_seconds": summary["wall_seconds"],
+                    "train_images_per_s": summary["train_images_per_s"],
+                    "detection": m.get("detection"),
+                    "drivable": m.get("drivable"),
+                    "lane": m.get("lane"),
+                    "profile": summary["profile"],
+                },
+                indent=2,
+            )
+        )
     return 0
 
 
-def _split_dataset(ckpt_path: str, tc: dict[str, Any], data: str | None, split: str, on_error: str, img_size: tuple[int, int]):  # noqa: ANN202
+def _split_dataset(
+    ckpt_path: str, tc: dict[str, Any], data: str | None, split: str, on_error: str, img_size: tuple[int, int]
+):  # noqa: ANN202
     """A split read the way the checkpoint's run read it (label format, drivable mapping, class map, ...)."""
     from .pipeline import split_of_run
 
-    return split_of_run(tc, data, split, img_size, on_error, f"{ckpt_path} does not record its dataset; pass --data DIR")
+    return split_of_run(
+        tc, data, split, img_size, on_error, f"{ckpt_path} does not record its dataset; pass --data DIR"
+    )
 
 
 def cmd_eval(a: argparse.Namespace) -> int:
@@ -102,17 +139,29 @@ def cmd_eval(a: argparse.Namespace) -> int:
     if a.threads:
         torch.set_num_threads(a.threads)
     loader = build_loader(ds, a.batch_size, a.workers, shuffle=False)
-    res = evaluate(model, loader, a.device, conf_thres=a.conf, iou_thres=a.iou, ap_method=a.ap_method, progress=not a.quiet)
-    res = {"checkpoint": str(a.ckpt), "data": str(ds.cfg.root), "split": a.split, "img_size": list(img_size),
-           **model_profile(model, img_size), **res}
+    res = evaluate(
+        model, loader, a.device, conf_thres=a.conf, iou_thres=a.iou, ap_method=a.ap_method, progress=not a.quiet
+    )
+    res = {
+        "checkpoint": str(a.ckpt),
+        "data": str(ds.cfg.root),
+        "split": a.split,
+        "img_size": list(img_size),
+        **model_profile(model, img_size),
+        **res,
+    }
     text = json.dumps(res, indent=2)
     if a.out:
         Path(a.out).parent.mkdir(parents=True, exist_ok=True)
         Path(a.out).write_text(text + "\n")
         log.info("metrics written to %s", a.out)
     d, v, l_ = res["detection"], res["drivable"], res["lane"]
-    print(f"{a.ckpt}: {res['params'] / 1e6:.2f}M params, {res['gmacs']:.3f} GMACs @ {res['macs_at']}, {res['images']} images")
-    print(f"  detection  P {d['precision']:.3f}  R {d['recall']:.3f}  mAP50 {d['map50']:.3f}  mAP50-95 {d['map50_95']:.3f}")
+    print(
+        f"{a.ckpt}: {res['params'] / 1e6:.2f}M params, {res['gmacs']:.3f} GMACs @ {res['macs_at']}, {res['images']} images"
+    )
+    print(
+        f"  detection  P {d['precision']:.3f}  R {d['recall']:.3f}  mAP50 {d['map50']:.3f}  mAP50-95 {d['map50_95']:.3f}"
+    )
     print(f"  drivable   mIoU {v['miou']:.3f}  IoU {v['iou']:.3f}  acc {v['acc']:.3f}")
     print(f"  lane       acc {l_['acc']:.3f}  IoU {l_['iou']:.3f}")
     if not a.out:
@@ -133,10 +182,23 @@ def cmd_prune(a: argparse.Namespace) -> int:
         args["conflict_weight"] = a.conflict_weight
     if a.safe_fraction is not None:
         args["safe_fraction"] = a.safe_fraction
-    cfg = PruneConfig(criterion=a.criterion, criterion_args=args, budget=a.budget, target=a.target, round_to=a.round_to,
-                      batches=a.batches, img_size=img_size, global_pruning=a.global_pruning, allocation=a.allocation,
-                      max_layer_ratio=a.max_layer_ratio, macs_target=a.macs_target, latency_target=a.latency_target,
-                      latency_size=a.latency_size, latency_runs=a.latency_runs, latency_threads=a.latency_threads)
+    cfg = PruneConfig(
+        criterion=a.criterion,
+        criterion_args=args,
+        budget=a.budget,
+        target=a.target,
+        round_to=a.round_to,
+        batches=a.batches,
+        img_size=img_size,
+        global_pruning=a.global_pruning,
+        allocation=a.allocation,
+        max_layer_ratio=a.max_layer_ratio,
+        macs_target=a.macs_target,
+        latency_target=a.latency_target,
+        latency_size=a.latency_size,
+        latency_runs=a.latency_runs,
+        latency_threads=a.latency_threads,
+    )
     needs_data = CRITERIA[a.criterion].needs_data or a.recalibrate_batches > 0 or a.allocation != "uniform"
     ds = _split_dataset(a.ckpt, tc, a.data, a.split, a.on_error, img_size) if needs_data else None
     report = prune_model(model, cfg, ds, a.batch_size, a.seed)
@@ -163,15 +225,42 @@ def _hw(text: str) -> tuple[int, int]:
 def cmd_export(a: argparse.Namespace) -> int:
     from .export import ExportConfig, export_bundle
 
-    cfg = ExportConfig(imgsz=a.imgsz, opset=a.opset, dynamic_batch=a.dynamic_batch, simplify=not a.no_simplify,
-                       parity_frames=a.parity_frames, tolerance=a.tolerance, frames=a.frames, name=a.name, engine=a.engine,
-                       fp16=a.fp16, int8=a.int8, calib=a.calib, workspace_gb=a.workspace, rewrite=not a.no_rewrite)
+    cfg = ExportConfig(
+        imgsz=a.imgsz,
+        opset=a.opset,
+        dynamic_batch=a.dynamic_batch,
+        simplify=not a.no_simplify,
+        parity_frames=a.parity_frames,
+        tolerance=a.tolerance,
+        frames=a.frames,
+        name=a.name,
+        engine=a.engine,
+        fp16=a.fp16,
+        int8=a.int8,
+        calib=a.calib,
+        workspace_gb=a.workspace,
+        rewrite=not a.no_rewrite,
+    )
     meta = export_bundle(a.ckpt, a.out, cfg)
     p = meta["parity"]
-    print(json.dumps({"bundle": str(a.out), "files": meta["files"], "input": f"{meta['input']['width']}x{meta['input']['height']}",
-                      "params": meta["provenance"]["params"], "macs": meta["provenance"]["macs"],
-                      "parity": {"frames": p["frames"], "max_abs_diff_normalized": p["max_abs_diff_normalized"], "tolerance": p["tolerance"]},
-                      "versions": meta["versions"]}, indent=2))
+    print(
+        json.dumps(
+            {
+                "bundle": str(a.out),
+                "files": meta["files"],
+                "input": f"{meta['input']['width']}x{meta['input']['height']}",
+                "params": meta["provenance"]["params"],
+                "macs": meta["provenance"]["macs"],
+                "parity": {
+                    "frames": p["frames"],
+                    "max_abs_diff_normalized": p["max_abs_diff_normalized"],
+                    "tolerance": p["tolerance"],
+                },
+                "versions": meta["versions"],
+            },
+            indent=2,
+        )
+    )
     return 0
 
 
@@ -187,9 +276,17 @@ def cmd_compress(a: argparse.Namespace) -> int:
 
     s = compress(_recipe(a), progress=not a.quiet)
     t, st, d = s["teacher"], s["student"], s["delta"]
-    print(f"student {st['checkpoint']}: {st['params'] / 1e6:.2f}M params (-{100 * s['reduction']['params']:.1f}%), "
-          f"{st['gmacs']:.3f} GMACs (-{100 * s['reduction']['macs']:.1f}%); {s['wall_seconds'] / 60:.1f} min")
-    for k, name in (("recall", "recall"), ("map50", "mAP50"), ("drivable_miou", "drivable mIoU"), ("lane_acc", "lane acc"), ("lane_iou", "lane IoU")):
+    print(
+        f"student {st['checkpoint']}: {st['params'] / 1e6:.2f}M params (-{100 * s['reduction']['params']:.1f}%), "
+        f"{st['gmacs']:.3f} GMACs (-{100 * s['reduction']['macs']:.1f}%); {s['wall_seconds'] / 60:.1f} min"
+    )
+    for k, name in (
+        ("recall", "recall"),
+        ("map50", "mAP50"),
+        ("drivable_miou", "drivable mIoU"),
+        ("lane_acc", "lane acc"),
+        ("lane_iou", "lane IoU"),
+    ):
         print(f"  {name:14s} teacher {t[k]:.3f}  student {st[k]:.3f}  ({100 * d[k]:+.1f} pt)")
     print(f"metrics: {Path(s['recipe']['out']) / 'metrics.json'}")
     return 0
@@ -215,26 +312,44 @@ def _add_train_args(t: argparse.ArgumentParser) -> None:
     t.add_argument("--lr", type=float, help="initial learning rate (overrides the config)")
     t.add_argument("--seed", type=int, help="random seed: same seed, same data order and initialization")
     t.add_argument("--device", help="auto | cpu | cuda | cuda:N")
-    t.add_argument("--anchors", choices=["auto", "yolop"], help="k-means on training boxes, or YOLOP's scaled to the input")
-    t.add_argument("--time-limit", type=float, help="minutes; stop after the epoch that crosses it (final eval still runs)")
+    t.add_argument(
+        "--anchors", choices=["auto", "yolop"], help="k-means on training boxes, or YOLOP's scaled to the input"
+    )
+    t.add_argument(
+        "--time-limit", type=float, help="minutes; stop after the epoch that crosses it (final eval still runs)"
+    )
     t.add_argument("--max-train-batches", type=int, help="cap batches per epoch (smoke tests)")
-    t.add_argument("--eval-max-batches", type=int, help="validate on this many batches during training (full val at the end)")
-    t.add_argument("--on-error", choices=["raise", "skip"], help="bad samples: stop with an error, or skip and count them")
+    t.add_argument(
+        "--eval-max-batches", type=int, help="validate on this many batches during training (full val at the end)"
+    )
+    t.add_argument(
+        "--on-error", choices=["raise", "skip"], help="bad samples: stop with an error, or skip and count them"
+    )
     t.add_argument("--resume", help="last.pt of an interrupted run to continue")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="mtc-compress", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="mtc-compress",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     sub = p.add_subparsers(dest="cmd", required=True)
 
     d = sub.add_parser("data", help="dataset tools")
     dsub = d.add_subparsers(dest="data_cmd", required=True)
-    s = dsub.add_parser("synth", help="generate a synthroad dataset in the BDD100K/YOLOP layout",
-                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    s.add_argument("--out", required=True, help="output directory (images/, det_annotations/, da_seg_annotations/, ll_seg_annotations/)")
+    s = dsub.add_parser(
+        "synth",
+        help="generate a synthroad dataset in the BDD100K/YOLOP layout",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    s.add_argument(
+        "--out",
+        required=True,
+        help="output directory (images/, det_annotations/, da_seg_annotations/, ll_seg_annotations/)",
+    )
     s.add_argument("--train", type=int, default=2000, help="number of training images")
     s.add_argument("--val", type=int, default=500, help="number of validation images")
     s.add_argument("--seed", type=int, default=0, help="generator seed (same seed -> same dataset)")
@@ -242,27 +357,42 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=int, default=1, help="generator processes")
     s.set_defaults(fn=cmd_synth)
 
-    t = sub.add_parser("train", help="train a multi-task model (DDP: torchrun --nproc_per_node N -m compress.cli train ...)",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    t = sub.add_parser(
+        "train",
+        help="train a multi-task model (DDP: torchrun --nproc_per_node N -m compress.cli train ...)",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     _add_train_args(t)
-    t.add_argument("--init", help="start from this checkpoint (e.g. a pruned student) instead of a fresh --model-size network")
+    t.add_argument(
+        "--init", help="start from this checkpoint (e.g. a pruned student) instead of a fresh --model-size network"
+    )
     t.add_argument("--teacher", help="also distill features from this teacher checkpoint")
     t.add_argument("--distill-weight", type=float, help="weight of the feature-distillation loss (default 1.0)")
     t.set_defaults(fn=cmd_train)
 
-    di = sub.add_parser("distill", help="recover a pruned student: task losses + feature distillation from the teacher "
-                        "(specialist teachers for the adaptive multi-teacher mode: extra_teachers in --config)",
-                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    di.add_argument("--student", dest="init", metavar="CKPT", required=True, help="student checkpoint (e.g. from `prune`)")
+    di = sub.add_parser(
+        "distill",
+        help="recover a pruned student: task losses + feature distillation from the teacher "
+        "(specialist teachers for the adaptive multi-teacher mode: extra_teachers in --config)",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    di.add_argument(
+        "--student", dest="init", metavar="CKPT", required=True, help="student checkpoint (e.g. from `prune`)"
+    )
     di.add_argument("--teacher", required=True, help="teacher checkpoint whose backbone/neck taps the student learns")
     di.add_argument("--distill-weight", type=float, help="weight of the feature-distillation loss (default 1.0)")
     di.add_argument("--output-weight", type=float, help="weight of output-level distillation (default 0: off)")
-    di.add_argument("--trajectory-weight", type=float, help="weight of the knowledge-trajectory drift term (default 0: off)")
+    di.add_argument(
+        "--trajectory-weight", type=float, help="weight of the knowledge-trajectory drift term (default 0: off)"
+    )
     _add_train_args(di)
     di.set_defaults(fn=cmd_train)
 
-    e = sub.add_parser("eval", help="evaluate a checkpoint; writes YOLOP-comparable metrics JSON",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    e = sub.add_parser(
+        "eval",
+        help="evaluate a checkpoint; writes YOLOP-comparable metrics JSON",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     e.add_argument("--ckpt", required=True, help="checkpoint (.pt) from train/prune/distill")
     e.add_argument("--data", help="dataset root (default: the one the checkpoint was trained on)")
     e.add_argument("--split", default="val", help="dataset split to evaluate on")
@@ -274,70 +404,155 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--conf", type=float, default=0.001, help="NMS confidence threshold (YOLOP evaluates at 0.001)")
     e.add_argument("--iou", type=float, default=0.6, help="NMS IoU threshold (YOLOP: 0.6)")
     e.add_argument("--ap-method", choices=["yolov5", "coco"], default="yolov5", help="AP integration")
-    e.add_argument("--on-error", choices=["raise", "skip"], default="raise", help="bad samples: stop with an error, or skip and count them")
+    e.add_argument(
+        "--on-error",
+        choices=["raise", "skip"],
+        default="raise",
+        help="bad samples: stop with an error, or skip and count them",
+    )
     e.add_argument("--out", help="write the metrics JSON here")
     e.set_defaults(fn=cmd_eval)
-    pr = sub.add_parser("prune", help="structured pruning of a checkpoint to a budget (torch-pruning DepGraph)",
-                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    pr = sub.add_parser(
+        "prune",
+        help="structured pruning of a checkpoint to a budget (torch-pruning DepGraph)",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     pr.add_argument("--ckpt", required=True, help="checkpoint to prune (EMA weights are used when present)")
     pr.add_argument("--out", required=True, help="pruned checkpoint (.pt); a .json report is written beside it")
-    pr.add_argument("--criterion", default="task-aware", choices=["task-aware", "taylor", "hessian", "magnitude", "random"],
-                    help="channel importance (docs/DESIGN.md, Pruning)")
-    pr.add_argument("--budget", default="params", choices=["ratio", "params", "macs", "latency"],
-                    help="what --target means: channel ratio, or fraction of params / MACs / measured latency to remove "
-                         "(latency: ONNX Runtime on this machine at --latency-size, docs/DESIGN.md 'Latency budget')")
-    pr.add_argument("--target", type=float, default=0.5, help="channel ratio, or fraction of params / MACs / latency to remove (see --budget)")
-    pr.add_argument("--macs-target", type=float, help="also remove at least this fraction of the MACs (budget params or latency)")
-    pr.add_argument("--latency-target", type=float, help="also remove at least this fraction of the measured latency (budget params or macs)")
-    pr.add_argument("--latency-size", type=_net_size, help="WIDTHxHEIGHT the latency is measured at, e.g. 640x384 (default: --img-size)")
+    pr.add_argument(
+        "--criterion",
+        default="task-aware",
+        choices=["task-aware", "taylor", "hessian", "magnitude", "random"],
+        help="channel importance (docs/DESIGN.md, Pruning)",
+    )
+    pr.add_argument(
+        "--budget",
+        default="params",
+        choices=["ratio", "params", "macs", "latency"],
+        help="what --target means: channel ratio, or fraction of params / MACs / measured latency to remove "
+        "(latency: ONNX Runtime on this machine at --latency-size, docs/DESIGN.md 'Latency budget')",
+    )
+    pr.add_argument(
+        "--target",
+        type=float,
+        default=0.5,
+        help="channel ratio, or fraction of params / MACs / latency to remove (see --budget)",
+    )
+    pr.add_argument(
+        "--macs-target", type=float, help="also remove at least this fraction of the MACs (budget params or latency)"
+    )
+    pr.add_argument(
+        "--latency-target",
+        type=float,
+        help="also remove at least this fraction of the measured latency (budget params or macs)",
+    )
+    pr.add_argument(
+        "--latency-size",
+        type=_net_size,
+        help="WIDTHxHEIGHT the latency is measured at, e.g. 640x384 (default: --img-size)",
+    )
     pr.add_argument("--latency-runs", type=int, default=15, help="timed runs per candidate (the minimum counts)")
-    pr.add_argument("--latency-threads", type=int, help="ONNX Runtime intra-op threads for the latency (default: its own)")
+    pr.add_argument(
+        "--latency-threads", type=int, help="ONNX Runtime intra-op threads for the latency (default: its own)"
+    )
     pr.add_argument("--round-to", type=int, default=8, help="keep layer widths multiples of this")
-    pr.add_argument("--global-pruning", action="store_true",
-                    help="rank channels across layers (the criterion decides how many each layer keeps) instead of the same ratio per layer")
-    pr.add_argument("--allocation", default="uniform", choices=["uniform", "sensitivity"],
-                    help="per-layer ratios: the same everywhere, or from a task-aware probe of each block (docs/DESIGN.md, Allocation)")
-    pr.add_argument("--max-layer-ratio", type=float, default=0.9, help="never remove more than this fraction of one layer's channels")
+    pr.add_argument(
+        "--global-pruning",
+        action="store_true",
+        help="rank channels across layers (the criterion decides how many each layer keeps) instead of the same ratio per layer",
+    )
+    pr.add_argument(
+        "--allocation",
+        default="uniform",
+        choices=["uniform", "sensitivity"],
+        help="per-layer ratios: the same everywhere, or from a task-aware probe of each block (docs/DESIGN.md, Allocation)",
+    )
+    pr.add_argument(
+        "--max-layer-ratio",
+        type=float,
+        default=0.9,
+        help="never remove more than this fraction of one layer's channels",
+    )
     pr.add_argument("--batches", type=int, default=8, help="batches of data for gradient-based criteria")
     pr.add_argument("--conflict-weight", type=float, help="task-aware: penalty weight beta in [0, 1] (default 0.5)")
     pr.add_argument("--safe-fraction", type=float, help="task-aware: per-task top fraction kept (default 0.1)")
-    pr.add_argument("--recalibrate-batches", type=int, default=20, help="re-estimate BatchNorm statistics on this many batches after pruning (0: off)")
+    pr.add_argument(
+        "--recalibrate-batches",
+        type=int,
+        default=20,
+        help="re-estimate BatchNorm statistics on this many batches after pruning (0: off)",
+    )
     pr.add_argument("--data", help="dataset root (default: the checkpoint's)")
     pr.add_argument("--split", default="train", help="split whose batches feed the gradient-based criteria")
     pr.add_argument("--img-size", type=_net_size, help="default: the checkpoint's training size")
     pr.add_argument("--batch-size", type=int, default=8, help="images per gradient batch")
     pr.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     pr.add_argument("--seed", type=int, default=0, help="seed of the batch order (and of the random criterion)")
-    pr.add_argument("--on-error", choices=["raise", "skip"], default="raise", help="bad samples: stop with an error, or skip and count them")
+    pr.add_argument(
+        "--on-error",
+        choices=["raise", "skip"],
+        default="raise",
+        help="bad samples: stop with an error, or skip and count them",
+    )
     pr.set_defaults(fn=cmd_prune)
-    ex = sub.add_parser("export", help="checkpoint -> model bundle (ONNX + parity check, torch program, bundle.json, optional TensorRT engine)",
-                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ex = sub.add_parser(
+        "export",
+        help="checkpoint -> model bundle (ONNX + parity check, torch program, bundle.json, optional TensorRT engine)",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     ex.add_argument("--ckpt", required=True, help="checkpoint (.pt) to export")
     ex.add_argument("--out", required=True, help="bundle directory (replaced if it exists)")
-    ex.add_argument("--imgsz", type=_hw, help="network input HEIGHTxWIDTH, multiples of 32 (default: the size the checkpoint was trained at)")
+    ex.add_argument(
+        "--imgsz",
+        type=_hw,
+        help="network input HEIGHTxWIDTH, multiples of 32 (default: the size the checkpoint was trained at)",
+    )
     ex.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 17)")
     ex.add_argument("--dynamic-batch", action="store_true", help="dynamic batch dimension (default: static batch 1)")
     ex.add_argument("--no-simplify", action="store_true", help="skip onnxslim")
-    ex.add_argument("--no-rewrite", action="store_true",
-                    help="export the decoders as trained instead of with their work moved before the upsamples "
-                         "(compress.models.deploy; same outputs, checked by the parity run)")
-    ex.add_argument("--frames", help="images for the ONNX Runtime vs torch parity check (default: the checkpoint's val images)")
-    ex.add_argument("--parity-frames", type=int, default=8, help="real frames for the ONNX Runtime vs torch parity check")
-    ex.add_argument("--tolerance", type=float, default=1e-3, help="max abs difference of normalized outputs before the export fails")
+    ex.add_argument(
+        "--no-rewrite",
+        action="store_true",
+        help="export the decoders as trained instead of with their work moved before the upsamples "
+        "(compress.models.deploy; same outputs, checked by the parity run)",
+    )
+    ex.add_argument(
+        "--frames", help="images for the ONNX Runtime vs torch parity check (default: the checkpoint's val images)"
+    )
+    ex.add_argument(
+        "--parity-frames", type=int, default=8, help="real frames for the ONNX Runtime vs torch parity check"
+    )
+    ex.add_argument(
+        "--tolerance", type=float, default=1e-3, help="max abs difference of normalized outputs before the export fails"
+    )
     ex.add_argument("--name", help="bundle name (default: the directory name)")
-    ex.add_argument("--engine", action="store_true", help="also build a TensorRT 10 engine (needs an NVIDIA GPU + tensorrt<11)")
+    ex.add_argument(
+        "--engine", action="store_true", help="also build a TensorRT 10 engine (needs an NVIDIA GPU + tensorrt<11)"
+    )
     ex.add_argument("--fp16", action="store_true", help="TensorRT FP16 (an error where the GPU has no fast FP16)")
     ex.add_argument("--int8", action="store_true", help="TensorRT INT8, calibrated on --calib images")
     ex.add_argument("--calib", help="directory of calibration images for --int8 (dataset frames)")
     ex.add_argument("--workspace", type=float, default=2.0, help="TensorRT workspace limit in GiB")
     ex.set_defaults(fn=cmd_export)
-    for name, fn, text in (("compress", cmd_compress, "teacher -> prune -> distill -> eval from a recipe (student.pt + metrics.json)"),
-                           ("ablate", cmd_ablate, "every pruning criterion at the same budget, without and with distillation (JSON + Markdown table)")):
+    for name, fn, text in (
+        ("compress", cmd_compress, "teacher -> prune -> distill -> eval from a recipe (student.pt + metrics.json)"),
+        (
+            "ablate",
+            cmd_ablate,
+            "every pruning criterion at the same budget, without and with distillation (JSON + Markdown table)",
+        ),
+    ):
         c = sub.add_parser(name, help=text, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-        c.add_argument("--recipe", required=True, help="recipe YAML (compress.pipeline.CompressRecipe), e.g. config/compress/synthroad.yaml")
+        c.add_argument(
+            "--recipe",
+            required=True,
+            help="recipe YAML (compress.pipeline.CompressRecipe), e.g. config/compress/synthroad.yaml",
+        )
         c.add_argument("--teacher", help="teacher checkpoint (overrides the recipe's)")
         c.add_argument("--out", help="output directory (overrides the recipe's)")
-        c.add_argument("--quick", action="store_true", help="smoke run: 1 distillation epoch of 2 batches, 2 val batches (CI)")
+        c.add_argument(
+            "--quick", action="store_true", help="smoke run: 1 distillation epoch of 2 batches, 2 val batches (CI)"
+        )
         c.set_defaults(fn=fn)
     return p
 
@@ -345,19 +560,33 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging(args.verbose)
-    from .checkpoint import CheckpointError
-    from .config_io import ConfigFileError
-    from .data.errors import DataConfigError, DatasetError
-    from .models import ConfigError
-    from .export import ExportError
-    from .prune import BudgetError, LatencyError, SpecError
     from mtc_perception.bundle import BundleError
     from mtc_perception.engines import EngineUnavailable
 
+    from .checkpoint import CheckpointError
+    from .config_io import ConfigFileError
+    from .data.errors import DataConfigError, DatasetError
+    from .export import ExportError
+    from .models import ConfigError
+    from .prune import BudgetError, LatencyError, SpecError
+
     try:
         return args.fn(args)
-    except (DatasetError, DataConfigError, CheckpointError, ConfigFileError, ConfigError, BudgetError, SpecError, FileNotFoundError,
-            ValueError, ExportError, BundleError, EngineUnavailable, LatencyError) as e:
+    except (
+        DatasetError,
+        DataConfigError,
+        CheckpointError,
+        ConfigFileError,
+        ConfigError,
+        BudgetError,
+        SpecError,
+        FileNotFoundError,
+        ValueError,
+        ExportError,
+        BundleError,
+        EngineUnavailable,
+        LatencyError,
+    ) as e:
         if args.verbose:
             log.exception("%s", e)
         else:

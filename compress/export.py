@@ -60,7 +60,9 @@ class ExportConfig:
     simplify: bool = True  # onnxslim when installed
     parity_frames: int = 8
     tolerance: float = 1e-3  # max abs difference on the normalized outputs (boxes / input size, probabilities)
-    frames: str | None = None  # directory of images for parity (and INT8 calibration); default: the checkpoint's val images
+    frames: str | None = (
+        None  # directory of images for parity (and INT8 calibration); default: the checkpoint's val images
+    )
     name: str | None = None
     engine: bool = False
     fp16: bool = False
@@ -136,12 +138,19 @@ def parity(bundle_dir: Path, wrapper: nn.Module, frames: list[Path], tolerance: 
         for k in OUTPUT_NAMES:
             worst[k] = max(worst[k], float(np.abs(a[k] - b[k]).max()))
             raw[k] = max(raw[k], float(np.abs(ort_out[k].astype(np.float64) - t_out[k]).max()))
-    res = {"frames": len(frames), "max_abs_diff_normalized": worst, "max_abs_diff_raw": raw, "tolerance": tolerance,
-           "backend": eng.description}
+    res = {
+        "frames": len(frames),
+        "max_abs_diff_normalized": worst,
+        "max_abs_diff_raw": raw,
+        "tolerance": tolerance,
+        "backend": eng.description,
+    }
     bad = {k: v for k, v in worst.items() if v > tolerance}
     if bad:
-        raise ExportError(f"ONNX Runtime and torch disagree on {len(frames)} frames: max abs difference {bad} > tolerance "
-                          f"{tolerance} (normalized outputs); the ONNX export is not faithful")
+        raise ExportError(
+            f"ONNX Runtime and torch disagree on {len(frames)} frames: max abs difference {bad} > tolerance "
+            f"{tolerance} (normalized outputs); the ONNX export is not faithful"
+        )
     return res
 
 
@@ -158,12 +167,21 @@ def export_bundle(ckpt_path: str | Path, out: str | Path, cfg: ExportConfig) -> 
     trained = ckpt.get("train_config", {}).get("img_size")  # (width, height)
     h, w = cfg.imgsz or ((int(trained[1]), int(trained[0])) if trained else (384, 640))
     if trained and (w, h) != (int(trained[0]), int(trained[1])):
-        log.warning("%s was trained at %dx%d but is exported at %dx%d: objects appear at another scale than in training, so "
-                    "accuracy at this input is not what its evaluation measured", ckpt_path, trained[0], trained[1], w, h)
+        log.warning(
+            "%s was trained at %dx%d but is exported at %dx%d: objects appear at another scale than in training, so "
+            "accuracy at this input is not what its evaluation measured",
+            ckpt_path,
+            trained[0],
+            trained[1],
+            w,
+            h,
+        )
     x = torch.zeros(1, 3, h, w)
     frames_dir = cfg.frames or default_frames_dir(ckpt)
     if frames_dir is None:
-        raise FileNotFoundError(f"no frames for the parity check: {ckpt_path} does not name a dataset with images/val; pass --frames DIR")
+        raise FileNotFoundError(
+            f"no frames for the parity check: {ckpt_path} does not name a dataset with images/val; pass --frames DIR"
+        )
     frames = find_frames(frames_dir, cfg.parity_frames)
     tmp = out.with_name(out.name + ".partial")
     if tmp.exists():
@@ -174,8 +192,17 @@ def export_bundle(ckpt_path: str | Path, out: str | Path, cfg: ExportConfig) -> 
     dyn = {INPUT_NAME: {0: "batch"}, **{n: {0: "batch"} for n in OUTPUT_NAMES}} if cfg.dynamic_batch else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript-based exporter announces its deprecation
-        torch.onnx.export(wrapper, (x,), str(onnx_path), input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
-                          opset_version=cfg.opset, dynamic_axes=dyn, do_constant_folding=True, dynamo=False)
+        torch.onnx.export(
+            wrapper,
+            (x,),
+            str(onnx_path),
+            input_names=[INPUT_NAME],
+            output_names=list(OUTPUT_NAMES),
+            opset_version=cfg.opset,
+            dynamic_axes=dyn,
+            do_constant_folding=True,
+            dynamo=False,
+        )
     simplified = False
     if cfg.simplify:
         try:
@@ -184,10 +211,15 @@ def export_bundle(ckpt_path: str | Path, out: str | Path, cfg: ExportConfig) -> 
             onnx.save(onnxslim.slim(onnx.load(str(onnx_path))), str(onnx_path))
             simplified = "onnxslim " + getattr(onnxslim, "__version__", "?")
         except ImportError:
-            log.info("onnxslim is not installed: the ONNX graph is exported with constant folding only (pip install onnxslim)")
+            log.info(
+                "onnxslim is not installed: the ONNX graph is exported with constant folding only (pip install onnxslim)"
+            )
     proto = onnx.load(str(onnx_path))
     onnx.checker.check_model(proto, full_check=True)
-    shapes = {o.name: [d.dim_param if d.dim_param else d.dim_value for d in o.type.tensor_type.shape.dim] for o in proto.graph.output}
+    shapes = {
+        o.name: [d.dim_param if d.dim_param else d.dim_value for d in o.type.tensor_type.shape.dim]
+        for o in proto.graph.output
+    }
 
     ep = torch.export.export(wrapper, (x,))
     torch.export.save(ep, str(tmp / "model.pt2"))
@@ -198,27 +230,58 @@ def export_bundle(ckpt_path: str | Path, out: str | Path, cfg: ExportConfig) -> 
         "schema": SCHEMA,
         "name": cfg.name or out.name,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "input": {"name": INPUT_NAME, "height": h, "width": w, "layout": "NCHW", "dtype": "float32", "color": "RGB",
-                  "scale": 1 / 255, "mean": [0.0, 0.0, 0.0], "std": [1.0, 1.0, 1.0], "pad_value": PAD_VALUE,
-                  "letterbox": "keep aspect ratio, centred, pad_value grey", "dynamic_batch": cfg.dynamic_batch},
-        "detection": {"output": "det", "layout": "B x N x (5 + classes): cx, cy, w, h (network-input pixels), objectness, class probabilities",
-                      "sigmoid_applied": True, "class_names": list(mcfg.class_names), "num_classes": int(mcfg.num_classes),
-                      "strides": [float(s) for s in model.detect.strides.tolist()],
-                      "anchors": [[float(v) for v in a] for a in mcfg.anchors]},
-        "segmentation": {"drivable": {"output": "drivable", "activation": "none (logits; > 0 means p > 0.5)"},
-                         "lane": {"output": "lane", "activation": "none (logits; > 0 means p > 0.5)"}},
+        "input": {
+            "name": INPUT_NAME,
+            "height": h,
+            "width": w,
+            "layout": "NCHW",
+            "dtype": "float32",
+            "color": "RGB",
+            "scale": 1 / 255,
+            "mean": [0.0, 0.0, 0.0],
+            "std": [1.0, 1.0, 1.0],
+            "pad_value": PAD_VALUE,
+            "letterbox": "keep aspect ratio, centred, pad_value grey",
+            "dynamic_batch": cfg.dynamic_batch,
+        },
+        "detection": {
+            "output": "det",
+            "layout": "B x N x (5 + classes): cx, cy, w, h (network-input pixels), objectness, class probabilities",
+            "sigmoid_applied": True,
+            "class_names": list(mcfg.class_names),
+            "num_classes": int(mcfg.num_classes),
+            "strides": [float(s) for s in model.detect.strides.tolist()],
+            "anchors": [[float(v) for v in a] for a in mcfg.anchors],
+        },
+        "segmentation": {
+            "drivable": {"output": "drivable", "activation": "none (logits; > 0 means p > 0.5)"},
+            "lane": {"output": "lane", "activation": "none (logits; > 0 means p > 0.5)"},
+        },
         "outputs": shapes,
-        "graph": {"decoder_rewrite": rewritten,
-                  "note": "segmentation decoders computed before their nearest upsamples (compress.models.deploy); same function"
-                  if rewritten else "the checkpoint's graph as trained"},
+        "graph": {
+            "decoder_rewrite": rewritten,
+            "note": "segmentation decoders computed before their nearest upsamples (compress.models.deploy); same function"
+            if rewritten
+            else "the checkpoint's graph as trained",
+        },
         "files": {"onnx": "model.onnx", "torch": "model.pt2", "engine": None},
         "provenance": {
-            "checkpoint": str(ckpt_path), "parent": ckpt.get("parent"), "params": params, "macs": macs, "macs_at": f"{w}x{h}",
+            "checkpoint": str(ckpt_path),
+            "parent": ckpt.get("parent"),
+            "params": params,
+            "macs": macs,
+            "macs_at": f"{w}x{h}",
             "trained_img_size": list(trained) if trained else None,
-            "prune": ckpt.get("prune_report"), "train_config": {k: ckpt.get("train_config", {}).get(k) for k in ("data", "img_size", "init", "teacher")},
+            "prune": ckpt.get("prune_report"),
+            "train_config": {k: ckpt.get("train_config", {}).get(k) for k in ("data", "img_size", "init", "teacher")},
             "metrics": ckpt.get("metrics") or None,
         },
-        "versions": {"opset": cfg.opset, "torch": torch.__version__, "onnx": onnx.__version__, "simplified": simplified},
+        "versions": {
+            "opset": cfg.opset,
+            "torch": torch.__version__,
+            "onnx": onnx.__version__,
+            "simplified": simplified,
+        },
     }
     (tmp / "bundle.json").write_text(json.dumps(meta, indent=2) + "\n")
     meta["parity"] = parity(tmp, reference, frames, cfg.tolerance)
@@ -235,6 +298,13 @@ def export_bundle(ckpt_path: str | Path, out: str | Path, cfg: ExportConfig) -> 
     if out.exists():
         shutil.rmtree(out)
     tmp.rename(out)
-    log.info("bundle written to %s (%.2fM params, %.3f GMACs at %dx%d; parity max diff %s)", out, params / 1e6, macs / 1e9, w, h,
-             {k: f"{v:.2e}" for k, v in meta["parity"]["max_abs_diff_normalized"].items()})
+    log.info(
+        "bundle written to %s (%.2fM params, %.3f GMACs at %dx%d; parity max diff %s)",
+        out,
+        params / 1e6,
+        macs / 1e9,
+        w,
+        h,
+        {k: f"{v:.2e}" for k, v in meta["parity"]["max_abs_diff_normalized"].items()},
+    )
     return meta

@@ -49,7 +49,7 @@ def bbox_ciou(b1: torch.Tensor, b2: torch.Tensor, eps: float = 1e-7) -> torch.Te
     cw = torch.max(b1x2, b2x2) - torch.min(b1x1, b2x1)
     ch = torch.max(b1y2, b2y2) - torch.min(b1y1, b2y1)
     c2 = cw**2 + ch**2 + eps
-    rho2 = ((x2 - x1) ** 2 + (y2 - y1) ** 2)
+    rho2 = (x2 - x1) ** 2 + (y2 - y1) ** 2
     v = (4 / math.pi**2) * (torch.atan(w2 / (h2 + eps)) - torch.atan(w1 / (h1 + eps))).pow(2)
     with torch.no_grad():
         alpha = v / (v - iou + (1 + eps))
@@ -75,7 +75,9 @@ def _has_mask(batch: dict, task: str) -> torch.Tensor | None:
 class MultiTaskLoss:
     """Per-task losses of a :class:`~compress.models.yolop.MultiTaskNet`."""
 
-    def __init__(self, anchors: torch.Tensor, strides: torch.Tensor, num_classes: int, cfg: LossConfig | None = None) -> None:
+    def __init__(
+        self, anchors: torch.Tensor, strides: torch.Tensor, num_classes: int, cfg: LossConfig | None = None
+    ) -> None:
         self.cfg = cfg or LossConfig()
         self.anchors = anchors  # (nl, na, 2) pixels
         self.strides = strides  # (nl,)
@@ -97,8 +99,9 @@ class MultiTaskLoss:
         total = c.w_det * det["det"] + c.w_drivable * drv + c.w_lane * lane
         return {**det, "drivable": drv, "lane": lane, "total": total}
 
-    def segmentation(self, logits: torch.Tensor, target: torch.Tensor, pos_weight: float,
-                     valid: torch.Tensor | None = None) -> torch.Tensor:
+    def segmentation(
+        self, logits: torch.Tensor, target: torch.Tensor, pos_weight: float, valid: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """BCE + Dice over the images that carry this mask (``valid``; None = all)."""
         logits = logits.float()
         if valid is not None:

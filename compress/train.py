@@ -98,7 +98,9 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if (self.extra_teachers or self.output_weight or self.trajectory_weight) and not self.teacher:
-            raise ValueError("extra_teachers / output_weight / trajectory_weight need a teacher; set teacher (--teacher CKPT)")
+            raise ValueError(
+                "extra_teachers / output_weight / trajectory_weight need a teacher; set teacher (--teacher CKPT)"
+            )
         if self.trajectory_weight and not self.ema:
             raise ValueError("trajectory_weight uses the student's EMA as its memory; set ema: true")
         for w in ("distill_weight", "output_weight", "trajectory_weight"):
@@ -204,7 +206,9 @@ def data_config(cfg: TrainConfig, which: str):  # noqa: ANN201
 
     split = cfg.train_split if which == "train" else cfg.val_split
     per_split = cfg.train_data_options if which == "train" else cfg.val_data_options
-    return DataConfig.from_dict({"root": cfg.data, "split": split, "on_error": cfg.on_error, **cfg.data_options, **per_split})
+    return DataConfig.from_dict(
+        {"root": cfg.data, "split": split, "on_error": cfg.on_error, **cfg.data_options, **per_split}
+    )
 
 
 def build_datasets(cfg: TrainConfig):  # noqa: ANN201
@@ -239,7 +243,9 @@ def fit_anchors(cfg: TrainConfig, dataset: Any, max_images: int = 1000) -> tuple
     return kmeans_anchors(np.concatenate(wh) if wh else np.zeros((0, 2)), seed=cfg.seed)
 
 
-def _build_distiller(cfg: TrainConfig, model: nn.Module, device: torch.device, state: dict[str, Any] | None) -> nn.Module:
+def _build_distiller(
+    cfg: TrainConfig, model: nn.Module, device: torch.device, state: dict[str, Any] | None
+) -> nn.Module:
     from .distill import FeatureDistiller, Teacher
     from .prune import spec_for
 
@@ -257,21 +263,37 @@ def _build_distiller(cfg: TrainConfig, model: nn.Module, device: torch.device, s
         name = et.name or Path(et.ckpt).parent.name or f"teacher{i + 1}"
         extras.append(Teacher(name if name != "main" else f"teacher{i + 1}", tm, spec_for(tm), tuple(et.tasks)))
     example = torch.zeros(1, 3, cfg.img_size[1], cfg.img_size[0], device=device)
-    net = FeatureDistiller(teacher, model, spec_for(teacher), spec_for(model), example, cfg.distill_taps, extra_teachers=extras).to(device)
+    net = FeatureDistiller(
+        teacher, model, spec_for(teacher), spec_for(model), example, cfg.distill_taps, extra_teachers=extras
+    ).to(device)
     if state is not None and "adapters" in state:
         net.adapters.load_state_dict(state["adapters"])
-    log.info("distilling from %s on taps %s (weight %.2f)%s%s%s", cfg.teacher, net.names, cfg.distill_weight,
-             "".join(f"; specialist {t.name} ({'/'.join(t.tasks)}) from {et.ckpt}" for t, et in zip(extras, cfg.extra_teachers)),
-             f"; output distillation x{cfg.output_weight:g}" if cfg.output_weight else "",
-             f"; knowledge trajectory x{cfg.trajectory_weight:g}" if cfg.trajectory_weight else "")
+    log.info(
+        "distilling from %s on taps %s (weight %.2f)%s%s%s",
+        cfg.teacher,
+        net.names,
+        cfg.distill_weight,
+        "".join(
+            f"; specialist {t.name} ({'/'.join(t.tasks)}) from {et.ckpt}" for t, et in zip(extras, cfg.extra_teachers)
+        ),
+        f"; output distillation x{cfg.output_weight:g}" if cfg.output_weight else "",
+        f"; knowledge trajectory x{cfg.trajectory_weight:g}" if cfg.trajectory_weight else "",
+    )
     return net
 
 
 TASKS = ("det", "drivable", "lane")
 
 
-def _distill_terms(cfg: TrainConfig, net: nn.Module, criterion: MultiTaskLoss, batch: dict, outputs: Any,
-                   losses: dict[str, torch.Tensor], feat: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def _distill_terms(
+    cfg: TrainConfig,
+    net: nn.Module,
+    criterion: MultiTaskLoss,
+    batch: dict,
+    outputs: Any,
+    losses: dict[str, torch.Tensor],
+    feat: dict[str, torch.Tensor],
+) -> dict[str, torch.Tensor]:
     """Distillation losses added to the task losses: weighted feature terms (adaptive over several
     teachers), optional output distillation and knowledge-trajectory drift; returns the updated
     ``total`` plus the terms for logging."""
@@ -283,7 +305,9 @@ def _distill_terms(cfg: TrainConfig, net: nn.Module, criterion: MultiTaskLoss, b
         with torch.no_grad():
             t_losses = {t.name: criterion(net.teacher_outputs[t.name], batch) for t in teachers}
         tasks = {t.name: t.tasks or TASKS for t in teachers}
-        weights = teacher_weights(task_gaps({k: losses[k].detach() for k in TASKS}, t_losses, tasks), cfg.adaptive_temperature)
+        weights = teacher_weights(
+            task_gaps({k: losses[k].detach() for k in TASKS}, t_losses, tasks), cfg.adaptive_temperature
+        )
         feat_total = sum(weights[t.name] * feat[f"feat/{t.name}"] for t in teachers) / len(teachers)
         for t in teachers:
             terms[f"w/{t.name}"] = torch.tensor(weights[t.name])
@@ -319,7 +343,9 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True) ->
     if resume:
         ckpt = load_checkpoint(resume)
         if "train_state" not in ckpt:
-            raise CheckpointError(f"{resume} has no training state (it is a best/export checkpoint); resume from last.pt")
+            raise CheckpointError(
+                f"{resume} has no training state (it is a best/export checkpoint); resume from last.pt"
+            )
         model = model_from_checkpoint(ckpt, resume)
         state = ckpt["train_state"]
         start_epoch, best_fit, step = state["epoch"] + 1, state["best_fitness"], state["step"]
@@ -354,14 +380,32 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True) ->
         scaler.load_state_dict(state["scaler"])
     ddp_model: nn.Module = net
     if dist.distributed:
-        ddp_model = nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+        ddp_model = nn.parallel.DistributedDataParallel(
+            net, device_ids=[device.index] if device.type == "cuda" else None
+        )
 
     sampler = None
     if dist.distributed:
-        sampler = torch.utils.data.distributed.DistributedSampler(train_ds, dist.world_size, dist.rank, shuffle=True, seed=cfg.seed)
-    train_loader = build_loader(train_ds, cfg.batch_size, cfg.workers, shuffle=sampler is None, sampler=sampler, seed=cfg.seed + dist.rank, drop_last=True)
-    val_loader = build_loader(val_ds, cfg.batch_size, min(cfg.workers, 2), shuffle=False, seed=cfg.seed) if dist.is_main else None
-    steps_per_epoch = len(train_loader) if cfg.max_train_batches is None else min(len(train_loader), cfg.max_train_batches)
+        sampler = torch.utils.data.distributed.DistributedSampler(
+            train_ds, dist.world_size, dist.rank, shuffle=True, seed=cfg.seed
+        )
+    train_loader = build_loader(
+        train_ds,
+        cfg.batch_size,
+        cfg.workers,
+        shuffle=sampler is None,
+        sampler=sampler,
+        seed=cfg.seed + dist.rank,
+        drop_last=True,
+    )
+    val_loader = (
+        build_loader(val_ds, cfg.batch_size, min(cfg.workers, 2), shuffle=False, seed=cfg.seed)
+        if dist.is_main
+        else None
+    )
+    steps_per_epoch = (
+        len(train_loader) if cfg.max_train_batches is None else min(len(train_loader), cfg.max_train_batches)
+    )
     if steps_per_epoch == 0:
         raise ValueError(
             f"training split of {cfg.data} has {len(train_ds)} usable images, fewer than one batch of {cfg.batch_size} "
@@ -370,9 +414,17 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True) ->
     log_path = out / "metrics.jsonl"
     profile = model_profile(model, cfg.img_size) if dist.is_main else {}
     if dist.is_main:
-        log.info("network (%s): %.2fM params, %.3f GMACs at %s; %d train / %d val images; %d steps/epoch x %d process(es)",
-                 cfg.init or cfg.model_size, profile["params"] / 1e6, profile["gmacs"], profile["macs_at"], len(train_ds), len(val_ds),
-                 steps_per_epoch, dist.world_size)
+        log.info(
+            "network (%s): %.2fM params, %.3f GMACs at %s; %d train / %d val images; %d steps/epoch x %d process(es)",
+            cfg.init or cfg.model_size,
+            profile["params"] / 1e6,
+            profile["gmacs"],
+            profile["macs_at"],
+            len(train_ds),
+            len(val_ds),
+            steps_per_epoch,
+            dist.world_size,
+        )
     t_start = time.perf_counter()
     images_seen = 0
     stats = LoadStats()
@@ -385,7 +437,12 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True) ->
         sums: dict[str, float] = {}
         t_ep = time.perf_counter()
         n_ep = 0
-        bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not (progress and dist.is_main), leave=False)
+        bar = tqdm(
+            total=steps_per_epoch,
+            desc=f"epoch {epoch + 1}/{cfg.epochs}",
+            disable=not (progress and dist.is_main),
+            leave=False,
+        )
         for bi, batch in enumerate(iterate(train_loader, stats)):
             if bi >= steps_per_epoch:
                 break
@@ -413,7 +470,13 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True) ->
             for k, v in losses.items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach())
             bar.update(1)
-            bar.set_postfix({k: f"{sums[k] / (bi + 1):.3f}" for k in ("total", "det", "drivable", "lane", "feat", "out", "trajectory") if k in sums})
+            bar.set_postfix(
+                {
+                    k: f"{sums[k] / (bi + 1):.3f}"
+                    for k in ("total", "det", "drivable", "lane", "feat", "out", "trajectory")
+                    if k in sums
+                }
+            )
         bar.close()
         images_seen += n_ep
         ep_time = time.perf_counter() - t_ep
@@ -436,12 +499,21 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True) ->
                 record["val"]["images"] = last_metrics["images"]
                 record["fitness"] = fitness(last_metrics)
             train_state = {
-                "epoch": epoch, "step": step, "best_fitness": best_fit, "optimizer": opt.state_dict(),
-                "ema_updates": ema.updates if ema else 0, "scaler": scaler.state_dict(),
+                "epoch": epoch,
+                "step": step,
+                "best_fitness": best_fit,
+                "optimizer": opt.state_dict(),
+                "ema_updates": ema.updates if ema else 0,
+                "scaler": scaler.state_dict(),
             }
             if cfg.teacher:
                 train_state["adapters"] = {k: v.detach().cpu() for k, v in net.adapters.state_dict().items()}
-            extra: dict[str, Any] = {"train_config": to_dict(cfg), "epoch": epoch + 1, "metrics": record.get("val", {}), "profile": profile}
+            extra: dict[str, Any] = {
+                "train_config": to_dict(cfg),
+                "epoch": epoch + 1,
+                "metrics": record.get("val", {}),
+                "profile": profile,
+            }
             if ema is not None:
                 extra["ema_state_dict"] = {k: v.detach().cpu() for k, v in ema.ema.state_dict().items()}
             if "fitness" in record and record["fitness"] > best_fit:
@@ -454,9 +526,18 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True) ->
                 f.write(json.dumps(record) + "\n")
             v = record.get("val")
             if v:
-                log.info("epoch %d/%d: loss %.4f  mAP50 %.3f  recall %.3f  drivable mIoU %.3f  lane IoU %.3f  (%.0fs, %.1f img/s)",
-                         epoch + 1, cfg.epochs, record["loss"].get("total", float("nan")), v["detection"]["map50"],
-                         v["detection"]["recall"], v["drivable"]["miou"], v["lane"]["iou"], ep_time, record["train_images_per_s"])
+                log.info(
+                    "epoch %d/%d: loss %.4f  mAP50 %.3f  recall %.3f  drivable mIoU %.3f  lane IoU %.3f  (%.0fs, %.1f img/s)",
+                    epoch + 1,
+                    cfg.epochs,
+                    record["loss"].get("total", float("nan")),
+                    v["detection"]["map50"],
+                    v["detection"]["recall"],
+                    v["drivable"]["miou"],
+                    v["lane"]["iou"],
+                    ep_time,
+                    record["train_images_per_s"],
+                )
         stop = torch.tensor([1.0 if over_time else 0.0])
         if dist.distributed:
             torch.distributed.broadcast(stop, 0)
@@ -467,9 +548,13 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True) ->
 
     wall = time.perf_counter() - t_start
     summary: dict[str, Any] = {
-        "out": str(out), "epochs_run": epoch + 1 - start_epoch, "wall_seconds": round(wall, 1),
+        "out": str(out),
+        "epochs_run": epoch + 1 - start_epoch,
+        "wall_seconds": round(wall, 1),
         "train_images_per_s": round(images_seen * dist.world_size / max(wall, 1e-9), 2),
-        "world_size": dist.world_size, "device": str(device), "skipped": stats.skipped,
+        "world_size": dist.world_size,
+        "device": str(device),
+        "skipped": stats.skipped,
     }
     if dist.distributed:
         # evidence that the processes trained one model on disjoint shards
@@ -482,7 +567,9 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True) ->
             # the summary reports the chosen checkpoint on the whole validation split
             best_model, _ = load_model(out / "best.pt")
             last_metrics = evaluate(best_model.to(device), val_loader, device)
-        summary.update({"best": str(out / "best.pt"), "last": str(out / "last.pt"), "metrics": last_metrics, "profile": profile})
+        summary.update(
+            {"best": str(out / "best.pt"), "last": str(out / "last.pt"), "metrics": last_metrics, "profile": profile}
+        )
         with log_path.open("a") as f:
             f.write(json.dumps({"summary": {k: v for k, v in summary.items() if k != "metrics"}}) + "\n")
     if dist.distributed:

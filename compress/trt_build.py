@@ -24,15 +24,21 @@ def _require_tensorrt():  # noqa: ANN202
     try:
         import tensorrt as trt
     except ImportError as e:
-        raise ExportError("--engine needs TensorRT 10 on a machine with an NVIDIA GPU: pip install 'tensorrt>=10,<11' cuda-python "
-                          "(on Jetson: the JetPack TensorRT); the ONNX bundle itself is complete without it") from e
+        raise ExportError(
+            "--engine needs TensorRT 10 on a machine with an NVIDIA GPU: pip install 'tensorrt>=10,<11' cuda-python "
+            "(on Jetson: the JetPack TensorRT); the ONNX bundle itself is complete without it"
+        ) from e
     if not str(trt.__version__).startswith("10."):
-        raise ExportError(f"TensorRT {trt.__version__} is installed; this exporter is written for TensorRT 10 "
-                          "(11 removed the FP16/INT8 builder flags): pip install 'tensorrt>=10,<11'")
+        raise ExportError(
+            f"TensorRT {trt.__version__} is installed; this exporter is written for TensorRT 10 "
+            "(11 removed the FP16/INT8 builder flags): pip install 'tensorrt>=10,<11'"
+        )
     return trt
 
 
-def build_engine(onnx_path: Path, engine_path: Path, cfg: Any, calib_frames: list[Path], cache_path: Path) -> dict[str, Any]:
+def build_engine(
+    onnx_path: Path, engine_path: Path, cfg: Any, calib_frames: list[Path], cache_path: Path
+) -> dict[str, Any]:
     """Build and write ``engine_path``; returns the versions block for bundle.json."""
     trt = _require_tensorrt()
     from mtc_perception.engines.tensorrt_engine import gpu_identity
@@ -52,12 +58,16 @@ def build_engine(onnx_path: Path, engine_path: Path, cfg: Any, calib_frames: lis
     precision = "fp32"
     if cfg.fp16:
         if not builder.platform_has_fast_fp16:
-            raise ExportError(f"--fp16 asked for but {gpu['gpu']} (sm {gpu['compute_capability']}) has no fast FP16; drop --fp16")
+            raise ExportError(
+                f"--fp16 asked for but {gpu['gpu']} (sm {gpu['compute_capability']}) has no fast FP16; drop --fp16"
+            )
         config.set_flag(trt.BuilderFlag.FP16)
         precision = "fp16"
     if cfg.int8:
         if not builder.platform_has_fast_int8:
-            raise ExportError(f"--int8 asked for but {gpu['gpu']} (sm {gpu['compute_capability']}) has no fast INT8; drop --int8")
+            raise ExportError(
+                f"--int8 asked for but {gpu['gpu']} (sm {gpu['compute_capability']}) has no fast INT8; drop --int8"
+            )
         config.set_flag(trt.BuilderFlag.INT8)
         config.int8_calibrator = _calibrator(trt, onnx_path, calib_frames, cache_path.with_name("int8.cache"))
         precision = "int8" + ("+fp16" if cfg.fp16 else "")
@@ -109,7 +119,12 @@ def _calibrator(trt: Any, onnx_path: Path, frames: list[Path], cache: Path):  # 
                     continue
                 x, _ = pre([img])
                 x = np.ascontiguousarray(x)
-                _check(cudart.cudaMemcpy(self.dptr, x.ctypes.data, self.nbytes, cudart.cudaMemcpyKind.cudaMemcpyHostToDevice), "H2D")
+                _check(
+                    cudart.cudaMemcpy(
+                        self.dptr, x.ctypes.data, self.nbytes, cudart.cudaMemcpyKind.cudaMemcpyHostToDevice
+                    ),
+                    "H2D",
+                )
                 return [int(self.dptr)]
             return None
 

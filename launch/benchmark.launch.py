@@ -13,13 +13,20 @@ is written.
 import os
 
 from ament_index_python.packages import get_package_share_directory
-from launch import LaunchContext, LaunchDescription
-from launch.actions import DeclareLaunchArgument, EmitEvent, ExecuteProcess, OpaqueFunction, RegisterEventHandler, TimerAction
+from launch.actions import (
+    DeclareLaunchArgument,
+    EmitEvent,
+    ExecuteProcess,
+    OpaqueFunction,
+    RegisterEventHandler,
+    TimerAction,
+)
 from launch.event_handlers import OnProcessExit
 from launch.events import Shutdown
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
+from launch import LaunchContext, LaunchDescription
 from mtc_perception.nodes.launch_common import PACKAGE, perception_node
 
 ARGS = {
@@ -31,8 +38,11 @@ ARGS = {
     "player": ("internal", "internal (the benchmark node plays the bag) or ros2bag (`ros2 bag play`)."),
     "rate": ("1.0", "Playback speed factor."),
     "backend": ("auto", "Inference backend of both perception nodes."),
-    "reliability": ("best_effort", "QoS of the perception nodes' camera subscription (best_effort as on a car; reliable "
-                                   "to offer them every frame)."),
+    "reliability": (
+        "best_effort",
+        "QoS of the perception nodes' camera subscription (best_effort as on a car; reliable "
+        "to offer them every frame).",
+    ),
     "drain": ("5.0", "Seconds to wait for outputs after the last frame."),
 }
 
@@ -50,27 +60,68 @@ def _actions(context: LaunchContext) -> list:
     compressed = reader.topics[topic].msgtype.endswith("CompressedImage")
     image_topic = topic[: -len("/compressed")] if compressed and topic.endswith("/compressed") else topic
     if compressed and not topic.endswith("/compressed"):
-        raise RuntimeError(f"{topic} holds CompressedImage but does not end in /compressed, where the perception node "
-                           "listens with input_transport:=compressed; re-record with `mtc bag --transport compressed`")
+        raise RuntimeError(
+            f"{topic} holds CompressedImage but does not end in /compressed, where the perception node "
+            "listens with input_transport:=compressed; re-record with `mtc bag --transport compressed`"
+        )
     share = get_package_share_directory(PACKAGE)
     nodes = []
     for role in ("teacher", "student"):
-        nodes.append(perception_node(role, role, [os.path.join(share, "config", f"{role}.yaml"), {
-            "bundle": get(f"{role}_bundle"), "image_topic": image_topic, "input_transport": "compressed" if compressed else "raw",
-            "backend": get("backend"), "reliability": get("reliability")}]))
+        nodes.append(
+            perception_node(
+                role,
+                role,
+                [
+                    os.path.join(share, "config", f"{role}.yaml"),
+                    {
+                        "bundle": get(f"{role}_bundle"),
+                        "image_topic": image_topic,
+                        "input_transport": "compressed" if compressed else "raw",
+                        "backend": get("backend"),
+                        "reliability": get("reliability"),
+                    },
+                ],
+            )
+        )
     external = get("player") == "ros2bag"
-    bench = Node(package=PACKAGE, executable="benchmark_node", name="benchmark_node", output="screen", emulate_tty=True,
-                 parameters=[{"bag": get("bag"), "topic": topic, "teacher_bundle": get("teacher_bundle"),
-                              "student_bundle": get("student_bundle"), "out": get("out"), "rate": float(get("rate")),
-                              "drain": float(get("drain")), "player": "external" if external else "internal"}])
-    actions = [*nodes, bench, RegisterEventHandler(OnProcessExit(target_action=bench, on_exit=[EmitEvent(event=Shutdown(
-        reason="benchmark finished"))]))]
+    bench = Node(
+        package=PACKAGE,
+        executable="benchmark_node",
+        name="benchmark_node",
+        output="screen",
+        emulate_tty=True,
+        parameters=[
+            {
+                "bag": get("bag"),
+                "topic": topic,
+                "teacher_bundle": get("teacher_bundle"),
+                "student_bundle": get("student_bundle"),
+                "out": get("out"),
+                "rate": float(get("rate")),
+                "drain": float(get("drain")),
+                "player": "external" if external else "internal",
+            }
+        ],
+    )
+    actions = [
+        *nodes,
+        bench,
+        RegisterEventHandler(
+            OnProcessExit(target_action=bench, on_exit=[EmitEvent(event=Shutdown(reason="benchmark finished"))])
+        ),
+    ]
     if external:
-        play = ExecuteProcess(cmd=["ros2", "bag", "play", get("bag"), "--rate", get("rate"), "--topics", topic], output="screen")
+        play = ExecuteProcess(
+            cmd=["ros2", "bag", "play", get("bag"), "--rate", get("rate"), "--topics", topic], output="screen"
+        )
         actions.append(TimerAction(period=8.0, actions=[play]))  # after the nodes have loaded their models
     return actions
 
 
 def generate_launch_description():  # noqa: ANN201
-    return LaunchDescription([*(DeclareLaunchArgument(n, default_value=d, description=t) for n, (d, t) in ARGS.items()),
-                              OpaqueFunction(function=_actions)])
+    return LaunchDescription(
+        [
+            *(DeclareLaunchArgument(n, default_value=d, description=t) for n, (d, t) in ARGS.items()),
+            OpaqueFunction(function=_actions),
+        ]
+    )

@@ -39,9 +39,11 @@ STORAGES = ("mcap", "sqlite3")
 TRANSPORTS = ("raw", "compressed")
 CAMERA_TOPIC = "/camera/image_raw"
 #: ground-truth topics under a prefix: part -> (topic suffix, message type)
-GT_PARTS = {"detections": ("detections", "vision_msgs/msg/Detection2DArray"),
-            "drivable": ("drivable_mask", "sensor_msgs/msg/Image"),
-            "lane": ("lane_mask", "sensor_msgs/msg/Image")}
+GT_PARTS = {
+    "detections": ("detections", "vision_msgs/msg/Detection2DArray"),
+    "drivable": ("drivable_mask", "sensor_msgs/msg/Image"),
+    "lane": ("lane_mask", "sensor_msgs/msg/Image"),
+}
 GT_PREFIX = "/ground_truth"
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 #: 2023-11-14 22:13:20 UTC: a fixed, recognisable first stamp (reproducible bags)
@@ -57,10 +59,14 @@ class TopicNotFound(BagError):
 
     def __init__(self, topic: str, topics: dict[str, TopicInfo], path: Path | str) -> None:
         self.topic, self.topics = topic, topics
-        listing = "\n".join(f"  {name}  [{t.msgtype}, {t.count if t.count is not None else '?'} messages]"
-                            for name, t in sorted(topics.items())) or "  (none)"
-        super().__init__(f"topic {topic!r} is not in {path}; its topics are:\n{listing}\n"
-                         "choose one with --topic")
+        listing = (
+            "\n".join(
+                f"  {name}  [{t.msgtype}, {t.count if t.count is not None else '?'} messages]"
+                for name, t in sorted(topics.items())
+            )
+            or "  (none)"
+        )
+        super().__init__(f"topic {topic!r} is not in {path}; its topics are:\n{listing}\nchoose one with --topic")
 
 
 def gt_topics(prefix: str = GT_PREFIX) -> dict[str, str]:
@@ -72,8 +78,10 @@ def _rosbags() -> Any:
     try:
         import rosbags
     except ImportError:
-        raise RuntimeError("reading and writing rosbag2 recordings needs rosbags: pip install 'rosbags>=0.10' "
-                           "(or the package's [bag] extra)") from None
+        raise RuntimeError(
+            "reading and writing rosbag2 recordings needs rosbags: pip install 'rosbags>=0.10' "
+            "(or the package's [bag] extra)"
+        ) from None
     import rosbags.rosbag2
     import rosbags.typesys
 
@@ -103,8 +111,10 @@ def _types(ts: Any) -> Callable[[str], Any]:
 def header(ts: Any, stamp_ns: int, frame_id: str) -> Any:
     """A ``std_msgs/Header`` of the typestore's classes."""
     T = _types(ts)
-    return T("std_msgs/msg/Header")(stamp=T("builtin_interfaces/msg/Time")(sec=stamp_ns // 1_000_000_000,
-                                                                           nanosec=stamp_ns % 1_000_000_000), frame_id=frame_id)
+    return T("std_msgs/msg/Header")(
+        stamp=T("builtin_interfaces/msg/Time")(sec=stamp_ns // 1_000_000_000, nanosec=stamp_ns % 1_000_000_000),
+        frame_id=frame_id,
+    )
 
 
 def camera_message(ts: Any, hdr: Any, img: np.ndarray, transport: str = "raw", jpeg_quality: int = 90) -> Any:
@@ -118,8 +128,9 @@ def camera_message(ts: Any, hdr: Any, img: np.ndarray, transport: str = "raw", j
         ok, buf = cv2.imencode(".jpg", img, [int(cv2.IMWRITE_JPEG_QUALITY), int(jpeg_quality)])
         if not ok:
             raise BagError(f"JPEG encoding of a {img.shape} frame failed")
-        return T("sensor_msgs/msg/CompressedImage")(header=hdr, format="bgr8; jpeg compressed bgr8",
-                                                    data=np.asarray(buf, np.uint8).reshape(-1))
+        return T("sensor_msgs/msg/CompressedImage")(
+            header=hdr, format="bgr8; jpeg compressed bgr8", data=np.asarray(buf, np.uint8).reshape(-1)
+        )
     raise BagError(f"transport {transport!r}: use one of {TRANSPORTS}")
 
 
@@ -148,16 +159,26 @@ class SourceFrame:
     error: str = ""
 
 
-def dataset_frames(root: str | Path, split: str = "val", label_format: str = "yolop", label_json: str | None = None,
-                   drivable_mapping: str = "yolop_binary") -> Iterator[SourceFrame]:
+def dataset_frames(
+    root: str | Path,
+    split: str = "val",
+    label_format: str = "yolop",
+    label_json: str | None = None,
+    drivable_mapping: str = "yolop_binary",
+) -> Iterator[SourceFrame]:
     """Frames and labels of a BDD100K / YOLOP-layout split (synthroad writes that layout), in the
     order of ``compress.data.bdd.index_split``. Masks are mapped with ``drivable_mapping``."""
     import cv2
 
     from compress.data.bdd import DataConfig, index_split, map_drivable, map_lane
 
-    cfg = DataConfig(root=Path(root), split=split, label_format=label_format, label_json=label_json,
-                     drivable_mapping=drivable_mapping)
+    cfg = DataConfig(
+        root=Path(root),
+        split=split,
+        label_format=label_format,
+        label_json=label_json,
+        drivable_mapping=drivable_mapping,
+    )
     index = index_split(cfg)
     if not index.samples:
         raise BagError(f"no samples in split {split!r} of {root}")
@@ -170,12 +191,25 @@ def dataset_frames(root: str | Path, split: str = "val", label_format: str = "yo
         for path, fn in ((s.drivable, lambda raw: map_drivable(raw, drivable_mapping)), (s.lane, map_lane)):
             raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED) if path is not None else None
             if path is not None and (raw is None or raw.shape[:2] != img.shape[:2]):
-                yield SourceFrame(s.stem, None, error=f"{path}: unreadable mask or size differs from the image {img.shape[1]}x{img.shape[0]}")
+                yield SourceFrame(
+                    s.stem,
+                    None,
+                    error=f"{path}: unreadable mask or size differs from the image {img.shape[1]}x{img.shape[0]}",
+                )
                 break
             masks.append(fn(raw) if raw is not None else None)
         else:
-            yield SourceFrame(s.stem, img, Labels(s.boxes[:, 1:5].astype(np.float64), s.boxes[:, 0].astype(np.int64),
-                                                  cfg.class_names, masks[0], masks[1]))
+            yield SourceFrame(
+                s.stem,
+                img,
+                Labels(
+                    s.boxes[:, 1:5].astype(np.float64),
+                    s.boxes[:, 0].astype(np.int64),
+                    cfg.class_names,
+                    masks[0],
+                    masks[1],
+                ),
+            )
 
 
 def resize_frame(frame: SourceFrame, size: tuple[int, int] | None) -> SourceFrame:
@@ -190,8 +224,15 @@ def resize_frame(frame: SourceFrame, size: tuple[int, int] | None) -> SourceFram
     lab = frame.labels
     if lab is not None:
         scale = np.array([w / w0, h / h0, w / w0, h / h0])
-        lab = Labels(lab.boxes * scale, lab.class_ids, lab.class_names,
-                     *(cv2.resize(m, (w, h), interpolation=cv2.INTER_NEAREST) if m is not None else None for m in (lab.drivable, lab.lane)))
+        lab = Labels(
+            lab.boxes * scale,
+            lab.class_ids,
+            lab.class_names,
+            *(
+                cv2.resize(m, (w, h), interpolation=cv2.INTER_NEAREST) if m is not None else None
+                for m in (lab.drivable, lab.lane)
+            ),
+        )
     return SourceFrame(frame.name, img, lab, frame.error)
 
 
@@ -294,13 +335,24 @@ class WriteSummary:
     size: tuple[int, int] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"path": str(self.path), "storage": self.storage, "distro": self.distro, "frames": self.frames,
-                "labelled": self.labelled, "unreadable": self.unreadable, "topics": self.topics,
-                "frame_size": list(self.size) if self.size else None}
+        return {
+            "path": str(self.path),
+            "storage": self.storage,
+            "distro": self.distro,
+            "frames": self.frames,
+            "labelled": self.labelled,
+            "unreadable": self.unreadable,
+            "topics": self.topics,
+            "frame_size": list(self.size) if self.size else None,
+        }
 
 
-def write_bag(path: str | Path, frames: Iterable[SourceFrame], cfg: WriteConfig = WriteConfig(),
-              progress: Callable[[int], None] | None = None) -> WriteSummary:
+def write_bag(
+    path: str | Path,
+    frames: Iterable[SourceFrame],
+    cfg: WriteConfig = WriteConfig(),
+    progress: Callable[[int], None] | None = None,
+) -> WriteSummary:
     """Record ``frames`` into a new bag at ``path``. A frame whose image is None is not written
     (there is nothing to write) but listed in ``WriteSummary.unreadable``. Labels, where present,
     go to ``<gt_prefix>/{detections, drivable_mask, lane_mask}`` with the frame's header and log time."""
@@ -326,8 +378,11 @@ def write_bag(path: str | Path, frames: Iterable[SourceFrame], cfg: WriteConfig 
             lab = frame.labels if cfg.labels else None
             if lab is not None:
                 w.add_topic(gt["detections"], GT_PARTS["detections"][1])
-                w.write(gt["detections"], stamp, detection_array(w.types, hdr, lab.boxes, np.ones(len(lab.boxes)), lab.class_ids,
-                                                                 lab.class_names))
+                w.write(
+                    gt["detections"],
+                    stamp,
+                    detection_array(w.types, hdr, lab.boxes, np.ones(len(lab.boxes)), lab.class_ids, lab.class_names),
+                )
                 for part, mask in (("drivable", lab.drivable), ("lane", lab.lane)):
                     if mask is not None:
                         w.add_topic(gt[part], GT_PARTS[part][1])
@@ -385,7 +440,9 @@ class BagReader:
     def __init__(self, path: str | Path, distro: str = "humble") -> None:
         self.path = Path(path)
         if not self.path.exists():
-            raise BagError(f"bag {self.path} does not exist; give a rosbag2 directory (with metadata.yaml) or an .mcap/.db3 file")
+            raise BagError(
+                f"bag {self.path} does not exist; give a rosbag2 directory (with metadata.yaml) or an .mcap/.db3 file"
+            )
         self.ts = typestore(distro)
         self.error: str | None = None
         self.salvaged = False
@@ -395,8 +452,10 @@ class BagReader:
         self.files = self._storage_files()
         self.storage = _storage_of(self.files[0])
         meta = _metadata(self.path) if self.path.is_dir() else None
-        self._meta_counts = {t["topic_metadata"]["name"]: (t["topic_metadata"]["type"], int(t["message_count"]))
-                             for t in (meta or {}).get("topics_with_message_count", []) or []}
+        self._meta_counts = {
+            t["topic_metadata"]["name"]: (t["topic_metadata"]["type"], int(t["message_count"]))
+            for t in (meta or {}).get("topics_with_message_count", []) or []
+        }
         self.topics: dict[str, TopicInfo] = {}
         if meta is not None:
             from rosbags.highlevel import AnyReader
@@ -434,7 +493,7 @@ class BagReader:
 
     def _salvage_topics(self) -> None:
         for f in self.files:
-            for topic, msgtype in (_mcap_channels(f) if f.suffix == ".mcap" else self._sqlite_topics(f)):
+            for topic, msgtype in _mcap_channels(f) if f.suffix == ".mcap" else self._sqlite_topics(f):
                 self.topics.setdefault(topic, TopicInfo(msgtype, None))
         for topic, (msgtype, count) in self._meta_counts.items():
             self.topics.setdefault(topic, TopicInfo(msgtype, count)).count = count
@@ -562,8 +621,8 @@ class _Truncated(Exception):
 
 
 def _str(buf: memoryview, at: int) -> tuple[str, int]:
-    n = int.from_bytes(buf[at:at + 4], "little")
-    return bytes(buf[at + 4:at + 4 + n]).decode(), at + 4 + n
+    n = int.from_bytes(buf[at : at + 4], "little")
+    return bytes(buf[at + 4 : at + 4 + n]).decode(), at + 4 + n
 
 
 def _decompress(data: bytes, compression: str, size: int) -> bytes:
@@ -593,10 +652,10 @@ def _records(buf: memoryview, where: str) -> Iterator[tuple[int, memoryview]]:
     while at < len(buf):
         if at + 9 > len(buf):
             raise _Truncated(f"{where}: a record header is cut short")
-        op, n = buf[at], int.from_bytes(buf[at + 1:at + 9], "little")
+        op, n = buf[at], int.from_bytes(buf[at + 1 : at + 9], "little")
         if at + 9 + n > len(buf):
             raise _Truncated(f"{where}: record 0x{op:02x} of {n} bytes is cut short after {len(buf) - at - 9}")
-        yield op, buf[at + 9:at + 9 + n]
+        yield op, buf[at + 9 : at + 9 + n]
         at += 9 + n
 
 
@@ -621,8 +680,8 @@ def _mcap_scan(path: Path) -> Iterator[tuple[int, memoryview]]:
     while True:
         if at + 9 > len(data):
             raise _Truncated(f"{path.name} ends at byte {len(data)} without the MCAP footer (cut short?)")
-        op, n = data[at], int.from_bytes(data[at + 1:at + 9], "little")
-        body = data[at + 9:at + 9 + n]
+        op, n = data[at], int.from_bytes(data[at + 1 : at + 9], "little")
+        body = data[at + 9 : at + 9 + n]
         cut = len(body) < n
         where = f"{path.name}: record 0x{op:02x} at byte {at}"
         if op in (0x02, 0x0F):  # footer / data end: the data section is complete
@@ -631,13 +690,13 @@ def _mcap_scan(path: Path) -> Iterator[tuple[int, memoryview]]:
             if len(body) < 32 or len(body) < 40 + int.from_bytes(body[28:32], "little"):
                 raise _Truncated(f"{where}: a chunk header is cut short")
             comp, p = _str(body, 28)
-            clen = int.from_bytes(body[p:p + 8], "little")
+            clen = int.from_bytes(body[p : p + 8], "little")
             if cut:
                 if comp:
                     raise _Truncated(f"{where}: a {comp}-compressed chunk is cut short")
-                yield from _records(body[p + 8:], where)
+                yield from _records(body[p + 8 :], where)
                 raise _Truncated(f"{where}: the chunk is cut short")
-            inner = _decompress(bytes(body[p + 8:p + 8 + clen]), comp, int.from_bytes(body[16:24], "little"))
+            inner = _decompress(bytes(body[p + 8 : p + 8 + clen]), comp, int.from_bytes(body[16:24], "little"))
             yield from _records(memoryview(inner), where)
         elif cut:
             raise _Truncated(f"{where} is cut short")

@@ -38,8 +38,10 @@ class Bundle:
         root = path.parent if path.name == "bundle.json" else path
         f = root / "bundle.json"
         if not f.is_file():
-            raise BundleError(f"{root} is not a model bundle: {f} does not exist; create one with "
-                              "`mtc-compress export --ckpt CKPT --out DIR`")
+            raise BundleError(
+                f"{root} is not a model bundle: {f} does not exist; create one with "
+                "`mtc-compress export --ckpt CKPT --out DIR`"
+            )
         try:
             meta = json.loads(f.read_text())
         except json.JSONDecodeError as e:
@@ -55,8 +57,10 @@ class Bundle:
             raise BundleError(f"{where}: expected a JSON object")
         schema = _req(m, "schema", where)
         if schema != SCHEMA:
-            raise BundleError(f"{where}: schema {schema} but this mtc_perception reads schema {SCHEMA}; re-export the bundle "
-                              "with this version of mtc-compress")
+            raise BundleError(
+                f"{where}: schema {schema} but this mtc_perception reads schema {SCHEMA}; re-export the bundle "
+                "with this version of mtc-compress"
+            )
         inp = _req(m, "input", where)
         for k in ("name", "height", "width", "color", "scale", "mean", "std", "pad_value"):
             _req(inp, k, f"{where} input")
@@ -90,8 +94,11 @@ class Bundle:
 
     @property
     def output_names(self) -> list[str]:
-        return [self.meta["detection"]["output"], self.meta["segmentation"]["drivable"]["output"],
-                self.meta["segmentation"]["lane"]["output"]]
+        return [
+            self.meta["detection"]["output"],
+            self.meta["segmentation"]["drivable"]["output"],
+            self.meta["segmentation"]["lane"]["output"],
+        ]
 
     @property
     def output_shapes(self) -> dict[str, list[int | str]]:
@@ -109,9 +116,14 @@ class Bundle:
     def require_file(self, kind: str) -> Path:
         p = self.file(kind)
         if p is None:
-            raise BundleError(f"{self.root}: the bundle has no {kind} file (bundle.json files.{kind} is empty); "
-                              + ("build one on the target GPU with `mtc-compress export --ckpt CKPT --out DIR --engine`"
-                                 if kind == "engine" else "re-export it with `mtc-compress export`"))
+            raise BundleError(
+                f"{self.root}: the bundle has no {kind} file (bundle.json files.{kind} is empty); "
+                + (
+                    "build one on the target GPU with `mtc-compress export --ckpt CKPT --out DIR --engine`"
+                    if kind == "engine"
+                    else "re-export it with `mtc-compress export`"
+                )
+            )
         if not p.is_file():
             raise BundleError(f"{p} is named in {self.root / 'bundle.json'} but does not exist; re-export the bundle")
         return p

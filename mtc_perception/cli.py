@@ -67,14 +67,16 @@ def _frames(src: Path):  # noqa: ANN202
     elif src.suffix.lower() in IMAGE_EXTS:
         yield src.stem, cv2.imread(str(src), cv2.IMREAD_COLOR)
     else:
-        raise ValueError(f"--input {src}: unknown file type; use {IMAGE_EXTS} images, a directory of them, or {VIDEO_EXTS} videos")
+        raise ValueError(
+            f"--input {src}: unknown file type; use {IMAGE_EXTS} images, a directory of them, or {VIDEO_EXTS} videos"
+        )
 
 
 def cmd_infer(a: argparse.Namespace) -> int:
     import cv2
 
-    from .viz import draw
     from .perceptor import Perceptor
+    from .viz import draw
 
     perceptor = Perceptor(a.bundle, backend=a.backend, conf=a.conf, iou=a.iou, threads=a.threads)
     log.info("bundle %s on %s", a.bundle, perceptor.backend)
@@ -92,9 +94,15 @@ def cmd_infer(a: argparse.Namespace) -> int:
         for k, v in p.timings.items():
             totals[k] = totals.get(k, 0.0) + v
         cv2.imwrite(str(out / f"{name}.jpg"), draw(frame, p))
-        (out / f"{name}.json").write_text(json.dumps({"frame": name, "backend": perceptor.backend, **p.to_dict()}, indent=1) + "\n")
-    summary = {"frames": n, "failed": failed, "backend": perceptor.backend,
-               "mean_ms": {k: round(v / max(n, 1), 3) for k, v in totals.items()}}
+        (out / f"{name}.json").write_text(
+            json.dumps({"frame": name, "backend": perceptor.backend, **p.to_dict()}, indent=1) + "\n"
+        )
+    summary = {
+        "frames": n,
+        "failed": failed,
+        "backend": perceptor.backend,
+        "mean_ms": {k: round(v / max(n, 1), 3) for k, v in totals.items()},
+    }
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps(summary, indent=2))
     return 0 if failed == 0 else 1
@@ -103,17 +111,43 @@ def cmd_infer(a: argparse.Namespace) -> int:
 def cmd_bag(a: argparse.Namespace) -> int:
     from .bags import SourceFrame, WriteConfig, dataset_frames, write_bag
 
-    cfg = WriteConfig(storage=a.storage, distro=a.distro, transport=a.transport, fps=a.fps, camera_topic=a.topic, frame_id=a.frame_id,
-                      limit=a.limit, resize=a.resize, jpeg_quality=a.jpeg_quality, labels=not a.no_labels, gt_prefix=a.gt_prefix)
+    cfg = WriteConfig(
+        storage=a.storage,
+        distro=a.distro,
+        transport=a.transport,
+        fps=a.fps,
+        camera_topic=a.topic,
+        frame_id=a.frame_id,
+        limit=a.limit,
+        resize=a.resize,
+        jpeg_quality=a.jpeg_quality,
+        labels=not a.no_labels,
+        gt_prefix=a.gt_prefix,
+    )
     if a.dataset:
-        frames = dataset_frames(a.dataset, a.split, label_format="bdd_official" if a.label_json else "yolop", label_json=a.label_json,
-                                drivable_mapping=a.drivable_mapping)
+        frames = dataset_frames(
+            a.dataset,
+            a.split,
+            label_format="bdd_official" if a.label_json else "yolop",
+            label_json=a.label_json,
+            drivable_mapping=a.drivable_mapping,
+        )
     else:
-        frames = (SourceFrame(name, img, error="" if img is not None else "not a readable image") for name, img in _frames(Path(a.input)))
+        frames = (
+            SourceFrame(name, img, error="" if img is not None else "not a readable image")
+            for name, img in _frames(Path(a.input))
+        )
     t0 = time.perf_counter()
     summary = write_bag(a.out, frames, cfg)
-    log.info("wrote %d frames (%s, %s, %s) to %s in %.1f s", summary.frames, cfg.storage, cfg.distro, cfg.topic, a.out,
-             time.perf_counter() - t0)
+    log.info(
+        "wrote %d frames (%s, %s, %s) to %s in %.1f s",
+        summary.frames,
+        cfg.storage,
+        cfg.distro,
+        cfg.topic,
+        a.out,
+        time.perf_counter() - t0,
+    )
     for u in summary.unreadable:
         log.warning("not recorded: %s", u)
     print(json.dumps(summary.to_dict(), indent=2))
@@ -123,10 +157,26 @@ def cmd_bag(a: argparse.Namespace) -> int:
 def cmd_bench(a: argparse.Namespace) -> int:
     from .bench.replay import BenchConfig, run_bench, summary_text
 
-    cfg = BenchConfig(bag=Path(a.bag), teacher=Path(a.teacher), student=Path(a.student), out=Path(a.out), backend=a.backend, topic=a.topic,
-                      threads=a.threads, max_frames=a.max_frames, output_bag=a.output_bag, conf=a.conf, iou=a.iou,
-                      gt_prefix=a.gt_prefix, distro=a.distro, plots=not a.no_plots, mosaic=a.mosaic, warmup=a.warmup,
-                      md5=not a.no_md5, progress=not a.no_progress)
+    cfg = BenchConfig(
+        bag=Path(a.bag),
+        teacher=Path(a.teacher),
+        student=Path(a.student),
+        out=Path(a.out),
+        backend=a.backend,
+        topic=a.topic,
+        threads=a.threads,
+        max_frames=a.max_frames,
+        output_bag=a.output_bag,
+        conf=a.conf,
+        iou=a.iou,
+        gt_prefix=a.gt_prefix,
+        distro=a.distro,
+        plots=not a.no_plots,
+        mosaic=a.mosaic,
+        warmup=a.warmup,
+        md5=not a.no_md5,
+        progress=not a.no_progress,
+    )
     res = run_bench(cfg)
     print(summary_text(res.report))
     print(f"report: {res.paths['report_md']} ({res.paths['report_json'].name})")
@@ -134,97 +184,189 @@ def cmd_bench(a: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="mtc", description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="mtc", description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="cmd", required=True)
-    d = sub.add_parser("demo", help="the whole mission on generated synthroad scenes: data, teacher, student, bundles, bag, "
-                                     "replay report", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-                       description="Generate synthroad, train a teacher, prune + distill a student, export both, record a "
-                                   "rosbag2 and replay it through both; print what compression cost and bought. Finished "
-                                   "stages are reused on a re-run.")
+    d = sub.add_parser(
+        "demo",
+        help="the whole mission on generated synthroad scenes: data, teacher, student, bundles, bag, replay report",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Generate synthroad, train a teacher, prune + distill a student, export both, record a "
+        "rosbag2 and replay it through both; print what compression cost and bought. Finished "
+        "stages are reused on a re-run.",
+    )
     d.add_argument("--out", default="runs/demo", help="working directory of the demo")
-    d.add_argument("--full", action="store_true",
-                   help="benchmark-size configuration: 2000/500 images, config/train/teacher_synthroad.yaml and "
-                        "config/compress/synthroad.yaml (about 2 hours on a 2-core CPU)")
-    d.add_argument("--recipe", help="teacher training recipe (default: config/train/demo.yaml, or teacher_synthroad.yaml with --full)")
-    d.add_argument("--compress-recipe", help="compression recipe (default: config/compress/demo.yaml, or synthroad.yaml with --full)")
+    d.add_argument(
+        "--full",
+        action="store_true",
+        help="benchmark-size configuration: 2000/500 images, config/train/teacher_synthroad.yaml and "
+        "config/compress/synthroad.yaml (about 2 hours on a 2-core CPU)",
+    )
+    d.add_argument(
+        "--recipe",
+        help="teacher training recipe (default: config/train/demo.yaml, or teacher_synthroad.yaml with --full)",
+    )
+    d.add_argument(
+        "--compress-recipe",
+        help="compression recipe (default: config/compress/demo.yaml, or synthroad.yaml with --full)",
+    )
     d.add_argument("--train-images", type=int, default=600, help="synthroad training images")
     d.add_argument("--val-images", type=int, default=150, help="synthroad validation images")
     d.add_argument("--bag-frames", type=int, default=60, help="validation frames recorded into the demo bag")
-    d.add_argument("--bag-size", type=_wh, help="resize the demo bag's frames to WIDTHxHEIGHT (default: synthroad's 640x360)")
+    d.add_argument(
+        "--bag-size", type=_wh, help="resize the demo bag's frames to WIDTHxHEIGHT (default: synthroad's 640x360)"
+    )
     d.add_argument("--force", action="store_true", help="redo every stage instead of reusing finished ones")
-    d.add_argument("--from-stage", choices=["data", "teacher", "compress", "export", "bag", "bench", "overlays"],
-                   help="redo this stage and the ones after it")
-    d.add_argument("--publish-docs", action="store_true", help="copy the overlay and plots into docs/img (what the README shows)")
+    d.add_argument(
+        "--from-stage",
+        choices=["data", "teacher", "compress", "export", "bag", "bench", "overlays"],
+        help="redo this stage and the ones after it",
+    )
+    d.add_argument(
+        "--publish-docs", action="store_true", help="copy the overlay and plots into docs/img (what the README shows)"
+    )
     d.add_argument("--quiet", action="store_true", help="no progress bars")
     d.set_defaults(fn=cmd_demo)
 
-    i = sub.add_parser("infer", help="run a bundle on images / a video: overlays and per-frame JSON",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    i = sub.add_parser(
+        "infer",
+        help="run a bundle on images / a video: overlays and per-frame JSON",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     i.add_argument("--bundle", required=True, help="model bundle directory (from mtc-compress export)")
     i.add_argument("--input", required=True, help="an image, a directory of images, or a video")
     i.add_argument("--out", required=True, help="output directory: <frame>.jpg overlays, <frame>.json, summary.json")
-    i.add_argument("--backend", default="auto", choices=["auto", "tensorrt", "onnxruntime", "torch"],
-                   help="inference backend (auto: TensorRT engine if present and usable, else ONNX Runtime)")
+    i.add_argument(
+        "--backend",
+        default="auto",
+        choices=["auto", "tensorrt", "onnxruntime", "torch"],
+        help="inference backend (auto: TensorRT engine if present and usable, else ONNX Runtime)",
+    )
     i.add_argument("--conf", type=float, default=0.25, help="detection confidence threshold")
     i.add_argument("--iou", type=float, default=0.45, help="NMS IoU threshold")
     i.add_argument("--threads", type=int, help="CPU threads of the backend")
     i.set_defaults(fn=cmd_infer)
-    b = sub.add_parser("bench-engines", help="bundles side by side through the Perceptor: stage times, throughput, speed-up",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    b.add_argument("--bundle", action="append", required=True, help="NAME=BUNDLE_DIR (repeat; the first is the reference)")
+    b = sub.add_parser(
+        "bench-engines",
+        help="bundles side by side through the Perceptor: stage times, throughput, speed-up",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    b.add_argument(
+        "--bundle", action="append", required=True, help="NAME=BUNDLE_DIR (repeat; the first is the reference)"
+    )
     b.add_argument("--frames", required=True, help="directory of images (resized to --size)")
     b.add_argument("--size", type=_wh, default=(1280, 720), help="frame size WIDTHxHEIGHT")
     b.add_argument("--max-frames", type=int, default=100, help="frames taken from --frames")
     b.add_argument("--runs", type=int, default=1, help="passes over the frames")
-    b.add_argument("--block", type=int, default=10, help="the bundles take turns on blocks of this many frames (a slow spell of the "
-                   "machine lands on all alike); 0: one bundle after the other")
-    b.add_argument("--backend", default="onnxruntime", choices=["auto", "tensorrt", "onnxruntime", "torch"], help="inference backend")
+    b.add_argument(
+        "--block",
+        type=int,
+        default=10,
+        help="the bundles take turns on blocks of this many frames (a slow spell of the "
+        "machine lands on all alike); 0: one bundle after the other",
+    )
+    b.add_argument(
+        "--backend",
+        default="onnxruntime",
+        choices=["auto", "tensorrt", "onnxruntime", "torch"],
+        help="inference backend",
+    )
     b.add_argument("--threads", type=int, help="backend CPU threads")
-    b.add_argument("--graph-optimization", choices=["all", "extended", "basic"], help="ONNX Runtime graph optimization level (default: extended)")
+    b.add_argument(
+        "--graph-optimization",
+        choices=["all", "extended", "basic"],
+        help="ONNX Runtime graph optimization level (default: extended)",
+    )
     b.add_argument("--out", default="runs/bench/engines", help="output directory: engines.json, engines.md")
     b.set_defaults(fn=lambda a: __import__("mtc_perception.bench.engines", fromlist=["main"]).main(a))
-    g = sub.add_parser("bag", help="record frames (video, image folder or dataset split with its labels) into a rosbag2",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    g = sub.add_parser(
+        "bag",
+        help="record frames (video, image folder or dataset split with its labels) into a rosbag2",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     src = g.add_mutually_exclusive_group(required=True)
     src.add_argument("--input", help="a video file or a directory of images (sorted by path)")
-    src.add_argument("--dataset", help="a BDD100K/YOLOP-layout dataset root (e.g. synthroad); its labels are recorded too")
+    src.add_argument(
+        "--dataset", help="a BDD100K/YOLOP-layout dataset root (e.g. synthroad); its labels are recorded too"
+    )
     g.add_argument("--split", default="val", help="dataset split (with --dataset)")
-    g.add_argument("--label-json", help="official BDD100K detection label file (one JSON list) instead of YOLOP's per-image "
-                   "JSONs (with --dataset; images under DATASET/images/SPLIT, no masks)")
-    g.add_argument("--drivable-mapping", default="yolop_binary", choices=["yolop_binary", "bdd_v1", "bdd_toolkit"],
-                   help="how dataset drivable-mask values become drivable (with --dataset)")
+    g.add_argument(
+        "--label-json",
+        help="official BDD100K detection label file (one JSON list) instead of YOLOP's per-image "
+        "JSONs (with --dataset; images under DATASET/images/SPLIT, no masks)",
+    )
+    g.add_argument(
+        "--drivable-mapping",
+        default="yolop_binary",
+        choices=["yolop_binary", "bdd_v1", "bdd_toolkit"],
+        help="how dataset drivable-mask values become drivable (with --dataset)",
+    )
     g.add_argument("--out", required=True, help="bag directory to create (must not exist)")
     g.add_argument("--storage", default="mcap", choices=["mcap", "sqlite3"], help="rosbag2 storage plugin")
-    g.add_argument("--distro", default="humble", choices=["humble", "jazzy"], help="message definitions (rosbags typestore)")
-    g.add_argument("--transport", default="raw", choices=["raw", "compressed"],
-                   help="raw: sensor_msgs/Image bgr8; compressed: sensor_msgs/CompressedImage jpeg")
+    g.add_argument(
+        "--distro", default="humble", choices=["humble", "jazzy"], help="message definitions (rosbags typestore)"
+    )
+    g.add_argument(
+        "--transport",
+        default="raw",
+        choices=["raw", "compressed"],
+        help="raw: sensor_msgs/Image bgr8; compressed: sensor_msgs/CompressedImage jpeg",
+    )
     g.add_argument("--jpeg-quality", type=int, default=90, help="JPEG quality with --transport compressed")
-    g.add_argument("--topic", help="camera topic (default: /camera/image_raw, or /camera/image_raw/compressed with --transport compressed)")
-    g.add_argument("--gt-prefix", default="/ground_truth", help="label topics: PREFIX/detections, PREFIX/drivable_mask, PREFIX/lane_mask")
+    g.add_argument(
+        "--topic",
+        help="camera topic (default: /camera/image_raw, or /camera/image_raw/compressed with --transport compressed)",
+    )
+    g.add_argument(
+        "--gt-prefix",
+        default="/ground_truth",
+        help="label topics: PREFIX/detections, PREFIX/drivable_mask, PREFIX/lane_mask",
+    )
     g.add_argument("--no-labels", action="store_true", help="do not record a dataset's labels")
     g.add_argument("--fps", type=float, default=10.0, help="frame rate of the header stamps (and log times)")
     g.add_argument("--frame-id", default="camera", help="header.frame_id of every message")
     g.add_argument("--limit", type=int, help="record at most this many frames")
     g.add_argument("--resize", type=_wh, help="resize frames (and labels) to WIDTHxHEIGHT, e.g. 1280x720")
     g.set_defaults(fn=cmd_bag)
-    r = sub.add_parser("bench", help="replay a rosbag2 through teacher and student: speed, agreement, accuracy report",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    r = sub.add_parser(
+        "bench",
+        help="replay a rosbag2 through teacher and student: speed, agreement, accuracy report",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     r.add_argument("--bag", required=True, help="rosbag2 directory (mcap or sqlite3), or a single .mcap/.db3 file")
     r.add_argument("--teacher", required=True, help="teacher model bundle directory (the reference of the agreement)")
     r.add_argument("--student", required=True, help="student model bundle directory")
-    r.add_argument("--out", required=True, help="output directory: report.json, report.md, frames.csv, plots[, replay_bag]")
-    r.add_argument("--backend", default="auto", choices=["auto", "tensorrt", "onnxruntime", "torch"], help="inference backend of both models")
-    r.add_argument("--topic", help="camera topic (default: /camera/image_raw, /camera/image_raw/compressed, or the only image topic)")
+    r.add_argument(
+        "--out", required=True, help="output directory: report.json, report.md, frames.csv, plots[, replay_bag]"
+    )
+    r.add_argument(
+        "--backend",
+        default="auto",
+        choices=["auto", "tensorrt", "onnxruntime", "torch"],
+        help="inference backend of both models",
+    )
+    r.add_argument(
+        "--topic",
+        help="camera topic (default: /camera/image_raw, /camera/image_raw/compressed, or the only image topic)",
+    )
     r.add_argument("--threads", type=int, help="CPU threads of each backend")
     r.add_argument("--max-frames", type=int, help="process at most this many frames (the rest count as skipped)")
-    r.add_argument("--output-bag", action="store_true",
-                   help="also write OUT/replay_bag: the camera topic plus /teacher/* and /student/* detections and masks, same stamps")
+    r.add_argument(
+        "--output-bag",
+        action="store_true",
+        help="also write OUT/replay_bag: the camera topic plus /teacher/* and /student/* detections and masks, same stamps",
+    )
     r.add_argument("--conf", type=float, default=0.25, help="detection confidence threshold of both models")
     r.add_argument("--iou", type=float, default=0.45, help="NMS IoU threshold of both models")
     r.add_argument("--gt-prefix", default="/ground_truth", help="label topics to score against, when the bag has them")
-    r.add_argument("--distro", default="humble", choices=["humble", "jazzy"],
-                   help="message definitions for bags without embedded ones and for the output bag")
+    r.add_argument(
+        "--distro",
+        default="humble",
+        choices=["humble", "jazzy"],
+        help="message definitions for bags without embedded ones and for the output bag",
+    )
     r.add_argument("--mosaic", type=int, default=6, help="frames of largest disagreement in the mosaic (0: none)")
     r.add_argument("--warmup", type=int, default=3, help="untimed engine runs per model before the replay")
     r.add_argument("--no-plots", action="store_true", help="skip the matplotlib plots and the mosaic")
@@ -236,13 +378,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     a = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if a.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=logging.DEBUG if a.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
     try:
         return a.fn(a)
     except ImportError as e:
-        log.error("%s: the demo needs the offline extras; install with: pip install -e '.[compress]' (torch==2.13.0 first on CPU)", e)
+        log.error(
+            "%s: the demo needs the offline extras; install with: pip install -e '.[compress]' (torch==2.13.0 first on CPU)",
+            e,
+        )
         return 2
-    except (ValueError, FileNotFoundError, RuntimeError) as e:  # BundleError/FrameError are ValueErrors, EngineUnavailable a RuntimeError
+    except (
+        ValueError,
+        FileNotFoundError,
+        RuntimeError,
+    ) as e:  # BundleError/FrameError are ValueErrors, EngineUnavailable a RuntimeError
         log.error("%s", e)
         return 2
 

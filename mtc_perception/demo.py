@@ -56,7 +56,9 @@ class Demo:
         result = fn()
         self.times[name] = time.perf_counter() - t0
         m.parent.mkdir(parents=True, exist_ok=True)
-        m.write_text(json.dumps({"seconds": round(self.times[name], 1), "result": result}, indent=2, default=str) + "\n")
+        m.write_text(
+            json.dumps({"seconds": round(self.times[name], 1), "result": result}, indent=2, default=str) + "\n"
+        )
         log.info("%s: %.0f s", head, self.times[name])
         return result
 
@@ -65,14 +67,20 @@ class Demo:
         from compress.data.synthroad import synthesize
 
         n_train, n_val = (2000, 500) if self.a.full else (self.a.train_images, self.a.val_images)
-        synthesize(self.out / "synthroad", n_train, n_val, seed=0, size=(640, 360), workers=2, progress=not self.a.quiet)
+        synthesize(
+            self.out / "synthroad", n_train, n_val, seed=0, size=(640, 360), workers=2, progress=not self.a.quiet
+        )
         return {"root": str(self.out / "synthroad"), "train": n_train, "val": n_val}
 
     def teacher(self) -> dict[str, Any]:
         from compress.config_io import load_yaml
         from compress.train import TrainConfig, train
 
-        recipe = Path(self.a.recipe) if self.a.recipe else ROOT / "config" / "train" / ("teacher_synthroad.yaml" if self.a.full else "demo.yaml")
+        recipe = (
+            Path(self.a.recipe)
+            if self.a.recipe
+            else ROOT / "config" / "train" / ("teacher_synthroad.yaml" if self.a.full else "demo.yaml")
+        )
         cfg = load_yaml(TrainConfig, recipe, {"data": str(self.out / "synthroad"), "out": str(self.out / "teacher")})
         s = train(cfg, progress=not self.a.quiet)
         return {"checkpoint": s["best"], "recipe": str(recipe), "wall_seconds": s["wall_seconds"]}
@@ -80,21 +88,33 @@ class Demo:
     def compress(self) -> dict[str, Any]:
         from compress.pipeline import compress, load_recipe
 
-        recipe = Path(self.a.compress_recipe) if self.a.compress_recipe else \
-            ROOT / "config" / "compress" / ("synthroad.yaml" if self.a.full else "demo.yaml")
+        recipe = (
+            Path(self.a.compress_recipe)
+            if self.a.compress_recipe
+            else ROOT / "config" / "compress" / ("synthroad.yaml" if self.a.full else "demo.yaml")
+        )
         r = load_recipe(recipe, {"teacher": str(self.out / "teacher" / "best.pt"), "out": str(self.out / "compress")})
         s = compress(r, progress=not self.a.quiet)
-        return {"recipe": str(recipe), "metrics": str(self.out / "compress" / "metrics.json"), "student": s["student"]["checkpoint"],
-                "wall_seconds": s["wall_seconds"]}
+        return {
+            "recipe": str(recipe),
+            "metrics": str(self.out / "compress" / "metrics.json"),
+            "student": s["student"]["checkpoint"],
+            "wall_seconds": s["wall_seconds"],
+        }
 
     def export(self) -> dict[str, Any]:
         from compress.export import ExportConfig, export_bundle
 
         out = {}
-        for name, ckpt in (("teacher", self.out / "teacher" / "best.pt"), ("student", self.out / "compress" / "student.pt")):
+        for name, ckpt in (
+            ("teacher", self.out / "teacher" / "best.pt"),
+            ("student", self.out / "compress" / "student.pt"),
+        ):
             d = self.out / "bundles" / name
             shutil.rmtree(d, ignore_errors=True)
-            export_bundle(ckpt, d, ExportConfig(name=name, parity_frames=4, frames=str(self.out / "synthroad" / "images" / "val")))
+            export_bundle(
+                ckpt, d, ExportConfig(name=name, parity_frames=4, frames=str(self.out / "synthroad" / "images" / "val"))
+            )
             out[name] = str(d)
         return out
 
@@ -103,18 +123,29 @@ class Demo:
 
         d = self.out / "demo_bag"
         shutil.rmtree(d, ignore_errors=True)
-        s = write_bag(d, dataset_frames(self.out / "synthroad", "val"),
-                      WriteConfig(limit=self.a.bag_frames, resize=self.a.bag_size, fps=10.0))
+        s = write_bag(
+            d,
+            dataset_frames(self.out / "synthroad", "val"),
+            WriteConfig(limit=self.a.bag_frames, resize=self.a.bag_size, fps=10.0),
+        )
         return s.to_dict()
 
     def bench(self) -> dict[str, Any]:
         from .bench.replay import BenchConfig, run_bench
 
-        cfg = BenchConfig(bag=self.out / "demo_bag", teacher=self.out / "bundles" / "teacher", student=self.out / "bundles" / "student",
-                          out=self.out / "bench", backend="onnxruntime", progress=not self.a.quiet)
+        cfg = BenchConfig(
+            bag=self.out / "demo_bag",
+            teacher=self.out / "bundles" / "teacher",
+            student=self.out / "bundles" / "student",
+            out=self.out / "bench",
+            backend="onnxruntime",
+            progress=not self.a.quiet,
+        )
         res = run_bench(cfg)
         if res.exit_code != 0:
-            raise RuntimeError(f"the replay benchmark ended with exit code {res.exit_code}: {res.report['meta'].get('error')}")
+            raise RuntimeError(
+                f"the replay benchmark ended with exit code {res.exit_code}: {res.report['meta'].get('error')}"
+            )
         return {k: str(v) for k, v in res.paths.items()}
 
     def overlays(self) -> dict[str, Any]:
@@ -136,18 +167,30 @@ class Demo:
             cv2.imwrite(str(d / f"{name}.jpg"), img)
             tiles.append(img)
         cv2.imwrite(str(d / "teacher_vs_student.jpg"), np.concatenate(tiles, axis=1))
-        return {"teacher": str(d / "teacher.jpg"), "student": str(d / "student.jpg"), "side_by_side": str(d / "teacher_vs_student.jpg")}
+        return {
+            "teacher": str(d / "teacher.jpg"),
+            "student": str(d / "student.jpg"),
+            "side_by_side": str(d / "teacher_vs_student.jpg"),
+        }
 
     # -- all -------------------------------------------------------------------------------------
     def paths(self) -> dict[str, Path]:
         """Where the stages leave their results (derived from ``--out``, so a re-run from another
         directory finds them)."""
         o = self.out
-        return {"compress_metrics": o / "compress" / "metrics.json", "report_json": o / "bench" / "report.json",
-                "report_md": o / "bench" / "report.md", "latency_cdf": o / "bench" / "latency_cdf.png",
-                "agreement": o / "bench" / "agreement.png", "mosaic": o / "bench" / "disagreement_mosaic.jpg",
-                "side_by_side": o / "overlays" / "teacher_vs_student.jpg", "teacher": o / "bundles" / "teacher",
-                "student": o / "bundles" / "student", "bag": o / "demo_bag", "summary": o / "summary.json"}
+        return {
+            "compress_metrics": o / "compress" / "metrics.json",
+            "report_json": o / "bench" / "report.json",
+            "report_md": o / "bench" / "report.md",
+            "latency_cdf": o / "bench" / "latency_cdf.png",
+            "agreement": o / "bench" / "agreement.png",
+            "mosaic": o / "bench" / "disagreement_mosaic.jpg",
+            "side_by_side": o / "overlays" / "teacher_vs_student.jpg",
+            "teacher": o / "bundles" / "teacher",
+            "student": o / "bundles" / "student",
+            "bag": o / "demo_bag",
+            "summary": o / "summary.json",
+        }
 
     def run(self) -> int:
         t0 = time.perf_counter()
@@ -179,18 +222,35 @@ class Demo:
         rows = {}
         for name in ("teacher", "student"):
             m, b = comp[name], rep["models"][name]
-            rows[name] = {"params_M": m["params"] / 1e6, "gmacs": m["gmacs"], "latency_ms": b["latency_ms"]["mean"],
-                          "fps": b["throughput_fps"], "recall": m["recall"], "map50": m["map50"], "drivable_miou": m["drivable_miou"],
-                          "lane_iou": m["lane_iou"]}
+            rows[name] = {
+                "params_M": m["params"] / 1e6,
+                "gmacs": m["gmacs"],
+                "latency_ms": b["latency_ms"]["mean"],
+                "fps": b["throughput_fps"],
+                "recall": m["recall"],
+                "map50": m["map50"],
+                "drivable_miou": m["drivable_miou"],
+                "lane_iou": m["lane_iou"],
+            }
         t, s = rows["teacher"], rows["student"]
         speedup = s["fps"] / t["fps"] if t["fps"] else float("nan")
-        cols = [("params (M)", "params_M", "{:.3f}"), ("GMACs", "gmacs", "{:.3f}"), ("latency (ms)", "latency_ms", "{:.1f}"),
-                ("fps", "fps", "{:.1f}"), ("recall", "recall", "{:.3f}"), ("mAP50", "map50", "{:.3f}"),
-                ("drv mIoU", "drivable_miou", "{:.3f}"), ("lane IoU", "lane_iou", "{:.3f}")]
+        cols = [
+            ("params (M)", "params_M", "{:.3f}"),
+            ("GMACs", "gmacs", "{:.3f}"),
+            ("latency (ms)", "latency_ms", "{:.1f}"),
+            ("fps", "fps", "{:.1f}"),
+            ("recall", "recall", "{:.3f}"),
+            ("mAP50", "map50", "{:.3f}"),
+            ("drv mIoU", "drivable_miou", "{:.3f}"),
+            ("lane IoU", "lane_iou", "{:.3f}"),
+        ]
         head = f"{'':10}" + "".join(f"{c[0]:>13}" for c in cols)
-        lines = [f"mtc demo: teacher vs student on synthroad val ({comp['val_images']} images, accuracy) and the demo bag "
-                 f"({rep['meta']['frames']['total']} frames at {size}, "
-                 f"speed through the Perceptor, ONNX Runtime CPU)", head]
+        lines = [
+            f"mtc demo: teacher vs student on synthroad val ({comp['val_images']} images, accuracy) and the demo bag "
+            f"({rep['meta']['frames']['total']} frames at {size}, "
+            f"speed through the Perceptor, ONNX Runtime CPU)",
+            head,
+        ]
         for name in ("teacher", "student"):
             lines.append(f"{name:10}" + "".join(f"{c[2].format(rows[name][c[1]]):>13}" for c in cols))
         delta = []
@@ -206,8 +266,10 @@ class Demo:
         if ag:
             det = ag.get("detection", {})
             f = lambda v: "–" if v is None else f"{v:.3f}"  # noqa: E731
-            lines.append(f"student vs teacher on the bag: mAP50 {f(det.get('map50'))}, recall {f(det.get('recall'))}, "
-                         f"drivable mIoU {f(ag.get('drivable', {}).get('miou'))}, lane IoU {f(ag.get('lane', {}).get('iou'))}")
+            lines.append(
+                f"student vs teacher on the bag: mAP50 {f(det.get('map50'))}, recall {f(det.get('recall'))}, "
+                f"drivable mIoU {f(ag.get('drivable', {}).get('miou'))}, lane IoU {f(ag.get('lane', {}).get('iou'))}"
+            )
         return "\n".join(lines), {"rows": rows, "speedup": speedup, "agreement": ag}
 
     def publish(self, P: dict[str, Path]) -> None:

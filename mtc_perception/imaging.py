@@ -13,15 +13,32 @@ import numpy as np
 
 #: encoding -> (channels, numpy dtype of one channel)
 ENCODINGS: dict[str, tuple[int, str]] = {
-    "rgb8": (3, "u1"), "bgr8": (3, "u1"), "rgba8": (4, "u1"), "bgra8": (4, "u1"),
-    "mono8": (1, "u1"), "8UC1": (1, "u1"), "8UC3": (3, "u1"), "mono16": (1, "u2"), "16UC1": (1, "u2"),
-    "yuv422": (2, "u1"), "uyvy": (2, "u1"), "yuv422_yuy2": (2, "u1"), "yuyv": (2, "u1"),
-    "bayer_rggb8": (1, "u1"), "bayer_bggr8": (1, "u1"), "bayer_gbrg8": (1, "u1"), "bayer_grbg8": (1, "u1"),
+    "rgb8": (3, "u1"),
+    "bgr8": (3, "u1"),
+    "rgba8": (4, "u1"),
+    "bgra8": (4, "u1"),
+    "mono8": (1, "u1"),
+    "8UC1": (1, "u1"),
+    "8UC3": (3, "u1"),
+    "mono16": (1, "u2"),
+    "16UC1": (1, "u2"),
+    "yuv422": (2, "u1"),
+    "uyvy": (2, "u1"),
+    "yuv422_yuy2": (2, "u1"),
+    "yuyv": (2, "u1"),
+    "bayer_rggb8": (1, "u1"),
+    "bayer_bggr8": (1, "u1"),
+    "bayer_gbrg8": (1, "u1"),
+    "bayer_grbg8": (1, "u1"),
 }
 
 # OpenCV names a Bayer pattern after its second row's first two pixels; these are cv_bridge's pairs
-_BAYER = {"bayer_rggb8": "COLOR_BayerBG2BGR", "bayer_bggr8": "COLOR_BayerRG2BGR",
-          "bayer_gbrg8": "COLOR_BayerGR2BGR", "bayer_grbg8": "COLOR_BayerGB2BGR"}
+_BAYER = {
+    "bayer_rggb8": "COLOR_BayerBG2BGR",
+    "bayer_bggr8": "COLOR_BayerRG2BGR",
+    "bayer_gbrg8": "COLOR_BayerGR2BGR",
+    "bayer_grbg8": "COLOR_BayerGB2BGR",
+}
 
 
 class ImageError(ValueError):
@@ -51,7 +68,9 @@ def image_to_bgr(msg: Any) -> np.ndarray:
     if enc in ("yuv422", "uyvy", "yuv422_yuy2", "yuyv") and w % 2:
         raise ImageError(f"Image.width {w} is odd; {enc} packs pixel pairs and needs an even width")
     if step < row:
-        raise ImageError(f"Image.step {step} is smaller than width x bytes per pixel = {w} x {ch * itemsize} = {row} for {enc}")
+        raise ImageError(
+            f"Image.step {step} is smaller than width x bytes per pixel = {w} x {ch * itemsize} = {row} for {enc}"
+        )
     data = _data(msg)
     if data.size != step * h:
         raise ImageError(f"len(Image.data) is {data.size} but step x height = {step} x {h} = {step * h}")
@@ -92,7 +111,11 @@ def decode_bytes(data: bytes | np.ndarray, what: str = "compressed frame") -> np
     """JPEG/PNG bytes -> BGR uint8 image, or :class:`ImageError` naming ``what``."""
     import cv2
 
-    buf = np.frombuffer(data, np.uint8) if isinstance(data, (bytes, bytearray, memoryview)) else np.asarray(data, np.uint8).ravel()
+    buf = (
+        np.frombuffer(data, np.uint8)
+        if isinstance(data, (bytes, bytearray, memoryview))
+        else np.asarray(data, np.uint8).ravel()
+    )
     if buf.size == 0:
         raise ImageError(f"{what} is empty")
     img = cv2.imdecode(buf, cv2.IMREAD_COLOR)

@@ -67,7 +67,9 @@ class DetectionMetrics:
         self._n_gt = np.zeros(num_classes, dtype=np.int64)
         self.images = 0
 
-    def update(self, boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, gt_boxes: np.ndarray, gt_classes: np.ndarray) -> None:
+    def update(
+        self, boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, gt_boxes: np.ndarray, gt_classes: np.ndarray
+    ) -> None:
         """Add one image: predictions (N,4 xyxy, N, N) and ground truth (M,4 xyxy, M)."""
         boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
         scores = np.asarray(scores, dtype=np.float64).reshape(-1)

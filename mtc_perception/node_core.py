@@ -11,8 +11,8 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -82,31 +82,61 @@ class Stats:
             lat = np.asarray(self.latency_ms, np.float64)
             t = np.asarray(self.done_at, np.float64)
         rate = (len(t) - 1) / (t[-1] - t[0]) if len(t) > 1 and t[-1] > t[0] else 0.0
-        return {"rate_hz": float(rate), "latency_p50_ms": float(np.percentile(lat, 50)) if lat.size else 0.0,
-                "latency_p99_ms": float(np.percentile(lat, 99)) if lat.size else 0.0, "received": received,
-                "processed": self.processed, "skipped": skipped, "failed": self.failed, "last_error": self.last_error}
+        return {
+            "rate_hz": float(rate),
+            "latency_p50_ms": float(np.percentile(lat, 50)) if lat.size else 0.0,
+            "latency_p99_ms": float(np.percentile(lat, 99)) if lat.size else 0.0,
+            "received": received,
+            "processed": self.processed,
+            "skipped": skipped,
+            "failed": self.failed,
+            "last_error": self.last_error,
+        }
 
 
-def detection_array(types: Types, header: Any, boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray,
-                    class_names: Sequence[str], class_filter: Sequence[str] = ()) -> Any:
+def detection_array(
+    types: Types,
+    header: Any,
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    class_ids: np.ndarray,
+    class_names: Sequence[str],
+    class_filter: Sequence[str] = (),
+) -> Any:
     """A ``vision_msgs/Detection2DArray`` (4.x layout): one Detection2D per box, bbox centre and
     size in input-image pixels, one hypothesis (class name, score); the input's header on the
     array and on every detection."""
-    D2D, Hyp, HypPose = types("vision_msgs/msg/Detection2D"), types("vision_msgs/msg/ObjectHypothesis"), types("vision_msgs/msg/ObjectHypothesisWithPose")
-    BBox, Pose2D, Point2D = types("vision_msgs/msg/BoundingBox2D"), types("vision_msgs/msg/Pose2D"), types("vision_msgs/msg/Point2D")
+    D2D, Hyp, HypPose = (
+        types("vision_msgs/msg/Detection2D"),
+        types("vision_msgs/msg/ObjectHypothesis"),
+        types("vision_msgs/msg/ObjectHypothesisWithPose"),
+    )
+    BBox, Pose2D, Point2D = (
+        types("vision_msgs/msg/BoundingBox2D"),
+        types("vision_msgs/msg/Pose2D"),
+        types("vision_msgs/msg/Point2D"),
+    )
     PoseCov, Pose = types("geometry_msgs/msg/PoseWithCovariance"), types("geometry_msgs/msg/Pose")
     Point, Quat = types("geometry_msgs/msg/Point"), types("geometry_msgs/msg/Quaternion")
     wanted = set(class_filter)
     dets = []
-    for i, (b, s, c) in enumerate(zip(np.asarray(boxes, np.float64), np.asarray(scores, np.float64), np.asarray(class_ids))):
+    for i, (b, s, c) in enumerate(
+        zip(np.asarray(boxes, np.float64), np.asarray(scores, np.float64), np.asarray(class_ids))
+    ):
         name = class_names[int(c)] if int(c) < len(class_names) else str(int(c))
         if wanted and name not in wanted:
             continue
         x1, y1, x2, y2 = (float(v) for v in b)
-        hyp = HypPose(hypothesis=Hyp(class_id=name, score=float(s)),
-                      pose=PoseCov(pose=Pose(position=Point(x=0.0, y=0.0, z=0.0), orientation=Quat(x=0.0, y=0.0, z=0.0, w=1.0)),
-                                   covariance=np.zeros(36, np.float64)))
-        bbox = BBox(center=Pose2D(position=Point2D(x=(x1 + x2) / 2, y=(y1 + y2) / 2), theta=0.0), size_x=x2 - x1, size_y=y2 - y1)
+        hyp = HypPose(
+            hypothesis=Hyp(class_id=name, score=float(s)),
+            pose=PoseCov(
+                pose=Pose(position=Point(x=0.0, y=0.0, z=0.0), orientation=Quat(x=0.0, y=0.0, z=0.0, w=1.0)),
+                covariance=np.zeros(36, np.float64),
+            ),
+        )
+        bbox = BBox(
+            center=Pose2D(position=Point2D(x=(x1 + x2) / 2, y=(y1 + y2) / 2), theta=0.0), size_x=x2 - x1, size_y=y2 - y1
+        )
         dets.append(D2D(header=header, results=[hyp], bbox=bbox, id=str(i)))
     return types("vision_msgs/msg/Detection2DArray")(header=header, detections=dets)
 
@@ -152,33 +182,77 @@ class ParamSpec:
 
 
 PARAMETERS: tuple[ParamSpec, ...] = (
-    ParamSpec("bundle", "", "string", "Model bundle directory (bundle.json + model.onnx / model.engine), "
-              "e.g. from `mtc-compress export`. Required."),
-    ParamSpec("backend", "auto", "string", "Inference backend: auto (TensorRT engine if the bundle has one and "
-              "TensorRT is installed, else ONNX Runtime), tensorrt, onnxruntime or torch.",
-              choices=("auto", "tensorrt", "onnxruntime", "torch")),
-    ParamSpec("image_topic", "/camera/image_raw", "string", "Camera topic (sensor_msgs/Image). With "
-              "input_transport=compressed the node subscribes to <image_topic>/compressed instead."),
-    ParamSpec("input_transport", "raw", "string", "raw: sensor_msgs/Image; compressed: sensor_msgs/CompressedImage "
-              "(jpeg/png) on <image_topic>/compressed.", choices=("raw", "compressed")),
-    ParamSpec("reliability", "best_effort", "string", "QoS reliability of the camera subscription: best_effort "
-              "(sensor-data QoS, what camera drivers publish) or reliable (e.g. for `ros2 bag play` of every "
-              "frame). History is always keep-last 1.", choices=("best_effort", "reliable")),
+    ParamSpec(
+        "bundle",
+        "",
+        "string",
+        "Model bundle directory (bundle.json + model.onnx / model.engine), e.g. from `mtc-compress export`. Required.",
+    ),
+    ParamSpec(
+        "backend",
+        "auto",
+        "string",
+        "Inference backend: auto (TensorRT engine if the bundle has one and "
+        "TensorRT is installed, else ONNX Runtime), tensorrt, onnxruntime or torch.",
+        choices=("auto", "tensorrt", "onnxruntime", "torch"),
+    ),
+    ParamSpec(
+        "image_topic",
+        "/camera/image_raw",
+        "string",
+        "Camera topic (sensor_msgs/Image). With "
+        "input_transport=compressed the node subscribes to <image_topic>/compressed instead.",
+    ),
+    ParamSpec(
+        "input_transport",
+        "raw",
+        "string",
+        "raw: sensor_msgs/Image; compressed: sensor_msgs/CompressedImage (jpeg/png) on <image_topic>/compressed.",
+        choices=("raw", "compressed"),
+    ),
+    ParamSpec(
+        "reliability",
+        "best_effort",
+        "string",
+        "QoS reliability of the camera subscription: best_effort "
+        "(sensor-data QoS, what camera drivers publish) or reliable (e.g. for `ros2 bag play` of every "
+        "frame). History is always keep-last 1.",
+        choices=("best_effort", "reliable"),
+    ),
     ParamSpec("conf_threshold", 0.25, "double", "Minimum detection score (objectness x class).", range=(0.0, 1.0)),
     ParamSpec("iou_threshold", 0.45, "double", "IoU above which class-aware NMS suppresses a box.", range=(0.0, 1.0)),
-    ParamSpec("max_detections", 100, "integer", "At most this many boxes per frame (highest scores kept).",
-              range=(1, 10000)),
-    ParamSpec("class_filter", [], "string_array", "Publish only these class names (empty: every class the "
-              "bundle knows)."),
-    ParamSpec("publish_overlay", True, "bool", "Publish `overlay` (bgr8 frame with boxes and masks drawn). It "
-              "is rendered only while something subscribes to it."),
+    ParamSpec(
+        "max_detections", 100, "integer", "At most this many boxes per frame (highest scores kept).", range=(1, 10000)
+    ),
+    ParamSpec(
+        "class_filter", [], "string_array", "Publish only these class names (empty: every class the bundle knows)."
+    ),
+    ParamSpec(
+        "publish_overlay",
+        True,
+        "bool",
+        "Publish `overlay` (bgr8 frame with boxes and masks drawn). It "
+        "is rendered only while something subscribes to it.",
+    ),
     ParamSpec("threads", 0, "integer", "ONNX Runtime intra-op threads (0: the runtime's default).", range=(0, 256)),
     ParamSpec("diagnostics_period", 1.0, "double", "Seconds between /diagnostics messages.", range=(0.05, 60.0)),
-    ParamSpec("warn_period", 5.0, "double", "At most one warning per kind of bad frame in this many seconds "
-              "(the rest are counted and reported with the next one).", range=(0.0, 3600.0)),
+    ParamSpec(
+        "warn_period",
+        5.0,
+        "double",
+        "At most one warning per kind of bad frame in this many seconds "
+        "(the rest are counted and reported with the next one).",
+        range=(0.0, 3600.0),
+    ),
 )
 
-_PY_TYPES = {"string": (str,), "double": (float, int), "integer": (int,), "bool": (bool,), "string_array": (list, tuple)}
+_PY_TYPES = {
+    "string": (str,),
+    "double": (float, int),
+    "integer": (int,),
+    "bool": (bool,),
+    "string_array": (list, tuple),
+}
 
 
 class ParamError(ValueError):
@@ -203,7 +277,9 @@ class NodeParams:
 
     @property
     def subscribed_topic(self) -> str:
-        return self.image_topic.rstrip("/") + "/compressed" if self.input_transport == "compressed" else self.image_topic
+        return (
+            self.image_topic.rstrip("/") + "/compressed" if self.input_transport == "compressed" else self.image_topic
+        )
 
     @property
     def message_type(self) -> str:
@@ -232,8 +308,10 @@ def validate_params(values: dict[str, Any]) -> NodeParams:
             raise ParamError(f"parameter {p.name!r} = {v!r}: expected a value in [{p.range[0]}, {p.range[1]}]")
         out[p.name] = float(v) if p.kind == "double" else v
     if not out["bundle"]:
-        raise ParamError("parameter 'bundle' is empty: pass the bundle directory, e.g. "
-                         "`ros2 launch mtc_perception student.launch.py bundle:=/path/to/bundles/student`")
+        raise ParamError(
+            "parameter 'bundle' is empty: pass the bundle directory, e.g. "
+            "`ros2 launch mtc_perception student.launch.py bundle:=/path/to/bundles/student`"
+        )
     if not out["image_topic"].strip():
         raise ParamError("parameter 'image_topic' is empty: name the camera topic, e.g. /camera/image_raw")
     return NodeParams(**out)
@@ -243,8 +321,10 @@ def check_class_filter(class_filter: Sequence[str], class_names: Sequence[str]) 
     """A class filter naming a class the bundle does not know would silently publish nothing."""
     missing = [c for c in class_filter if c not in class_names]
     if missing:
-        raise ParamError(f"parameter 'class_filter' names {missing}, which the bundle does not detect; "
-                         f"its classes are {list(class_names)}")
+        raise ParamError(
+            f"parameter 'class_filter' names {missing}, which the bundle does not detect; "
+            f"its classes are {list(class_names)}"
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -287,7 +367,9 @@ class FrameProcessor:
     (when asked) ``overlay`` with the input's header, and count the frame in ``stats``. A bad frame
     never raises: it comes back as ``FrameResult.error`` and is counted as failed."""
 
-    def __init__(self, perceptor: Any, types: Types, class_filter: Sequence[str] = (), stats: Stats | None = None) -> None:
+    def __init__(
+        self, perceptor: Any, types: Types, class_filter: Sequence[str] = (), stats: Stats | None = None
+    ) -> None:
         self.perceptor = perceptor
         self.types = types
         self.class_filter = tuple(class_filter)
@@ -307,8 +389,13 @@ class FrameProcessor:
         except Exception as e:  # noqa: BLE001 - an inference failure must not kill the node
             return self._fail(f"inference failed: {type(e).__name__}: {e}", type(e).__name__)
         h = msg.header
-        out = {"detections": detection_array(self.types, h, p.boxes, p.scores, p.class_ids, p.class_names, self.class_filter),
-               "drivable_mask": mask_image(self.types, h, p.drivable), "lane_mask": mask_image(self.types, h, p.lane)}
+        out = {
+            "detections": detection_array(
+                self.types, h, p.boxes, p.scores, p.class_ids, p.class_names, self.class_filter
+            ),
+            "drivable_mask": mask_image(self.types, h, p.drivable),
+            "lane_mask": mask_image(self.types, h, p.lane),
+        }
         if overlay:
             from .viz import draw
 
@@ -342,8 +429,16 @@ def health(now: dict[str, Any], before: dict[str, Any] | None, topic: str) -> tu
     return "OK", f"{now['rate_hz']:.1f} Hz, p50 {now['latency_p50_ms']:.1f} ms"
 
 
-def diagnostic_array(types: Types, stamp: Any, name: str, hardware_id: str, summary: dict[str, Any], level: str,
-                     message: str, extra: dict[str, Any] | None = None) -> Any:
+def diagnostic_array(
+    types: Types,
+    stamp: Any,
+    name: str,
+    hardware_id: str,
+    summary: dict[str, Any],
+    level: str,
+    message: str,
+    extra: dict[str, Any] | None = None,
+) -> Any:
     """A ``diagnostic_msgs/DiagnosticArray`` with one status for this node. The level constant is
     read off the message class, so it is bytes for rclpy and an int for rosbags as each expects."""
     Status, KV = types("diagnostic_msgs/msg/DiagnosticStatus"), types("diagnostic_msgs/msg/KeyValue")

@@ -39,9 +39,15 @@ class Perception:
 
     def to_dict(self) -> dict:
         return {
-            "detections": [{"box": [round(float(v), 2) for v in b], "score": round(float(s), 4), "class_id": int(c),
-                            "class": self.class_names[int(c)] if int(c) < len(self.class_names) else str(int(c))}
-                           for b, s, c in zip(self.boxes, self.scores, self.class_ids)],
+            "detections": [
+                {
+                    "box": [round(float(v), 2) for v in b],
+                    "score": round(float(s), 4),
+                    "class_id": int(c),
+                    "class": self.class_names[int(c)] if int(c) < len(self.class_names) else str(int(c)),
+                }
+                for b, s, c in zip(self.boxes, self.scores, self.class_ids)
+            ],
             "drivable_fraction": float(self.drivable.mean()) if self.drivable.size else 0.0,
             "lane_fraction": float(self.lane.mean()) if self.lane.size else 0.0,
             "image_size": [int(self.drivable.shape[1]), int(self.drivable.shape[0])],
@@ -122,8 +128,15 @@ class Perceptor:
     (``threads``, ``providers``, ``device``, ``cuda_graph``, ...).
     """
 
-    def __init__(self, bundle: Bundle | str | Path, backend: str = "auto", conf: float = 0.25, iou: float = 0.45,
-                 max_det: int = 100, **engine_options: object) -> None:
+    def __init__(
+        self,
+        bundle: Bundle | str | Path,
+        backend: str = "auto",
+        conf: float = 0.25,
+        iou: float = 0.45,
+        max_det: int = 100,
+        **engine_options: object,
+    ) -> None:
         from .engines import create_engine
 
         self.bundle = bundle if isinstance(bundle, Bundle) else Bundle.load(bundle)
@@ -134,7 +147,10 @@ class Perceptor:
         self.pre = Preprocessor(self.bundle)
         det = self.bundle.meta["detection"]
         self.det_name = det["output"]
-        self.seg_names = (self.bundle.meta["segmentation"]["drivable"]["output"], self.bundle.meta["segmentation"]["lane"]["output"])
+        self.seg_names = (
+            self.bundle.meta["segmentation"]["drivable"]["output"],
+            self.bundle.meta["segmentation"]["lane"]["output"],
+        )
         self.class_names = self.bundle.class_names
 
     @property
@@ -157,8 +173,16 @@ class Perceptor:
             boxes = lb.to_image(boxes).astype(np.float32)
             keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])  # boxes entirely in the padding vanish
             masks = [restore_mask(np.greater(m[i, 0], 0).view(np.uint8), lb) for m in (drv, lane)]
-            out.append(Perception(boxes[keep], scores[keep].astype(np.float32), cls[keep].astype(np.int64), masks[0], masks[1],
-                                  class_names=self.class_names))
+            out.append(
+                Perception(
+                    boxes[keep],
+                    scores[keep].astype(np.float32),
+                    cls[keep].astype(np.int64),
+                    masks[0],
+                    masks[1],
+                    class_names=self.class_names,
+                )
+            )
         return out
 
     # -- entry points ---------------------------------------------------------------------------
@@ -178,8 +202,12 @@ class Perceptor:
         results = self.postprocess(outputs, lbs)
         t4 = time.perf_counter()
         n = max(len(frames), 1)
-        timings = {"decode": (t1 - t0) * 1e3 / n, "preprocess": (t2 - t1) * 1e3 / n, "infer": (t3 - t2) * 1e3 / n,
-                   "postprocess": (t4 - t3) * 1e3 / n}
+        timings = {
+            "decode": (t1 - t0) * 1e3 / n,
+            "preprocess": (t2 - t1) * 1e3 / n,
+            "infer": (t3 - t2) * 1e3 / n,
+            "postprocess": (t4 - t3) * 1e3 / n,
+        }
         for r in results:
             r.timings = dict(timings)
         return results

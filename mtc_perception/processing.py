@@ -115,8 +115,9 @@ def letterbox_resize(img: np.ndarray, lb: Letterbox) -> np.ndarray:
     return cv2.resize(img, lb.new, interpolation=cv2.INTER_AREA if lb.ratio < 1 else cv2.INTER_LINEAR)
 
 
-def letterbox_image(img: np.ndarray, dst: tuple[int, int], pad_value: int = PAD_VALUE,
-                    masks: list[np.ndarray] | None = None) -> tuple[np.ndarray, list[np.ndarray], Letterbox]:
+def letterbox_image(
+    img: np.ndarray, dst: tuple[int, int], pad_value: int = PAD_VALUE, masks: list[np.ndarray] | None = None
+) -> tuple[np.ndarray, list[np.ndarray], Letterbox]:
     """Resize ``img`` (HxWxC uint8) into ``dst`` = (W, H) keeping the aspect ratio and pad;
     ``masks`` (HxW) follow with nearest-neighbour resizing and 0 padding."""
     import cv2
@@ -143,7 +144,9 @@ def restore_mask(mask: np.ndarray, lb: Letterbox) -> np.ndarray:
     import cv2
 
     if mask.shape[:2] != (lb.dst[1], lb.dst[0]):
-        raise ValueError(f"restore_mask: mask is {mask.shape[1]}x{mask.shape[0]} but the network input is {lb.dst[0]}x{lb.dst[1]}")
+        raise ValueError(
+            f"restore_mask: mask is {mask.shape[1]}x{mask.shape[0]} but the network input is {lb.dst[0]}x{lb.dst[1]}"
+        )
     top, bottom, left, right = lb.valid
     crop = mask[top:bottom, left:right]
     k = lb.src[0] // crop.shape[1]
@@ -172,8 +175,9 @@ def upscale_nearest(a: np.ndarray, k: int) -> np.ndarray:
     return out.view(np.uint8).reshape(h * k, w * k).view(a.dtype)
 
 
-def select_detections(pred: np.ndarray, conf: float, iou: float, max_det: int = 300,
-                      max_candidates: int = 30000) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def select_detections(
+    pred: np.ndarray, conf: float, iou: float, max_det: int = 300, max_candidates: int = 30000
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Decoded predictions of one image (N x (5+nc): cx, cy, w, h, objectness, class
     probabilities) -> (boxes xyxy, scores, class ids) after the confidence threshold and
     class-aware NMS. score = objectness x best class probability."""

@@ -27,8 +27,19 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         synthesize(tmp / "syn", n_train=16, n_val=8, seed=7, size=(320, 180), workers=1, progress=False)
-        s = train(TrainConfig(data=str(tmp / "syn"), out=str(tmp / "run"), model_size="tiny", img_size=(128, 96), epochs=2,
-                              batch_size=4, workers=0, seed=0), progress=False)
+        s = train(
+            TrainConfig(
+                data=str(tmp / "syn"),
+                out=str(tmp / "run"),
+                model_size="tiny",
+                img_size=(128, 96),
+                epochs=2,
+                batch_size=4,
+                workers=0,
+                seed=0,
+            ),
+            progress=False,
+        )
         export_bundle(s["best"], tmp / "b", ExportConfig(imgsz=(96, 128), parity_frames=4))
         dst = out / "tiny_bundle"
         shutil.rmtree(dst, ignore_errors=True)

@@ -72,9 +72,11 @@ def main() -> None:
         full = ort_ms(ExportWrapper(m).eval(), h, w, a.runs)
         fast = ort_ms(ExportWrapper(deploy_model(m)).eval(), h, w, a.runs)
         det = ort_ms(DetectionPath(m).eval(), h, w, a.runs)
-        print(f"{c}: {count_params(m) / 1e6:.2f}M params, {count_macs(m, h, w) / 1e9:.3f} GMACs at {w}x{h}; whole network {full:.1f} ms "
-              f"(decoders rewritten: {fast:.1f} ms), backbone+neck+detect {det:.1f} ms, segmentation decoders {full - det:.1f} ms "
-              f"({100 * (full - det) / full:.0f}%; rewritten {fast - det:.1f} ms)")
+        print(
+            f"{c}: {count_params(m) / 1e6:.2f}M params, {count_macs(m, h, w) / 1e9:.3f} GMACs at {w}x{h}; whole network {full:.1f} ms "
+            f"(decoders rewritten: {fast:.1f} ms), backbone+neck+detect {det:.1f} ms, segmentation decoders {full - det:.1f} ms "
+            f"({100 * (full - det) / full:.0f}%; rewritten {fast - det:.1f} ms)"
+        )
 
 
 if __name__ == "__main__":

@@ -74,8 +74,9 @@ def logs():
     h = _Logs()
     # every project logger, not only the package roots: under launch's logger class a module
     # logger does not always propagate to its package's logger (lines may then appear twice)
-    names = {"mtc", "mtc_perception", "compress"} | {n for n in logging.Logger.manager.loggerDict
-                                                      if n.split(".")[0] in ("mtc", "mtc_perception", "compress")}
+    names = {"mtc", "mtc_perception", "compress"} | {
+        n for n in logging.Logger.manager.loggerDict if n.split(".")[0] in ("mtc", "mtc_perception", "compress")
+    }
     loggers = [logging.getLogger(n) for n in sorted(names)]
     old = [lg.level for lg in loggers]
     for lg in loggers:

@@ -21,8 +21,7 @@ N_TRAIN, N_VAL = 6, 3
 def synth_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny synthroad dataset, generated once per session (do not modify it)."""
     root = tmp_path_factory.mktemp("synth") / "ds"
-    synthesize(root, n_train=N_TRAIN, n_val=N_VAL, seed=3, size=SYNTH_SIZE, workers=1,
-               progress=False)
+    synthesize(root, n_train=N_TRAIN, n_val=N_VAL, seed=3, size=SYNTH_SIZE, workers=1, progress=False)
     return root
 
 
@@ -51,13 +50,19 @@ def to_official(root: Path, split: str) -> list[dict[str, Any]]:
     out = []
     for stem in stems(root, split):
         d = read_label(root, split, stem)
-        out.append({"name": d["name"], "attributes": d["attributes"],
-                    "labels": d["frames"][0]["objects"]})
+        out.append({"name": d["name"], "attributes": d["attributes"], "labels": d["frames"][0]["objects"]})
     return out
 
 
-def write_sample(root: Path, split: str, stem: str, img: np.ndarray, drivable: np.ndarray,
-                 lane: np.ndarray, objects: list[dict[str, Any]]) -> None:
+def write_sample(
+    root: Path,
+    split: str,
+    stem: str,
+    img: np.ndarray,
+    drivable: np.ndarray,
+    lane: np.ndarray,
+    objects: list[dict[str, Any]],
+) -> None:
     """Write one hand-made sample in YOLOP layout (PNG image to keep pixels exact)."""
     for d in ("images", "det_annotations", "da_seg_annotations", "ll_seg_annotations"):
         (root / d / split).mkdir(parents=True, exist_ok=True)

@@ -2,9 +2,13 @@
 
 import pytest
 
-pytest.importorskip("torch", reason="needs torch (the offline half, compress/): `make test` installs it; a ROS 2 machine under colcon test may not have it")
+pytest.importorskip(
+    "torch",
+    reason="needs torch (the offline half, compress/): `make test` installs it; a ROS 2 machine under colcon test may not have it",
+)
 
 import torch
+from helpers import X, fake_batch, task_loss_fn  # noqa: E402
 from torch import nn
 
 from compress.models import ModelConfig, build_model
@@ -12,8 +16,6 @@ from compress.models.yolop import extract_widths
 from compress.prune import AllocationError, BudgetError, PruneConfig, TaskSpec, prune, spec_for
 from compress.prune.allocate import prunable_blocks, sensitivity_weights
 from compress.prune.pruner import _pruner
-
-from helpers import X, fake_batch, task_loss_fn  # noqa: E402
 
 
 class TwoBranches(nn.Module):
@@ -45,6 +47,7 @@ def _losses(ref_a, ref_b):
     def fn(m, x):
         oa, ob = m(x)
         return {"a": ((oa - ref_a) ** 2).mean() + 0.01, "b": ((ob - ref_b) ** 2).mean() + 0.01}
+
     return fn
 
 
@@ -63,7 +66,9 @@ def test_the_block_a_task_needs_gets_the_smaller_share():
     x = torch.rand(4, 3, 6, 6)
     with torch.no_grad():
         ra, rb = m(x)
-    cfg = PruneConfig(criterion="magnitude", budget="ratio", target=0.5, round_to=1, img_size=(6, 6), max_layer_ratio=0.7)
+    cfg = PruneConfig(
+        criterion="magnitude", budget="ratio", target=0.5, round_to=1, img_size=(6, 6), max_layer_ratio=0.7
+    )
     from compress.prune import build_criterion
 
     crit = build_criterion("magnitude")
@@ -94,8 +99,13 @@ def test_sensitivity_allocation_meets_the_budget_on_the_multitask_net():
     uniform = build_model(ModelConfig(size="small"))
     uniform.load_state_dict(m.state_dict())
     kw = dict(criterion="task-aware", budget="params", target=0.4, round_to=4, img_size=(128, 96), batches=1)
-    rep = prune(m, spec_for(m), PruneConfig(**kw, allocation="sensitivity", sensitivity_batches=1),
-                batches=lambda: [fake_batch()], loss_fn=task_loss_fn(m))
+    rep = prune(
+        m,
+        spec_for(m),
+        PruneConfig(**kw, allocation="sensitivity", sensitivity_batches=1),
+        batches=lambda: [fake_batch()],
+        loss_fn=task_loss_fn(m),
+    )
     assert 0.4 <= rep.params_reduction <= 0.46
     blocks = {a["block"] for a in rep.allocation}
     assert {"backbone.stage5", "neck.out3", "drivable.c1", "lane.c1"} <= blocks
@@ -111,8 +121,18 @@ def test_sensitivity_allocation_meets_the_budget_on_the_multitask_net():
 def test_fixed_layer_ratios():
     m = build_model(ModelConfig(size="small"))
     before = m.lane.c1.conv.out_channels
-    prune(m, spec_for(m), PruneConfig(criterion="magnitude", budget="ratio", target=0.1, round_to=1, img_size=(128, 96),
-                                      layer_ratios={"lane.c1": 0.5}))
+    prune(
+        m,
+        spec_for(m),
+        PruneConfig(
+            criterion="magnitude",
+            budget="ratio",
+            target=0.1,
+            round_to=1,
+            img_size=(128, 96),
+            layer_ratios={"lane.c1": 0.5},
+        ),
+    )
     assert m.lane.c1.conv.out_channels == before // 2
     assert m.drivable.c1.conv.out_channels == int(before * 0.9)  # the rest at the base ratio
 
@@ -120,9 +140,21 @@ def test_fixed_layer_ratios():
 def test_allocation_errors():
     m = build_model(ModelConfig(size="tiny"))
     with pytest.raises(AllocationError, match="'lane.c9'.*not a module"):
-        prune(m, spec_for(m), PruneConfig(criterion="magnitude", budget="ratio", target=0.2, img_size=(128, 96), layer_ratios={"lane.c9": 0.5}))
+        prune(
+            m,
+            spec_for(m),
+            PruneConfig(
+                criterion="magnitude", budget="ratio", target=0.2, img_size=(128, 96), layer_ratios={"lane.c9": 0.5}
+            ),
+        )
     with pytest.raises(AllocationError, match=r"\[0, 1\)"):
-        prune(m, spec_for(m), PruneConfig(criterion="magnitude", budget="ratio", target=0.2, img_size=(128, 96), layer_ratios={"lane.c1": 1.5}))
+        prune(
+            m,
+            spec_for(m),
+            PruneConfig(
+                criterion="magnitude", budget="ratio", target=0.2, img_size=(128, 96), layer_ratios={"lane.c1": 1.5}
+            ),
+        )
     with pytest.raises(BudgetError, match="allocation 'even' unknown"):
         PruneConfig(allocation="even")
     with pytest.raises(BudgetError, match="global pruning"):
@@ -138,11 +170,25 @@ def test_layer_ratios_round_to_the_nearest_multiple():
     w = extract_widths(m)
     c1 = w["lane.c1.conv"]
     assert c1 % 8 == 0 and c1 >= 32
-    prune(m, spec_for(m), PruneConfig(criterion="magnitude", budget="ratio", target=0.05, round_to=8, img_size=(128, 96),
-                                      layer_ratios={"lane.c1": 0.05, "drivable.c1": 0.2, "neck": 0.05}))
+    prune(
+        m,
+        spec_for(m),
+        PruneConfig(
+            criterion="magnitude",
+            budget="ratio",
+            target=0.05,
+            round_to=8,
+            img_size=(128, 96),
+            layer_ratios={"lane.c1": 0.05, "drivable.c1": 0.2, "neck": 0.05},
+        ),
+    )
     after = extract_widths(m)
     assert after["lane.c1.conv"] == c1  # 5 % of 32+ channels is nearer to none than to 8
     assert after["drivable.c1.conv"] == round(c1 * 0.8 / 8) * 8
     neck = {k: v for k, v in w.items() if k.startswith("neck.")}
-    assert all(after[k] == round(v * 0.95 / 8) * 8 for k, v in neck.items()) and any(after[k] == v for k, v in neck.items())
-    assert after["backbone.down2.conv"] == w["backbone.down2.conv"] - 8  # outside the dict: torch-pruning's own rounding (down)
+    assert all(after[k] == round(v * 0.95 / 8) * 8 for k, v in neck.items()) and any(
+        after[k] == v for k, v in neck.items()
+    )
+    assert (
+        after["backbone.down2.conv"] == w["backbone.down2.conv"] - 8
+    )  # outside the dict: torch-pruning's own rounding (down)

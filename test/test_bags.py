@@ -15,7 +15,16 @@ pytest.importorskip("rosbags")
 from rosbags.highlevel import AnyReader
 from rosbags.typesys import Stores, get_typestore
 
-from mtc_perception.bags import DEFAULT_START_NS, BagError, BagReader, RecordingWriter, SourceFrame, WriteConfig, stamp_to_ns, write_bag
+from mtc_perception.bags import (
+    DEFAULT_START_NS,
+    BagError,
+    BagReader,
+    RecordingWriter,
+    SourceFrame,
+    WriteConfig,
+    stamp_to_ns,
+    write_bag,
+)
 from mtc_perception.cli import main as mtc
 from mtc_perception.imaging import compressed_to_bgr, image_to_bgr
 from mtc_perception.node_core import register_vision_msgs
@@ -61,7 +70,9 @@ def _mcap_read(path, topic):
     (f,) = Path(path).glob("*.mcap")
     out = []
     with open(f, "rb") as fh:
-        for _schema, channel, message, msg in make_reader(fh, decoder_factories=[DecoderFactory()]).iter_decoded_messages(topics=[topic]):
+        for _schema, channel, message, msg in make_reader(
+            fh, decoder_factories=[DecoderFactory()]
+        ).iter_decoded_messages(topics=[topic]):
             assert channel.topic == topic
             out.append((message.log_time, msg))
     return out
@@ -77,7 +88,24 @@ def _pixels(msg):
 @pytest.mark.parametrize("distro", DISTROS)
 def test_folder_to_mcap_reads_back_identically_through_rosbags_and_mcap(tmp_path, image_dir, distro, logs):
     out = tmp_path / "bag"
-    assert mtc(["bag", "--input", str(image_dir), "--out", str(out), "--distro", distro, "--fps", "20", "--frame-id", "cam0"]) == 0
+    assert (
+        mtc(
+            [
+                "bag",
+                "--input",
+                str(image_dir),
+                "--out",
+                str(out),
+                "--distro",
+                distro,
+                "--fps",
+                "20",
+                "--frame-id",
+                "cam0",
+            ]
+        )
+        == 0
+    )
     assert (out / "metadata.yaml").is_file() and "version: 8" in (out / "metadata.yaml").read_text()
     assert "f99_broken" in logs.text  # the unreadable file is reported, not silently dropped
     want = _frames()
@@ -127,8 +155,26 @@ def test_dataset_split_records_frames_and_labels_with_the_same_stamps(tmp_path, 
     from compress.data.bdd import DataConfig, index_split
 
     out = tmp_path / "bag"
-    assert mtc(["bag", "--dataset", str(synth_root), "--split", "val", "--out", str(out), "--storage", storage,
-                "--transport", "compressed", "--jpeg-quality", "95"]) == 0
+    assert (
+        mtc(
+            [
+                "bag",
+                "--dataset",
+                str(synth_root),
+                "--split",
+                "val",
+                "--out",
+                str(out),
+                "--storage",
+                storage,
+                "--transport",
+                "compressed",
+                "--jpeg-quality",
+                "95",
+            ]
+        )
+        == 0
+    )
     samples = index_split(DataConfig(root=synth_root, split="val")).samples
     cams = _rosbags_read(out, "/camera/image_raw/compressed", "humble")
     dets = _rosbags_read(out, "/ground_truth/detections", "humble")
@@ -141,28 +187,61 @@ def test_dataset_split_records_frames_and_labels_with_the_same_stamps(tmp_path, 
         img = cv2.imread(str(s.image))
         assert cam.format.endswith("jpeg compressed bgr8")
         assert np.abs(compressed_to_bgr(cam).astype(int) - img.astype(int)).mean() < 3  # JPEG q95 of the same frame
-        got = np.array([[x.bbox.center.position.x - x.bbox.size_x / 2, x.bbox.center.position.y - x.bbox.size_y / 2,
-                         x.bbox.center.position.x + x.bbox.size_x / 2, x.bbox.center.position.y + x.bbox.size_y / 2]
-                        for x in d.detections]).reshape(-1, 4)
-        assert np.allclose(got, s.boxes[:, 1:5], atol=1e-3) and all(x.results[0].hypothesis.class_id == "vehicle" for x in d.detections)
-        want_drv = (cv2.imread(str(s.drivable), cv2.IMREAD_UNCHANGED) > 0)
+        got = np.array(
+            [
+                [
+                    x.bbox.center.position.x - x.bbox.size_x / 2,
+                    x.bbox.center.position.y - x.bbox.size_y / 2,
+                    x.bbox.center.position.x + x.bbox.size_x / 2,
+                    x.bbox.center.position.y + x.bbox.size_y / 2,
+                ]
+                for x in d.detections
+            ]
+        ).reshape(-1, 4)
+        assert np.allclose(got, s.boxes[:, 1:5], atol=1e-3) and all(
+            x.results[0].hypothesis.class_id == "vehicle" for x in d.detections
+        )
+        want_drv = cv2.imread(str(s.drivable), cv2.IMREAD_UNCHANGED) > 0
         assert dm.encoding == "mono8" and np.array_equal(dm.data.reshape(dm.height, dm.width) > 0, want_drv)
-        assert set(np.unique(lm.data)) <= {0, 255} and np.array_equal(lm.data.reshape(lm.height, lm.width) > 0,
-                                                                   cv2.imread(str(s.lane), cv2.IMREAD_UNCHANGED) > 0)
+        assert set(np.unique(lm.data)) <= {0, 255} and np.array_equal(
+            lm.data.reshape(lm.height, lm.width) > 0, cv2.imread(str(s.lane), cv2.IMREAD_UNCHANGED) > 0
+        )
     if storage == "mcap":  # the independent reader decodes the vision_msgs schema the bag embeds
         md = _mcap_read(out, "/ground_truth/detections")
-        assert [len(m.detections) for _, m in md] == [len(s.boxes) for s in samples] and sum(len(s.boxes) for s in samples) > 0
+        assert [len(m.detections) for _, m in md] == [len(s.boxes) for s in samples] and sum(
+            len(s.boxes) for s in samples
+        ) > 0
         for (_, m), s in zip(md, samples):
             for x, b in zip(m.detections, s.boxes):
-                assert x.bbox.size_x == pytest.approx(float(b[3] - b[1])) and x.bbox.center.position.y == pytest.approx(float(b[2] + b[4]) / 2)
+                assert x.bbox.size_x == pytest.approx(float(b[3] - b[1])) and x.bbox.center.position.y == pytest.approx(
+                    float(b[2] + b[4]) / 2
+                )
 
 
 def test_resize_limit_and_fps(tmp_path, synth_root):
     from compress.data.bdd import DataConfig, index_split
 
     out = tmp_path / "bag"
-    assert mtc(["bag", "--dataset", str(synth_root), "--out", str(out), "--resize", "160x90", "--limit", "3", "--fps", "25",
-                "--topic", "/front/image"]) == 0
+    assert (
+        mtc(
+            [
+                "bag",
+                "--dataset",
+                str(synth_root),
+                "--out",
+                str(out),
+                "--resize",
+                "160x90",
+                "--limit",
+                "3",
+                "--fps",
+                "25",
+                "--topic",
+                "/front/image",
+            ]
+        )
+        == 0
+    )
     cams = _rosbags_read(out, "/front/image", "humble")
     dets = _rosbags_read(out, "/ground_truth/detections", "humble")
     masks = _rosbags_read(out, "/ground_truth/lane_mask", "humble")
@@ -268,7 +347,9 @@ def test_writer_serializes_with_the_distro_store(tmp_path):
 
 
 def test_importing_the_runtime_needs_no_rosbags():
-    code = ("import sys, mtc_perception, mtc_perception.bags, mtc_perception.bench.report, mtc_perception.bench.replay, "
-            "mtc_perception.metrics; bad = [m for m in ('rosbags', 'torch', 'compress', 'matplotlib') if m in sys.modules]; "
-            "assert not bad, bad")
+    code = (
+        "import sys, mtc_perception, mtc_perception.bags, mtc_perception.bench.report, mtc_perception.bench.replay, "
+        "mtc_perception.metrics; bad = [m for m in ('rosbags', 'torch', 'compress', 'matplotlib') if m in sys.modules]; "
+        "assert not bad, bad"
+    )
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)

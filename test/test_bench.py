@@ -11,9 +11,24 @@ import pytest
 pytest.importorskip("rosbags")
 pytest.importorskip("onnxruntime")
 
-from mtc_perception.bags import DEFAULT_START_NS, RecordingWriter, SourceFrame, WriteConfig, camera_message, header, write_bag
+from mtc_perception.bags import (
+    DEFAULT_START_NS,
+    RecordingWriter,
+    SourceFrame,
+    WriteConfig,
+    camera_message,
+    header,
+    write_bag,
+)
 from mtc_perception.bench.replay import BenchConfig, run_bench
-from mtc_perception.bench.report import GroundTruthBoxes, ModelInfo, ModelOutput, ReportBuilder, StampMatcher, perception_from_messages
+from mtc_perception.bench.report import (
+    GroundTruthBoxes,
+    ModelInfo,
+    ModelOutput,
+    ReportBuilder,
+    StampMatcher,
+    perception_from_messages,
+)
 from mtc_perception.cli import main as mtc
 from mtc_perception.node_core import detection_array, mask_image
 from mtc_perception.perceptor import Perception
@@ -53,15 +68,41 @@ def _accounting(rep, total):
 def test_report_is_complete_and_a_model_agrees_perfectly_with_itself(dataset_bag, student, tmp_path):
     out = tmp_path / "rep"
     # conf 0.01: the briefly trained tiny model then makes detections to compare
-    assert mtc(["bench", "--bag", str(dataset_bag), "--teacher", str(TINY), "--student", str(student), "--out", str(out),
-                "--backend", "onnxruntime", "--threads", "1", "--conf", "0.01", "--output-bag", "--no-progress"]) == 0
+    assert (
+        mtc(
+            [
+                "bench",
+                "--bag",
+                str(dataset_bag),
+                "--teacher",
+                str(TINY),
+                "--student",
+                str(student),
+                "--out",
+                str(out),
+                "--backend",
+                "onnxruntime",
+                "--threads",
+                "1",
+                "--conf",
+                "0.01",
+                "--output-bag",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     rep = _json(out)
     assert set(rep) == {"schema", "meta", "models", "agreement", "ground_truth"}
     meta = rep["meta"]
     for k in ("host", "backends", "bag", "frames", "config", "harness_ms", "harness_share", "interrupted", "error"):
         assert k in meta, k
     assert meta["host"]["cpu"] and meta["bag"]["path"] == str(dataset_bag) and len(meta["bag"]["md5"]) == 32
-    assert meta["bag"]["topic"] == "/camera/image_raw/compressed" and meta["interrupted"] is False and meta["error"] is None
+    assert (
+        meta["bag"]["topic"] == "/camera/image_raw/compressed"
+        and meta["interrupted"] is False
+        and meta["error"] is None
+    )
     assert set(meta["backends"]) == {"teacher", "student"} and "onnxruntime" in meta["backends"]["student"]
     for k in ("read", "decode", "hash", "report", "score", "wall"):
         assert meta["harness_ms"][k] >= 0, k
@@ -71,7 +112,10 @@ def test_report_is_complete_and_a_model_agrees_perfectly_with_itself(dataset_bag
         m = rep["models"][name]
         assert m["params"] == 129000 and m["macs"] == 22252032
         lat = m["latency_ms"]
-        assert set(lat) == {"mean", "p50", "p90", "p99", "max"} and 0 < lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"]
+        assert (
+            set(lat) == {"mean", "p50", "p90", "p99", "max"}
+            and 0 < lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"]
+        )
         assert set(m["stage_ms"]) == set(STAGES) and all(v > 0 for v in m["stage_ms"].values())
         assert sum(m["stage_ms"].values()) == pytest.approx(lat["mean"], rel=0.2)
         assert m["throughput_fps"] == pytest.approx(1000 / lat["mean"], rel=0.01)
@@ -107,13 +151,16 @@ def test_report_is_complete_and_a_model_agrees_perfectly_with_itself(dataset_bag
             m = r.deserialize(raw, c.msgtype)
             stamps.setdefault(c.topic, []).append(m.header.stamp.sec * 10**9 + m.header.stamp.nanosec)
     want = [DEFAULT_START_NS + i * 100_000_000 for i in range(8)]
-    assert set(stamps) == {"/camera/image_raw/compressed"} | {f"/{n}/{k}" for n in ("teacher", "student")
-                                                              for k in ("detections", "drivable_mask", "lane_mask")}
+    assert set(stamps) == {"/camera/image_raw/compressed"} | {
+        f"/{n}/{k}" for n in ("teacher", "student") for k in ("detections", "drivable_mask", "lane_mask")
+    }
     assert all(v == want for v in stamps.values())
 
 
 def test_max_frames_and_interrupt_count_the_rest_as_skipped(dataset_bag, student, tmp_path):
-    rep = run_bench(BenchConfig(dataset_bag, TINY, student, tmp_path / "a", max_frames=3, plots=False, progress=False)).report
+    rep = run_bench(
+        BenchConfig(dataset_bag, TINY, student, tmp_path / "a", max_frames=3, plots=False, progress=False)
+    ).report
     _accounting(rep, 8)
     assert rep["models"]["student"]["frames"] == {"total": 8, "processed": 3, "failed": 0, "skipped": 5}
     assert rep["meta"]["frames"]["not_reached"] == 5 and any("--max-frames 3" in w for w in rep["meta"]["warnings"])
@@ -122,7 +169,9 @@ def test_max_frames_and_interrupt_count_the_rest_as_skipped(dataset_bag, student
         if n == 2:
             raise KeyboardInterrupt
 
-    res = run_bench(BenchConfig(dataset_bag, TINY, student, tmp_path / "b", plots=False, progress=False), on_frame=ctrl_c)
+    res = run_bench(
+        BenchConfig(dataset_bag, TINY, student, tmp_path / "b", plots=False, progress=False), on_frame=ctrl_c
+    )
     assert res.exit_code == 130 and (tmp_path / "b" / "report.json").is_file()
     rep = _json(tmp_path / "b")
     assert rep["meta"]["interrupted"] is True
@@ -131,8 +180,22 @@ def test_max_frames_and_interrupt_count_the_rest_as_skipped(dataset_bag, student
 
 
 def test_missing_camera_topic_lists_the_topics(dataset_bag, tmp_path, logs):
-    code = mtc(["bench", "--bag", str(dataset_bag), "--teacher", str(TINY), "--student", str(TINY), "--out", str(tmp_path / "r"),
-                "--topic", "/front_camera/image", "--no-progress"])
+    code = mtc(
+        [
+            "bench",
+            "--bag",
+            str(dataset_bag),
+            "--teacher",
+            str(TINY),
+            "--student",
+            str(TINY),
+            "--out",
+            str(tmp_path / "r"),
+            "--topic",
+            "/front_camera/image",
+            "--no-progress",
+        ]
+    )
     assert code == 2 and not (tmp_path / "r" / "report.json").exists()
     assert "'/front_camera/image' is not in" in logs.text
     for t in ("/camera/image_raw/compressed", "/ground_truth/detections", "/ground_truth/lane_mask"):
@@ -141,9 +204,16 @@ def test_missing_camera_topic_lists_the_topics(dataset_bag, tmp_path, logs):
     bag = tmp_path / "labels_only"
     with RecordingWriter(bag) as w:
         w.add_topic("/ground_truth/detections", "vision_msgs/msg/Detection2DArray")
-        w.write("/ground_truth/detections", 1, detection_array(w.types, header(w.ts, 1, "c"), np.zeros((0, 4)), [], [], ["vehicle"]))
+        w.write(
+            "/ground_truth/detections",
+            1,
+            detection_array(w.types, header(w.ts, 1, "c"), np.zeros((0, 4)), [], [], ["vehicle"]),
+        )
     logs.clear()
-    assert mtc(["bench", "--bag", str(bag), "--teacher", str(TINY), "--student", str(TINY), "--out", str(tmp_path / "r2")]) == 2
+    assert (
+        mtc(["bench", "--bag", str(bag), "--teacher", str(TINY), "--student", str(TINY), "--out", str(tmp_path / "r2")])
+        == 2
+    )
     assert "/ground_truth/detections" in logs.text and "choose one with --topic" in logs.text
 
 
@@ -164,8 +234,21 @@ def test_a_truncated_recording_is_reported_up_to_the_last_good_frame(tmp_path, s
     # the frames whose pixels (an Image's last field, one grey per frame) lie wholly before the cut
     whole = sum(data.find(x[0, 0, :1].tobytes() * x.size) + x.size <= cut for x in frames)
     out = tmp_path / "rep"
-    code = mtc(["bench", "--bag", str(tmp_path / "bag"), "--teacher", str(TINY), "--student", str(TINY), "--out", str(out),
-                "--no-plots", "--no-progress"])
+    code = mtc(
+        [
+            "bench",
+            "--bag",
+            str(tmp_path / "bag"),
+            "--teacher",
+            str(TINY),
+            "--student",
+            str(TINY),
+            "--out",
+            str(out),
+            "--no-plots",
+            "--no-progress",
+        ]
+    )
     assert code == 2
     rep = _json(out)
     _accounting(rep, 14)  # the total is the recording's own count
@@ -210,9 +293,17 @@ def test_label_stamps_that_match_no_frame_are_reported(tmp_path):
         w.add_topic("/ground_truth/lane_mask", "sensor_msgs/msg/Image")
         for i in range(6):
             t = DEFAULT_START_NS + i * 100_000_000
-            w.write("/camera/image_raw", t, camera_message(w.ts, header(w.ts, t, "cam"), np.full((96, 128, 3), 40 * i, np.uint8)))
+            w.write(
+                "/camera/image_raw",
+                t,
+                camera_message(w.ts, header(w.ts, t, "cam"), np.full((96, 128, 3), 40 * i, np.uint8)),
+            )
             off = header(w.ts, t + 1_000_000, "cam")  # labels stamped 1 ms off their frame
-            w.write("/ground_truth/detections", t, detection_array(w.types, off, np.array([[10, 10, 40, 30]]), [1.0], [0], ["vehicle"]))
+            w.write(
+                "/ground_truth/detections",
+                t,
+                detection_array(w.types, off, np.array([[10, 10, 40, 30]]), [1.0], [0], ["vehicle"]),
+            )
             w.write("/ground_truth/lane_mask", t, mask_image(w.types, off, np.zeros((96, 128), np.uint8)))
     res = run_bench(BenchConfig(bag, TINY, TINY, tmp_path / "rep", plots=False, progress=False))
     assert res.exit_code == 0
@@ -233,12 +324,21 @@ def test_label_stamps_that_match_no_frame_are_reported(tmp_path):
 
 def _p(boxes, scores, drivable, lane, cls=None):
     boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
-    return Perception(boxes, np.asarray(scores, np.float32), np.zeros(len(boxes), np.int64) if cls is None else np.asarray(cls),
-                      np.asarray(drivable, np.uint8), np.asarray(lane, np.uint8), class_names=("vehicle",))
+    return Perception(
+        boxes,
+        np.asarray(scores, np.float32),
+        np.zeros(len(boxes), np.int64) if cls is None else np.asarray(cls),
+        np.asarray(drivable, np.uint8),
+        np.asarray(lane, np.uint8),
+        class_names=("vehicle",),
+    )
 
 
 def test_report_builder_numbers_and_accounting(tmp_path):
-    models = [ModelInfo("teacher", class_names=("vehicle",), params=10), ModelInfo("student", class_names=("vehicle",), params=5)]
+    models = [
+        ModelInfo("teacher", class_names=("vehicle",), params=10),
+        ModelInfo("student", class_names=("vehicle",), params=5),
+    ]
     b = ReportBuilder(models, gt_parts=("detections", "lane"), mosaic=1)
     drv_t = np.zeros((4, 4), np.uint8)
     drv_t[:2] = 1  # 8 px
@@ -247,8 +347,11 @@ def test_report_builder_numbers_and_accounting(tmp_path):
     lane = np.eye(4, dtype=np.uint8)
     t = _p([[0, 0, 10, 10], [20, 20, 30, 30]], [0.9, 0.8], drv_t, lane)
     s = _p([[0, 0, 10, 10], [50, 50, 60, 60]], [0.7, 0.95], drv_s, lane)
-    a = b.add_frame(1, {"teacher": ModelOutput(t, 10.0, {"infer": 8.0}), "student": ModelOutput(s, 4.0, {"infer": 3.0})},
-                    image=np.zeros((4, 4, 3), np.uint8))
+    a = b.add_frame(
+        1,
+        {"teacher": ModelOutput(t, 10.0, {"infer": 8.0}), "student": ModelOutput(s, 4.0, {"infer": 3.0})},
+        image=np.zeros((4, 4, 3), np.uint8),
+    )
     assert a["det_f1"] == pytest.approx(0.5) and a["drivable_iou"] == pytest.approx(0.5) and a["lane_iou"] == 1.0
     b.add_frame(2, {"teacher": ModelOutput(t, 12.0), "student": ModelOutput(error="inference failed: boom")})
     b.add_frame(3, {"teacher": ModelOutput(t, 14.0)})  # the student never answered
@@ -260,7 +363,9 @@ def test_report_builder_numbers_and_accounting(tmp_path):
     assert rep["models"]["teacher"]["frames"] == {"total": 5, "processed": 3, "failed": 0, "skipped": 2}
     assert rep["models"]["student"]["frames"] == {"total": 5, "processed": 1, "failed": 1, "skipped": 3}
     assert rep["models"]["teacher"]["latency_ms"]["mean"] == pytest.approx(12.0)
-    assert rep["models"]["student"]["errors"] == [{"kind": "inference failed", "count": 1, "first": "inference failed: boom"}]
+    assert rep["models"]["student"]["errors"] == [
+        {"kind": "inference failed", "count": 1, "first": "inference failed: boom"}
+    ]
     ag = rep["agreement"]
     assert ag["frames"] == 1 and ag["detection"]["recall"] == pytest.approx(0.5)
     # COCO AP with the reference as ground truth: the student's best-scored box is wrong (P=0 at R=0),
@@ -272,7 +377,11 @@ def test_report_builder_numbers_and_accounting(tmp_path):
     gt = rep["ground_truth"]
     assert gt["matching"]["frames_with_all_labels"] == 1 and gt["matching"]["frames_missing_labels"] == 2
     assert gt["matching"]["labels_without_frame"] == {"detections": 0, "lane": 1}
-    assert gt["teacher"]["frames"] == 1 and gt["teacher"]["detection"]["recall"] == 1.0 and gt["teacher"]["lane"]["iou"] == 1.0
+    assert (
+        gt["teacher"]["frames"] == 1
+        and gt["teacher"]["detection"]["recall"] == 1.0
+        and gt["teacher"]["lane"]["iou"] == 1.0
+    )
     assert gt["student"]["detection"]["recall"] == 1.0 and gt["student"]["detection"]["precision"] == pytest.approx(0.5)
     paths = b.write(tmp_path, plots=False)
     assert paths["report_json"].is_file() and "| student |" in paths["report_md"].read_text()
@@ -283,7 +392,12 @@ def test_stamp_matcher_pairs_out_of_order_and_evicts_the_oldest():
     assert m.add(2, "teacher", "t2") == []
     assert m.add(1, "frame", "f1") == []
     done = m.add(2, "frame", "f2") + m.add(2, "student", "s2")
-    assert len(done) == 1 and done[0].stamp_ns == 2 and done[0].complete and done[0].items == {"frame": "f2", "teacher": "t2", "student": "s2"}
+    assert (
+        len(done) == 1
+        and done[0].stamp_ns == 2
+        and done[0].complete
+        and done[0].items == {"frame": "f2", "teacher": "t2", "student": "s2"}
+    )
     m.add(3, "frame", "f3")
     evicted = m.add(4, "frame", "f4")  # three pending > 2: the oldest (1) goes, incomplete
     assert [(g.stamp_ns, g.complete) for g in evicted] == [(1, False)]
@@ -301,9 +415,17 @@ def test_perception_from_the_nodes_messages():
     boxes = np.array([[10, 20, 50, 60], [1, 2, 3, 4]], np.float64)
     drv = np.zeros((6, 8), np.uint8)
     drv[3:] = 1
-    msgs = [ts.deserialize_cdr(ts.serialize_cdr(m, t), t) for m, t in (
-        (detection_array(types, hdr, boxes, np.array([0.9, 0.3]), np.array([0, 0]), ["vehicle"]), "vision_msgs/msg/Detection2DArray"),
-        (mask_image(types, hdr, drv), "sensor_msgs/msg/Image"), (mask_image(types, hdr, 1 - drv), "sensor_msgs/msg/Image"))]
+    msgs = [
+        ts.deserialize_cdr(ts.serialize_cdr(m, t), t)
+        for m, t in (
+            (
+                detection_array(types, hdr, boxes, np.array([0.9, 0.3]), np.array([0, 0]), ["vehicle"]),
+                "vision_msgs/msg/Detection2DArray",
+            ),
+            (mask_image(types, hdr, drv), "sensor_msgs/msg/Image"),
+            (mask_image(types, hdr, 1 - drv), "sensor_msgs/msg/Image"),
+        )
+    ]
     p = perception_from_messages(*msgs, class_names=("vehicle",))
     assert np.allclose(p.boxes, boxes) and np.allclose(p.scores, [0.9, 0.3]) and list(p.class_ids) == [0, 0]
     assert np.array_equal(p.drivable, drv) and np.array_equal(p.lane, 1 - drv)

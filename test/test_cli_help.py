@@ -45,7 +45,9 @@ def test_every_option_and_command_has_help(prog, parser):
 def test_bad_input_exits_2_with_a_message(tmp_path, logs):
     from mtc_perception.cli import main
 
-    assert main(["infer", "--bundle", str(tmp_path / "nope"), "--input", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    assert (
+        main(["infer", "--bundle", str(tmp_path / "nope"), "--input", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    )
     assert "is not a model bundle" in logs.text
     with pytest.raises(SystemExit) as e:  # argparse: unknown option
         main(["bench", "--bag"])

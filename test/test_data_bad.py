@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-pytest.importorskip("torch", reason="needs torch (the offline half, compress/): `make test` installs it; a ROS 2 machine under colcon test may not have it")
+pytest.importorskip(
+    "torch",
+    reason="needs torch (the offline half, compress/): `make test` installs it; a ROS 2 machine under colcon test may not have it",
+)
 
 import json
 from pathlib import Path
 
-
-from compress.data.bdd import DataConfig
-from compress.data.dataset import LoadStats, MultiTaskDataset, build_loader, iterate
-from compress.data.errors import DatasetError
 from conftest_data import (  # noqa: F401
     N_TRAIN,
     SYNTH_SIZE,
@@ -23,6 +22,10 @@ from conftest_data import (  # noqa: F401
     to_official,
     write_label,
 )
+
+from compress.data.bdd import DataConfig
+from compress.data.dataset import LoadStats, MultiTaskDataset, build_loader, iterate
+from compress.data.errors import DatasetError
 
 SIZE = (96, 64)
 
@@ -46,6 +49,7 @@ def _first_with_boxes(root: Path) -> str:
 
 
 # --- errors found while indexing -------------------------------------------------------------
+
 
 def _break_missing_image(root: Path) -> tuple[str, str]:
     stem = stems(root, "train")[1]
@@ -88,8 +92,14 @@ def _break_image_without_label(root: Path) -> tuple[str, str]:
     return f"images/train/{stem}.jpg", "image has no label file"
 
 
-INDEX_CASES = [_break_missing_image, _break_missing_mask, _break_unknown_category,
-               _break_malformed_json, _break_empty_box, _break_image_without_label]
+INDEX_CASES = [
+    _break_missing_image,
+    _break_missing_mask,
+    _break_unknown_category,
+    _break_malformed_json,
+    _break_empty_box,
+    _break_image_without_label,
+]
 
 
 @pytest.mark.parametrize("breaker", INDEX_CASES, ids=lambda f: f.__name__[7:])
@@ -111,14 +121,21 @@ def test_official_label_for_missing_image(synth_copy: Path) -> None:
     entries.append({"name": "nope.jpg", "labels": []})
     lj = synth_copy / "det_train.json"
     lj.write_text(json.dumps(entries))
-    cfg = DataConfig(label_format="bdd_official", label_json=lj,
-                     image_dir=synth_copy / "images" / "train", on_error="raise")
-    with pytest.raises(DatasetError, match=r"det_train\.json \[nope\.jpg\]: label for a missing "
-                                           r"image .*nope\.jpg"):
+    cfg = DataConfig(
+        label_format="bdd_official", label_json=lj, image_dir=synth_copy / "images" / "train", on_error="raise"
+    )
+    with pytest.raises(
+        DatasetError,
+        match=r"det_train\.json \[nope\.jpg\]: label for a missing "
+        r"image .*nope\.jpg",
+    ):
         MultiTaskDataset(cfg, img_size=SIZE)
-    ds = MultiTaskDataset(DataConfig(label_format="bdd_official", label_json=lj,
-                                     image_dir=synth_copy / "images" / "train", on_error="skip"),
-                          img_size=SIZE)
+    ds = MultiTaskDataset(
+        DataConfig(
+            label_format="bdd_official", label_json=lj, image_dir=synth_copy / "images" / "train", on_error="skip"
+        ),
+        img_size=SIZE,
+    )
     assert len(ds) == N_TRAIN and ds.skipped == 1
 
 
@@ -127,11 +144,11 @@ def test_official_malformed_file(tmp_path: Path) -> None:
     lj.write_text("[{")
     (tmp_path / "img").mkdir()
     with pytest.raises(DatasetError, match=r"det\.json: malformed label JSON"):
-        MultiTaskDataset(DataConfig(label_format="bdd_official", label_json=lj,
-                                    image_dir=tmp_path / "img"))
+        MultiTaskDataset(DataConfig(label_format="bdd_official", label_json=lj, image_dir=tmp_path / "img"))
 
 
 # --- errors found while loading (inside DataLoader workers) -----------------------------------
+
 
 def _break_corrupt_image(root: Path) -> tuple[str, str]:
     stem = stems(root, "train")[4]
@@ -151,7 +168,6 @@ def _break_box_outside(root: Path) -> tuple[str, str]:
     lbl["frames"][0]["objects"][0]["box2d"]["x2"] = SYNTH_SIZE[0] + 40.0
     write_label(root, "train", stem, lbl)
     return f"det_annotations/train/{stem}.json", "outside image images/train/"
-
 
 
 LOAD_CASES = [_break_corrupt_image, _break_corrupt_mask, _break_box_outside]

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-pytest.importorskip("torch", reason="needs torch (the offline half, compress/): `make test` installs it; a ROS 2 machine under colcon test may not have it")
+pytest.importorskip(
+    "torch",
+    reason="needs torch (the offline half, compress/): `make test` installs it; a ROS 2 machine under colcon test may not have it",
+)
 
 from pathlib import Path
 
 import numpy as np
 import torch
-
-from compress.data.augment import PAD_VALUE, AugmentConfig
-from compress.data.bdd import DataConfig
-from compress.data.dataset import LoadStats, MultiTaskDataset, build_loader, collate, iterate
 from conftest_data import (  # noqa: F401
     N_TRAIN,
     N_VAL,
@@ -23,6 +22,10 @@ from conftest_data import (  # noqa: F401
     synth_base,
     write_sample,
 )
+
+from compress.data.augment import PAD_VALUE, AugmentConfig
+from compress.data.bdd import DataConfig
+from compress.data.dataset import LoadStats, MultiTaskDataset, build_loader, collate, iterate
 
 
 def _check_item(item: dict, size: tuple[int, int]) -> None:
@@ -56,16 +59,16 @@ def test_val_item_letterbox_meta_and_boxes(synth_base: Path) -> None:
         assert item["drivable"][32:224].any() and item["lane"][32:224].any()
         label = read_label(synth_base, "val", Path(meta["path"]).stem)
         objs = [o["box2d"] for o in label["frames"][0]["objects"]]
-        expected = torch.tensor([[0, o["x1"] * 2, o["y1"] * 2 + 32, o["x2"] * 2, o["y2"] * 2 + 32]
-                                 for o in objs], dtype=torch.float32).reshape(-1, 5)
+        expected = torch.tensor(
+            [[0, o["x1"] * 2, o["y1"] * 2 + 32, o["x2"] * 2, o["y2"] * 2 + 32] for o in objs], dtype=torch.float32
+        ).reshape(-1, 5)
         torch.testing.assert_close(item["boxes"], expected)
 
 
 def test_train_item_augmented_shapes(synth_base: Path) -> None:
     size = (192, 128)
     torch.manual_seed(0)
-    ds = MultiTaskDataset(DataConfig(root=synth_base, split="train"), img_size=size,
-                          augment=AugmentConfig())
+    ds = MultiTaskDataset(DataConfig(root=synth_base, split="train"), img_size=size, augment=AugmentConfig())
     for i in range(len(ds)):
         item = ds[i]
         assert "error" not in item
@@ -93,8 +96,7 @@ def _bbox(mask: torch.Tensor) -> list[float]:
 
 
 def test_flip_keeps_box_image_and_masks_consistent(square_ds: Path) -> None:
-    aug = AugmentConfig(degrees=0, translate=0, scale=0, shear=0, hsv_h=0, hsv_s=0, hsv_v=0,
-                        fliplr=1.0)
+    aug = AugmentConfig(degrees=0, translate=0, scale=0, shear=0, hsv_h=0, hsv_s=0, hsv_v=0, fliplr=1.0)
     ds = MultiTaskDataset(DataConfig(root=square_ds), img_size=(200, 100), augment=aug)
     item = ds[0]
     assert item["boxes"].tolist() == [[0.0, 110.0, 30.0, 160.0, 60.0]]
@@ -104,8 +106,7 @@ def test_flip_keeps_box_image_and_masks_consistent(square_ds: Path) -> None:
 
 
 def test_affine_keeps_box_and_masks_consistent(square_ds: Path) -> None:
-    aug = AugmentConfig(degrees=10, translate=0.1, scale=0.3, shear=0, hsv_h=0, hsv_s=0,
-                        hsv_v=0, fliplr=0.5)
+    aug = AugmentConfig(degrees=10, translate=0.1, scale=0.3, shear=0, hsv_h=0, hsv_s=0, hsv_v=0, fliplr=0.5)
     ds = MultiTaskDataset(DataConfig(root=square_ds), img_size=(200, 100), augment=aug)
     torch.manual_seed(1)
     moved = 0
@@ -121,8 +122,7 @@ def test_affine_keeps_box_and_masks_consistent(square_ds: Path) -> None:
 
 
 def test_collate_and_loader_with_workers(synth_base: Path) -> None:
-    ds = MultiTaskDataset(DataConfig(root=synth_base, split="train"), img_size=(128, 80),
-                          augment=AugmentConfig())
+    ds = MultiTaskDataset(DataConfig(root=synth_base, split="train"), img_size=(128, 80), augment=AugmentConfig())
     batch = collate([ds[0], ds[1]])
     assert batch["img"].shape == (2, 3, 80, 128) and batch["drivable"].shape == (2, 80, 128)
     n0, n1 = len(ds[0]["boxes"]), len(ds[1]["boxes"])

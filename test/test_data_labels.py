@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import pytest
 
-pytest.importorskip("torch", reason="needs torch (the offline half, compress/): `make test` installs it; a ROS 2 machine under colcon test may not have it")
+pytest.importorskip(
+    "torch",
+    reason="needs torch (the offline half, compress/): `make test` installs it; a ROS 2 machine under colcon test may not have it",
+)
 
 import json
 from pathlib import Path
 
 import cv2
 import numpy as np
+from conftest_data import read_label, stems, synth_base, synth_copy, to_official  # noqa: F401
 
 from compress.data.bdd import DataConfig, index_split, map_drivable, map_lane, parse_objects
 from compress.data.errors import DataConfigError, DatasetError
-from conftest_data import read_label, stems, synth_base, synth_copy, to_official  # noqa: F401
 
 
 def _by_stem(cfg: DataConfig) -> dict[str, np.ndarray]:
@@ -36,16 +39,24 @@ def test_official_and_yolop_formats_load_same_boxes(synth_copy: Path) -> None:
     official.write_text(json.dumps(to_official(root, "train")))
 
     yolop = _by_stem(DataConfig(root=root, split="train"))
-    off = _by_stem(DataConfig(label_format="bdd_official", label_json=official,
-                              image_dir=root / "images" / "train",
-                              drivable_dir=root / "da_seg_annotations" / "train",
-                              lane_dir=root / "ll_seg_annotations" / "train"))
+    off = _by_stem(
+        DataConfig(
+            label_format="bdd_official",
+            label_json=official,
+            image_dir=root / "images" / "train",
+            drivable_dir=root / "da_seg_annotations" / "train",
+            lane_dir=root / "ll_seg_annotations" / "train",
+        )
+    )
     assert sorted(yolop) == sorted(off) == stems(root, "train")
     n_boxes = 0
     for stem, boxes in yolop.items():
         np.testing.assert_array_equal(boxes, off[stem])
-        expected = [o["box2d"] for o in read_label(root, "train", stem)["frames"][0]["objects"]
-                    if o["category"] in ("car", "bus", "truck")]
+        expected = [
+            o["box2d"]
+            for o in read_label(root, "train", stem)["frames"][0]["objects"]
+            if o["category"] in ("car", "bus", "truck")
+        ]
         assert len(boxes) == len(expected)
         for row, b in zip(boxes, expected):
             assert row.tolist() == [0.0, b["x1"], b["y1"], b["x2"], b["y2"]]
@@ -56,17 +67,23 @@ def test_official_and_yolop_formats_load_same_boxes(synth_copy: Path) -> None:
 def test_official_without_mask_dirs_has_no_masks(synth_copy: Path) -> None:
     official = synth_copy / "det.json"
     official.write_text(json.dumps(to_official(synth_copy, "val")))
-    idx = index_split(DataConfig(label_format="bdd_official", label_json=official,
-                                 image_dir=synth_copy / "images" / "val"))
+    idx = index_split(
+        DataConfig(label_format="bdd_official", label_json=official, image_dir=synth_copy / "images" / "val")
+    )
     assert len(idx.samples) == 3
     assert all(s.drivable is None and s.lane is None for s in idx.samples)
 
 
 def test_multi_class_map() -> None:
-    cfg = DataConfig(root=Path("/nonexistent"), class_names=("car", "truck", "bus"),
-                     class_map={"car": 0, "truck": 1, "bus": 2, "train": 2})
-    objs = [{"category": c, "box2d": {"x1": 0, "y1": 0, "x2": 4, "y2": 4}}
-            for c in ("bus", "car", "truck", "rider", "traffic sign")]
+    cfg = DataConfig(
+        root=Path("/nonexistent"),
+        class_names=("car", "truck", "bus"),
+        class_map={"car": 0, "truck": 1, "bus": 2, "train": 2},
+    )
+    objs = [
+        {"category": c, "box2d": {"x1": 0, "y1": 0, "x2": 4, "y2": 4}}
+        for c in ("bus", "car", "truck", "rider", "traffic sign")
+    ]
     boxes = parse_objects(objs, "x.json", cfg)
     assert boxes[:, 0].tolist() == [2.0, 0.0, 1.0]
 
@@ -74,23 +91,26 @@ def test_multi_class_map() -> None:
 def test_unknown_category_and_bad_box_messages() -> None:
     cfg = DataConfig(root=Path("/data"))
     with pytest.raises(DatasetError) as exc:
-        parse_objects([{"category": "tram", "box2d": {"x1": 0, "y1": 0, "x2": 4, "y2": 4}}],
-                      "det_annotations/val/0003.json", cfg)
+        parse_objects(
+            [{"category": "tram", "box2d": {"x1": 0, "y1": 0, "x2": 4, "y2": 4}}], "det_annotations/val/0003.json", cfg
+        )
     msg = str(exc.value)
     assert msg.startswith("det_annotations/val/0003.json: unknown category 'tram'")
     assert "class_map" in msg and "--on-error skip" in msg
     with pytest.raises(DatasetError, match=r"a\.json: object 0 \('car'\) has an empty"):
-        parse_objects([{"category": "car", "box2d": {"x1": 5, "y1": 0, "x2": 5, "y2": 4}}],
-                      "a.json", cfg)
+        parse_objects([{"category": "car", "box2d": {"x1": 5, "y1": 0, "x2": 5, "y2": 4}}], "a.json", cfg)
     with pytest.raises(DatasetError, match="malformed box2d"):
         parse_objects([{"category": "car", "box2d": {"x1": 5, "y1": 0}}], "a.json", cfg)
 
 
-@pytest.mark.parametrize("mapping, expected", [
-    ("yolop_binary", [0, 1, 1, 1, 1, 1]),
-    ("bdd_v1", [0, 1, 1, 0, 0, 0]),
-    ("bdd_toolkit", [1, 1, 0, 0, 0, 0]),
-])
+@pytest.mark.parametrize(
+    "mapping, expected",
+    [
+        ("yolop_binary", [0, 1, 1, 1, 1, 1]),
+        ("bdd_v1", [0, 1, 1, 0, 0, 0]),
+        ("bdd_toolkit", [1, 1, 0, 0, 0, 0]),
+    ],
+)
 def test_drivable_mappings_on_png(tmp_path: Path, mapping: str, expected: list[int]) -> None:
     values = np.array([0, 1, 2, 3, 128, 255], np.uint8)
     mask = np.repeat(values[None, :], 4, axis=0)  # 4x6 PNG, one column per value

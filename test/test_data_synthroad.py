@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-pytest.importorskip("torch", reason="needs torch (the offline half, compress/): `make test` installs it; a ROS 2 machine under colcon test may not have it")
+pytest.importorskip(
+    "torch",
+    reason="needs torch (the offline half, compress/): `make test` installs it; a ROS 2 machine under colcon test may not have it",
+)
 
 import json
 from pathlib import Path
@@ -19,8 +22,11 @@ SIZE = (160, 96)
 
 
 def _files(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file() and p.name != "synthroad.json"}
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.name != "synthroad.json"
+    }
 
 
 def test_same_seed_same_bytes_any_worker_count(tmp_path: Path) -> None:
@@ -31,8 +37,7 @@ def test_same_seed_same_bytes_any_worker_count(tmp_path: Path) -> None:
     assert len(fa) == 5 * 4
     assert fa == fb
     assert fa == fc
-    assert (tmp_path / "a" / "synthroad.json").read_text() == \
-        (tmp_path / "c" / "synthroad.json").read_text()
+    assert (tmp_path / "a" / "synthroad.json").read_text() == (tmp_path / "c" / "synthroad.json").read_text()
     assert a["counts"]["train"]["images"] == 3 and a["counts"]["val"]["images"] == 2
     # identical pixels (decoded), not only identical files
     img_a = cv2.imread(str(tmp_path / "a" / "images" / "val" / "val_000001.jpg"))
@@ -57,8 +62,10 @@ def test_layout_metadata_and_summary(tmp_path: Path) -> None:
         assert len(list((out / d / "val").glob("*" + ext))) == 2
     meta = json.loads((out / "synthroad.json").read_text())
     assert meta["version"] == VERSION and meta["seed"] == 0 and meta["size"] == list(SIZE)
-    n_boxes = sum(len(json.loads(p.read_text())["frames"][0]["objects"])
-                  for p in (out / "det_annotations" / "train").glob("*.json"))
+    n_boxes = sum(
+        len(json.loads(p.read_text())["frames"][0]["objects"])
+        for p in (out / "det_annotations" / "train").glob("*.json")
+    )
     assert meta["counts"]["train"]["boxes"] == n_boxes == summary["counts"]["train"]["boxes"]
     assert summary["ms_per_image"] > 0
     # re-running into a previous synthroad output replaces it; a foreign dir is refused
@@ -114,7 +121,7 @@ def test_box_pixels_differ_from_road() -> None:
     road_level = np.median(gray[road])
     for o in objs:
         b = o["box2d"]
-        patch = gray[int(b["y1"]):int(b["y2"]), int(b["x1"]):int(b["x2"])]
+        patch = gray[int(b["y1"]) : int(b["y2"]), int(b["x1"]) : int(b["x2"])]
         # a vehicle has dark parts (wheels, underbody) and structure, unlike asphalt
         assert patch.std() > 8 or abs(patch.mean() - road_level) > 15
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import copy
 import json
 
 import pytest
 
-pytest.importorskip("torch", reason="needs torch (the offline half, compress/): `make test` installs it; a ROS 2 machine under colcon test may not have it")
+pytest.importorskip(
+    "torch",
+    reason="needs torch (the offline half, compress/): `make test` installs it; a ROS 2 machine under colcon test may not have it",
+)
 
 import torch  # noqa: E402
 from torch import nn  # noqa: E402

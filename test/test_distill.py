@@ -2,7 +2,10 @@
 
 import pytest
 
-pytest.importorskip("torch", reason="needs torch (the offline half, compress/): `make test` installs it; a ROS 2 machine under colcon test may not have it")
+pytest.importorskip(
+    "torch",
+    reason="needs torch (the offline half, compress/): `make test` installs it; a ROS 2 machine under colcon test may not have it",
+)
 
 import copy
 
@@ -19,7 +22,11 @@ def _pair():
     torch.manual_seed(0)
     teacher = build_model(ModelConfig(size="small")).eval()
     student = copy.deepcopy(teacher)
-    prune(student, spec_for(student), PruneConfig(criterion="magnitude", budget="ratio", target=0.3, round_to=4, img_size=(96, 64)))
+    prune(
+        student,
+        spec_for(student),
+        PruneConfig(criterion="magnitude", budget="ratio", target=0.3, round_to=4, img_size=(96, 64)),
+    )
     return teacher, student
 
 
@@ -56,7 +63,9 @@ def test_unpruned_student_needs_no_adapter():
 
 def test_taps_that_do_not_line_up():
     teacher, student = _pair()
-    bad = TaskSpec(head_outputs=spec_for(student).head_outputs, taps={"backbone.p3": "backbone.stage4"})  # stride 16 vs 8
+    bad = TaskSpec(
+        head_outputs=spec_for(student).head_outputs, taps={"backbone.p3": "backbone.stage4"}
+    )  # stride 16 vs 8
     with pytest.raises(TapMismatchError, match="backbone.p3"):
         FeatureDistiller(teacher, student, spec_for(teacher), bad, X[:1], taps=["backbone.p3"])
     with pytest.raises(TapMismatchError, match="not in the spec"):
@@ -67,12 +76,27 @@ def _teacher_and_pruned(root, tmp_path):
     from compress.checkpoint import save_checkpoint
     from compress.train import TrainConfig, train
 
-    s = train(TrainConfig(data=str(root), out=str(tmp_path / "t"), model_size="small", img_size=(128, 96), epochs=1,
-                          batch_size=4, workers=0, seed=0), progress=False)
+    s = train(
+        TrainConfig(
+            data=str(root),
+            out=str(tmp_path / "t"),
+            model_size="small",
+            img_size=(128, 96),
+            epochs=1,
+            batch_size=4,
+            workers=0,
+            seed=0,
+        ),
+        progress=False,
+    )
     from compress.checkpoint import load_model
 
     student, ck = load_model(s["best"])
-    prune(student, spec_for(student), PruneConfig(criterion="magnitude", budget="ratio", target=0.3, round_to=4, img_size=(128, 96)))
+    prune(
+        student,
+        spec_for(student),
+        PruneConfig(criterion="magnitude", budget="ratio", target=0.3, round_to=4, img_size=(128, 96)),
+    )
     return s["best"], save_checkpoint(tmp_path / "pruned.pt", student)
 
 
@@ -83,8 +107,18 @@ def test_distill_training_recovers_a_pruned_student(synth_root, tmp_path):
     from compress.train import TrainConfig, train
 
     teacher_ckpt, pruned = _teacher_and_pruned(synth_root, tmp_path)
-    cfg = TrainConfig(data=str(synth_root), out=str(tmp_path / "s"), img_size=(128, 96), epochs=2, batch_size=4, workers=0,
-                      init=str(pruned), teacher=str(teacher_ckpt), distill_weight=1.0, seed=0)
+    cfg = TrainConfig(
+        data=str(synth_root),
+        out=str(tmp_path / "s"),
+        img_size=(128, 96),
+        epochs=2,
+        batch_size=4,
+        workers=0,
+        init=str(pruned),
+        teacher=str(teacher_ckpt),
+        distill_weight=1.0,
+        seed=0,
+    )
     s = train(cfg, progress=False)
     recs = [json.loads(x) for x in (tmp_path / "s" / "metrics.jsonl").read_text().splitlines() if '"epoch"' in x]
     assert recs[0]["loss"]["feat"] > recs[-1]["loss"]["feat"] > 0  # the feature loss falls
@@ -105,10 +139,44 @@ def test_ddp_two_process_distillation_step(synth_root, tmp_path):
     teacher_ckpt, pruned = _teacher_and_pruned(synth_root, tmp_path)
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(root)}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "compress.cli", "-q",
-           "distill", "--student", str(pruned), "--teacher", str(teacher_ckpt), "--data", str(synth_root), "--out", str(out),
-           "--img-size", "128x96", "--epochs", "1", "--batch-size", "2", "--workers", "0", "--max-train-batches", "2",
-           "--eval-max-batches", "1", "--device", "cpu", "--output-weight", "0.5", "--trajectory-weight", "0.1"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "compress.cli",
+        "-q",
+        "distill",
+        "--student",
+        str(pruned),
+        "--teacher",
+        str(teacher_ckpt),
+        "--data",
+        str(synth_root),
+        "--out",
+        str(out),
+        "--img-size",
+        "128x96",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "2",
+        "--workers",
+        "0",
+        "--max-train-batches",
+        "2",
+        "--eval-max-batches",
+        "1",
+        "--device",
+        "cpu",
+        "--output-weight",
+        "0.5",
+        "--trajectory-weight",
+        "0.1",
+    ]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=root)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
     import json
@@ -126,7 +194,9 @@ def test_adaptive_weights_follow_the_students_gap():
     student = {"det": 1.0, "drivable": 0.2, "lane": 0.9}
     teachers = {"main": {"det": 0.8, "drivable": 0.2, "lane": 0.5}, "lane": {"det": 5.0, "drivable": 5.0, "lane": 0.3}}
     gaps = task_gaps(student, teachers, {"main": ("det", "drivable", "lane"), "lane": ("lane",)})
-    assert gaps["lane"] == pytest.approx(2.0, rel=1e-4) and gaps["main"] == pytest.approx((0.25 + 0 + 0.8) / 3, rel=1e-4)
+    assert gaps["lane"] == pytest.approx(2.0, rel=1e-4) and gaps["main"] == pytest.approx(
+        (0.25 + 0 + 0.8) / 3, rel=1e-4
+    )
     w = teacher_weights(gaps, 1.0)
     assert w["lane"] > 1.0 > w["main"] and sum(w.values()) == pytest.approx(2.0)
     flat = teacher_weights(gaps, 1e6)  # a large temperature tends to equal weights
@@ -188,11 +258,33 @@ def test_multi_teacher_distillation_training(synth_root, tmp_path):
     from compress.train import ExtraTeacher, TrainConfig, train
 
     teacher_ckpt, pruned = _teacher_and_pruned(synth_root, tmp_path)
-    spec_run = train(TrainConfig(data=str(synth_root), out=str(tmp_path / "lane"), model_size="tiny", img_size=(128, 96), epochs=1,
-                                 batch_size=4, workers=0, seed=1, max_train_batches=2), progress=False)
-    cfg = TrainConfig(data=str(synth_root), out=str(tmp_path / "mt"), img_size=(128, 96), epochs=1, batch_size=4, workers=0,
-                      init=str(pruned), teacher=str(teacher_ckpt), seed=0, max_train_batches=2,
-                      extra_teachers=(ExtraTeacher(ckpt=spec_run["best"], tasks=("lane",), name="lane"),))
+    spec_run = train(
+        TrainConfig(
+            data=str(synth_root),
+            out=str(tmp_path / "lane"),
+            model_size="tiny",
+            img_size=(128, 96),
+            epochs=1,
+            batch_size=4,
+            workers=0,
+            seed=1,
+            max_train_batches=2,
+        ),
+        progress=False,
+    )
+    cfg = TrainConfig(
+        data=str(synth_root),
+        out=str(tmp_path / "mt"),
+        img_size=(128, 96),
+        epochs=1,
+        batch_size=4,
+        workers=0,
+        init=str(pruned),
+        teacher=str(teacher_ckpt),
+        seed=0,
+        max_train_batches=2,
+        extra_teachers=(ExtraTeacher(ckpt=spec_run["best"], tasks=("lane",), name="lane"),),
+    )
     s = train(cfg, progress=False)
     rec = [json.loads(x) for x in (tmp_path / "mt" / "metrics.jsonl").read_text().splitlines() if '"epoch"' in x][0]
     assert rec["loss"]["w/main"] + rec["loss"]["w/lane"] == pytest.approx(2.0, abs=1e-4)
@@ -205,5 +297,11 @@ def test_multi_teacher_distillation_training(synth_root, tmp_path):
         from compress.distill import Teacher
 
         teacher, student = _pair()
-        FeatureDistiller(teacher, student, spec_for(teacher), spec_for(student), X[:1],
-                         extra_teachers=[Teacher("x", copy.deepcopy(teacher), spec_for(teacher), ("depth",))])
+        FeatureDistiller(
+            teacher,
+            student,
+            spec_for(teacher),
+            spec_for(student),
+            X[:1],
+            extra_teachers=[Teacher("x", copy.deepcopy(teacher), spec_for(teacher), ("depth",))],
+        )

@@ -2,7 +2,10 @@
 
 import pytest
 
-pytest.importorskip("rosbags", reason="needs rosbags (real ROS 2 message definitions and CDR): `pip install rosbags`; `make test` installs it")
+pytest.importorskip(
+    "rosbags",
+    reason="needs rosbags (real ROS 2 message definitions and CDR): `pip install rosbags`; `make test` installs it",
+)
 
 import cv2
 import numpy as np
@@ -53,12 +56,16 @@ def _raw(encoding, big_endian=False):
         return gray, cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR), 0
     if encoding in ("mono16", "16UC1"):
         v = gray.astype(np.uint16) * 257
-        return v.astype(">u2" if big_endian else "<u2").view(np.uint8).reshape(H, W * 2), cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR), 0
+        return (
+            v.astype(">u2" if big_endian else "<u2").view(np.uint8).reshape(H, W * 2),
+            cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR),
+            0,
+        )
     if encoding in ("yuv422", "uyvy"):
         return _uyvy(REF), REF, 4
     if encoding in ("yuv422_yuy2", "yuyv"):
         return _uyvy(REF, yuy2=True), REF, 4
-    pattern = encoding[len("bayer_"):-1]
+    pattern = encoding[len("bayer_") : -1]
     return _bayer(REF, pattern), REF, 0
 
 
@@ -69,8 +76,15 @@ def _msg(ts, encoding, pixels, pad=0, big_endian=False, stamp=(12, 345)):
     rows = np.ascontiguousarray(pixels).reshape(H, -1).view(np.uint8)
     if pad:
         rows = np.concatenate([rows, np.full((H, pad), 0xAB, np.uint8)], 1)  # padding bytes must be ignored
-    return Image(header=Header(stamp=Time(sec=stamp[0], nanosec=stamp[1]), frame_id="camera"), height=H, width=W,
-                 encoding=encoding, is_bigendian=int(big_endian), step=rows.shape[1], data=rows.reshape(-1).copy())
+    return Image(
+        header=Header(stamp=Time(sec=stamp[0], nanosec=stamp[1]), frame_id="camera"),
+        height=H,
+        width=W,
+        encoding=encoding,
+        is_bigendian=int(big_endian),
+        step=rows.shape[1],
+        data=rows.reshape(-1).copy(),
+    )
 
 
 def _roundtrip(ts, msg, typename):
@@ -101,7 +115,9 @@ def test_mono16_big_endian():
 
 
 @pytest.mark.parametrize("store", STORES, ids=["humble", "jazzy"])
-@pytest.mark.parametrize("fmt,ext,tol", [("jpeg", ".jpg", 12), ("png", ".png", 0), ("bgr8; jpeg compressed bgr8", ".jpg", 12)])
+@pytest.mark.parametrize(
+    "fmt,ext,tol", [("jpeg", ".jpg", 12), ("png", ".png", 0), ("bgr8; jpeg compressed bgr8", ".jpg", 12)]
+)
 def test_compressed_images(store, fmt, ext, tol):
     ts = get_typestore(store)
     Compressed = ts.types["sensor_msgs/msg/CompressedImage"]
@@ -121,16 +137,23 @@ def test_malformed_messages_name_the_field():
         (dict(step=W * 3 - 1), r"Image.step 191 is smaller than width x bytes per pixel = 64 x 3 = 192"),
         (dict(data=good.data[:-3]), r"len\(Image.data\) is 9213 but step x height = 192 x 48 = 9216"),
         (dict(height=0), r"Image.height x width is 0 x 64"),
-        (dict(encoding="yuv422", width=W - 1, step=(W - 1) * 2, data=np.zeros(H * (W - 1) * 2, np.uint8)), r"Image.width 63 is odd"),
+        (
+            dict(encoding="yuv422", width=W - 1, step=(W - 1) * 2, data=np.zeros(H * (W - 1) * 2, np.uint8)),
+            r"Image.width 63 is odd",
+        ),
     ]
     for change, pattern in cases:
-        fields = {k: getattr(good, k) for k in ("header", "height", "width", "encoding", "is_bigendian", "step", "data")}
+        fields = {
+            k: getattr(good, k) for k in ("header", "height", "width", "encoding", "is_bigendian", "step", "data")
+        }
         fields.update(change)
         with pytest.raises(ImageError, match=pattern):
             image_to_bgr(ts.types["sensor_msgs/msg/Image"](**fields))
     Compressed = ts.types["sensor_msgs/msg/CompressedImage"]
     with pytest.raises(ImageError, match="not a decodable image"):
-        compressed_to_bgr(Compressed(header=good.header, format="jpeg", data=np.frombuffer(b"\xff\xd8\xff garbage", np.uint8)))
+        compressed_to_bgr(
+            Compressed(header=good.header, format="jpeg", data=np.frombuffer(b"\xff\xd8\xff garbage", np.uint8))
+        )
     with pytest.raises(ImageError, match="empty"):
         compressed_to_bgr(Compressed(header=good.header, format="jpeg", data=np.zeros(0, np.uint8)))
     with pytest.raises(ImageError, match="not jpeg or png"):
@@ -144,7 +167,12 @@ def test_mask_message_serializes_with_the_input_header(store):
     mask = (REF[..., 0] > 100).astype(np.uint8)
     msg = ts.types["sensor_msgs/msg/Image"](header=header, **mask_to_image_fields(mask))
     back = _roundtrip(ts, msg, "sensor_msgs/msg/Image")
-    assert back.encoding == "mono8" and back.header.stamp.sec == 12 and back.header.stamp.nanosec == 345 and back.header.frame_id == "camera"
+    assert (
+        back.encoding == "mono8"
+        and back.header.stamp.sec == 12
+        and back.header.stamp.nanosec == 345
+        and back.header.frame_id == "camera"
+    )
     assert set(np.unique(back.data)) <= {0, 255}
     assert np.array_equal(image_to_bgr(back)[..., 0] > 0, mask > 0)
     with pytest.raises(ImageError, match="2-D"):

@@ -4,17 +4,21 @@ import sys
 
 import pytest
 
-pytest.importorskip("torch", reason="needs torch (the offline half, compress/): `make test` installs it; a ROS 2 machine under colcon test may not have it")
-pytest.importorskip("onnxruntime", reason="the latency budget times candidates with ONNX Runtime: pip install onnxruntime")
+pytest.importorskip(
+    "torch",
+    reason="needs torch (the offline half, compress/): `make test` installs it; a ROS 2 machine under colcon test may not have it",
+)
+pytest.importorskip(
+    "onnxruntime", reason="the latency budget times candidates with ONNX Runtime: pip install onnxruntime"
+)
 
 import torch
+from helpers import fake_batch, task_loss_fn  # noqa: E402
+from test_second_architecture import ResFPNNet  # noqa: E402
 
 from compress.models import ModelConfig, build_model
 from compress.models.profile import count_macs
 from compress.prune import BudgetError, LatencyError, LatencyMeter, PruneConfig, prune, ratio_for_budget, spec_for
-
-from helpers import fake_batch, task_loss_fn  # noqa: E402
-from test_second_architecture import ResFPNNet  # noqa: E402
 
 
 def test_meter_times_the_deployed_model_and_caches_by_widths():
@@ -24,7 +28,9 @@ def test_meter_times_the_deployed_model_and_caches_by_widths():
     before = meter(m)
     assert 0 < before < 10_000 and meter.measured == 1
     assert meter(m) == before and meter.measured == 1  # same widths: cached
-    prune(m, spec_for(m), PruneConfig(criterion="magnitude", budget="ratio", target=0.6, round_to=4, img_size=(320, 192)))
+    prune(
+        m, spec_for(m), PruneConfig(criterion="magnitude", budget="ratio", target=0.6, round_to=4, img_size=(320, 192))
+    )
     after = meter(m)
     assert meter.measured == 2
     # most of the MACs gone (measured on dev-cpu: 9.4 -> 4.9 ms): the deployed graph must be clearly faster, whatever else runs on the machine
@@ -39,8 +45,15 @@ def test_latency_budget_is_met_on_the_second_architecture():
         spec = spec_for(model)
         meter = LatencyMeter((256, 160), spec.flatten, runs=5)
         before = meter(model)
-        cfg = PruneConfig(criterion="taylor", budget="latency", target=0.2, round_to=4, img_size=(128, 96), batches=1,
-                          latency_size=(256, 160))
+        cfg = PruneConfig(
+            criterion="taylor",
+            budget="latency",
+            target=0.2,
+            round_to=4,
+            img_size=(128, 96),
+            batches=1,
+            latency_size=(256, 160),
+        )
         rep = prune(model, spec, cfg, batches=lambda: [fake_batch()], loss_fn=task_loss_fn(model), meter=meter)
         assert rep.latency_before_ms == before
         assert rep.latency_reduction >= 0.2 - 0.006, rep.to_dict()  # the search's own tolerance
@@ -57,9 +70,19 @@ def test_secondary_targets_are_met_too():
     def fake_meter(model):
         return count_macs(model, 96, 160) / 1e6
 
-    cfg = PruneConfig(criterion="magnitude", budget="params", target=0.2, macs_target=0.3, latency_target=0.5, round_to=1, img_size=(128, 96))
+    cfg = PruneConfig(
+        criterion="magnitude",
+        budget="params",
+        target=0.2,
+        macs_target=0.3,
+        latency_target=0.5,
+        round_to=1,
+        img_size=(128, 96),
+    )
     r = ratio_for_budget(m, spec_for(m), cfg, meter=fake_meter)
-    only_params = ratio_for_budget(m, spec_for(m), PruneConfig(criterion="magnitude", budget="params", target=0.2, round_to=1, img_size=(128, 96)))
+    only_params = ratio_for_budget(
+        m, spec_for(m), PruneConfig(criterion="magnitude", budget="params", target=0.2, round_to=1, img_size=(128, 96))
+    )
     assert r > only_params
     rep = prune(m, spec_for(m), cfg, meter=fake_meter)
     assert rep.params_reduction >= 0.2 and rep.macs_reduction >= 0.3
@@ -99,7 +122,9 @@ def test_paired_timing_is_a_ratio_and_cached():
     ref = build_model(ModelConfig(size="teacher"))
     meter = LatencyMeter((320, 192), spec_for(m).flatten, runs=8)
     assert meter.relative(m, ref) == 1.0 and meter.measured == 0
-    prune(m, spec_for(m), PruneConfig(criterion="magnitude", budget="ratio", target=0.6, round_to=4, img_size=(320, 192)))
+    prune(
+        m, spec_for(m), PruneConfig(criterion="magnitude", budget="ratio", target=0.6, round_to=4, img_size=(320, 192))
+    )
     r = meter.relative(m, ref)
     assert meter.measured == 1 and 0 < r < 0.85, r  # most of the MACs gone: clearly faster (dev-cpu: ~0.5)
     assert meter.relative(m, ref) == r and meter.measured == 1

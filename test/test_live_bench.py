@@ -5,7 +5,10 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("rosbags", reason="needs rosbags (real ROS 2 message definitions and CDR): `pip install rosbags`; `make test` installs it")
+pytest.importorskip(
+    "rosbags",
+    reason="needs rosbags (real ROS 2 message definitions and CDR): `pip install rosbags`; `make test` installs it",
+)
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
@@ -14,8 +17,8 @@ from rosbags.typesys import Stores, get_typestore  # noqa: E402
 from mtc_perception.bench.live import OUTPUT_PARTS, LiveBench  # noqa: E402
 from mtc_perception.bench.report import ModelInfo  # noqa: E402
 from mtc_perception.bundle import Bundle  # noqa: E402
-from mtc_perception.node_core import FrameProcessor, register_vision_msgs  # noqa: E402
 from mtc_perception.imaging import bgr_to_image_fields  # noqa: E402
+from mtc_perception.node_core import FrameProcessor, register_vision_msgs  # noqa: E402
 from mtc_perception.perceptor import Perceptor  # noqa: E402
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -32,7 +35,9 @@ def setup():
     frames = [np.ascontiguousarray(np.roll(frame, 7 * i, axis=1)) for i in range(6)]  # six different frames
     outs = []
     for i, f in enumerate(frames):
-        hdr = types("std_msgs/msg/Header")(stamp=types("builtin_interfaces/msg/Time")(sec=100 + i, nanosec=0), frame_id="cam")
+        hdr = types("std_msgs/msg/Header")(
+            stamp=types("builtin_interfaces/msg/Time")(sec=100 + i, nanosec=0), frame_id="cam"
+        )
         outs.append(core(types("sensor_msgs/msg/Image")(header=hdr, **bgr_to_image_fields(f))).messages)
     return b, frames, outs
 
@@ -48,8 +53,13 @@ def test_outputs_match_their_frames_whatever_the_order_and_missing_ones_are_skip
     for i, f in enumerate(frames):
         lb.frame_sent(stamp(i), t_sent=10.0 + i, image=f)
     rng = np.random.default_rng(0)
-    events = [(m, p, i) for m in ("teacher", "student") for p in OUTPUT_PARTS for i in range(6)
-              if not (m == "student" and i in (2, 4) and p == "lane_mask")]  # the student "drops" two frames
+    events = [
+        (m, p, i)
+        for m in ("teacher", "student")
+        for p in OUTPUT_PARTS
+        for i in range(6)
+        if not (m == "student" and i in (2, 4) and p == "lane_mask")
+    ]  # the student "drops" two frames
     for k in rng.permutation(len(events)):
         m, p, i = events[k]
         lb.output(m, p, stamp(i), outs[i][p], t_recv=10.0 + i + (0.05 if m == "teacher" else 0.03))

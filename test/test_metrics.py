@@ -3,7 +3,10 @@ confusion matrices for masks."""
 
 import pytest
 
-pytest.importorskip("torch", reason="needs torch (the offline half, compress/): `make test` installs it; a ROS 2 machine under colcon test may not have it")
+pytest.importorskip(
+    "torch",
+    reason="needs torch (the offline half, compress/): `make test` installs it; a ROS 2 machine under colcon test may not have it",
+)
 
 import contextlib
 import io
@@ -42,10 +45,25 @@ def _pycocotools(cases, nc):
     for i, (p, s, pc, gt, gc) in enumerate(cases):
         images.append({"id": i, "width": 400, "height": 400})
         for b, c in zip(gt, gc):
-            anns.append({"id": len(anns) + 1, "image_id": i, "category_id": int(c), "iscrowd": 0,
-                         "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]], "area": float((b[2] - b[0]) * (b[3] - b[1]))})
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": i,
+                    "category_id": int(c),
+                    "iscrowd": 0,
+                    "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]],
+                    "area": float((b[2] - b[0]) * (b[3] - b[1])),
+                }
+            )
         for b, c, sc in zip(p, pc, s):
-            dets.append({"image_id": i, "category_id": int(c), "score": float(sc), "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]]})
+            dets.append(
+                {
+                    "image_id": i,
+                    "category_id": int(c),
+                    "score": float(sc),
+                    "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]],
+                }
+            )
     coco = COCO()
     coco.dataset = {"images": images, "annotations": anns, "categories": [{"id": c} for c in range(nc)]}
     with contextlib.redirect_stdout(io.StringIO()):
@@ -109,12 +127,8 @@ def test_wrong_class_is_not_a_match():
 
 
 def test_seg_metrics_hand_computed_confusion_matrix():
-    target = np.array([[1, 1, 0, 0],
-                       [1, 1, 0, 0],
-                       [0, 0, 0, 1]])
-    pred = np.array([[1, 0, 0, 0],
-                     [1, 1, 1, 0],
-                     [0, 0, 0, 1]])
+    target = np.array([[1, 1, 0, 0], [1, 1, 0, 0], [0, 0, 0, 1]])
+    pred = np.array([[1, 0, 0, 0], [1, 1, 1, 0], [0, 0, 0, 1]])
     # by hand: TP = 4 (0,0)(1,0)(1,1)(2,3); FN = 1 (0,1); FP = 1 (1,2); TN = 6
     s = SegMetrics()
     s.update(pred, target)

@@ -1,12 +1,23 @@
 import pytest
 
-pytest.importorskip("torch", reason="needs torch (the offline half, compress/): `make test` installs it; a ROS 2 machine under colcon test may not have it")
+pytest.importorskip(
+    "torch",
+    reason="needs torch (the offline half, compress/): `make test` installs it; a ROS 2 machine under colcon test may not have it",
+)
 
 import torch
 import torch_pruning as tp
 
 from compress.models import (
-    HEAD_OUTPUTS, SIZES, TAPS, ConfigError, ModelConfig, build_model, config_of, count_macs, count_params,
+    HEAD_OUTPUTS,
+    SIZES,
+    TAPS,
+    ConfigError,
+    ModelConfig,
+    build_model,
+    config_of,
+    count_macs,
+    count_params,
 )
 
 
@@ -49,9 +60,15 @@ def test_pruned_model_rebuilds_from_config():
     m = build_model(ModelConfig(size="tiny")).eval()
     ex = torch.randn(1, 3, 64, 96)
     ignored = [m.get_submodule(p) for ps in HEAD_OUTPUTS.values() for p in ps]
-    pruner = tp.pruner.MetaPruner(m, ex, importance=tp.importance.MagnitudeImportance(p=2),
-                                  pruning_ratio=0.5, ignored_layers=ignored, round_to=4,
-                                  output_transform=lambda o: [*o.det, o.drivable, o.lane])
+    pruner = tp.pruner.MetaPruner(
+        m,
+        ex,
+        importance=tp.importance.MagnitudeImportance(p=2),
+        pruning_ratio=0.5,
+        ignored_layers=ignored,
+        round_to=4,
+        output_transform=lambda o: [*o.det, o.drivable, o.lane],
+    )
     pruner.step()
     assert count_params(m) < 0.5 * count_params(build_model(ModelConfig(size="tiny")))
     cfg = config_of(m)

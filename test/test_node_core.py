@@ -2,7 +2,10 @@
 
 import pytest
 
-pytest.importorskip("rosbags", reason="needs rosbags (real ROS 2 message definitions and CDR): `pip install rosbags`; `make test` installs it")
+pytest.importorskip(
+    "rosbags",
+    reason="needs rosbags (real ROS 2 message definitions and CDR): `pip install rosbags`; `make test` installs it",
+)
 
 import threading
 import time
@@ -66,8 +69,14 @@ def test_messages_serialize_with_the_input_header(store):
     header = Header(stamp=Time(sec=1700000000, nanosec=123456789), frame_id="front_camera")
     boxes = np.array([[10, 20, 110, 70], [200, 100, 260, 180.5]])
     msg = detection_array(types, header, boxes, np.array([0.9, 0.4]), np.array([0, 0]), ["vehicle"])
-    back = ts.deserialize_cdr(ts.serialize_cdr(msg, "vision_msgs/msg/Detection2DArray"), "vision_msgs/msg/Detection2DArray")
-    assert back.header.stamp.sec == 1700000000 and back.header.stamp.nanosec == 123456789 and back.header.frame_id == "front_camera"
+    back = ts.deserialize_cdr(
+        ts.serialize_cdr(msg, "vision_msgs/msg/Detection2DArray"), "vision_msgs/msg/Detection2DArray"
+    )
+    assert (
+        back.header.stamp.sec == 1700000000
+        and back.header.stamp.nanosec == 123456789
+        and back.header.frame_id == "front_camera"
+    )
     assert len(back.detections) == 2
     d = back.detections[1]
     assert d.header.stamp.nanosec == 123456789
@@ -75,7 +84,14 @@ def test_messages_serialize_with_the_input_header(store):
     assert d.bbox.size_x == pytest.approx(60) and d.bbox.size_y == pytest.approx(80.5)
     assert d.results[0].hypothesis.class_id == "vehicle" and d.results[0].hypothesis.score == pytest.approx(0.4)
     # the class filter drops what was not asked for
-    assert len(detection_array(types, header, boxes, np.array([0.9, 0.4]), np.array([0, 0]), ["vehicle"], ["person"]).detections) == 0
+    assert (
+        len(
+            detection_array(
+                types, header, boxes, np.array([0.9, 0.4]), np.array([0, 0]), ["vehicle"], ["person"]
+            ).detections
+        )
+        == 0
+    )
     m = mask_image(types, header, np.eye(4, 6, dtype=np.uint8))
     mb = ts.deserialize_cdr(ts.serialize_cdr(m, "sensor_msgs/msg/Image"), "sensor_msgs/msg/Image")
     assert mb.encoding == "mono8" and mb.header.frame_id == "front_camera" and mb.width == 6 and mb.data.max() == 255
@@ -90,8 +106,17 @@ import cv2  # noqa: E402
 import yaml  # noqa: E402
 
 from mtc_perception.imaging import bgr_to_image_fields  # noqa: E402
-from mtc_perception.node_core import (PARAMETERS, FrameProcessor, ParamError, WarnLimiter, check_class_filter,  # noqa: E402
-                                      diagnostic_array, health, qos_settings, validate_params)
+from mtc_perception.node_core import (
+    PARAMETERS,
+    FrameProcessor,
+    ParamError,
+    WarnLimiter,
+    check_class_filter,  # noqa: E402
+    diagnostic_array,
+    health,
+    qos_settings,
+    validate_params,
+)
 
 DATA = Path(__file__).resolve().parent / "data"
 TINY = DATA / "tiny_bundle"
@@ -152,7 +177,12 @@ def test_health_levels():
     assert level == "WARN" and "3 of 10 frames failed: bad step" in msg
     assert health(s(30, 15, 13), s(20, 15, 3), "/cam")[0] == "ERROR"
     assert health(s(30, 15, 13), s(30, 15, 13), "/cam") == ("WARN", "no frames in the last period on /cam")
-    assert qos_settings("best_effort") == {"history": "keep_last", "depth": 1, "reliability": "best_effort", "durability": "volatile"}
+    assert qos_settings("best_effort") == {
+        "history": "keep_last",
+        "depth": 1,
+        "reliability": "best_effort",
+        "durability": "volatile",
+    }
     with pytest.raises(ParamError):
         qos_settings("maybe")
 
@@ -174,10 +204,13 @@ def test_frame_processor_turns_camera_messages_into_outputs_with_the_input_heade
     h, w = frame.shape[:2]
     core = FrameProcessor(tiny_perceptor, types)
     expect = tiny_perceptor(frame)
-    raw = types("sensor_msgs/msg/Image")(header=Header(stamp=Time(sec=5, nanosec=7), frame_id="cam"), **bgr_to_image_fields(frame))
+    raw = types("sensor_msgs/msg/Image")(
+        header=Header(stamp=Time(sec=5, nanosec=7), frame_id="cam"), **bgr_to_image_fields(frame)
+    )
     ok, jpg = cv2.imencode(".png", frame)  # lossless, so the compressed path sees the same pixels
-    comp = types("sensor_msgs/msg/CompressedImage")(header=Header(stamp=Time(sec=6, nanosec=8), frame_id="cam"), format="png",
-                                                     data=jpg.reshape(-1))
+    comp = types("sensor_msgs/msg/CompressedImage")(
+        header=Header(stamp=Time(sec=6, nanosec=8), frame_id="cam"), format="png", data=jpg.reshape(-1)
+    )
     for msg, overlay in ((raw, False), (comp, True)):
         msg = ts.deserialize_cdr(ts.serialize_cdr(msg, msg.__msgtype__), msg.__msgtype__)  # as it arrives off the wire
         res = core(msg, overlay=overlay)
@@ -187,7 +220,9 @@ def test_frame_processor_turns_camera_messages_into_outputs_with_the_input_heade
             back = ts.deserialize_cdr(ts.serialize_cdr(out, out.__msgtype__), out.__msgtype__)
             assert back.header.stamp == msg.header.stamp and back.header.frame_id == "cam"
             if name != "detections":
-                assert (back.height, back.width) == (h, w) and back.encoding == ("bgr8" if name == "overlay" else "mono8")
+                assert (back.height, back.width) == (h, w) and back.encoding == (
+                    "bgr8" if name == "overlay" else "mono8"
+                )
         dets = res.messages["detections"].detections
         assert len(dets) == len(expect.boxes) > 0
         np.testing.assert_allclose([d.bbox.size_x for d in dets], expect.boxes[:, 2] - expect.boxes[:, 0], rtol=1e-5)
@@ -204,9 +239,15 @@ def test_frame_processor_survives_bad_frames_and_counts_them(tiny_perceptor):
     hdr = Header(stamp=Time(sec=1, nanosec=0), frame_id="cam")
     Image, Compressed = types("sensor_msgs/msg/Image"), types("sensor_msgs/msg/CompressedImage")
     good = Image(header=hdr, **bgr_to_image_fields(np.zeros((40, 60, 3), np.uint8)))
-    bad = [Image(header=hdr, height=40, width=60, encoding="xyz9", is_bigendian=0, step=180, data=np.zeros(7200, np.uint8)),
-           Image(header=hdr, height=40, width=60, encoding="bgr8", is_bigendian=0, step=100, data=np.zeros(4000, np.uint8)),
-           Compressed(header=hdr, format="jpeg", data=np.frombuffer(b"\xff\xd8 not a jpeg", np.uint8))]
+    bad = [
+        Image(
+            header=hdr, height=40, width=60, encoding="xyz9", is_bigendian=0, step=180, data=np.zeros(7200, np.uint8)
+        ),
+        Image(
+            header=hdr, height=40, width=60, encoding="bgr8", is_bigendian=0, step=100, data=np.zeros(4000, np.uint8)
+        ),
+        Compressed(header=hdr, format="jpeg", data=np.frombuffer(b"\xff\xd8 not a jpeg", np.uint8)),
+    ]
     core = FrameProcessor(tiny_perceptor, types)
     errors = [core(m).error for m in bad]
     assert "encoding 'xyz9'" in errors[0] and "step 100" in errors[1] and "not a decodable image" in errors[2]
@@ -214,8 +255,12 @@ def test_frame_processor_survives_bad_frames_and_counts_them(tiny_perceptor):
     assert core.stats.failed == 3 and core.stats.processed == 1
     s = core.stats.summary(received=4, skipped=0)
     assert health(s, None, "/cam")[0] == "WARN"
-    msg = diagnostic_array(types, Time(sec=2, nanosec=0), "/student/perception_node: perception", "host", s, "WARN", "3 of 4 failed")
-    back = ts.deserialize_cdr(ts.serialize_cdr(msg, "diagnostic_msgs/msg/DiagnosticArray"), "diagnostic_msgs/msg/DiagnosticArray")
+    msg = diagnostic_array(
+        types, Time(sec=2, nanosec=0), "/student/perception_node: perception", "host", s, "WARN", "3 of 4 failed"
+    )
+    back = ts.deserialize_cdr(
+        ts.serialize_cdr(msg, "diagnostic_msgs/msg/DiagnosticArray"), "diagnostic_msgs/msg/DiagnosticArray"
+    )
     st = back.status[0]
     assert st.level == types("diagnostic_msgs/msg/DiagnosticStatus").WARN and st.name.startswith("/student/")
     assert {kv.key: kv.value for kv in st.values}["failed"] == "3"

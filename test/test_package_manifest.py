@@ -14,17 +14,44 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 #: Python modules that map to a rosdep key of a system package
-SYSTEM = {"numpy": "python3-numpy", "cv2": "python3-opencv", "yaml": "python3-yaml", "pytest": "python3-pytest",
-          "matplotlib": "python3-matplotlib"}
+SYSTEM = {
+    "numpy": "python3-numpy",
+    "cv2": "python3-opencv",
+    "yaml": "python3-yaml",
+    "pytest": "python3-pytest",
+    "matplotlib": "python3-matplotlib",
+}
 #: imported lazily, installed with pip / NVIDIA's installers (no rosdep keys): the backend the user
 #: picks (a missing one is reported by the engine registry with the install command), rosbags for
 #: the bag tools (never imported by the perception node), and the decompressors bags.py tries when
 #: it salvages a damaged compressed MCAP file
-BACKENDS = {"onnxruntime", "tensorrt", "cuda", "torch", "rosbags", "lz4", "zstandard", "backports",
-            "tqdm"}  # tqdm: a progress bar where installed, log lines otherwise
+BACKENDS = {
+    "onnxruntime",
+    "tensorrt",
+    "cuda",
+    "torch",
+    "rosbags",
+    "lz4",
+    "zstandard",
+    "backports",
+    "tqdm",
+}  # tqdm: a progress bar where installed, log lines otherwise
 #: ROS packages that are Python modules of the same name
-ROS_PY = {"rclpy", "rcl_interfaces", "ament_index_python", "launch", "launch_ros", "launch_testing", "launch_testing_ros",
-          "std_msgs", "sensor_msgs", "geometry_msgs", "vision_msgs", "diagnostic_msgs", "builtin_interfaces"}
+ROS_PY = {
+    "rclpy",
+    "rcl_interfaces",
+    "ament_index_python",
+    "launch",
+    "launch_ros",
+    "launch_testing",
+    "launch_testing_ros",
+    "std_msgs",
+    "sensor_msgs",
+    "geometry_msgs",
+    "vision_msgs",
+    "diagnostic_msgs",
+    "builtin_interfaces",
+}
 
 
 def _manifest() -> dict[str, set[str]]:
@@ -70,14 +97,18 @@ def test_every_import_of_the_runtime_nodes_and_launch_files_is_declared():
     files = _runtime_files()
     stdlib = set(sys.stdlib_module_names) | {"compression"}  # compression.zstd: stdlib from Python 3.14
     needed = set()
-    for mod in _imports(files) - stdlib - {"mtc_perception", "compress", "__future__"} - BACKENDS:  # compress: same distribution (mtc demo)
+    for mod in (
+        _imports(files) - stdlib - {"mtc_perception", "compress", "__future__"} - BACKENDS
+    ):  # compress: same distribution (mtc demo)
         if mod in SYSTEM:
             needed.add(SYSTEM[mod])
         elif mod in ROS_PY:
             needed.add(mod)
         else:
-            raise AssertionError(f"mtc_perception imports {mod!r}, which is neither declared in package.xml nor a known "
-                                 "pip-installed backend; add it to package.xml (and to this test's map)")
+            raise AssertionError(
+                f"mtc_perception imports {mod!r}, which is neither declared in package.xml nor a known "
+                "pip-installed backend; add it to package.xml (and to this test's map)"
+            )
     needed |= _message_packages(files) | _launched_packages(files)
     missing = needed - run
     assert not missing, f"package.xml lacks <exec_depend> for {sorted(missing)}"
@@ -92,17 +123,29 @@ def test_ros_tests_dependencies_are_test_depends():
     mods = _imports(test_files) - set(sys.stdlib_module_names) - {"mtc_perception"}
     for mod in mods:
         key = SYSTEM.get(mod, mod)
-        assert key in deps["test_depend"] | deps["exec_depend"], f"test/ros imports {mod!r}: declare <test_depend>{key}</test_depend>"
+        assert key in deps["test_depend"] | deps["exec_depend"], (
+            f"test/ros imports {mod!r}: declare <test_depend>{key}</test_depend>"
+        )
 
 
 def test_install_carries_launch_config_and_rviz_files(tmp_path):
     """What colcon's ament_python build installs under share/: run setuptools' own install_data."""
-    r = subprocess.run([sys.executable, "setup.py", "-q", "install_data", "-d", str(tmp_path)], cwd=ROOT, capture_output=True,
-                       text=True)
+    r = subprocess.run(
+        [sys.executable, "setup.py", "-q", "install_data", "-d", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stderr
     share = tmp_path / "share" / "mtc_perception"
-    for rel in ("package.xml", "launch/student.launch.py", "launch/teacher.launch.py", "config/student.yaml",
-                "config/teacher.yaml", "config/rviz/mtc.rviz"):
+    for rel in (
+        "package.xml",
+        "launch/student.launch.py",
+        "launch/teacher.launch.py",
+        "config/student.yaml",
+        "config/teacher.yaml",
+        "config/rviz/mtc.rviz",
+    ):
         assert (share / rel).is_file(), f"{rel} is not installed"
     assert (tmp_path / "share" / "ament_index" / "resource_index" / "packages" / "mtc_perception").is_file()
 

@@ -2,7 +2,10 @@
 
 import pytest
 
-pytest.importorskip("torch", reason="needs torch (the offline half, compress/): `make test` installs it; a ROS 2 machine under colcon test may not have it")
+pytest.importorskip(
+    "torch",
+    reason="needs torch (the offline half, compress/): `make test` installs it; a ROS 2 machine under colcon test may not have it",
+)
 
 import json
 from pathlib import Path
@@ -10,8 +13,8 @@ from pathlib import Path
 import yaml
 
 from compress.checkpoint import load_checkpoint, load_model
-from compress.config_io import ConfigFileError
 from compress.cli import main
+from compress.config_io import ConfigFileError
 from compress.pipeline import CompressRecipe, PruneStage, _step_targets, criterion_order, load_recipe
 from compress.train import TrainConfig, train
 
@@ -21,19 +24,45 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def teacher(synth_root, tmp_path_factory):
     out = tmp_path_factory.mktemp("teacher")
-    cfg = TrainConfig(data=str(synth_root), out=str(out), model_size="small", img_size=(128, 96), epochs=1, batch_size=4,
-                      workers=0, seed=0, max_train_batches=2)
+    cfg = TrainConfig(
+        data=str(synth_root),
+        out=str(out),
+        model_size="small",
+        img_size=(128, 96),
+        epochs=1,
+        batch_size=4,
+        workers=0,
+        seed=0,
+        max_train_batches=2,
+    )
     return train(cfg, progress=False)["best"]
 
 
 def _recipe(tmp_path, teacher, **kw):
     r = {
-        "teacher": teacher, "out": str(tmp_path / "out"),
-        "prune": {"criterion": "task-aware", "budget": "params", "target": 0.5, "round_to": 4, "batches": 2, "batch_size": 2,
-                  "steps": 2, "recovery_epochs": 1},
-        "distill": {"epochs": 1, "batch_size": 4, "workers": 0, "max_train_batches": 2, "eval_max_batches": 1, "output_weight": 0.5,
-                    "trajectory_weight": 0.1},
-        "eval_batch_size": 4, "eval_workers": 0,
+        "teacher": teacher,
+        "out": str(tmp_path / "out"),
+        "prune": {
+            "criterion": "task-aware",
+            "budget": "params",
+            "target": 0.5,
+            "round_to": 4,
+            "batches": 2,
+            "batch_size": 2,
+            "steps": 2,
+            "recovery_epochs": 1,
+        },
+        "distill": {
+            "epochs": 1,
+            "batch_size": 4,
+            "workers": 0,
+            "max_train_batches": 2,
+            "eval_max_batches": 1,
+            "output_weight": 0.5,
+            "trajectory_weight": 0.1,
+        },
+        "eval_batch_size": 4,
+        "eval_workers": 0,
         "ablation": {"criteria": ["task-aware", "magnitude"], "distill_epochs": 1, "latency_iters": 2},
     }
     r.update(kw)
@@ -58,8 +87,12 @@ def test_compress_command_iterative(teacher, tmp_path):
     assert m["reduction"]["params"] >= 0.5
     assert m["student"]["params"] == m["prune_steps"][-1]["params_after"]
     assert (out / "step1" / "recover" / "best.pt").is_file() and (out / "distill" / "best.pt").is_file()
-    assert m["prune_steps"][1]["params_before"] == m["prune_steps"][0]["params_after"]  # step 2 pruned the recovered model
-    assert {"eval_teacher", "prune_step1", "recover_step1", "prune_step2", "distill", "eval_student"} <= set(m["stage_seconds"])
+    assert (
+        m["prune_steps"][1]["params_before"] == m["prune_steps"][0]["params_after"]
+    )  # step 2 pruned the recovered model
+    assert {"eval_teacher", "prune_step1", "recover_step1", "prune_step2", "distill", "eval_student"} <= set(
+        m["stage_seconds"]
+    )
     for k in ("recall", "map50", "drivable_miou", "lane_iou"):
         assert m["delta"][k] == pytest.approx(m["student"][k] - m["teacher"][k])
     student, ck = load_model(out / "student.pt")  # weights_only reload into the pruned architecture
@@ -69,8 +102,18 @@ def test_compress_command_iterative(teacher, tmp_path):
 
 
 def test_compress_with_the_sensitivity_allocation(teacher, tmp_path):
-    prune = {"criterion": "task-aware", "budget": "params", "target": 0.5, "round_to": 4, "batches": 2, "batch_size": 2,
-             "steps": 1, "allocation": "sensitivity", "allocation_depth": 1, "sensitivity_batches": 1}
+    prune = {
+        "criterion": "task-aware",
+        "budget": "params",
+        "target": 0.5,
+        "round_to": 4,
+        "batches": 2,
+        "batch_size": 2,
+        "steps": 1,
+        "allocation": "sensitivity",
+        "allocation_depth": 1,
+        "sensitivity_batches": 1,
+    }
     recipe = _recipe(tmp_path, teacher, prune=prune, distill={"epochs": 0})
     assert main(["-q", "compress", "--recipe", str(recipe)]) == 0
     m = json.loads((tmp_path / "out" / "metrics.json").read_text())
@@ -85,8 +128,13 @@ def test_ablate_quick_writes_table(teacher, tmp_path):
     assert main(["-q", "ablate", "--recipe", str(recipe), "--quick"]) == 0
     res = json.loads((tmp_path / "out" / "ablation.json").read_text())
     rows = res["rows"]
-    assert [(r["model"], r["distilled"]) for r in rows] == [("teacher", False), ("task-aware", False), ("task-aware", True),
-                                                            ("magnitude", False), ("magnitude", True)]
+    assert [(r["model"], r["distilled"]) for r in rows] == [
+        ("teacher", False),
+        ("task-aware", False),
+        ("task-aware", True),
+        ("magnitude", False),
+        ("magnitude", True),
+    ]
     pruned = [r for r in rows if r["model"] != "teacher"]
     assert len({r["params"] for r in pruned}) == 1  # equal budget: every criterion gives the same widths
     assert all(r["params"] < rows[0]["params"] and r["latency_ms"] > 0 for r in pruned)
@@ -96,7 +144,11 @@ def test_ablate_quick_writes_table(teacher, tmp_path):
 
 
 def test_ablate_with_several_distillation_seeds(teacher, tmp_path):
-    recipe = _recipe(tmp_path, teacher, ablation={"criteria": ["magnitude"], "distill_epochs": 1, "latency_iters": 2, "seeds": [0, 1]})
+    recipe = _recipe(
+        tmp_path,
+        teacher,
+        ablation={"criteria": ["magnitude"], "distill_epochs": 1, "latency_iters": 2, "seeds": [0, 1]},
+    )
     assert main(["-q", "ablate", "--recipe", str(recipe), "--quick"]) == 0
     out = tmp_path / "out"
     res = json.loads((out / "ablation.json").read_text())
@@ -106,16 +158,22 @@ def test_ablate_with_several_distillation_seeds(teacher, tmp_path):
     for k in ("recall", "map50", "drivable_miou", "lane_iou"):
         assert d[0][k] == pytest.approx(sum(r[k] for r in d[0]["runs"]) / 2)
     assert d[0]["task_mean_min"] <= d[0]["task_mean"] <= d[0]["task_mean_max"]
-    assert (out / "magnitude" / "distill_seed0" / "best.pt").is_file() and (out / "magnitude" / "distill_seed1" / "best.pt").is_file()
+    assert (out / "magnitude" / "distill_seed0" / "best.pt").is_file() and (
+        out / "magnitude" / "distill_seed1" / "best.pt"
+    ).is_file()
     assert "2 seeds" in (out / "ablation.md").read_text()
     with pytest.raises(ConfigFileError, match="ablation.seeds"):
         load_recipe(_recipe(tmp_path, teacher, ablation={"seeds": [1, 1]}))
 
 
 def test_criterion_order_ranks_by_task_mean():
-    rows = [{"model": "teacher", "distilled": False, "task_mean": 1.0},
-            {"model": "a", "distilled": False, "task_mean": 0.5}, {"model": "b", "distilled": False, "task_mean": 0.7},
-            {"model": "a", "distilled": True, "task_mean": 0.9}, {"model": "b", "distilled": True, "task_mean": 0.8}]
+    rows = [
+        {"model": "teacher", "distilled": False, "task_mean": 1.0},
+        {"model": "a", "distilled": False, "task_mean": 0.5},
+        {"model": "b", "distilled": False, "task_mean": 0.7},
+        {"model": "a", "distilled": True, "task_mean": 0.9},
+        {"model": "b", "distilled": True, "task_mean": 0.8},
+    ]
     assert criterion_order(rows) == {"pruned": ["b", "a"], "distilled": ["a", "b"]}
 
 
@@ -168,9 +226,21 @@ def test_compress_to_a_measured_latency(teacher, tmp_path):
     """budget: latency — both steps time their candidates with ONNX Runtime; the student is
     measured once more at the end, against the teacher."""
     pytest.importorskip("onnxruntime", reason="the latency budget needs onnxruntime")
-    recipe = _recipe(tmp_path, teacher, prune={"criterion": "magnitude", "budget": "latency", "target": 0.3, "round_to": 4, "steps": 2,
-                                               "recovery_epochs": 0, "latency_size": [256, 192], "latency_runs": 3},
-                     distill={"epochs": 0})
+    recipe = _recipe(
+        tmp_path,
+        teacher,
+        prune={
+            "criterion": "magnitude",
+            "budget": "latency",
+            "target": 0.3,
+            "round_to": 4,
+            "steps": 2,
+            "recovery_epochs": 0,
+            "latency_size": [256, 192],
+            "latency_runs": 3,
+        },
+        distill={"epochs": 0},
+    )
     assert main(["-q", "compress", "--recipe", str(recipe)]) == 0
     m = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert [s["budget"] for s in m["prune_steps"]] == ["latency", "latency"]

@@ -2,7 +2,6 @@
 the committed tiny bundle. Needs no torch: `make test` also runs this file under numpy 1.x and
 OpenCV 4.6 (the Python stack of the ROS 2 distributions)."""
 
-
 import cv2
 import numpy as np
 import pytest
@@ -13,7 +12,9 @@ from mtc_perception.processing import Letterbox, letterbox_image, nms, restore_m
 # geometry and NMS
 
 
-@pytest.mark.parametrize("src", [(1280, 720), (720, 1280), (640, 360), (333, 517), (1, 1), (1920, 1080), (100, 3000), (641, 385)])
+@pytest.mark.parametrize(
+    "src", [(1280, 720), (720, 1280), (640, 360), (333, 517), (1, 1), (1920, 1080), (100, 3000), (641, 385)]
+)
 @pytest.mark.parametrize("dst", [(640, 384), (128, 96), (320, 320)])
 def test_letterbox_round_trip_is_exact(src, dst):
     lb = Letterbox(src, dst)
@@ -24,7 +25,9 @@ def test_letterbox_round_trip_is_exact(src, dst):
     assert np.allclose(lb.to_image(lb.to_network(boxes)), boxes, atol=1e-9)
     top, bottom, left, right = lb.valid
     assert (right - left, bottom - top) == lb.new and 0 <= left and right <= dst[0] and 0 <= top and bottom <= dst[1]
-    assert abs(lb.new[0] / w - lb.new[1] / h) <= 1.0 / min(w, h) + 1.0 / min(lb.new) + 1e-9 or min(lb.new) == 1  # aspect kept
+    assert (
+        abs(lb.new[0] / w - lb.new[1] / h) <= 1.0 / min(w, h) + 1.0 / min(lb.new) + 1e-9 or min(lb.new) == 1
+    )  # aspect kept
     # the image corners land on the edges of the valid region
     net = lb.to_network(np.array([[0, 0, w, h]]))[0]
     assert np.allclose(net, [left, top, right, bottom], atol=0.51)
@@ -48,18 +51,23 @@ def test_mask_restore_differs_only_on_edges(src):
     back = restore_mask(net_mask, lb)
     assert back.shape == mask.shape
     diff = back != mask
-    edge = cv2.dilate(cv2.morphologyEx(mask, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8)), np.ones((2 * int(1 / lb.ratio) + 3,) * 2, np.uint8))
+    edge = cv2.dilate(
+        cv2.morphologyEx(mask, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8)),
+        np.ones((2 * int(1 / lb.ratio) + 3,) * 2, np.uint8),
+    )
     assert not (diff & (edge == 0)).any()  # disagreement only within a pixel of the boundary
 
 
 def _reference_nms(boxes, scores, classes, thr):
     """Independent reference: plain-Python greedy NMS, per class."""
+
     def iou(a, b):
         iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
         ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
         inter = iw * ih
         union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
         return inter / union if union > 0 else 0.0
+
     order = sorted(range(len(boxes)), key=lambda i: -scores[i])
     keep = []
     for i in order:
@@ -78,7 +86,9 @@ def test_nms_agrees_with_reference(seed):
     scores = rng.permutation(n) / n + 0.001  # distinct scores: a unique greedy order
     classes = rng.integers(0, 3, n)
     for thr in (0.3, 0.5, 0.7):
-        assert nms(boxes, scores, thr, class_ids=classes, max_det=1000).tolist() == _reference_nms(boxes, scores, classes, thr)
+        assert nms(boxes, scores, thr, class_ids=classes, max_det=1000).tolist() == _reference_nms(
+            boxes, scores, classes, thr
+        )
 
 
 @pytest.mark.parametrize("conf", [0.0, 0.1, 0.25, 0.6])
@@ -153,7 +163,15 @@ def test_preprocessor_equals_training_letterbox(src, rgb):
 
     class _Bundle:
         input_size = (640, 384)
-        meta = {"input": {"pad_value": 114, "color": "RGB" if rgb else "BGR", "scale": 1 / 255, "mean": [0.1, 0.2, 0.3], "std": [0.5, 0.6, 0.7]}}
+        meta = {
+            "input": {
+                "pad_value": 114,
+                "color": "RGB" if rgb else "BGR",
+                "scale": 1 / 255,
+                "mean": [0.1, 0.2, 0.3],
+                "std": [0.5, 0.6, 0.7],
+            }
+        }
 
     rng = np.random.default_rng(src[0])
     frames = [rng.integers(0, 256, (src[1], src[0], 3), dtype=np.uint8) for _ in range(2)]
@@ -163,5 +181,7 @@ def test_preprocessor_equals_training_letterbox(src, rgb):
         img, _, ref_lb = letterbox_image(f, (640, 384), 114)
         assert lb.valid == ref_lb.valid
         ref = img[..., ::-1] if rgb else img
-        ref = (ref.transpose(2, 0, 1).astype(np.float32) * np.float32(1 / 255) - np.float32([[[0.1]], [[0.2]], [[0.3]]])) / np.float32([[[0.5]], [[0.6]], [[0.7]]])
+        ref = (
+            ref.transpose(2, 0, 1).astype(np.float32) * np.float32(1 / 255) - np.float32([[[0.1]], [[0.2]], [[0.3]]])
+        ) / np.float32([[[0.5]], [[0.6]], [[0.7]]])
         assert np.allclose(xi, ref, atol=1e-6, rtol=0)

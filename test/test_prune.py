@@ -2,17 +2,19 @@
 
 import pytest
 
-pytest.importorskip("torch", reason="needs torch (the offline half, compress/): `make test` installs it; a ROS 2 machine under colcon test may not have it")
+pytest.importorskip(
+    "torch",
+    reason="needs torch (the offline half, compress/): `make test` installs it; a ROS 2 machine under colcon test may not have it",
+)
 
 import torch
 import torch_pruning as tp
+from helpers import X, fake_batch, task_loss_fn  # noqa: E402
 from torch import nn
 
 from compress.checkpoint import load_model, save_checkpoint
 from compress.models import ModelConfig, build_model
 from compress.prune import CRITERIA, BudgetError, PruneConfig, SpecError, TaskSpec, build_criterion, prune, spec_for
-
-from helpers import X, fake_batch, task_loss_fn  # noqa: E402
 
 
 @pytest.mark.parametrize("name", sorted(CRITERIA))
@@ -54,7 +56,11 @@ def test_pruned_model_keeps_outputs_and_reloads(name, tmp_path):
 def test_budget_that_cannot_be_met():
     m = build_model(ModelConfig(size="tiny"))  # 8-channel layers rounded to 4 and protected heads: 95 % is out of reach
     with pytest.raises(BudgetError, match="cannot be met: at most"):
-        prune(m, spec_for(m), PruneConfig(criterion="magnitude", budget="params", target=0.95, round_to=4, img_size=(128, 96)))
+        prune(
+            m,
+            spec_for(m),
+            PruneConfig(criterion="magnitude", budget="params", target=0.95, round_to=4, img_size=(128, 96)),
+        )
     with pytest.raises(BudgetError, match="fraction"):
         PruneConfig(target=1.5)
 
@@ -90,6 +96,7 @@ def _two_task_loss(a, b):
     def fn(m, x):
         f = m.shared(x).mean((0, 2, 3))  # per-channel mean of the shared feature
         return {"a": (a * f).sum(), "b": (b * f).sum()}
+
     return fn
 
 
@@ -102,8 +109,14 @@ def _prune_half(criterion, loss_fn):
     x = torch.ones(1, 1, 4, 4)
     criterion.prepare(m, [x], loss_fn)
     spec = TaskSpec(head_outputs={"a": ("head_a",), "b": ("head_b",)})
-    tp.pruner.MetaPruner(m, x, importance=criterion, pruning_ratio=0.5, ignored_layers=spec.protected_modules(m),
-                         output_transform=spec.flatten).step()
+    tp.pruner.MetaPruner(
+        m,
+        x,
+        importance=criterion,
+        pruning_ratio=0.5,
+        ignored_layers=spec.protected_modules(m),
+        output_transform=spec.flatten,
+    ).step()
     return _kept_channels(m)
 
 
@@ -147,25 +160,84 @@ def test_prune_command_on_a_trained_checkpoint(synth_root, tmp_path):
     from compress.cli import main
     from compress.models import count_params
 
-    m = build_model(ModelConfig(size="small", anchors=((4, 5, 8, 10, 12, 9), (20, 18, 30, 25, 40, 30), (60, 50, 90, 70, 120, 100))))
+    m = build_model(
+        ModelConfig(size="small", anchors=((4, 5, 8, 10, 12, 9), (20, 18, 30, 25, 40, 30), (60, 50, 90, 70, 120, 100)))
+    )
     src = save_checkpoint(tmp_path / "teacher.pt", m, train_config={"data": str(synth_root), "img_size": [128, 96]})
     out = tmp_path / "student.pt"
-    rc = main(["-q", "prune", "--ckpt", str(src), "--out", str(out), "--criterion", "task-aware", "--budget", "ratio",
-               "--target", "0.25", "--round-to", "4", "--batches", "2", "--batch-size", "2"])
+    rc = main(
+        [
+            "-q",
+            "prune",
+            "--ckpt",
+            str(src),
+            "--out",
+            str(out),
+            "--criterion",
+            "task-aware",
+            "--budget",
+            "ratio",
+            "--target",
+            "0.25",
+            "--round-to",
+            "4",
+            "--batches",
+            "2",
+            "--batch-size",
+            "2",
+        ]
+    )
     assert rc == 0
     rep = json.loads(out.with_suffix(".json").read_text())
     assert rep["criterion"] == "task-aware" and rep["params_after"] < rep["params_before"]
     pruned, ck = load_model(out)
     assert count_params(pruned) == rep["params_after"] and ck["parent"] == str(src)
     # a budget that cannot be met exits with code 2 and writes nothing
-    rc = main(["-q", "prune", "--ckpt", str(src), "--out", str(tmp_path / "x.pt"), "--criterion", "magnitude",
-               "--budget", "params", "--target", "0.95"])
+    rc = main(
+        [
+            "-q",
+            "prune",
+            "--ckpt",
+            str(src),
+            "--out",
+            str(tmp_path / "x.pt"),
+            "--criterion",
+            "magnitude",
+            "--budget",
+            "params",
+            "--target",
+            "0.95",
+        ]
+    )
     assert rc == 2 and not (tmp_path / "x.pt").exists()
     # a params budget with a measured-latency side (ONNX Runtime at 256x192)
     pytest.importorskip("onnxruntime", reason="the latency target needs onnxruntime")
-    rc = main(["-q", "prune", "--ckpt", str(src), "--out", str(tmp_path / "l.pt"), "--criterion", "magnitude", "--budget", "params",
-               "--target", "0.2", "--latency-target", "0.1", "--latency-size", "320x192", "--latency-runs", "5", "--round-to", "4",
-               "--recalibrate-batches", "0"])
+    rc = main(
+        [
+            "-q",
+            "prune",
+            "--ckpt",
+            str(src),
+            "--out",
+            str(tmp_path / "l.pt"),
+            "--criterion",
+            "magnitude",
+            "--budget",
+            "params",
+            "--target",
+            "0.2",
+            "--latency-target",
+            "0.1",
+            "--latency-size",
+            "320x192",
+            "--latency-runs",
+            "5",
+            "--round-to",
+            "4",
+            "--recalibrate-batches",
+            "0",
+        ]
+    )
     rep = json.loads((tmp_path / "l.json").read_text())
     assert rc == 0 and rep["params_reduction"] >= 0.2 and rep["latency_reduction"] >= 0.1 - 0.01
     assert rep["latency_before_ms"] > rep["latency_after_ms"] > 0
@@ -180,11 +252,18 @@ def test_global_pruning_meets_a_params_budget_with_its_own_allocation(name):
     m = build_model(ModelConfig(size="small"))
     local = build_model(ModelConfig(size="small"))
     local.load_state_dict(m.state_dict())
-    cfg = PruneConfig(criterion=name, budget="params", target=0.3, round_to=4, img_size=(128, 96), batches=1, global_pruning=True)
+    cfg = PruneConfig(
+        criterion=name, budget="params", target=0.3, round_to=4, img_size=(128, 96), batches=1, global_pruning=True
+    )
     rep = prune(m, spec_for(m), cfg, batches=lambda: [fake_batch()], loss_fn=task_loss_fn(m))
     assert 0.3 <= rep.params_reduction <= 0.36
-    prune(local, spec_for(local), PruneConfig(criterion=name, budget="params", target=0.3, round_to=4, img_size=(128, 96), batches=1),
-          batches=lambda: [fake_batch()], loss_fn=task_loss_fn(local))
+    prune(
+        local,
+        spec_for(local),
+        PruneConfig(criterion=name, budget="params", target=0.3, round_to=4, img_size=(128, 96), batches=1),
+        batches=lambda: [fake_batch()],
+        loss_fn=task_loss_fn(local),
+    )
     assert extract_widths(m) != extract_widths(local)  # global ranking allocates the budget unevenly across layers
     out = m(X)
     assert out.lane.shape[1:] == (1, 96, 128) and all(torch.isfinite(o).all() for o in out.det)

@@ -2,7 +2,10 @@
 
 import pytest
 
-pytest.importorskip("torch", reason="needs torch (the offline half, compress/): `make test` installs it; a ROS 2 machine under colcon test may not have it")
+pytest.importorskip(
+    "torch",
+    reason="needs torch (the offline half, compress/): `make test` installs it; a ROS 2 machine under colcon test may not have it",
+)
 
 import importlib.util
 import json
@@ -32,8 +35,19 @@ def bundle_dir(synth_root, tmp_path_factory):
     from compress.train import TrainConfig, train
 
     d = tmp_path_factory.mktemp("bundle")
-    s = train(TrainConfig(data=str(synth_root), out=str(d / "run"), model_size="tiny", img_size=(128, 96), epochs=2, batch_size=4,
-                          workers=0, seed=0), progress=False)
+    s = train(
+        TrainConfig(
+            data=str(synth_root),
+            out=str(d / "run"),
+            model_size="tiny",
+            img_size=(128, 96),
+            epochs=2,
+            batch_size=4,
+            workers=0,
+            seed=0,
+        ),
+        progress=False,
+    )
     export_bundle(s["best"], d / "b", ExportConfig(imgsz=(96, 128), parity_frames=4))
     return d / "b"
 
@@ -55,7 +69,11 @@ def test_export_writes_a_checked_bundle(bundle_dir):
     assert meta["outputs"]["drivable"] == [1, 1, 96, 128]
     assert meta["versions"]["opset"] >= 17 and meta["provenance"]["params"] > 0 and meta["provenance"]["checkpoint"]
     assert meta["parity"]["frames"] == 4 and max(meta["parity"]["max_abs_diff_normalized"].values()) <= 1e-3
-    assert (bundle_dir / "model.onnx").is_file() and (bundle_dir / "model.pt2").is_file() and meta["files"]["engine"] is None
+    assert (
+        (bundle_dir / "model.onnx").is_file()
+        and (bundle_dir / "model.pt2").is_file()
+        and meta["files"]["engine"] is None
+    )
     import onnx
 
     onnx.checker.check_model(onnx.load(str(bundle_dir / "model.onnx")))
@@ -145,26 +163,33 @@ def test_bundle_mismatches_name_the_file_and_the_fix(bundle_dir, tmp_path):
     def rename_output(m, d):
         m["outputs"]["seg_drivable"] = m["outputs"].pop("drivable")
         m["segmentation"]["drivable"]["output"] = "seg_drivable"
+
     with pytest.raises(BundleError, match=r"model.onnx.*seg_drivable.*mtc-compress export"):
         create_engine("onnxruntime", _copy(bundle_dir, tmp_path / "1", rename_output))
 
     def other_size(m, d):
         m["input"]["height"] = 192
+
     with pytest.raises(BundleError, match=r"model.onnx: input 'images' has shape .* 192"):
         create_engine("onnxruntime", _copy(bundle_dir, tmp_path / "2", other_size))
 
     def wrong_shape(m, d):
         m["outputs"]["lane"] = [1, 1, 48, 64]
-    with pytest.raises(BundleError, match=r"output 'lane' has shape \[1, 1, 96, 128\] but bundle.json says \[1, 1, 48, 64\]"):
+
+    with pytest.raises(
+        BundleError, match=r"output 'lane' has shape \[1, 1, 96, 128\] but bundle.json says \[1, 1, 48, 64\]"
+    ):
         create_engine("onnxruntime", _copy(bundle_dir, tmp_path / "3", wrong_shape))
 
     def missing_file(m, d):
         (d / "model.onnx").unlink()
+
     with pytest.raises(BundleError, match=r"model.onnx is named in .* but does not exist"):
         create_engine("onnxruntime", _copy(bundle_dir, tmp_path / "4", missing_file))
 
     def old_schema(m, d):
         m["schema"] = 0
+
     with pytest.raises(BundleError, match="schema 0"):
         Bundle.load(_copy(bundle_dir, tmp_path / "5", old_schema))
 
@@ -175,6 +200,7 @@ def test_bundle_mismatches_name_the_file_and_the_fix(bundle_dir, tmp_path):
 
     def corrupt_onnx(m, d):
         (d / "model.onnx").write_bytes(b"garbage")
+
     with pytest.raises(BundleError, match="ONNX Runtime cannot load"):
         create_engine("onnxruntime", _copy(bundle_dir, tmp_path / "6", corrupt_onnx))
 
@@ -221,7 +247,19 @@ def test_infer_command_writes_overlays_and_json(bundle_dir, synth_root, tmp_path
     for i, f in enumerate(_frames(synth_root, 3)):
         cv2.imwrite(str(src / f"f{i}.jpg"), f)
     (src / "broken.jpg").write_bytes(b"not an image")
-    rc = main(["infer", "--bundle", str(bundle_dir), "--input", str(src), "--out", str(tmp_path / "out"), "--backend", "onnxruntime"])
+    rc = main(
+        [
+            "infer",
+            "--bundle",
+            str(bundle_dir),
+            "--input",
+            str(src),
+            "--out",
+            str(tmp_path / "out"),
+            "--backend",
+            "onnxruntime",
+        ]
+    )
     assert rc == 1  # one frame failed, and it is counted, not dropped
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["frames"] == 3 and summary["failed"] == 1
@@ -247,11 +285,26 @@ def _trt_reason():
 def test_tensorrt_engine_matches_onnxruntime(synth_root, tmp_path):  # pragma: no cover - GPU machines only
     from compress.train import TrainConfig, train
 
-    s = train(TrainConfig(data=str(synth_root), out=str(tmp_path / "run"), model_size="tiny", img_size=(128, 96), epochs=1,
-                          batch_size=4, workers=0, seed=0), progress=False)
+    s = train(
+        TrainConfig(
+            data=str(synth_root),
+            out=str(tmp_path / "run"),
+            model_size="tiny",
+            img_size=(128, 96),
+            epochs=1,
+            batch_size=4,
+            workers=0,
+            seed=0,
+        ),
+        progress=False,
+    )
     export_bundle(s["best"], tmp_path / "b", ExportConfig(imgsz=(96, 128), parity_frames=2, engine=True, fp16=True))
     meta = Bundle.load(tmp_path / "b").meta
-    assert meta["versions"]["tensorrt"].startswith("10.") and meta["versions"]["gpu"] and meta["versions"]["precision"] == "fp16"
+    assert (
+        meta["versions"]["tensorrt"].startswith("10.")
+        and meta["versions"]["gpu"]
+        and meta["versions"]["precision"] == "fp16"
+    )
     trt_p = Perceptor(tmp_path / "b", backend="tensorrt", conf=0.05, cuda_graph=True)
     ort_p = Perceptor(tmp_path / "b", backend="onnxruntime", conf=0.05)
     for f in _frames(synth_root):
@@ -262,8 +315,23 @@ def test_tensorrt_engine_matches_onnxruntime(synth_root, tmp_path):  # pragma: n
 def test_bench_engines_report(bundle_dir, synth_root, tmp_path):
     from mtc_perception.cli import main
 
-    rc = main(["bench-engines", "--bundle", f"a={bundle_dir}", "--bundle", f"b={bundle_dir}", "--frames", str(Path(synth_root) / "images" / "val"),
-               "--size", "640x360", "--max-frames", "3", "--out", str(tmp_path)])
+    rc = main(
+        [
+            "bench-engines",
+            "--bundle",
+            f"a={bundle_dir}",
+            "--bundle",
+            f"b={bundle_dir}",
+            "--frames",
+            str(Path(synth_root) / "images" / "val"),
+            "--size",
+            "640x360",
+            "--max-frames",
+            "3",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     assert rc == 0
     rep = json.loads((tmp_path / "engines.json").read_text())
     assert rep["meta"]["frame_size"] == [640, 360] and rep["meta"]["frames"] == 3
@@ -274,12 +342,50 @@ def test_bench_engines_report(bundle_dir, synth_root, tmp_path):
     # the bundles took turns on blocks of frames (default 10: one round of 3 frames); --block 0: one after the other
     assert rep["meta"]["block"] == 10 and rep["models"]["b"]["speedup_rounds"]["rounds"] == 1
     assert a["speedup_rounds"]["median"] == 1.0
-    rc = main(["bench-engines", "--bundle", f"a={bundle_dir}", "--bundle", f"b={bundle_dir}", "--frames", str(Path(synth_root) / "images" / "val"),
-               "--size", "640x360", "--max-frames", "4", "--runs", "2", "--block", "3", "--out", str(tmp_path / "r")])
+    rc = main(
+        [
+            "bench-engines",
+            "--bundle",
+            f"a={bundle_dir}",
+            "--bundle",
+            f"b={bundle_dir}",
+            "--frames",
+            str(Path(synth_root) / "images" / "val"),
+            "--size",
+            "640x360",
+            "--max-frames",
+            "4",
+            "--runs",
+            "2",
+            "--block",
+            "3",
+            "--out",
+            str(tmp_path / "r"),
+        ]
+    )
     rep = json.loads((tmp_path / "r" / "engines.json").read_text())
-    assert rep["models"]["b"]["frames"] == 8 and rep["models"]["b"]["speedup_rounds"]["rounds"] == 4  # blocks of 3 + 1, twice
-    rc = main(["bench-engines", "--bundle", f"a={bundle_dir}", "--bundle", f"b={bundle_dir}", "--frames", str(Path(synth_root) / "images" / "val"),
-               "--size", "640x360", "--max-frames", "2", "--block", "0", "--out", str(tmp_path / "s")])
+    assert (
+        rep["models"]["b"]["frames"] == 8 and rep["models"]["b"]["speedup_rounds"]["rounds"] == 4
+    )  # blocks of 3 + 1, twice
+    rc = main(
+        [
+            "bench-engines",
+            "--bundle",
+            f"a={bundle_dir}",
+            "--bundle",
+            f"b={bundle_dir}",
+            "--frames",
+            str(Path(synth_root) / "images" / "val"),
+            "--size",
+            "640x360",
+            "--max-frames",
+            "2",
+            "--block",
+            "0",
+            "--out",
+            str(tmp_path / "s"),
+        ]
+    )
     rep = json.loads((tmp_path / "s" / "engines.json").read_text())
     assert rep["models"]["b"]["frames"] == 2 and "speedup_rounds" not in rep["models"]["b"]
     assert "one bundle after the other" in (tmp_path / "s" / "engines.md").read_text()

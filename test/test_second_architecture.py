@@ -9,11 +9,15 @@ segmentation decoders, different module names. It tells the tools about itself t
 
 import pytest
 
-pytest.importorskip("torch", reason="needs torch (the offline half, compress/): `make test` installs it; a ROS 2 machine under colcon test may not have it")
+pytest.importorskip(
+    "torch",
+    reason="needs torch (the offline half, compress/): `make test` installs it; a ROS 2 machine under colcon test may not have it",
+)
 
 import copy
 
 import torch
+from helpers import X, fake_batch, task_loss_fn  # noqa: E402
 from torch import nn
 from torch.nn import functional as F
 
@@ -22,7 +26,6 @@ from compress.models import ModelConfig, build_model
 from compress.models.yolop import Outputs
 from compress.prune import CRITERIA, BudgetError, PruneConfig, SpecError, TaskSpec, prune, spec_for
 
-from helpers import X, fake_batch, task_loss_fn  # noqa: E402
 ANCHORS = ((4, 5, 8, 10, 12, 9), (20, 18, 30, 25, 40, 30), (60, 50, 90, 70, 120, 100))
 
 
@@ -74,7 +77,11 @@ class ResFPNNet(nn.Module):
 
     def task_spec(self):
         return TaskSpec(
-            head_outputs={"det": ("detect.pred.0", "detect.pred.1", "detect.pred.2"), "drivable": ("road.3",), "lane": ("lines.3",)},
+            head_outputs={
+                "det": ("detect.pred.0", "detect.pred.1", "detect.pred.2"),
+                "drivable": ("road.3",),
+                "lane": ("lines.3",),
+            },
             taps={"backbone.p3": "layer2", "backbone.p4": "layer3", "backbone.p5": "layer4", "neck.p3": "smooth3"},
         )
 
@@ -87,8 +94,11 @@ class ResFPNNet(nn.Module):
         p3 = self.lat3(c3) + F.interpolate(p4, scale_factor=2.0)
         n3, n4, n5 = self.smooth3(p3), self.smooth4(p4), self.smooth5(p5)
         seg_in = F.interpolate(n3, scale_factor=2.0)
-        return Outputs(det=self.detect([n3, n4, n5]), drivable=F.interpolate(self.road(seg_in), size=x.shape[2:]),
-                       lane=F.interpolate(self.lines(seg_in), size=x.shape[2:]))
+        return Outputs(
+            det=self.detect([n3, n4, n5]),
+            drivable=F.interpolate(self.road(seg_in), size=x.shape[2:]),
+            lane=F.interpolate(self.lines(seg_in), size=x.shape[2:]),
+        )
 
 
 @pytest.mark.parametrize("name", sorted(CRITERIA))
@@ -113,7 +123,11 @@ def test_distillation_on_the_second_architecture_and_across_architectures():
     torch.manual_seed(0)
     teacher = ResFPNNet().eval()
     student = copy.deepcopy(teacher)
-    prune(student, spec_for(student), PruneConfig(criterion="magnitude", budget="ratio", target=0.5, round_to=4, img_size=(128, 96)))
+    prune(
+        student,
+        spec_for(student),
+        PruneConfig(criterion="magnitude", budget="ratio", target=0.5, round_to=4, img_size=(128, 96)),
+    )
     d = FeatureDistiller(teacher, student, spec_for(teacher), spec_for(student), X[:1])
     assert set(d.names) == {"backbone.p3", "backbone.p4", "backbone.p5", "neck.p3"}
     opt = torch.optim.Adam(d.parameters(), lr=3e-3)

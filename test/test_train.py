@@ -2,7 +2,10 @@
 
 import pytest
 
-pytest.importorskip("torch", reason="needs torch (the offline half, compress/): `make test` installs it; a ROS 2 machine under colcon test may not have it")
+pytest.importorskip(
+    "torch",
+    reason="needs torch (the offline half, compress/): `make test` installs it; a ROS 2 machine under colcon test may not have it",
+)
 
 import json
 import os
@@ -19,8 +22,18 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _cfg(root, out, **kw):
-    base = dict(data=str(root), out=str(out), model_size="tiny", img_size=(128, 96), epochs=1, batch_size=4,
-                workers=0, eval_interval=1, anchors="auto", seed=0)
+    base = dict(
+        data=str(root),
+        out=str(out),
+        model_size="tiny",
+        img_size=(128, 96),
+        epochs=1,
+        batch_size=4,
+        workers=0,
+        eval_interval=1,
+        anchors="auto",
+        seed=0,
+    )
     base.update(kw)
     return TrainConfig(**base)
 
@@ -36,6 +49,7 @@ def test_train_writes_checkpoints_and_resumes(synth_root, tmp_path):
     assert ck["train_state"]["epoch"] == 0 and ck["train_config"]["model_size"] == "tiny"
     # anchors were fitted to the data and travel with the checkpoint
     from compress.models import YOLOP_ANCHORS
+
     fitted = ck["model_config"]["anchors"]
     assert len(fitted) == 3 and fitted != [list(map(float, a)) for a in YOLOP_ANCHORS]
     areas = [a[0] * a[1] for a in fitted]
@@ -53,10 +67,38 @@ def test_ddp_two_processes_on_cpu(synth_root, tmp_path):
     """torchrun with 2 gloo processes: each trains on its own shard and the weights stay identical."""
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "compress.cli", "-q", "train", "--data", str(synth_root), "--out", str(out), "--model-size", "tiny",
-           "--img-size", "128x96", "--epochs", "1", "--batch-size", "2", "--workers", "0", "--max-train-batches", "2",
-           "--eval-max-batches", "1", "--device", "cpu"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "compress.cli",
+        "-q",
+        "train",
+        "--data",
+        str(synth_root),
+        "--out",
+        str(out),
+        "--model-size",
+        "tiny",
+        "--img-size",
+        "128x96",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "2",
+        "--workers",
+        "0",
+        "--max-train-batches",
+        "2",
+        "--eval-max-batches",
+        "1",
+        "--device",
+        "cpu",
+    ]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
     summary = [json.loads(x)["summary"] for x in (out / "metrics.jsonl").read_text().splitlines() if "summary" in x][0]

@@ -58,22 +58,27 @@ class AugmentConfig:
 
     def __post_init__(self) -> None:
         checks = {
-            "degrees": 0 <= self.degrees <= 180, "translate": 0 <= self.translate < 0.5,
-            "scale": 0 <= self.scale < 1, "shear": 0 <= self.shear < 45,
-            "perspective": 0 <= self.perspective <= 0.01, "hsv_h": 0 <= self.hsv_h <= 0.5,
-            "hsv_s": 0 <= self.hsv_s <= 1, "hsv_v": 0 <= self.hsv_v <= 1,
-            "fliplr": 0 <= self.fliplr <= 1, "min_area_ratio": 0 <= self.min_area_ratio <= 1,
+            "degrees": 0 <= self.degrees <= 180,
+            "translate": 0 <= self.translate < 0.5,
+            "scale": 0 <= self.scale < 1,
+            "shear": 0 <= self.shear < 45,
+            "perspective": 0 <= self.perspective <= 0.01,
+            "hsv_h": 0 <= self.hsv_h <= 0.5,
+            "hsv_s": 0 <= self.hsv_s <= 1,
+            "hsv_v": 0 <= self.hsv_v <= 1,
+            "fliplr": 0 <= self.fliplr <= 1,
+            "min_area_ratio": 0 <= self.min_area_ratio <= 1,
         }
         for name, ok in checks.items():
             if not ok:
-                raise DataConfigError(f"augment.{name}={getattr(self, name)} is out of range; see "
-                                      "AugmentConfig for the allowed ranges")
+                raise DataConfigError(
+                    f"augment.{name}={getattr(self, name)} is out of range; see AugmentConfig for the allowed ranges"
+                )
 
     @classmethod
     def none(cls) -> AugmentConfig:
         """Identity augmentation (letterbox only) — useful for tests and debugging."""
-        return cls(degrees=0, translate=0, scale=0, shear=0, perspective=0, hsv_h=0, hsv_s=0,
-                   hsv_v=0, fliplr=0)
+        return cls(degrees=0, translate=0, scale=0, shear=0, perspective=0, hsv_h=0, hsv_s=0, hsv_v=0, fliplr=0)
 
 
 @dataclass(frozen=True)
@@ -88,9 +93,9 @@ class LetterboxInfo:
     valid: tuple[int, int, int, int]
 
 
-def letterbox(img: np.ndarray, masks: list[np.ndarray], size: tuple[int, int],
-              boxes: np.ndarray | None = None
-              ) -> tuple[np.ndarray, list[np.ndarray], np.ndarray | None, LetterboxInfo]:
+def letterbox(
+    img: np.ndarray, masks: list[np.ndarray], size: tuple[int, int], boxes: np.ndarray | None = None
+) -> tuple[np.ndarray, list[np.ndarray], np.ndarray | None, LetterboxInfo]:
     """Resize keeping aspect ratio and pad to ``size`` = (width, height), centred.
 
     Image padding is PAD_VALUE, mask padding 0; masks use nearest-neighbour resizing.
@@ -105,8 +110,14 @@ def letterbox(img: np.ndarray, masks: list[np.ndarray], size: tuple[int, int],
     return img, masks, boxes, info
 
 
-def box_candidates(box1: np.ndarray, box2: np.ndarray, wh_thr: float = 2.0, ar_thr: float = 100.0,
-                   area_thr: float = 0.1, eps: float = 1e-16) -> np.ndarray:
+def box_candidates(
+    box1: np.ndarray,
+    box2: np.ndarray,
+    wh_thr: float = 2.0,
+    ar_thr: float = 100.0,
+    area_thr: float = 0.1,
+    eps: float = 1e-16,
+) -> np.ndarray:
     """YOLOv5 rule: keep boxes (4xN, before/after augmentation) that stay big and not too thin."""
     w1, h1 = box1[2] - box1[0], box1[3] - box1[1]
     w2, h2 = box2[2] - box2[0], box2[3] - box2[1]
@@ -114,9 +125,9 @@ def box_candidates(box1: np.ndarray, box2: np.ndarray, wh_thr: float = 2.0, ar_t
     return (w2 > wh_thr) & (h2 > wh_thr) & (w2 * h2 / (w1 * h1 + eps) > area_thr) & (ar < ar_thr)
 
 
-def random_perspective(img: np.ndarray, masks: list[np.ndarray], boxes: np.ndarray,
-                       cfg: AugmentConfig, rng: np.random.Generator
-                       ) -> tuple[np.ndarray, list[np.ndarray], np.ndarray, np.ndarray]:
+def random_perspective(
+    img: np.ndarray, masks: list[np.ndarray], boxes: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator
+) -> tuple[np.ndarray, list[np.ndarray], np.ndarray, np.ndarray]:
     """YOLOv5 random_perspective on image + masks + boxes; also returns the 3x3 matrix used.
 
     The output keeps the input size; the image border is PAD_VALUE, masks use nearest-neighbour
@@ -143,12 +154,10 @@ def random_perspective(img: np.ndarray, masks: list[np.ndarray], boxes: np.ndarr
         border = (PAD_VALUE, PAD_VALUE, PAD_VALUE)
         if cfg.perspective:
             img = cv2.warpPerspective(img, M, (width, height), borderValue=border)
-            masks = [cv2.warpPerspective(m, M, (width, height), flags=cv2.INTER_NEAREST,
-                                         borderValue=0) for m in masks]
+            masks = [cv2.warpPerspective(m, M, (width, height), flags=cv2.INTER_NEAREST, borderValue=0) for m in masks]
         else:
             img = cv2.warpAffine(img, M[:2], (width, height), borderValue=border)
-            masks = [cv2.warpAffine(m, M[:2], (width, height), flags=cv2.INTER_NEAREST,
-                                    borderValue=0) for m in masks]
+            masks = [cv2.warpAffine(m, M[:2], (width, height), flags=cv2.INTER_NEAREST, borderValue=0) for m in masks]
     n = len(boxes)
     if n:
         xy = np.ones((n * 4, 3))
@@ -159,8 +168,9 @@ def random_perspective(img: np.ndarray, masks: list[np.ndarray], boxes: np.ndarr
         new = np.stack([x.min(1), y.min(1), x.max(1), y.max(1)], axis=1)
         new[:, [0, 2]] = new[:, [0, 2]].clip(0, width)
         new[:, [1, 3]] = new[:, [1, 3]].clip(0, height)
-        keep = box_candidates(boxes[:, 1:5].T * s, new.T, wh_thr=cfg.min_box_wh,
-                              ar_thr=cfg.max_aspect, area_thr=cfg.min_area_ratio)
+        keep = box_candidates(
+            boxes[:, 1:5].T * s, new.T, wh_thr=cfg.min_box_wh, ar_thr=cfg.max_aspect, area_thr=cfg.min_area_ratio
+        )
         boxes = np.concatenate([boxes[keep, :1], new[keep]], axis=1).astype(np.float32)
     return img, masks, boxes, M
 
@@ -179,8 +189,9 @@ def augment_hsv(img: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator) -
     return cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)
 
 
-def flip_lr(img: np.ndarray, masks: list[np.ndarray], boxes: np.ndarray
-            ) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
+def flip_lr(
+    img: np.ndarray, masks: list[np.ndarray], boxes: np.ndarray
+) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
     """Mirror image, masks and boxes left-right."""
     width = img.shape[1]
     img = np.ascontiguousarray(img[:, ::-1])

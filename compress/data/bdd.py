@@ -44,13 +44,25 @@ __all__ = [
 ]
 
 #: YOLOP convention: one merged ``vehicle`` class.
-DEFAULT_CLASS_MAP: tuple[tuple[str, int], ...] = (
-    ("car", 0), ("bus", 0), ("truck", 0), ("train", 0))
+DEFAULT_CLASS_MAP: tuple[tuple[str, int], ...] = (("car", 0), ("bus", 0), ("truck", 0), ("train", 0))
 #: Categories that are not detection targets (BDD100K names, both releases).
 DEFAULT_IGNORE_CATEGORIES: tuple[str, ...] = (
-    "person", "pedestrian", "rider", "bike", "bicycle", "motor", "motorcycle",
-    "traffic light", "traffic sign", "other vehicle", "other person", "trailer",
-    "area/*", "lane/*", "drivable area", "lane",
+    "person",
+    "pedestrian",
+    "rider",
+    "bike",
+    "bicycle",
+    "motor",
+    "motorcycle",
+    "traffic light",
+    "traffic sign",
+    "other vehicle",
+    "other person",
+    "trailer",
+    "area/*",
+    "lane/*",
+    "drivable area",
+    "lane",
 )
 IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp")
 LABEL_FORMATS = ("yolop", "bdd_official")
@@ -61,6 +73,7 @@ ON_ERROR = ("raise", "skip")
 # Mask mappings
 # ----------------------------------------------------------------------------------------------
 
+
 def _gray(raw: np.ndarray) -> np.ndarray:
     return raw if raw.ndim == 2 else raw.max(axis=2)
 
@@ -68,11 +81,12 @@ def _gray(raw: np.ndarray) -> np.ndarray:
 def _id_map(raw: np.ndarray) -> np.ndarray:
     if raw.ndim == 2:
         return raw
-    if raw.shape[2] >= 3 and (np.array_equal(raw[..., 0], raw[..., 1])
-                              and np.array_equal(raw[..., 0], raw[..., 2])):
+    if raw.shape[2] >= 3 and (np.array_equal(raw[..., 0], raw[..., 1]) and np.array_equal(raw[..., 0], raw[..., 2])):
         return raw[..., 0]
-    raise ValueError("expected a single-channel id map, got a colour image "
-                     "(use the *_drivable_id.png masks, not *_drivable_color.png)")
+    raise ValueError(
+        "expected a single-channel id map, got a colour image "
+        "(use the *_drivable_id.png masks, not *_drivable_color.png)"
+    )
 
 
 def _yolop_binary(raw: np.ndarray) -> np.ndarray:
@@ -105,8 +119,9 @@ def map_drivable(raw: np.ndarray, mapping: str) -> np.ndarray:
     try:
         fn = DRIVABLE_MAPPINGS[mapping]
     except KeyError:
-        raise DataConfigError(f"unknown drivable_mapping {mapping!r}; expected one of "
-                              f"{sorted(DRIVABLE_MAPPINGS)}") from None
+        raise DataConfigError(
+            f"unknown drivable_mapping {mapping!r}; expected one of {sorted(DRIVABLE_MAPPINGS)}"
+        ) from None
     return fn(raw)
 
 
@@ -118,6 +133,7 @@ def map_lane(raw: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------
 # Configuration
 # ----------------------------------------------------------------------------------------------
+
 
 def _opt_path(value: Any) -> Path | None:
     if value is None or value == "":
@@ -163,34 +179,39 @@ class DataConfig:
         object.__setattr__(self, "class_names", tuple(str(n) for n in self.class_names))
         object.__setattr__(self, "ignore_categories", tuple(str(c) for c in self.ignore_categories))
         if self.label_format not in LABEL_FORMATS:
-            raise DataConfigError(f"label_format {self.label_format!r} is not supported; "
-                                  f"expected one of {list(LABEL_FORMATS)}")
+            raise DataConfigError(
+                f"label_format {self.label_format!r} is not supported; expected one of {list(LABEL_FORMATS)}"
+            )
         if self.on_error not in ON_ERROR:
-            raise DataConfigError(f"on_error {self.on_error!r} is not supported; "
-                                  f"expected one of {list(ON_ERROR)}")
+            raise DataConfigError(f"on_error {self.on_error!r} is not supported; expected one of {list(ON_ERROR)}")
         if self.drivable_mapping not in DRIVABLE_MAPPINGS:
-            raise DataConfigError(f"drivable_mapping {self.drivable_mapping!r} is not supported; "
-                                  f"expected one of {sorted(DRIVABLE_MAPPINGS)}")
+            raise DataConfigError(
+                f"drivable_mapping {self.drivable_mapping!r} is not supported; "
+                f"expected one of {sorted(DRIVABLE_MAPPINGS)}"
+            )
         if not self.class_names:
             raise DataConfigError("class_names is empty; give at least one class name")
         for cat, idx in cmap:
             if not 0 <= idx < len(self.class_names):
                 raise DataConfigError(
                     f"class_map maps {cat!r} to index {idx}, outside class_names "
-                    f"{list(self.class_names)}; use an index in 0..{len(self.class_names) - 1}")
+                    f"{list(self.class_names)}; use an index in 0..{len(self.class_names) - 1}"
+                )
         if self.box_tolerance < 0:
             raise DataConfigError(f"box_tolerance must be >= 0, got {self.box_tolerance}")
         if self.label_format == "yolop" and self.root is None:
-            raise DataConfigError("label_format 'yolop' needs root (the dataset directory holding "
-                                  "images/, det_annotations/, da_seg_annotations/, "
-                                  "ll_seg_annotations/)")
+            raise DataConfigError(
+                "label_format 'yolop' needs root (the dataset directory holding "
+                "images/, det_annotations/, da_seg_annotations/, "
+                "ll_seg_annotations/)"
+            )
         if self.label_format == "bdd_official":
             if self.label_json is None:
-                raise DataConfigError("label_format 'bdd_official' needs label_json (the BDD100K "
-                                      "detection label file, e.g. det_val.json)")
+                raise DataConfigError(
+                    "label_format 'bdd_official' needs label_json (the BDD100K detection label file, e.g. det_val.json)"
+                )
             if self.image_dir is None and self.root is None:
-                raise DataConfigError("label_format 'bdd_official' needs image_dir (or root with "
-                                      "images/<split>/)")
+                raise DataConfigError("label_format 'bdd_official' needs image_dir (or root with images/<split>/)")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> DataConfig:
@@ -198,8 +219,7 @@ class DataConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - names)
         if unknown:
-            raise DataConfigError(f"unknown data config keys {unknown}; expected a subset of "
-                                  f"{sorted(names)}")
+            raise DataConfigError(f"unknown data config keys {unknown}; expected a subset of {sorted(names)}")
         kwargs = dict(data)
         for key in ("class_names", "ignore_categories"):
             if key in kwargs and kwargs[key] is not None:
@@ -263,6 +283,7 @@ class DataConfig:
 # Label parsing
 # ----------------------------------------------------------------------------------------------
 
+
 def _is_ignored(category: str, ignore: Iterable[str]) -> bool:
     for pat in ignore:
         if pat.endswith("/*"):
@@ -282,38 +303,48 @@ def parse_objects(objects: Any, where: str, cfg: DataConfig) -> np.ndarray:
     if objects is None:
         return np.zeros((0, 5), np.float32)
     if not isinstance(objects, list):
-        raise DatasetError(f"{where}: expected a list of objects, got {type(objects).__name__}; "
-                           "fix the label file or pass --on-error skip")
+        raise DatasetError(
+            f"{where}: expected a list of objects, got {type(objects).__name__}; "
+            "fix the label file or pass --on-error skip"
+        )
     cmap = cfg.class_dict
     rows: list[list[float]] = []
     for k, obj in enumerate(objects):
         if not isinstance(obj, dict):
-            raise DatasetError(f"{where}: object {k} is {type(obj).__name__}, expected a dict with "
-                               "'category' and 'box2d'; fix the label file or pass --on-error skip")
+            raise DatasetError(
+                f"{where}: object {k} is {type(obj).__name__}, expected a dict with "
+                "'category' and 'box2d'; fix the label file or pass --on-error skip"
+            )
         box = obj.get("box2d")
         if box is None:
             continue  # poly2d areas / lanes: not a detection label
         cat = obj.get("category")
         if not isinstance(cat, str):
-            raise DatasetError(f"{where}: object {k} has no string 'category'; fix the label file "
-                               "or pass --on-error skip")
+            raise DatasetError(
+                f"{where}: object {k} has no string 'category'; fix the label file or pass --on-error skip"
+            )
         if _is_ignored(cat, cfg.ignore_categories):
             continue
         if cat not in cmap:
             raise DatasetError(
                 f"{where}: unknown category {cat!r} (expected one of the class map "
                 f"{sorted(cmap)} or ignored categories); add it to class_map or "
-                "ignore_categories, or pass --on-error skip")
+                "ignore_categories, or pass --on-error skip"
+            )
         try:
             x1, y1, x2, y2 = (float(box[key]) for key in ("x1", "y1", "x2", "y2"))
         except (KeyError, TypeError, ValueError):
-            raise DatasetError(f"{where}: object {k} ({cat!r}) has a malformed box2d {box!r}; "
-                               "expected numbers x1, y1, x2, y2; fix the label file or pass "
-                               "--on-error skip") from None
+            raise DatasetError(
+                f"{where}: object {k} ({cat!r}) has a malformed box2d {box!r}; "
+                "expected numbers x1, y1, x2, y2; fix the label file or pass "
+                "--on-error skip"
+            ) from None
         if not all(math.isfinite(v) for v in (x1, y1, x2, y2)) or x2 <= x1 or y2 <= y1:
-            raise DatasetError(f"{where}: object {k} ({cat!r}) has an empty or invalid box "
-                               f"(x1={x1}, y1={y1}, x2={x2}, y2={y2}); expected x2 > x1 and "
-                               "y2 > y1; fix the label file or pass --on-error skip")
+            raise DatasetError(
+                f"{where}: object {k} ({cat!r}) has an empty or invalid box "
+                f"(x1={x1}, y1={y1}, x2={x2}, y2={y2}); expected x2 > x1 and "
+                "y2 > y1; fix the label file or pass --on-error skip"
+            )
         rows.append([float(cmap[cat]), x1, y1, x2, y2])
     if not rows:
         return np.zeros((0, 5), np.float32)
@@ -323,6 +354,7 @@ def parse_objects(objects: Any, where: str, cfg: DataConfig) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------
 # Split index
 # ----------------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True, eq=False)
 class Sample:
@@ -350,12 +382,12 @@ class SplitIndex:
 
 def _list_files(directory: Path, exts: Iterable[str]) -> dict[str, Path]:
     exts = tuple(exts)
-    return {p.stem: p for p in sorted(directory.iterdir())
-            if p.is_file() and p.suffix.lower() in exts}
+    return {p.stem: p for p in sorted(directory.iterdir()) if p.is_file() and p.suffix.lower() in exts}
 
 
-def _find_mask(directory: Path | None, stem: str, files: dict[str, Path] | None,
-               suffixes: tuple[str, ...]) -> Path | None:
+def _find_mask(
+    directory: Path | None, stem: str, files: dict[str, Path] | None, suffixes: tuple[str, ...]
+) -> Path | None:
     if directory is None or files is None:
         return None
     for suffix in suffixes:
@@ -389,8 +421,9 @@ def index_split(cfg: DataConfig) -> SplitIndex:
     _require_dir(img_dir, "image", "check root/split or image_dir")
     images = _list_files(img_dir, IMAGE_EXTENSIONS)
     da_dir, ll_dir = cfg.drivable_path(), cfg.lane_path()
-    mask_fix = "generate the masks, point drivable_dir/lane_dir at them, or disable the task " \
-               "(use_drivable/use_lane: false)"
+    mask_fix = (
+        "generate the masks, point drivable_dir/lane_dir at them, or disable the task (use_drivable/use_lane: false)"
+    )
     da_files = ll_files = None
     if da_dir is not None:
         _require_dir(da_dir, "drivable mask", mask_fix)
@@ -403,13 +436,17 @@ def index_split(cfg: DataConfig) -> SplitIndex:
         da = _find_mask(da_dir, stem, da_files, ("", "_drivable_id"))
         ll = _find_mask(ll_dir, stem, ll_files, ("", "_lane_id"))
         if da_dir is not None and da is None:
-            bad(f"{cfg.display(da_dir / (stem + '.png'))}: drivable mask missing for image "
+            bad(
+                f"{cfg.display(da_dir / (stem + '.png'))}: drivable mask missing for image "
                 f"{cfg.display(image)}; add the mask, disable use_drivable, or pass "
-                "--on-error skip")
+                "--on-error skip"
+            )
             return
         if ll_dir is not None and ll is None:
-            bad(f"{cfg.display(ll_dir / (stem + '.png'))}: lane mask missing for image "
-                f"{cfg.display(image)}; add the mask, disable use_lane, or pass --on-error skip")
+            bad(
+                f"{cfg.display(ll_dir / (stem + '.png'))}: lane mask missing for image "
+                f"{cfg.display(image)}; add the mask, disable use_lane, or pass --on-error skip"
+            )
             return
         out.samples.append(Sample(stem, image, label, boxes, da, ll))
 
@@ -420,22 +457,28 @@ def index_split(cfg: DataConfig) -> SplitIndex:
         for stem in sorted(set(labels) | set(images)):
             lbl = labels.get(stem)
             if lbl is None:
-                bad(f"{cfg.display(images[stem])}: image has no label file "
+                bad(
+                    f"{cfg.display(images[stem])}: image has no label file "
                     f"{cfg.display(lbl_dir / (stem + '.json'))}; add it (an empty 'objects' list "
-                    "for an image without vehicles) or pass --on-error skip")
+                    "for an image without vehicles) or pass --on-error skip"
+                )
                 continue
             where = cfg.display(lbl)
             try:
                 data = json.loads(lbl.read_text(encoding="utf-8"))
                 objects = _yolop_objects(data)
             except (OSError, UnicodeDecodeError, json.JSONDecodeError, _Malformed) as exc:
-                bad(f"{where}: malformed label JSON ({exc}); expected {{'name', 'frames': "
-                    "[{'objects': [...]}]}; fix or delete the file, or pass --on-error skip")
+                bad(
+                    f"{where}: malformed label JSON ({exc}); expected {{'name', 'frames': "
+                    "[{'objects': [...]}]}; fix or delete the file, or pass --on-error skip"
+                )
                 continue
             image = images.get(stem)
             if image is None:
-                bad(f"{where}: label for a missing image {cfg.display(img_dir / (stem + '.jpg'))}; "
-                    "add the image or remove the label, or pass --on-error skip")
+                bad(
+                    f"{where}: label for a missing image {cfg.display(img_dir / (stem + '.jpg'))}; "
+                    "add the image or remove the label, or pass --on-error skip"
+                )
                 continue
             try:
                 boxes = parse_objects(objects, where, cfg)
@@ -448,34 +491,37 @@ def index_split(cfg: DataConfig) -> SplitIndex:
         try:
             entries = json.loads(lbl_path.read_text(encoding="utf-8"))
         except OSError as exc:
-            raise DatasetError(f"{lbl_path}: cannot read the BDD100K label file ({exc}); check "
-                               "label_json") from None
+            raise DatasetError(f"{lbl_path}: cannot read the BDD100K label file ({exc}); check label_json") from None
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise DatasetError(f"{lbl_path}: malformed label JSON ({exc}); expected a list of "
-                               "{'name', 'labels': [...]}; re-download the label file") from None
+            raise DatasetError(
+                f"{lbl_path}: malformed label JSON ({exc}); expected a list of "
+                "{'name', 'labels': [...]}; re-download the label file"
+            ) from None
         if not isinstance(entries, list):
-            raise DatasetError(f"{lbl_path}: expected a JSON list of per-image entries, got "
-                               f"{type(entries).__name__}; is this a BDD100K detection label file?")
+            raise DatasetError(
+                f"{lbl_path}: expected a JSON list of per-image entries, got "
+                f"{type(entries).__name__}; is this a BDD100K detection label file?"
+            )
         seen: set[str] = set()
         for k, entry in enumerate(entries):
             name = entry.get("name") if isinstance(entry, dict) else None
             if not isinstance(name, str):
-                bad(f"{lbl_path} [entry {k}]: malformed entry, expected a dict with a string "
-                    "'name'; fix the label file or pass --on-error skip")
+                bad(
+                    f"{lbl_path} [entry {k}]: malformed entry, expected a dict with a string "
+                    "'name'; fix the label file or pass --on-error skip"
+                )
                 continue
             where = f"{lbl_path.name} [{name}]"
             stem = Path(name).stem
             if stem in seen:
-                bad(f"{where}: duplicate entry for image {name}; keep one entry per image or pass "
-                    "--on-error skip")
+                bad(f"{where}: duplicate entry for image {name}; keep one entry per image or pass --on-error skip")
                 continue
             seen.add(stem)
             image = img_dir / name
             if not image.is_file():
                 image = images.get(stem, image)
             if not image.is_file():
-                bad(f"{where}: label for a missing image {image}; check image_dir or pass "
-                    "--on-error skip")
+                bad(f"{where}: label for a missing image {image}; check image_dir or pass --on-error skip")
                 continue
             try:
                 boxes = parse_objects(entry.get("labels"), where, cfg)
@@ -485,8 +531,9 @@ def index_split(cfg: DataConfig) -> SplitIndex:
             add(stem, image, where, boxes)
         unlisted = len(set(images) - seen)
         if unlisted:
-            logger.info("%d images in %s have no entry in %s and are not part of this split",
-                        unlisted, img_dir, lbl_path.name)
+            logger.info(
+                "%d images in %s have no entry in %s and are not part of this split", unlisted, img_dir, lbl_path.name
+            )
     return out
 
 

@@ -43,15 +43,18 @@ def _read(path: Path, flags: int, what: str, shown: str) -> np.ndarray:
     try:
         buf = np.fromfile(path, dtype=np.uint8)
     except FileNotFoundError:
-        raise DatasetError(f"{shown}: {what} file not found (it was present when the split was "
-                           "indexed); restore it or pass --on-error skip") from None
+        raise DatasetError(
+            f"{shown}: {what} file not found (it was present when the split was "
+            "indexed); restore it or pass --on-error skip"
+        ) from None
     except OSError as exc:
-        raise DatasetError(f"{shown}: cannot read {what} ({exc}); check the file or pass "
-                           "--on-error skip") from None
+        raise DatasetError(f"{shown}: cannot read {what} ({exc}); check the file or pass --on-error skip") from None
     img = cv2.imdecode(buf, flags) if buf.size else None
     if img is None:
-        raise DatasetError(f"{shown}: cannot decode {what} (empty, truncated or not an image); "
-                           "replace the file or pass --on-error skip")
+        raise DatasetError(
+            f"{shown}: cannot decode {what} (empty, truncated or not an image); "
+            "replace the file or pass --on-error skip"
+        )
     return img
 
 
@@ -63,11 +66,13 @@ class MultiTaskDataset(Dataset):
     pixels), ``drivable`` / ``lane`` (uint8 HxW {0, 1}, 0 in padding) and ``meta``.
     """
 
-    def __init__(self, cfg: DataConfig, img_size: tuple[int, int] = (640, 384),
-                 augment: AugmentConfig | None = None) -> None:
+    def __init__(
+        self, cfg: DataConfig, img_size: tuple[int, int] = (640, 384), augment: AugmentConfig | None = None
+    ) -> None:
         if len(img_size) != 2 or min(img_size) < 8:
-            raise DatasetError(f"img_size {img_size!r} is not a (width, height) pair of sizes "
-                               ">= 8; pass e.g. (640, 384)")
+            raise DatasetError(
+                f"img_size {img_size!r} is not a (width, height) pair of sizes >= 8; pass e.g. (640, 384)"
+            )
         self.cfg = cfg
         self.img_size = (int(img_size[0]), int(img_size[1]))
         self.augment = augment
@@ -75,13 +80,20 @@ class MultiTaskDataset(Dataset):
         self.samples: list[Sample] = index.samples
         self.index_skipped: list[str] = index.skipped
         self.class_names = cfg.class_names
-        logger.info("%s split %r: %d images, %d boxes, %d skipped at indexing",
-                    cfg.display(cfg.images_path()), cfg.split, len(self.samples), index.n_boxes,
-                    len(index.skipped))
+        logger.info(
+            "%s split %r: %d images, %d boxes, %d skipped at indexing",
+            cfg.display(cfg.images_path()),
+            cfg.split,
+            len(self.samples),
+            index.n_boxes,
+            len(index.skipped),
+        )
         if not self.samples:
-            raise DatasetError(f"{cfg.images_path()}: no usable samples in split {cfg.split!r} "
-                               f"({len(index.skipped)} skipped); check root/split and the label "
-                               "files")
+            raise DatasetError(
+                f"{cfg.images_path()}: no usable samples in split {cfg.split!r} "
+                f"({len(index.skipped)} skipped); check root/split and the label "
+                "files"
+            )
 
     @property
     def skipped(self) -> int:
@@ -99,10 +111,12 @@ class MultiTaskDataset(Dataset):
         try:
             return self.load(i)
         except (DatasetError, OSError, cv2.error) as exc:
-            msg = str(exc) if isinstance(exc, DatasetError) else \
-                f"{self.cfg.display(self.samples[i].image)}: {type(exc).__name__}: {exc}"
-            return {"error": msg, "on_error": self.cfg.on_error, "img_size": self.img_size,
-                    "index": i}
+            msg = (
+                str(exc)
+                if isinstance(exc, DatasetError)
+                else f"{self.cfg.display(self.samples[i].image)}: {type(exc).__name__}: {exc}"
+            )
+            return {"error": msg, "on_error": self.cfg.on_error, "img_size": self.img_size, "index": i}
 
     # ------------------------------------------------------------------------------------------
     def _load_raw(self, s: Sample) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -117,26 +131,27 @@ class MultiTaskDataset(Dataset):
             shown = cfg.display(path)
             raw = _read(path, cv2.IMREAD_UNCHANGED, what, shown)
             if raw.shape[:2] != (h, w):
-                raise DatasetError(f"{shown}: {what} is {raw.shape[1]}x{raw.shape[0]} but image "
-                                   f"{cfg.display(s.image)} is {w}x{h}; masks must match their "
-                                   "image size")
+                raise DatasetError(
+                    f"{shown}: {what} is {raw.shape[1]}x{raw.shape[0]} but image "
+                    f"{cfg.display(s.image)} is {w}x{h}; masks must match their "
+                    "image size"
+                )
             try:
-                m = map_drivable(raw, cfg.drivable_mapping) if what == "drivable mask" \
-                    else map_lane(raw)
+                m = map_drivable(raw, cfg.drivable_mapping) if what == "drivable mask" else map_lane(raw)
             except ValueError as exc:
                 raise DatasetError(f"{shown}: {exc}; check drivable_mapping") from None
             masks.append(m)
         boxes = s.boxes.copy()
         if len(boxes):
             tol = cfg.box_tolerance
-            out = (boxes[:, 1] < -tol) | (boxes[:, 2] < -tol) | (boxes[:, 3] > w + tol) | \
-                  (boxes[:, 4] > h + tol)
+            out = (boxes[:, 1] < -tol) | (boxes[:, 2] < -tol) | (boxes[:, 3] > w + tol) | (boxes[:, 4] > h + tol)
             if out.any():
                 b = boxes[int(np.argmax(out))]
                 raise DatasetError(
                     f"{s.label}: box (x1={b[1]:g}, y1={b[2]:g}, x2={b[3]:g}, y2={b[4]:g}) lies "
                     f"outside image {cfg.display(s.image)} of size {w}x{h} by more than "
-                    f"{tol:g} px; fix the label (or the image) or pass --on-error skip")
+                    f"{tol:g} px; fix the label (or the image) or pass --on-error skip"
+                )
             boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, w)
             boxes[:, [2, 4]] = boxes[:, [2, 4]].clip(0, h)
             keep = (boxes[:, 3] > boxes[:, 1]) & (boxes[:, 4] > boxes[:, 2])
@@ -156,14 +171,19 @@ class MultiTaskDataset(Dataset):
             rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,)).item()))
             if aug.degrees or aug.translate or aug.scale or aug.shear or aug.perspective:
                 img, (da, ll), boxes, M = random_perspective(img, [da, ll], boxes, aug, rng)
-                corners = np.array([[left, top, 1], [right, top, 1], [left, bottom, 1],
-                                    [right, bottom, 1]], float) @ M.T
+                corners = (
+                    np.array([[left, top, 1], [right, top, 1], [left, bottom, 1], [right, bottom, 1]], float) @ M.T
+                )
                 xy = corners[:, :2] / corners[:, 2:3]
                 H, W = img.shape[:2]
-                left, right = (int(np.clip(np.floor(xy[:, 0].min()), 0, W)),
-                               int(np.clip(np.ceil(xy[:, 0].max()), 0, W)))
-                top, bottom = (int(np.clip(np.floor(xy[:, 1].min()), 0, H)),
-                               int(np.clip(np.ceil(xy[:, 1].max()), 0, H)))
+                left, right = (
+                    int(np.clip(np.floor(xy[:, 0].min()), 0, W)),
+                    int(np.clip(np.ceil(xy[:, 0].max()), 0, W)),
+                )
+                top, bottom = (
+                    int(np.clip(np.floor(xy[:, 1].min()), 0, H)),
+                    int(np.clip(np.ceil(xy[:, 1].max()), 0, H)),
+                )
             img = augment_hsv(img, aug, rng)
             if aug.fliplr and rng.uniform() < aug.fliplr:
                 img, (da, ll), boxes = flip_lr(img, [da, ll], boxes)
@@ -211,12 +231,18 @@ def collate(batch: Sequence[dict[str, Any]]) -> dict[str, Any]:
         img = torch.zeros((0, 3, h, w), dtype=torch.uint8)
         da = torch.zeros((0, h, w), dtype=torch.uint8)
         ll = torch.zeros((0, h, w), dtype=torch.uint8)
-    parts = [torch.cat([torch.full((len(b["boxes"]), 1), float(k)), b["boxes"]], 1)
-             for k, b in enumerate(good)]
+    parts = [torch.cat([torch.full((len(b["boxes"]), 1), float(k)), b["boxes"]], 1) for k, b in enumerate(good)]
     boxes = torch.cat(parts, 0) if parts else torch.zeros((0, 6))
-    return {"img": img, "boxes": boxes.float(), "drivable": da, "lane": ll,
-            "meta": [b["meta"] for b in good], "errors": errors, "skipped": len(skipped),
-            "skipped_messages": skipped}
+    return {
+        "img": img,
+        "boxes": boxes.float(),
+        "drivable": da,
+        "lane": ll,
+        "meta": [b["meta"] for b in good],
+        "errors": errors,
+        "skipped": len(skipped),
+        "skipped_messages": skipped,
+    }
 
 
 @dataclass
@@ -242,8 +268,7 @@ def check_batch(batch: dict[str, Any], stats: LoadStats | None = None) -> dict[s
     return batch
 
 
-def iterate(loader: Iterable[dict[str, Any]], stats: LoadStats | None = None
-            ) -> Iterator[dict[str, Any]]:
+def iterate(loader: Iterable[dict[str, Any]], stats: LoadStats | None = None) -> Iterator[dict[str, Any]]:
     """Iterate a loader built with :func:`collate`, checking every batch; empty batches are skipped.
 
     On a DatasetError the loader's worker processes are shut down before the error propagates,
@@ -275,9 +300,15 @@ def _worker_init(worker_id: int) -> None:
     random.seed(seed)
 
 
-def build_loader(dataset: Dataset, batch_size: int, workers: int, shuffle: bool,
-                 sampler: Sampler | None = None, seed: int = 0,
-                 drop_last: bool = False) -> DataLoader:
+def build_loader(
+    dataset: Dataset,
+    batch_size: int,
+    workers: int,
+    shuffle: bool,
+    sampler: Sampler | None = None,
+    seed: int = 0,
+    drop_last: bool = False,
+) -> DataLoader:
     """DataLoader with :func:`collate`, a seeded generator, seeded and persistent workers."""
     if batch_size < 1:
         raise DatasetError(f"batch_size must be >= 1, got {batch_size}")

@@ -50,11 +50,22 @@ MIN_VISIBLE_FRACTION = 0.25
 MIN_BOX_HEIGHT = 6
 OCCLUDER_ID = 255
 
-_CAR_COLORS = [(230, 230, 230), (30, 30, 35), (180, 180, 185), (120, 120, 125), (40, 40, 170),
-               (150, 70, 30), (90, 40, 20), (60, 110, 50), (40, 190, 220), (160, 190, 200),
-               (40, 70, 110), (200, 200, 205), (70, 70, 75)]
-_TRUCK_COLORS = [(235, 235, 235), (200, 200, 200), (150, 90, 40), (40, 50, 180), (60, 140, 60),
-                 (90, 90, 95)]
+_CAR_COLORS = [
+    (230, 230, 230),
+    (30, 30, 35),
+    (180, 180, 185),
+    (120, 120, 125),
+    (40, 40, 170),
+    (150, 70, 30),
+    (90, 40, 20),
+    (60, 110, 50),
+    (40, 190, 220),
+    (160, 190, 200),
+    (40, 70, 110),
+    (200, 200, 205),
+    (70, 70, 75),
+]
+_TRUCK_COLORS = [(235, 235, 235), (200, 200, 200), (150, 90, 40), (40, 50, 180), (60, 140, 60), (90, 90, 95)]
 _BUS_COLORS = [(30, 190, 230), (235, 235, 235), (160, 80, 30), (40, 50, 190), (60, 130, 70)]
 
 
@@ -79,6 +90,7 @@ class SynthSample:
 # Geometry
 # ----------------------------------------------------------------------------------------------
 
+
 @dataclass
 class _Cam:
     """Pinhole camera at height ``hc`` looking along the road; road frame (s lateral, y up, z)."""
@@ -92,8 +104,7 @@ class _Cam:
     k: float
 
     def proj(self, s: Any, y: Any, z: Any) -> np.ndarray:
-        s, y, z = np.broadcast_arrays(np.asarray(s, float), np.asarray(y, float),
-                                      np.asarray(z, float))
+        s, y, z = np.broadcast_arrays(np.asarray(s, float), np.asarray(y, float), np.asarray(z, float))
         x = self.c0 + self.a * z + 0.5 * self.k * z * z + s
         return np.stack([self.cx + self.f * x / z, self.yh + self.f * (self.hc - y) / z], -1)
 
@@ -113,8 +124,7 @@ def _col(c: Any, gain: float = 1.0) -> tuple[int, int, int]:
 Shape = tuple
 
 
-def _raster(target: np.ndarray, shapes: list[Shape], value: Any, offset: tuple[int, int] = (0, 0)
-            ) -> None:
+def _raster(target: np.ndarray, shapes: list[Shape], value: Any, offset: tuple[int, int] = (0, 0)) -> None:
     ox, oy = offset
     for sh in shapes:
         if sh[0] == "poly":
@@ -158,8 +168,8 @@ class _Obj:
 # Vehicles
 # ----------------------------------------------------------------------------------------------
 
-def _box_faces(cam: _Cam, sl: float, sr: float, yb: float, yt: float, zr: float, zf: float
-               ) -> dict[str, np.ndarray]:
+
+def _box_faces(cam: _Cam, sl: float, sr: float, yb: float, yt: float, zr: float, zf: float) -> dict[str, np.ndarray]:
     """Projected visible faces of an axis-aligned box in the road frame."""
     faces: dict[str, np.ndarray] = {}
     if cam.xcam(sl, zr) > 0:
@@ -172,16 +182,16 @@ def _box_faces(cam: _Cam, sl: float, sr: float, yb: float, yt: float, zr: float,
     return faces
 
 
-def _hull(cam: _Cam, sl: float, sr: float, yb: float, yt: float, zr: float, zf: float
-          ) -> np.ndarray:
+def _hull(cam: _Cam, sl: float, sr: float, yb: float, yt: float, zr: float, zf: float) -> np.ndarray:
     s = [sl, sr, sl, sr, sl, sr, sl, sr]
     y = [yb, yb, yt, yt, yb, yb, yt, yt]
     z = [zr, zr, zr, zr, zf, zf, zf, zf]
     return cv2.convexHull(_ip(cam.proj(s, y, z))).reshape(-1, 2)
 
 
-def _make_vehicle(cam: _Cam, rng: np.random.Generator, category: str, s0: float, z: float,
-                  dims: tuple[float, float, float]) -> _Obj:
+def _make_vehicle(
+    cam: _Cam, rng: np.random.Generator, category: str, s0: float, z: float, dims: tuple[float, float, float]
+) -> _Obj:
     wv, hv, L = dims
     sl, sr = s0 - wv / 2, s0 + wv / 2
     jitter = rng.integers(-15, 16, 3)
@@ -225,7 +235,7 @@ def _make_vehicle(cam: _Cam, rng: np.random.Generator, category: str, s0: float,
     for sa in (sl + 0.05, sr - 0.05 - lw):
         lights_world.append((sa + lw / 2, (ly0 + ly1) / 2, z))
     lights = []
-    for (ls, ly, lz) in lights_world:
+    for ls, ly, lz in lights_world:
         u, v = cam.proj(ls, ly, lz)
         lights.append((float(u), float(v), float(cam.f * lw * 0.6 / lz)))
 
@@ -239,10 +249,8 @@ def _make_vehicle(cam: _Cam, rng: np.random.Generator, category: str, s0: float,
                     cv2.fillConvexPoly(img, faces[side], _col(colour, side_gain))
                     ss = bsl if side == "left" else bsr
                     if (category == "car" and bi == 1) or (category == "bus" and bi == 1):
-                        ya, yb2 = (yb + 0.06, yt - 0.07) if category == "car" else (hv * 0.55,
-                                                                                    hv * 0.85)
-                        win = _ip(cam.proj([ss] * 4, [ya, yb2, yb2, ya],
-                                           [zr + 0.15, zr + 0.15, zf - 0.15, zf - 0.15]))
+                        ya, yb2 = (yb + 0.06, yt - 0.07) if category == "car" else (hv * 0.55, hv * 0.85)
+                        win = _ip(cam.proj([ss] * 4, [ya, yb2, yb2, ya], [zr + 0.15, zr + 0.15, zf - 0.15, zf - 0.15]))
                         cv2.fillConvexPoly(img, win, glass)
                     if bi == 0:
                         for zc in (z + 0.8, z + L - 0.9):
@@ -260,30 +268,29 @@ def _make_vehicle(cam: _Cam, rng: np.random.Generator, category: str, s0: float,
                     cv2.fillConvexPoly(img, rect(sa, sa + 0.26, 0.0, 0.34, zr), dark)
                 cv2.fillConvexPoly(img, rect(s0 - 0.26, s0 + 0.26, 0.42, 0.56, zr), (205, 205, 210))
             elif category == "car" and bi == 1:
-                cv2.fillConvexPoly(img, rect(bsl + 0.08, bsr - 0.08, yb + 0.06, yt - 0.07, zr),
-                                   glass)
+                cv2.fillConvexPoly(img, rect(bsl + 0.08, bsr - 0.08, yb + 0.06, yt - 0.07, zr), glass)
             elif chassis:
                 for sa in (bsl + 0.02, bsr - 0.42):
                     cv2.fillConvexPoly(img, rect(sa, sa + 0.4, 0.0, yt, zr), (12, 12, 14))
             elif category == "truck":
-                cv2.fillConvexPoly(img, rect(s0 - 0.025, s0 + 0.025, yb + 0.1, yt - 0.1, zr),
-                                   _col(colour, 0.55))
+                cv2.fillConvexPoly(img, rect(s0 - 0.025, s0 + 0.025, yb + 0.1, yt - 0.1, zr), _col(colour, 0.55))
                 cv2.fillConvexPoly(img, rect(bsl, bsr, yb, yb + 0.12, zr), _col(colour, 0.45))
             else:  # bus
-                cv2.fillConvexPoly(img, rect(bsl + 0.15, bsr - 0.15, hv * 0.62, hv * 0.9, zr),
-                                   glass)
+                cv2.fillConvexPoly(img, rect(bsl + 0.15, bsr - 0.15, hv * 0.62, hv * 0.9, zr), glass)
                 cv2.fillConvexPoly(img, rect(s0 - 0.3, s0 + 0.3, 0.45, 0.6, zr), (205, 205, 210))
-        for (ls, ly, lz) in lights_world:
+        for ls, ly, lz in lights_world:
             cv2.fillConvexPoly(img, rect(ls - lw / 2, ls + lw / 2, ly0, ly1, lz), red)
 
     (ul, vb), (ur, _) = cam.proj([sl, sr], 0.0, z)
-    return _Obj(z=z, shapes=shapes, draw=draw, vid=0, category=category, lights=lights,
-                rear=(float(ul), float(ur), float(vb)))
+    return _Obj(
+        z=z, shapes=shapes, draw=draw, vid=0, category=category, lights=lights, rear=(float(ul), float(ur), float(vb))
+    )
 
 
 # ----------------------------------------------------------------------------------------------
 # Scene
 # ----------------------------------------------------------------------------------------------
+
 
 def render(seed: int, split: str, index: int, size: tuple[int, int] = (640, 360)) -> SynthSample:
     """Render image ``index`` of ``split`` for generator ``seed`` (pure function of its inputs)."""
@@ -325,10 +332,10 @@ def render(seed: int, split: str, index: int, size: tuple[int, int] = (640, 360)
         sky_top, sky_hor = np.array([40, 25, 15]), np.array([70, 55, 45])
     sky_top = sky_top + rng.integers(-20, 21, 3)
     sky_hor = sky_hor + rng.integers(-20, 21, 3)
-    ground_kind = rng.choice(["grass", "dirt", "pavement"], p=[0.45, 0.2, 0.35] if urban
-                             else [0.65, 0.3, 0.05])
+    ground_kind = rng.choice(["grass", "dirt", "pavement"], p=[0.45, 0.2, 0.35] if urban else [0.65, 0.3, 0.05])
     ground = {"grass": [55, 115, 75], "dirt": [85, 115, 140], "pavement": [140, 140, 142]}[
-        str(ground_kind)] + rng.integers(-20, 21, 3)
+        str(ground_kind)
+    ] + rng.integers(-20, 21, 3)
     g = rng.uniform(75, 125)
     asphalt = np.clip(np.array([g, g, g]) + rng.integers(-6, 7, 3), 0, 255)
 
@@ -358,8 +365,7 @@ def render(seed: int, split: str, index: int, size: tuple[int, int] = (640, 360)
             pts = np.array([[x0 - hw, yh + 1], [x0, yh - hh], [x0 + hw, yh + 1]], np.float64)
             cv2.fillConvexPoly(img, _ip(pts), c)
 
-    def ground_strip(s_a: float, s_b: float, z_lo: float = z_near, z_hi: float = z_far,
-                     n: int = 24) -> np.ndarray:
+    def ground_strip(s_a: float, s_b: float, z_lo: float = z_near, z_hi: float = z_far, n: int = 24) -> np.ndarray:
         zz = np.geomspace(z_lo, z_hi, n)
         left = cam.proj(np.full(n, s_a), 0.0, zz)
         right = cam.proj(np.full(n, s_b), 0.0, zz)
@@ -427,8 +433,7 @@ def render(seed: int, split: str, index: int, size: tuple[int, int] = (640, 360)
         else:
             polys_by_colour.append((paint, [ground_strip(s - wm / 2, s + wm / 2, n=48)]))
         pts = cam.proj(np.full(len(zs), s), 0.0, zs)
-        cv2.polylines(lane, [np.round(pts * 16).astype(np.int32)], False, 255, thick,
-                      cv2.LINE_8, shift=4)
+        cv2.polylines(lane, [np.round(pts * 16).astype(np.int32)], False, 255, thick, cv2.LINE_8, shift=4)
     for paint, ps in polys_by_colour:
         if ps:
             cv2.fillPoly(img, ps, paint)
@@ -454,8 +459,7 @@ def render(seed: int, split: str, index: int, size: tuple[int, int] = (640, 360)
         s0 = -half + (ln + 0.5) * lw + rng.uniform(-0.3, 0.3) * max(0.0, lw - dims[0])
         for _try in range(3):  # a few tries to find a free gap in the lane
             z = float(np.exp(rng.uniform(np.log(z_min), np.log(z_max))))
-            if not any(pl == ln and (z - pz) > -dims[2] - 2.0 and (z - pz) < pL + 2.0
-                       for pl, pz, pL in placed):
+            if not any(pl == ln and (z - pz) > -dims[2] - 2.0 and (z - pz) < pL + 2.0 for pl, pz, pL in placed):
                 break
         else:
             continue
@@ -494,8 +498,11 @@ def render(seed: int, split: str, index: int, size: tuple[int, int] = (640, 360)
         for o in objs:
             _raster(idmap, o.shapes, o.vid)
         _measure(idmap, vehicles, W, H)
-        drop = [o for o in vehicles if o.box is None or o.visible < MIN_VISIBLE_FRACTION * o.full
-                or o.box[3] - o.box[1] < MIN_BOX_HEIGHT]
+        drop = [
+            o
+            for o in vehicles
+            if o.box is None or o.visible < MIN_VISIBLE_FRACTION * o.full or o.box[3] - o.box[1] < MIN_BOX_HEIGHT
+        ]
         if not drop:
             break
         objs = [o for o in objs if o not in drop]
@@ -506,8 +513,7 @@ def render(seed: int, split: str, index: int, size: tuple[int, int] = (640, 360)
     for o in vehicles:  # dark contact shadow just below the rear bumper
         ul, ur, vb = o.rear  # type: ignore[misc]
         hgt = max(1.0, 0.03 * (ur - ul))
-        cv2.rectangle(img, (int(round(ul)), int(round(vb - 1))), (int(round(ur)),
-                      int(round(vb + hgt))), shadow_col, -1)
+        cv2.rectangle(img, (int(round(ul)), int(round(vb - 1))), (int(round(ur)), int(round(vb + hgt))), shadow_col, -1)
     for o in objs:
         o.draw(img)
     occluded = idmap > 0
@@ -516,8 +522,11 @@ def render(seed: int, split: str, index: int, size: tuple[int, int] = (640, 360)
 
     # --- lighting: low-res gain map (texture, cast shadows, vignette, headlights) -------------
     hs, ws = max(2, H // 4), max(2, W // 4)
-    light = 1.0 + 0.07 * cv2.resize(rng.standard_normal((max(2, H // 24), max(2, W // 24)))
-                                    .astype(np.float32), (ws, hs), interpolation=cv2.INTER_CUBIC)
+    light = 1.0 + 0.07 * cv2.resize(
+        rng.standard_normal((max(2, H // 24), max(2, W // 24))).astype(np.float32),
+        (ws, hs),
+        interpolation=cv2.INTER_CUBIC,
+    )
     light = light.astype(np.float32)
     if tod != "night":
         for _ in range(int(rng.integers(0, 4))):
@@ -536,13 +545,20 @@ def render(seed: int, split: str, index: int, size: tuple[int, int] = (640, 360)
     if tod == "night":
         gain = rng.uniform(0.25, 0.4)
         cone = np.zeros((hs, ws), np.float32)
-        cv2.ellipse(cone, (int(ws / 2), hs), (int(ws * 0.45), int((hs - yh / 4) * 0.55)), 0, 0,
-                    360, float(rng.uniform(1.2, 2.0)), -1)
+        cv2.ellipse(
+            cone,
+            (int(ws / 2), hs),
+            (int(ws * 0.45), int((hs - yh / 4) * 0.55)),
+            0,
+            0,
+            360,
+            float(rng.uniform(1.2, 2.0)),
+            -1,
+        )
         for ls, lh, lz in lamps:
             c = cam.proj(ls, 0.0, lz) / 4
             rad = cam.f * 4.0 / lz / 4
-            cv2.ellipse(cone, (int(c[0]), int(c[1])), (max(1, int(rad)), max(1, int(rad * 0.4))),
-                        0, 0, 360, 1.5, -1)
+            cv2.ellipse(cone, (int(c[0]), int(c[1])), (max(1, int(rad)), max(1, int(rad * 0.4))), 0, 0, 360, 1.5, -1)
         cone = cv2.GaussianBlur(cone, (0, 0), max(1.0, ws / 30))
         light = light * (gain * (1 + cone))
         tint = np.array([1.1, 1.0, 0.9], np.float32)
@@ -561,18 +577,16 @@ def render(seed: int, split: str, index: int, size: tuple[int, int] = (640, 360)
         glow = np.zeros((hs, ws), np.float32)
         strength = 1.0 if tod == "night" else 0.4
         for o in vehicles:
-            for (u, v, r) in o.lights:
+            for u, v, r in o.lights:
                 ui, vi = int(round(u)), int(round(v))
                 if 0 <= ui < W and 0 <= vi < H and idmap[vi, ui] == o.vid:
-                    cv2.circle(glow, (int(u / 4), int(v / 4)), max(1, int(r / 4 * 1.5)),
-                               strength, -1)
+                    cv2.circle(glow, (int(u / 4), int(v / 4)), max(1, int(r / 4 * 1.5)), strength, -1)
         lamp_glow = np.zeros((hs, ws), np.float32)
         for ls, lh, lz in lamps:
             u, v = cam.proj(ls, lh, lz)
             ui, vi = int(round(u)), int(round(v))
             if 0 <= ui < W and 0 <= vi < H:
-                cv2.circle(lamp_glow, (int(u / 4), int(v / 4)), max(1, int(cam.f * 0.5 / lz / 4)),
-                           strength, -1)
+                cv2.circle(lamp_glow, (int(u / 4), int(v / 4)), max(1, int(cam.f * 0.5 / lz / 4)), strength, -1)
         sig = max(1.0, ws / 100)
         glow = cv2.resize(cv2.GaussianBlur(glow, (0, 0), sig), (W, H))
         lamp_glow = cv2.resize(cv2.GaussianBlur(lamp_glow, (0, 0), sig * 1.5), (W, H))
@@ -607,27 +621,38 @@ def render(seed: int, split: str, index: int, size: tuple[int, int] = (640, 360)
         occluded_flag = o.visible < 0.95 * o.inside
         n_trunc += truncated
         n_occ += occluded_flag
-        objects.append({
-            "category": o.category,
-            "id": len(objects),
-            "attributes": {"occluded": bool(occluded_flag), "truncated": bool(truncated),
-                           "trafficLightColor": "none"},
-            "box2d": {"x1": float(x1), "y1": float(y1), "x2": float(x2), "y2": float(y2)},
-        })
+        objects.append(
+            {
+                "category": o.category,
+                "id": len(objects),
+                "attributes": {
+                    "occluded": bool(occluded_flag),
+                    "truncated": bool(truncated),
+                    "trafficLightColor": "none",
+                },
+                "box2d": {"x1": float(x1), "y1": float(y1), "x2": float(x2), "y2": float(y2)},
+            }
+        )
     label = {
         "name": f"{stem}.jpg",
         "frames": [{"timestamp": 10000, "objects": objects}],
-        "attributes": {"weather": "clear", "scene": "city street" if urban else "highway",
-                       "timeofday": tod},
+        "attributes": {"weather": "clear", "scene": "city street" if urban else "highway", "timeofday": tod},
     }
-    info = {"n_lanes": n_lanes, "n_boxes": len(objects), "n_truncated": n_trunc,
-            "n_occluded": n_occ, "timeofday": tod, "curvature": float(k)}
+    info = {
+        "n_lanes": n_lanes,
+        "n_boxes": len(objects),
+        "n_truncated": n_trunc,
+        "n_occluded": n_occ,
+        "timeofday": tod,
+        "curvature": float(k),
+    }
     return SynthSample(img, drivable, lane, label, info, quality)
 
 
 # Number of vehicle candidates per scene (some empty scenes, mostly 3-10).
-_VEH_COUNT_P = np.array([0.03, 0.02, 0.03, 0.04, 0.05, 0.06, 0.07, 0.08, 0.09, 0.09, 0.09, 0.08,
-                         0.07, 0.06, 0.05, 0.04, 0.03])
+_VEH_COUNT_P = np.array(
+    [0.03, 0.02, 0.03, 0.04, 0.05, 0.06, 0.07, 0.08, 0.09, 0.09, 0.09, 0.08, 0.07, 0.06, 0.05, 0.04, 0.03]
+)
 _VEH_COUNT_P = _VEH_COUNT_P / _VEH_COUNT_P.sum()
 
 
@@ -645,24 +670,25 @@ def _measure(idmap: np.ndarray, vehicles: list[_Obj], W: int, H: int) -> None:
         o.inside = 0
         if cx1 <= cx0 or cy1 <= cy0:
             continue
-        o.inside = int(np.count_nonzero(canvas[cy0 - y0:cy1 - y0, cx0 - x0:cx1 - x0]))
+        o.inside = int(np.count_nonzero(canvas[cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0]))
         if o.visible == 0:
             continue
         ys, xs = np.nonzero(idmap[cy0:cy1, cx0:cx1] == o.vid)
-        o.box = (int(xs.min()) + cx0, int(ys.min()) + cy0, int(xs.max()) + cx0 + 1,
-                 int(ys.max()) + cy0 + 1)
+        o.box = (int(xs.min()) + cx0, int(ys.min()) + cy0, int(xs.max()) + cx0 + 1, int(ys.max()) + cy0 + 1)
 
 
 # ----------------------------------------------------------------------------------------------
 # Clutter
 # ----------------------------------------------------------------------------------------------
 
+
 def _quad(cam: _Cam, s_a: float, s_b: float, y_a: float, y_b: float, z: float) -> np.ndarray:
     return _ip(cam.proj([s_a, s_b, s_b, s_a], [y_a, y_a, y_b, y_b], [z] * 4))
 
 
-def _make_pole(cam: _Cam, rng: np.random.Generator, s: float, z: float, side: int,
-               lamps: list[tuple[float, float, float]]) -> _Obj:
+def _make_pole(
+    cam: _Cam, rng: np.random.Generator, s: float, z: float, side: int, lamps: list[tuple[float, float, float]]
+) -> _Obj:
     h = rng.uniform(5.0, 9.0)
     wp = rng.uniform(0.15, 0.3)
     col = _col(rng.integers(70, 160, 3) // np.array([1, 1, 1]))
@@ -688,11 +714,12 @@ def _make_sign(cam: _Cam, rng: np.random.Generator, s: float, z: float) -> _Obj:
         face: Shape = ("poly", _quad(cam, s - size / 2, s + size / 2, y0, y0 + size, z))
     elif kind == 1:
         c = cam.proj(s, y0 + size / 2, z)
-        face = ("circle", (int(round(c[0])), int(round(c[1]))),
-                max(1, int(round(cam.f * size / 2 / z))))
+        face = ("circle", (int(round(c[0])), int(round(c[1]))), max(1, int(round(cam.f * size / 2 / z))))
     else:
-        face = ("poly", _ip(cam.proj([s - size / 2, s, s + size / 2, s],
-                                     [y0 + size / 2, y0, y0 + size / 2, y0 + size], [z] * 4)))
+        face = (
+            "poly",
+            _ip(cam.proj([s - size / 2, s, s + size / 2, s], [y0 + size / 2, y0, y0 + size / 2, y0 + size], [z] * 4)),
+        )
     shapes = [pole, face]
 
     def draw(img: np.ndarray) -> None:
@@ -726,9 +753,16 @@ def _make_building(cam: _Cam, rng: np.random.Generator, s: float, z1: float, z2:
     col = _col(rng.integers(70, 210, 3))
     win = _col(rng.integers(30, 90, 3))
     n_floors = max(1, int(h // 3.2))
-    bands = [_ip(cam.proj([s] * 4, [fl * 3.2 + 1.0, fl * 3.2 + 2.2, fl * 3.2 + 2.2,
-                                    fl * 3.2 + 1.0], [z1 + 0.5, z1 + 0.5, z2 - 0.5, z2 - 0.5]))
-             for fl in range(n_floors)]
+    bands = [
+        _ip(
+            cam.proj(
+                [s] * 4,
+                [fl * 3.2 + 1.0, fl * 3.2 + 2.2, fl * 3.2 + 2.2, fl * 3.2 + 1.0],
+                [z1 + 0.5, z1 + 0.5, z2 - 0.5, z2 - 0.5],
+            )
+        )
+        for fl in range(n_floors)
+    ]
 
     def draw(img: np.ndarray) -> None:
         _raster(img, [face], col)
@@ -759,7 +793,8 @@ def _write_one(task: tuple[str, int, int, tuple[int, int], str]) -> dict[str, An
     (root / "da_seg_annotations" / split / f"{stem}.png").write_bytes(da.tobytes())
     (root / "ll_seg_annotations" / split / f"{stem}.png").write_bytes(ll.tobytes())
     (root / "det_annotations" / split / f"{stem}.json").write_text(
-        json.dumps(smp.label, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+        json.dumps(smp.label, indent=1, sort_keys=True) + "\n", encoding="utf-8"
+    )
     return {"split": split, "index": index, **smp.info}
 
 
@@ -767,9 +802,15 @@ def _init_worker() -> None:
     cv2.setNumThreads(1)
 
 
-def synthesize(out: Path, n_train: int, n_val: int, seed: int,
-               size: tuple[int, int] = (640, 360), workers: int = 1,
-               progress: bool = True) -> dict[str, Any]:
+def synthesize(
+    out: Path,
+    n_train: int,
+    n_val: int,
+    seed: int,
+    size: tuple[int, int] = (640, 360),
+    workers: int = 1,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Generate a synthroad dataset in YOLOP layout under ``out`` and return a summary.
 
     Output is byte-identical for the same (seed, sizes, VERSION) whatever ``workers`` is.
@@ -779,8 +820,7 @@ def synthesize(out: Path, n_train: int, n_val: int, seed: int,
     out = Path(out)
     W, H = int(size[0]), int(size[1])
     if W < 64 or H < 48:
-        raise DatasetError(f"synthroad size {W}x{H} is too small; use at least 64x48 "
-                           "(default 640x360)")
+        raise DatasetError(f"synthroad size {W}x{H} is too small; use at least 64x48 (default 640x360)")
     if n_train < 0 or n_val < 0:
         raise DatasetError(f"synthroad image counts must be >= 0, got train={n_train}, val={n_val}")
     if workers < 1:
@@ -789,8 +829,9 @@ def synthesize(out: Path, n_train: int, n_val: int, seed: int,
         if not out.is_dir():
             raise DatasetError(f"{out}: exists and is not a directory; choose another --out")
         if any(out.iterdir()) and not (out / "synthroad.json").is_file():
-            raise DatasetError(f"{out}: directory is not empty and is not a synthroad output; "
-                               "choose an empty or new --out directory")
+            raise DatasetError(
+                f"{out}: directory is not empty and is not a synthroad output; choose an empty or new --out directory"
+            )
         for d in _LAYOUT:
             for split in SPLITS:
                 if (out / d / split).is_dir():
@@ -799,13 +840,13 @@ def synthesize(out: Path, n_train: int, n_val: int, seed: int,
         for split in SPLITS:
             (out / d / split).mkdir(parents=True, exist_ok=True)
 
-    tasks = [(split, seed, i, (W, H), str(out))
-             for split, n in (("train", n_train), ("val", n_val)) for i in range(n)]
+    tasks = [(split, seed, i, (W, H), str(out)) for split, n in (("train", n_train), ("val", n_val)) for i in range(n)]
     t0 = time.perf_counter()
     results: list[dict[str, Any]] = []
     bar = None
     if progress:
         from tqdm import tqdm
+
         bar = tqdm(total=len(tasks), desc="synthroad", unit="img")
     try:
         if workers == 1 or len(tasks) < 2:
@@ -818,8 +859,7 @@ def synthesize(out: Path, n_train: int, n_val: int, seed: int,
             # parent already used OpenCV. An executor (unlike mp.Pool) fails loudly with
             # BrokenProcessPool instead of hanging when a worker dies.
             method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
-            with ProcessPoolExecutor(workers, mp_context=mp.get_context(method),
-                                     initializer=_init_worker) as pool:
+            with ProcessPoolExecutor(workers, mp_context=mp.get_context(method), initializer=_init_worker) as pool:
                 for res in pool.map(_write_one, tasks, chunksize=8):
                     results.append(res)
                     if bar is not None:
@@ -860,7 +900,12 @@ def synthesize(out: Path, n_train: int, n_val: int, seed: int,
     }
     (out / "synthroad.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     n = max(1, len(tasks))
-    logger.info("synthroad: %d images in %.1f s (%.1f ms/image, %d workers) -> %s",
-                len(tasks), seconds, 1000 * seconds / n, workers, out)
-    return {**meta, "out": str(out), "seconds": seconds, "ms_per_image": 1000 * seconds / n,
-            "workers": workers}
+    logger.info(
+        "synthroad: %d images in %.1f s (%.1f ms/image, %d workers) -> %s",
+        len(tasks),
+        seconds,
+        1000 * seconds / n,
+        workers,
+        out,
+    )
+    return {**meta, "out": str(out), "seconds": seconds, "ms_per_image": 1000 * seconds / n, "workers": workers}

@@ -3,5 +3,14 @@
 from .adaptive import output_distill_loss, task_gaps, teacher_weights
 from .features import FeatureDistiller, FeatureTaps, TapMismatchError, Teacher, feature_loss, standardize
 
-__all__ = ["FeatureDistiller", "FeatureTaps", "TapMismatchError", "Teacher", "feature_loss", "standardize", "output_distill_loss",
-           "task_gaps", "teacher_weights"]
+__all__ = [
+    "FeatureDistiller",
+    "FeatureTaps",
+    "TapMismatchError",
+    "Teacher",
+    "feature_loss",
+    "standardize",
+    "output_distill_loss",
+    "task_gaps",
+    "teacher_weights",
+]

@@ -24,8 +24,12 @@ import torch
 from torch.nn import functional as F
 
 
-def task_gaps(student: Mapping[str, torch.Tensor | float], teachers: Mapping[str, Mapping[str, torch.Tensor | float]],
-              tasks: Mapping[str, Sequence[str]], eps: float = 1e-6) -> dict[str, float]:
+def task_gaps(
+    student: Mapping[str, torch.Tensor | float],
+    teachers: Mapping[str, Mapping[str, torch.Tensor | float]],
+    tasks: Mapping[str, Sequence[str]],
+    eps: float = 1e-6,
+) -> dict[str, float]:
     """Relative gap of the student on each teacher's tasks (0 where it is as good or better)."""
     out = {}
     for name, t_losses in teachers.items():
@@ -51,7 +55,9 @@ def _soft_bce(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> tor
     return F.binary_cross_entropy_with_logits(student_logits.float(), teacher_logits.float().sigmoid())
 
 
-def output_distill_loss(student, teacher, tasks: Sequence[str] = ("det", "drivable", "lane")) -> dict[str, torch.Tensor]:  # noqa: ANN001
+def output_distill_loss(
+    student, teacher, tasks: Sequence[str] = ("det", "drivable", "lane")
+) -> dict[str, torch.Tensor]:  # noqa: ANN001
     """Per-task output-distillation losses between two outputs of the same head layout
     (``det``: list of (B, na, H, W, 5+nc); ``drivable``/``lane``: (B, 1, H, W) logits)."""
     losses: dict[str, torch.Tensor] = {}
@@ -59,10 +65,16 @@ def output_distill_loss(student, teacher, tasks: Sequence[str] = ("det", "drivab
         parts = []
         for s, t in zip(student.det, teacher.det):
             if s.shape != t.shape:
-                raise ValueError(f"detection outputs differ in shape: student {tuple(s.shape)} vs teacher {tuple(t.shape)}")
+                raise ValueError(
+                    f"detection outputs differ in shape: student {tuple(s.shape)} vs teacher {tuple(t.shape)}"
+                )
             cls = _soft_bce(s[..., 4:], t[..., 4:])
             obj = t[..., 4].float().sigmoid() > 0.5
-            box = F.mse_loss(s[..., :4][obj].float().sigmoid(), t[..., :4][obj].float().sigmoid()) if obj.any() else s.sum() * 0.0
+            box = (
+                F.mse_loss(s[..., :4][obj].float().sigmoid(), t[..., :4][obj].float().sigmoid())
+                if obj.any()
+                else s.sum() * 0.0
+            )
             parts.append(cls + box)
         losses["det"] = torch.stack(parts).mean()
     for k in ("drivable", "lane"):

@@ -44,7 +44,9 @@ class FeatureTaps:
 
     def __enter__(self) -> FeatureTaps:
         for name, m in self.modules.items():
-            self._handles.append(m.register_forward_hook(lambda _m, _i, out, name=name: self.features.__setitem__(name, out)))
+            self._handles.append(
+                m.register_forward_hook(lambda _m, _i, out, name=name: self.features.__setitem__(name, out))
+            )
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -84,9 +86,18 @@ class FeatureDistiller(nn.Module):
     Parameters are the student's and the adapters' (what an optimizer or DDP should see).
     """
 
-    def __init__(self, teacher: nn.Module, student: nn.Module, teacher_spec: TaskSpec, student_spec: TaskSpec,
-                 example: torch.Tensor, taps: Iterable[str] | None = None, *, extra_teachers: Sequence[Teacher] = (),
-                 teacher_tasks: tuple[str, ...] | None = None) -> None:
+    def __init__(
+        self,
+        teacher: nn.Module,
+        student: nn.Module,
+        teacher_spec: TaskSpec,
+        student_spec: TaskSpec,
+        example: torch.Tensor,
+        taps: Iterable[str] | None = None,
+        *,
+        extra_teachers: Sequence[Teacher] = (),
+        teacher_tasks: tuple[str, ...] | None = None,
+    ) -> None:
         super().__init__()
         self.student = student
         self.student_spec = student_spec
@@ -104,10 +115,14 @@ class FeatureDistiller(nn.Module):
             t.model.eval()
             unknown = [k for k in (t.tasks or ()) if k not in student_spec.tasks]
             if unknown:
-                raise TapMismatchError(f"teacher {t.name!r} teaches tasks {unknown} the student does not have ({list(student_spec.tasks)})")
+                raise TapMismatchError(
+                    f"teacher {t.name!r} teaches tasks {unknown} the student does not have ({list(student_spec.tasks)})"
+                )
             names = list(taps) if (taps is not None and i == 0) else [n for n in t.spec.taps if n in student_spec.taps]
             if not names:
-                raise TapMismatchError(f"teacher {t.name!r} and the student share no tap names; name the taps to distill")
+                raise TapMismatchError(
+                    f"teacher {t.name!r} and the student share no tap names; name the taps to distill"
+                )
             self.tap_names[t.name] = names
             self._t_taps[t.name] = FeatureTaps(t.model, t.spec, names)
         all_names = sorted({n for ns in self.tap_names.values() for n in ns})
@@ -132,7 +147,7 @@ class FeatureDistiller(nn.Module):
                 key = self._key(t.name, n)
                 if sf.shape[1] != tf.shape[1]:
                     conv = nn.Conv2d(sf.shape[1], tf.shape[1], 1, bias=False)
-                    nn.init.kaiming_uniform_(conv.weight, a=5 ** 0.5)
+                    nn.init.kaiming_uniform_(conv.weight, a=5**0.5)
                     self.adapters[key] = conv
                 else:
                     self.adapters[key] = nn.Identity()
@@ -155,7 +170,11 @@ class FeatureDistiller(nn.Module):
     def set_trajectory(self, model: nn.Module | None) -> None:
         """Penalize drift of the student's taps away from ``model`` (e.g. the student's EMA)."""
         object.__setattr__(self, "trajectory_model", model)
-        object.__setattr__(self, "_traj_taps", FeatureTaps(model, self.student_spec, self.s_taps.modules) if model is not None else None)
+        object.__setattr__(
+            self,
+            "_traj_taps",
+            FeatureTaps(model, self.student_spec, self.s_taps.modules) if model is not None else None,
+        )
 
     def train(self, mode: bool = True) -> FeatureDistiller:
         super().train(mode)

@@ -3,11 +3,29 @@
 from .config import SIZES, YOLOP_ANCHORS, ConfigError, ModelConfig
 from .profile import count_macs, count_params
 from .yolop import (
-    HEAD_OUTPUTS, TAPS, MultiTaskNet, Outputs, build_model, config_of, decode_detections, extract_widths,
+    HEAD_OUTPUTS,
+    TAPS,
+    MultiTaskNet,
+    Outputs,
+    build_model,
+    config_of,
+    decode_detections,
+    extract_widths,
 )
 
 __all__ = [
-    "SIZES", "YOLOP_ANCHORS", "ConfigError", "ModelConfig", "count_macs", "count_params",
-    "HEAD_OUTPUTS", "TAPS", "MultiTaskNet", "Outputs", "build_model", "config_of", "decode_detections",
+    "SIZES",
+    "YOLOP_ANCHORS",
+    "ConfigError",
+    "ModelConfig",
+    "count_macs",
+    "count_params",
+    "HEAD_OUTPUTS",
+    "TAPS",
+    "MultiTaskNet",
+    "Outputs",
+    "build_model",
+    "config_of",
+    "decode_detections",
     "extract_widths",
 ]

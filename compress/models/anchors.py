@@ -14,7 +14,9 @@ def _wh_iou(wh: np.ndarray, anchors: np.ndarray) -> np.ndarray:
     return inter / (wh[:, None].prod(-1) + anchors[None].prod(-1) - inter)
 
 
-def kmeans_anchors(wh: np.ndarray, n_scales: int = 3, per_scale: int = 3, iters: int = 100, seed: int = 0) -> tuple[tuple[float, ...], ...]:
+def kmeans_anchors(
+    wh: np.ndarray, n_scales: int = 3, per_scale: int = 3, iters: int = 100, seed: int = 0
+) -> tuple[tuple[float, ...], ...]:
     """Fit ``n_scales * per_scale`` anchors (pixels) to box sizes ``wh`` (N, 2); smallest first."""
     wh = np.asarray(wh, dtype=np.float64).reshape(-1, 2)
     wh = wh[(wh > 1).all(1)]
@@ -33,4 +35,6 @@ def kmeans_anchors(wh: np.ndarray, n_scales: int = 3, per_scale: int = 3, iters:
     centers = centers[np.argsort(centers.prod(1))]
     fit = _wh_iou(wh, centers).max(1).mean()
     log.info("k-means anchors: mean best IoU %.3f over %d boxes", fit, len(wh))
-    return tuple(tuple(float(round(v, 1)) for v in centers[i * per_scale:(i + 1) * per_scale].ravel()) for i in range(n_scales))
+    return tuple(
+        tuple(float(round(v, 1)) for v in centers[i * per_scale : (i + 1) * per_scale].ravel()) for i in range(n_scales)
+    )

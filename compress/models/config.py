@@ -49,9 +49,7 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         if self.size not in SIZES:
-            raise ConfigError(
-                f"model size {self.size!r} is unknown; expected one of {sorted(SIZES)}"
-            )
+            raise ConfigError(f"model size {self.size!r} is unknown; expected one of {sorted(SIZES)}")
         if self.num_classes < 1 or len(self.class_names) != self.num_classes:
             raise ConfigError(
                 f"num_classes={self.num_classes} but class_names has {len(self.class_names)} "

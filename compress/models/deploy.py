@@ -72,21 +72,33 @@ def subpixel_weights(w: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, to
 
 
 def _check_3x3(conv: nn.Conv2d, where: str) -> None:
-    if conv.kernel_size != (3, 3) or conv.stride != (1, 1) or conv.padding != (1, 1) or conv.dilation != (1, 1) or conv.groups != 1:
-        raise RewriteError(f"{where}: the sub-pixel rewrite needs a 3x3, stride 1, padding 1, ungrouped convolution; found "
-                           f"kernel {conv.kernel_size}, stride {conv.stride}, padding {conv.padding}, groups {conv.groups}")
+    if (
+        conv.kernel_size != (3, 3)
+        or conv.stride != (1, 1)
+        or conv.padding != (1, 1)
+        or conv.dilation != (1, 1)
+        or conv.groups != 1
+    ):
+        raise RewriteError(
+            f"{where}: the sub-pixel rewrite needs a 3x3, stride 1, padding 1, ungrouped convolution; found "
+            f"kernel {conv.kernel_size}, stride {conv.stride}, padding {conv.padding}, groups {conv.groups}"
+        )
 
 
 def _check_1x1(conv: nn.Conv2d, where: str) -> None:
     if conv.kernel_size != (1, 1) or conv.stride != (1, 1) or conv.padding != (0, 0):
-        raise RewriteError(f"{where}: expected a 1x1, stride 1 convolution to run before the upsample; found kernel "
-                           f"{conv.kernel_size}, stride {conv.stride}, padding {conv.padding}")
+        raise RewriteError(
+            f"{where}: expected a 1x1, stride 1 convolution to run before the upsample; found kernel "
+            f"{conv.kernel_size}, stride {conv.stride}, padding {conv.padding}"
+        )
 
 
 class UpConv(nn.Module):
     """``act(bn(conv3x3(upsample_nearest_x2(x))))`` computed at the low resolution."""
 
-    def __init__(self, conv: nn.Conv2d, bn: nn.BatchNorm2d | None = None, act: nn.Module | None = None, where: str = "conv") -> None:
+    def __init__(
+        self, conv: nn.Conv2d, bn: nn.BatchNorm2d | None = None, act: nn.Module | None = None, where: str = "conv"
+    ) -> None:
         super().__init__()
         _check_3x3(conv, where)
         w, b = subpixel_weights(*fold_bn(conv, bn))

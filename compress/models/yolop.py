@@ -137,7 +137,9 @@ class BottleneckCSP(nn.Module):
 class SPP(nn.Module):
     """Spatial pyramid pooling (k = 5, 9, 13)."""
 
-    def __init__(self, c_in: int, path: str, w: WidthResolver, base_out: int, act: str, k: tuple[int, ...] = (5, 9, 13)) -> None:
+    def __init__(
+        self, c_in: int, path: str, w: WidthResolver, base_out: int, act: str, k: tuple[int, ...] = (5, 9, 13)
+    ) -> None:
         super().__init__()
         self.cv1 = Conv(c_in, w(f"{path}.cv1.conv", base_out // 2), 1, 1, act)
         c_h = self.cv1.out_channels
@@ -280,9 +282,15 @@ class MultiTaskNet(nn.Module):
         self.cfg = cfg
         w = WidthResolver(cfg)
         self.backbone = Backbone(cfg, w)
-        c3, c4, c5 = (self.backbone.stage3.out_channels, self.backbone.stage4.out_channels, self.backbone.stage5.out_channels)
+        c3, c4, c5 = (
+            self.backbone.stage3.out_channels,
+            self.backbone.stage4.out_channels,
+            self.backbone.stage5.out_channels,
+        )
         self.neck = Neck(cfg, w, c3, c4, c5)
-        self.detect = Detect(cfg, w, [self.neck.out3.out_channels, self.neck.out4.out_channels, self.neck.out5.out_channels])
+        self.detect = Detect(
+            cfg, w, [self.neck.out3.out_channels, self.neck.out4.out_channels, self.neck.out5.out_channels]
+        )
         self.drivable = SegDecoder(cfg, w, "drivable", self.neck.enc_channels)
         self.lane = SegDecoder(cfg, w, "lane", self.neck.enc_channels)
         unused = set(cfg.widths) - w.used
@@ -298,8 +306,15 @@ class MultiTaskNet(nn.Module):
         out = Outputs(det=self.detect([o3, o4, o5]), drivable=self.drivable(enc), lane=self.lane(enc))
         if not features:
             return out
-        feats = {"backbone.p3": p3, "backbone.p4": p4, "backbone.p5": p5, "neck.enc": enc,
-                 "neck.p3": o3, "neck.p4": o4, "neck.p5": o5}
+        feats = {
+            "backbone.p3": p3,
+            "backbone.p4": p4,
+            "backbone.p5": p5,
+            "neck.enc": enc,
+            "neck.p3": o3,
+            "neck.p4": o4,
+            "neck.p5": o5,
+        }
         return out, feats
 
 

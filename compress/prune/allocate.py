@@ -57,8 +57,12 @@ class BlockProbe:
         return max(self.damage.values()) if self.damage else 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        return {"block": self.block, "damage": {k: round(v, 5) for k, v in self.damage.items()},
-                "saved": round(self.saved, 5), "weight": round(self.weight, 4)}
+        return {
+            "block": self.block,
+            "damage": {k: round(v, 5) for k, v in self.damage.items()},
+            "saved": round(self.saved, 5),
+            "weight": round(self.weight, 4),
+        }
 
 
 def prunable_blocks(model: nn.Module, protected: Iterable[nn.Module], depth: int = 2) -> list[str]:
@@ -74,7 +78,9 @@ def prunable_blocks(model: nn.Module, protected: Iterable[nn.Module], depth: int
         if any(isinstance(m, (nn.Conv2d, nn.Linear)) and id(m) not in prot for m in mod.modules()):
             blocks.append(name)
     if not blocks:
-        raise AllocationError(f"no prunable blocks at depth {depth} of {type(model).__name__}; lower the allocation depth")
+        raise AllocationError(
+            f"no prunable blocks at depth {depth} of {type(model).__name__}; lower the allocation depth"
+        )
     return blocks
 
 
@@ -91,15 +97,23 @@ def resolve_ratios(model: nn.Module, ratios: dict[str, float], round_to: int | N
         try:
             mod = model.get_submodule(path)
         except AttributeError:
-            raise AllocationError(f"layer_ratios names {path!r}, which is not a module of {type(model).__name__}; "
-                                  "model.named_modules() lists the paths") from None
+            raise AllocationError(
+                f"layer_ratios names {path!r}, which is not a module of {type(model).__name__}; "
+                "model.named_modules() lists the paths"
+            ) from None
         if not 0.0 <= r < 1.0:
             raise AllocationError(f"layer_ratios[{path!r}] = {r}; a pruning ratio must be in [0, 1)")
         if not round_to:
             out[mod] = float(r)
             continue
         for m in mod.modules():
-            width = getattr(m, "out_channels", None) if isinstance(m, nn.Conv2d) else getattr(m, "out_features", None) if isinstance(m, nn.Linear) else None
+            width = (
+                getattr(m, "out_channels", None)
+                if isinstance(m, nn.Conv2d)
+                else getattr(m, "out_features", None)
+                if isinstance(m, nn.Linear)
+                else None
+            )
             if not width:
                 continue
             keep = width if r <= 0 else min(width, max(round_to, round(width * (1 - r) / round_to) * round_to))
@@ -112,7 +126,9 @@ def block_ratios(weights: dict[str, float], base: float, max_ratio: float) -> di
 
 
 @torch.no_grad()
-def _task_losses(model: nn.Module, batches: list[Any], loss_fn: Callable[[nn.Module, Any], dict[str, torch.Tensor]]) -> dict[str, float]:
+def _task_losses(
+    model: nn.Module, batches: list[Any], loss_fn: Callable[[nn.Module, Any], dict[str, torch.Tensor]]
+) -> dict[str, float]:
     was = model.training
     model.train()  # batch statistics: a pruned copy is judged as if its BN were re-estimated
     sums: dict[str, float] = {}
@@ -161,7 +177,9 @@ def sensitivity_weights(
         del m
     useful = [p for p in probes if p.saved > 0]
     if not useful:
-        raise AllocationError("pruning any single block at the probe ratio removed nothing; raise the probe ratio or lower round_to")
+        raise AllocationError(
+            "pruning any single block at the probe ratio removed nothing; raise the probe ratio or lower round_to"
+        )
     cost = {p.block: (p.worst + eps) / p.saved for p in useful}
     ref = statistics.median(cost.values())
     weights: dict[str, float] = {}

@@ -63,7 +63,9 @@ class Criterion(tp.importance.Importance):
         return self
 
 
-def _rekey(stats: dict[nn.Parameter, torch.Tensor], original: nn.Module, copy: nn.Module) -> dict[nn.Parameter, torch.Tensor]:
+def _rekey(
+    stats: dict[nn.Parameter, torch.Tensor], original: nn.Module, copy: nn.Module
+) -> dict[nn.Parameter, torch.Tensor]:
     by_name = dict(copy.named_parameters())
     return {by_name[n]: stats[p] for n, p in original.named_parameters() if p in stats}
 
@@ -72,7 +74,9 @@ def _params(model: nn.Module) -> list[nn.Parameter]:
     return [p for p in model.parameters() if p.requires_grad]
 
 
-def channel_reduce(group: Any, fn: Callable[[torch.Tensor, nn.Module, str], torch.Tensor], n: int) -> torch.Tensor | None:
+def channel_reduce(
+    group: Any, fn: Callable[[torch.Tensor, nn.Module, str], torch.Tensor], n: int
+) -> torch.Tensor | None:
     """Sum ``fn(param_rows, layer, kind)`` -> per-channel values over a group's layers.
 
     ``param_rows`` holds, for each channel of the group in root order, the flattened weights that
@@ -120,7 +124,9 @@ class MagnitudeImportance(Criterion):
     """L2 norm of every weight a channel owns in the group."""
 
     def __call__(self, group: Any) -> torch.Tensor | None:
-        s = channel_reduce(group, lambda rows, layer, kind: rows(layer.weight.detach()).pow(2).sum(1), _group_len(group))
+        s = channel_reduce(
+            group, lambda rows, layer, kind: rows(layer.weight.detach()).pow(2).sum(1), _group_len(group)
+        )
         return None if s is None else s.sqrt().float()
 
 
@@ -138,8 +144,13 @@ class RandomImportance(Criterion):
         return c
 
 
-def _mean_grads(model: nn.Module, batches: Iterable[Any], loss_fn: TaskLossFn,
-                transform: Callable[[torch.Tensor], torch.Tensor], who: str) -> dict[nn.Parameter, torch.Tensor]:
+def _mean_grads(
+    model: nn.Module,
+    batches: Iterable[Any],
+    loss_fn: TaskLossFn,
+    transform: Callable[[torch.Tensor], torch.Tensor],
+    who: str,
+) -> dict[nn.Parameter, torch.Tensor]:
     """Mean over batches of ``transform(∇ Σ_t L_t)`` for every trainable parameter."""
     params = _params(model)
     acc = [torch.zeros_like(p) for p in params]
@@ -185,8 +196,11 @@ class TaylorImportance(_GradCriterion):
         self.grads = _mean_grads(model, batches, loss_fn, lambda g: g, self.name)
 
     def __call__(self, group: Any) -> torch.Tensor | None:
-        s = channel_reduce(group, lambda rows, layer, kind: (rows(layer.weight.detach()) * rows(self._grad(layer.weight))).abs().sum(1),
-                           _group_len(group))
+        s = channel_reduce(
+            group,
+            lambda rows, layer, kind: (rows(layer.weight.detach()) * rows(self._grad(layer.weight))).abs().sum(1),
+            _group_len(group),
+        )
         return None if s is None else s.float()
 
 
@@ -198,8 +212,13 @@ class HessianImportance(_GradCriterion):
         self.grads = _mean_grads(model, batches, loss_fn, lambda g: g.pow(2), self.name)
 
     def __call__(self, group: Any) -> torch.Tensor | None:
-        s = channel_reduce(group, lambda rows, layer, kind: 0.5 * (rows(layer.weight.detach()).pow(2) * rows(self._grad(layer.weight))).sum(1),
-                           _group_len(group))
+        s = channel_reduce(
+            group,
+            lambda rows, layer, kind: (
+                0.5 * (rows(layer.weight.detach()).pow(2) * rows(self._grad(layer.weight))).sum(1)
+            ),
+            _group_len(group),
+        )
         return None if s is None else s.float()
 
 
@@ -266,11 +285,17 @@ class TaskAwareImportance(_GradCriterion):
     def task_scores(self, group: Any) -> dict[str, torch.Tensor] | None:
         """Normalized per-task Taylor scores ŝ_t of a group's channels."""
         if not self.task_grads:
-            raise RuntimeError("task-aware criterion used before prepare(): call prepare(model, batches, loss_fn) first")
+            raise RuntimeError(
+                "task-aware criterion used before prepare(): call prepare(model, batches, loss_fn) first"
+            )
         n = _group_len(group)
         out = {}
         for t, g in self.task_grads.items():
-            s = channel_reduce(group, lambda rows, layer, kind, g=g: (rows(layer.weight.detach()) * rows(g[layer.weight])).abs().sum(1), n)
+            s = channel_reduce(
+                group,
+                lambda rows, layer, kind, g=g: (rows(layer.weight.detach()) * rows(g[layer.weight])).abs().sum(1),
+                n,
+            )
             if s is None:
                 return None
             out[t] = s / self.task_norm[t]
@@ -282,13 +307,23 @@ class TaskAwareImportance(_GradCriterion):
         tasks = list(self.task_grads)
         if len(tasks) < 2:
             return torch.zeros(n, dtype=torch.float64)
-        sq = {t: channel_reduce(group, lambda rows, layer, kind, g=self.task_grads[t]: rows(g[layer.weight]).pow(2).sum(1), n) for t in tasks}
+        sq = {
+            t: channel_reduce(
+                group, lambda rows, layer, kind, g=self.task_grads[t]: rows(g[layer.weight]).pow(2).sum(1), n
+            )
+            for t in tasks
+        }
         kappa = torch.zeros(n, dtype=torch.float64)
         pairs = 0
         for i, a in enumerate(tasks):
-            for b in tasks[i + 1:]:
-                dot = channel_reduce(group, lambda rows, layer, kind, ga=self.task_grads[a], gb=self.task_grads[b]:
-                                     (rows(ga[layer.weight]) * rows(gb[layer.weight])).sum(1), n)
+            for b in tasks[i + 1 :]:
+                dot = channel_reduce(
+                    group,
+                    lambda rows, layer, kind, ga=self.task_grads[a], gb=self.task_grads[b]: (
+                        rows(ga[layer.weight]) * rows(gb[layer.weight])
+                    ).sum(1),
+                    n,
+                )
                 cos = dot / (sq[a].sqrt() * sq[b].sqrt()).clamp_min(1e-30)
                 kappa += (-cos).clamp_min(0.0)
                 pairs += 1

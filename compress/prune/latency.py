@@ -68,8 +68,15 @@ class LatencyMeter:
     list of tensors (the pruning spec's); ``threads`` is ONNX Runtime's intra-op thread count
     (None: its default, every core)."""
 
-    def __init__(self, size: tuple[int, int], flatten: Callable[[Any], list[torch.Tensor]], runs: int = 15,
-                 warmup: int = 3, threads: int | None = None, rewrite: bool = True) -> None:
+    def __init__(
+        self,
+        size: tuple[int, int],
+        flatten: Callable[[Any], list[torch.Tensor]],
+        runs: int = 15,
+        warmup: int = 3,
+        threads: int | None = None,
+        rewrite: bool = True,
+    ) -> None:
         if runs < 1 or warmup < 0:
             raise LatencyError(f"latency runs must be >= 1 and warmup >= 0, got runs={runs}, warmup={warmup}")
         if len(size) != 2 or min(size) < 8:
@@ -77,8 +84,10 @@ class LatencyMeter:
         try:
             import onnxruntime  # noqa: F401
         except ImportError as e:
-            raise LatencyError("budget 'latency' times candidates with ONNX Runtime, which is not installed; "
-                               "pip install onnxruntime (or use budget params / macs)") from e
+            raise LatencyError(
+                "budget 'latency' times candidates with ONNX Runtime, which is not installed; "
+                "pip install onnxruntime (or use budget params / macs)"
+            ) from e
         self.size = (int(size[0]), int(size[1]))
         self.flatten = flatten
         self.runs, self.warmup, self.threads, self.rewrite = runs, warmup, threads, rewrite
@@ -138,8 +147,10 @@ class LatencyMeter:
                     warnings.simplefilter("ignore")
                     torch.onnx.export(_Flat(m, self.flatten).eval(), (x,), path, opset_version=17, dynamo=False)
             except Exception as e:  # torch.onnx raises many types
-                raise LatencyError(f"budget 'latency': exporting {type(model).__name__} at {w}x{h} to ONNX failed ({e}); "
-                                   "use budget params / macs for models that do not export") from e
+                raise LatencyError(
+                    f"budget 'latency': exporting {type(model).__name__} at {w}x{h} to ONNX failed ({e}); "
+                    "use budget params / macs for models that do not export"
+                ) from e
             so = ort.SessionOptions()
             so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED  # as mtc_perception runs it
             so.add_session_config_entry("session.intra_op.allow_spinning", "0")
@@ -192,7 +203,7 @@ class LatencyMeter:
             if e.get("cat") != "Node" or not str(e.get("name", "")).endswith("_kernel_time"):
                 continue
             name = e["name"][: -len("_kernel_time")].lstrip("/")
-            name = name[len("model/"):] if name.startswith("model/") else name
+            name = name[len("model/") :] if name.startswith("model/") else name
             total += float(e.get("dur", 0))
             for pre, b in prefixes:
                 if name.startswith(pre):

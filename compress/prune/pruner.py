@@ -70,10 +70,18 @@ class PruneConfig:
             raise BudgetError(f"budget {self.budget!r} unknown; use one of {BUDGETS}")
         if not 0.0 < self.target < 1.0:
             raise BudgetError(f"pruning target {self.target} must be a fraction in (0, 1)")
-        if self.macs_target is not None and (self.budget not in ("params", "latency") or not 0.0 < self.macs_target < 1.0):
-            raise BudgetError(f"macs_target {self.macs_target} needs budget 'params' or 'latency' and a fraction in (0, 1)")
-        if self.latency_target is not None and (self.budget not in ("params", "macs") or not 0.0 < self.latency_target < 1.0):
-            raise BudgetError(f"latency_target {self.latency_target} needs budget 'params' or 'macs' and a fraction in (0, 1)")
+        if self.macs_target is not None and (
+            self.budget not in ("params", "latency") or not 0.0 < self.macs_target < 1.0
+        ):
+            raise BudgetError(
+                f"macs_target {self.macs_target} needs budget 'params' or 'latency' and a fraction in (0, 1)"
+            )
+        if self.latency_target is not None and (
+            self.budget not in ("params", "macs") or not 0.0 < self.latency_target < 1.0
+        ):
+            raise BudgetError(
+                f"latency_target {self.latency_target} needs budget 'params' or 'macs' and a fraction in (0, 1)"
+            )
         if self.latency_runs < 1:
             raise BudgetError(f"latency_runs must be >= 1, got {self.latency_runs}")
         if self.round_to < 1:
@@ -122,8 +130,15 @@ def _example(cfg: PruneConfig, model: nn.Module) -> torch.Tensor:
     return torch.zeros(1, 3, h, w, device=p.device)
 
 
-def _pruner(model: nn.Module, spec: TaskSpec, cfg: PruneConfig, importance: tp.importance.Importance, ratio: float,
-            weights: dict[str, float] | None = None, only: dict[str, float] | None = None) -> tp.pruner.MetaPruner:
+def _pruner(
+    model: nn.Module,
+    spec: TaskSpec,
+    cfg: PruneConfig,
+    importance: tp.importance.Importance,
+    ratio: float,
+    weights: dict[str, float] | None = None,
+    only: dict[str, float] | None = None,
+) -> tp.pruner.MetaPruner:
     """A MetaPruner at ``ratio``; ``weights`` scale it per block (sensitivity allocation),
     ``cfg.layer_ratios`` fix it per module, and ``only`` prunes just those modules (probing)."""
     ratios = block_ratios(weights, ratio, cfg.max_layer_ratio) if weights else {}
@@ -159,7 +174,9 @@ def needs_latency(cfg: PruneConfig) -> bool:
 
 def latency_meter(cfg: PruneConfig, spec: TaskSpec) -> LatencyMeter:
     """The meter a latency budget is measured with (deployment size, runs, threads of ``cfg``)."""
-    return LatencyMeter(tuple(cfg.latency_size or cfg.img_size), spec.flatten, runs=cfg.latency_runs, threads=cfg.latency_threads)
+    return LatencyMeter(
+        tuple(cfg.latency_size or cfg.img_size), spec.flatten, runs=cfg.latency_runs, threads=cfg.latency_threads
+    )
 
 
 def _targets(cfg: PruneConfig) -> dict[str, float]:
@@ -172,8 +189,13 @@ def _targets(cfg: PruneConfig) -> dict[str, float]:
     return t
 
 
-def _quantities(model: nn.Module, cfg: PruneConfig, meter: LatencyMeter | None, which: Iterable[str],
-                reference: nn.Module | None = None) -> dict[str, float]:
+def _quantities(
+    model: nn.Module,
+    cfg: PruneConfig,
+    meter: LatencyMeter | None,
+    which: Iterable[str],
+    reference: nn.Module | None = None,
+) -> dict[str, float]:
     """params / MACs / latency of ``model``; with a ``reference`` the latency is the reference's
     time x the paired ratio (:func:`relative_latency`), so drift between timings cancels."""
     which = set(which)
@@ -183,7 +205,9 @@ def _quantities(model: nn.Module, cfg: PruneConfig, meter: LatencyMeter | None, 
     if "latency" in which:
         if meter is None:
             raise BudgetError("a latency budget needs a LatencyMeter (compress.prune.latency); pass meter=")
-        out["latency"] = meter(model) if reference is None else meter(reference) * relative_latency(meter, model, reference)
+        out["latency"] = (
+            meter(model) if reference is None else meter(reference) * relative_latency(meter, model, reference)
+        )
     return out
 
 
@@ -194,9 +218,17 @@ def relative_latency(meter: Any, model: nn.Module, reference: nn.Module) -> floa
     return float(rel(model, reference)) if rel is not None else float(meter(model)) / float(meter(reference))
 
 
-def ratio_for_budget(model: nn.Module, spec: TaskSpec, cfg: PruneConfig, tol: float = 0.005, iters: int = 10,
-                     criterion: Criterion | None = None, grid: int = 12, weights: dict[str, float] | None = None,
-                     meter: LatencyMeter | None = None) -> float:
+def ratio_for_budget(
+    model: nn.Module,
+    spec: TaskSpec,
+    cfg: PruneConfig,
+    tol: float = 0.005,
+    iters: int = 10,
+    criterion: Criterion | None = None,
+    grid: int = 12,
+    weights: dict[str, float] | None = None,
+    meter: LatencyMeter | None = None,
+) -> float:
     """Channel ratio whose pruning removes ``cfg.target`` of the params / MACs / latency (bisection);
     every secondary target (``macs_target``, ``latency_target``) must be met too.
 
@@ -209,13 +241,16 @@ def ratio_for_budget(model: nn.Module, spec: TaskSpec, cfg: PruneConfig, tol: fl
     if cfg.budget == "ratio":
         return cfg.target
     if cfg.global_pruning and criterion is None:
-        raise BudgetError("a params/macs/latency budget with global pruning is searched with the (prepared) criterion; pass criterion=")
+        raise BudgetError(
+            "a params/macs/latency budget with global pruning is searched with the (prepared) criterion; pass criterion="
+        )
     targets = _targets(cfg)
     if "latency" in targets and meter is None:
         meter = latency_meter(cfg, spec)
     base = _quantities(model, cfg, meter, targets)
     what = f"{cfg.budget} reduction of {cfg.target:.0%}" + "".join(
-        f" with a {q} reduction of {t:.0%}" for q, t in list(targets.items())[1:])
+        f" with a {q} reduction of {t:.0%}" for q, t in list(targets.items())[1:]
+    )
 
     def reduction(r: float) -> float:
         m = copy.deepcopy(model)
@@ -283,7 +318,9 @@ def prune(
     l0 = meter(model) if needs_latency(cfg) else None
     reference = copy.deepcopy(model) if l0 is not None else None  # the unpruned model, for paired timing
     if (criterion.needs_data or cfg.allocation == "sensitivity") and (batches is None or loss_fn is None):
-        raise ValueError(f"criterion {cfg.criterion!r} / allocation {cfg.allocation!r} needs data: pass batches and loss_fn")
+        raise ValueError(
+            f"criterion {cfg.criterion!r} / allocation {cfg.allocation!r} needs data: pass batches and loss_fn"
+        )
     if criterion.needs_data:
         was_training = model.training
         model.eval()  # BN statistics frozen while gradients are collected
@@ -305,29 +342,51 @@ def prune(
     model.zero_grad(set_to_none=True)
     p1, m1 = _measure(model, cfg)
     l1 = l0 * relative_latency(meter, model, reference) if l0 is not None else None
-    rep = PruneReport(cfg.criterion, cfg.budget, cfg.target, ratio, p0, p1, m0, m1, [p.to_dict() for p in probes], l0, l1)
-    log.info("pruned with %s at channel ratio %.3f: params %.2fM -> %.2fM (-%.1f%%), MACs %.3fG -> %.3fG (-%.1f%%)%s",
-             cfg.criterion, ratio, p0 / 1e6, p1 / 1e6, 100 * rep.params_reduction, m0 / 1e9, m1 / 1e9, 100 * rep.macs_reduction,
-             f", latency {l0:.1f} -> {l1:.1f} ms (-{100 * rep.latency_reduction:.1f}%)" if l0 is not None else "")
+    rep = PruneReport(
+        cfg.criterion, cfg.budget, cfg.target, ratio, p0, p1, m0, m1, [p.to_dict() for p in probes], l0, l1
+    )
+    log.info(
+        "pruned with %s at channel ratio %.3f: params %.2fM -> %.2fM (-%.1f%%), MACs %.3fG -> %.3fG (-%.1f%%)%s",
+        cfg.criterion,
+        ratio,
+        p0 / 1e6,
+        p1 / 1e6,
+        100 * rep.params_reduction,
+        m0 / 1e9,
+        m1 / 1e9,
+        100 * rep.macs_reduction,
+        f", latency {l0:.1f} -> {l1:.1f} ms (-{100 * rep.latency_reduction:.1f}%)" if l0 is not None else "",
+    )
     return rep
 
 
 def _block_channels(model: nn.Module, block: str) -> int:
     """Output channels of every conv / linear layer under ``block``."""
-    return sum(m.out_channels if isinstance(m, nn.Conv2d) else m.out_features
-               for m in model.get_submodule(block).modules() if isinstance(m, (nn.Conv2d, nn.Linear)))
+    return sum(
+        m.out_channels if isinstance(m, nn.Conv2d) else m.out_features
+        for m in model.get_submodule(block).modules()
+        if isinstance(m, (nn.Conv2d, nn.Linear))
+    )
 
 
-def _sensitivity(model: nn.Module, spec: TaskSpec, cfg: PruneConfig, criterion: Criterion,
-                 batches: Callable[[], Iterable[Any]], loss_fn: TaskLossFn,
-                 meter: LatencyMeter | None = None) -> tuple[dict[str, float], list[Any]]:
+def _sensitivity(
+    model: nn.Module,
+    spec: TaskSpec,
+    cfg: PruneConfig,
+    criterion: Criterion,
+    batches: Callable[[], Iterable[Any]],
+    loss_fn: TaskLossFn,
+    meter: LatencyMeter | None = None,
+) -> tuple[dict[str, float], list[Any]]:
     data = []
     for b in batches():
         if len(data) >= cfg.sensitivity_batches:
             break
         data.append(b)
     blocks = prunable_blocks(model, spec.protected_modules(model), cfg.allocation_depth)
-    targets = {"params": cfg.target} if cfg.budget == "ratio" else _targets(cfg)  # a ratio budget is allocated by params
+    targets = (
+        {"params": cfg.target} if cfg.budget == "ratio" else _targets(cfg)
+    )  # a ratio budget is allocated by params
     counted = [q for q in targets if q != "latency"]
     base = _quantities(model, cfg, None, counted)
     shares: dict[str, float] = {}
@@ -339,7 +398,10 @@ def _sensitivity(model: nn.Module, spec: TaskSpec, cfg: PruneConfig, criterion: 
             raise BudgetError("a latency budget needs a LatencyMeter (compress.prune.latency); pass meter=")
         shares = meter.block_shares(model, blocks)
         base["latency"] = 1.0  # the estimate below is relative to the unpruned model
-        log.info("latency shares (profiled): %s", ", ".join(f"{b} {100 * v:.1f}%" for b, v in sorted(shares.items(), key=lambda kv: -kv[1])[:8]))
+        log.info(
+            "latency shares (profiled): %s",
+            ", ".join(f"{b} {100 * v:.1f}%" for b, v in sorted(shares.items(), key=lambda kv: -kv[1])[:8]),
+        )
     ch0 = {b: _block_channels(model, b) for b in blocks}
 
     def cost(m: nn.Module) -> float:
@@ -357,7 +419,15 @@ def _sensitivity(model: nn.Module, spec: TaskSpec, cfg: PruneConfig, criterion: 
         log.info("sensitivity probe %d/%d: %s", i, n, block)
 
     weights, probes = sensitivity_weights(
-        model, blocks, prune_block, cost, data, loss_fn,
-        probe=cfg.sensitivity_probe, power=cfg.sensitivity_power, progress=progress)
+        model,
+        blocks,
+        prune_block,
+        cost,
+        data,
+        loss_fn,
+        probe=cfg.sensitivity_probe,
+        power=cfg.sensitivity_power,
+        progress=progress,
+    )
     log.info("sensitivity allocation (weight: block) %s", ", ".join(f"{w:.2f}: {b}" for b, w in weights.items()))
     return weights, probes

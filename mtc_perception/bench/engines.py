@@ -23,7 +23,12 @@ from mtc_perception.perceptor import STAGES, Perceptor
 
 def _stats(v: list[float]) -> dict[str, float]:
     a = np.asarray(v, np.float64)
-    return {"mean": float(a.mean()), "p50": float(np.percentile(a, 50)), "p90": float(np.percentile(a, 90)), "max": float(a.max())}
+    return {
+        "mean": float(a.mean()),
+        "p50": float(np.percentile(a, 50)),
+        "p90": float(np.percentile(a, 90)),
+        "max": float(a.max()),
+    }
 
 
 def load_frames(directory: str | Path, size: tuple[int, int], limit: int) -> list[np.ndarray]:
@@ -38,12 +43,23 @@ def load_frames(directory: str | Path, size: tuple[int, int], limit: int) -> lis
         img = cv2.imread(str(f), cv2.IMREAD_COLOR)
         if img is None:
             raise ValueError(f"{f} is not a readable image")
-        frames.append(cv2.resize(img, size, interpolation=cv2.INTER_LINEAR) if (img.shape[1], img.shape[0]) != size else img)
+        frames.append(
+            cv2.resize(img, size, interpolation=cv2.INTER_LINEAR) if (img.shape[1], img.shape[0]) != size else img
+        )
     return frames
 
 
-def bench(bundles: dict[str, str], frames: list[np.ndarray], backend: str = "onnxruntime", runs: int = 1, warmup: int = 5,
-          threads: int | None = None, conf: float = 0.25, block: int = 10, **engine_options: Any) -> dict[str, Any]:
+def bench(
+    bundles: dict[str, str],
+    frames: list[np.ndarray],
+    backend: str = "onnxruntime",
+    runs: int = 1,
+    warmup: int = 5,
+    threads: int | None = None,
+    conf: float = 0.25,
+    block: int = 10,
+    **engine_options: Any,
+) -> dict[str, Any]:
     """Every bundle through its own Perceptor on the same frames.
 
     With ``block`` > 0 (the default) the bundles take turns: ``block`` frames through the first,
@@ -87,7 +103,7 @@ def bench(bundles: dict[str, str], frames: list[np.ndarray], backend: str = "onn
             keep_info(n)
         for _ in range(runs):
             for i in range(0, len(frames), block):
-                chunk = frames[i:i + block]
+                chunk = frames[i : i + block]
                 times = {n: run(n, chunk) for n in names}
                 for n in names:
                     rounds[n].append(times[names[0]] / times[n])
@@ -106,15 +122,26 @@ def bench(bundles: dict[str, str], frames: list[np.ndarray], backend: str = "onn
         own = stage["preprocess"]["mean"] + stage["postprocess"]["mean"]
         count = len(per_stage[n]["infer"])
         results[n] = {
-            "bundle": str(bundles[n]), "backend": backend_used, "input": input_size,
-            "params": m.get("provenance", {}).get("params"), "macs": m.get("provenance", {}).get("macs"),
-            "frames": count, "wall_s": wall[n], "throughput_fps": count / wall[n], "stage_ms": stage,
+            "bundle": str(bundles[n]),
+            "backend": backend_used,
+            "input": input_size,
+            "params": m.get("provenance", {}).get("params"),
+            "macs": m.get("provenance", {}).get("macs"),
+            "frames": count,
+            "wall_s": wall[n],
+            "throughput_fps": count / wall[n],
+            "stage_ms": stage,
             "latency_ms": _stats([sum(x) for x in zip(*(per_stage[n][k] for k in STAGES))]),
             "perceptor_share_of_engine": own / stage["infer"]["mean"],
         }
         if rounds[n]:
             r = np.asarray(rounds[n])
-            results[n]["speedup_rounds"] = {"median": float(np.median(r)), "min": float(r.min()), "max": float(r.max()), "rounds": len(r)}
+            results[n]["speedup_rounds"] = {
+                "median": float(np.median(r)),
+                "min": float(r.min()),
+                "max": float(r.max()),
+                "rounds": len(r),
+            }
     first = results[names[0]]
     for r in results.values():
         r["speedup_vs_first"] = r["throughput_fps"] / first["throughput_fps"]
@@ -141,16 +168,20 @@ def _rounds(r: dict[str, Any]) -> str:
 def markdown(report: dict[str, Any]) -> str:
     m = report["meta"]
     how = f"bundles taking turns on blocks of {m['block']} frames" if m.get("block") else "one bundle after the other"
-    lines = [f"# Engine benchmark\n\n{m['frames']} frames at {m['frame_size'][0]}x{m['frame_size'][1]} x {m['runs']} run(s), {how}, backend "
-             f"{m['backend']} {m.get('engine_options') or ''}, {m['machine']}.\n",
-             "| model | params | GMACs | input | throughput (fps) | speed-up | speed-up per round (median, min-max) | infer ms (mean / p90) | "
-             "preprocess ms | postprocess ms | Perceptor share of engine time |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# Engine benchmark\n\n{m['frames']} frames at {m['frame_size'][0]}x{m['frame_size'][1]} x {m['runs']} run(s), {how}, backend "
+        f"{m['backend']} {m.get('engine_options') or ''}, {m['machine']}.\n",
+        "| model | params | GMACs | input | throughput (fps) | speed-up | speed-up per round (median, min-max) | infer ms (mean / p90) | "
+        "preprocess ms | postprocess ms | Perceptor share of engine time |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for name, r in report["models"].items():
         s = r["stage_ms"]
-        lines.append(f"| {name} | {(r['params'] or 0) / 1e6:.2f}M | {(r['macs'] or 0) / 1e9:.3f} | {r['input'][0]}x{r['input'][1]} | "
-                     f"{r['throughput_fps']:.1f} | {r['speedup_vs_first']:.2f}x | {_rounds(r)} | {s['infer']['mean']:.2f} / {s['infer']['p90']:.2f} | "
-                     f"{s['preprocess']['mean']:.2f} | {s['postprocess']['mean']:.2f} | {100 * r['perceptor_share_of_engine']:.1f}% |")
+        lines.append(
+            f"| {name} | {(r['params'] or 0) / 1e6:.2f}M | {(r['macs'] or 0) / 1e9:.3f} | {r['input'][0]}x{r['input'][1]} | "
+            f"{r['throughput_fps']:.1f} | {r['speedup_vs_first']:.2f}x | {_rounds(r)} | {s['infer']['mean']:.2f} / {s['infer']['p90']:.2f} | "
+            f"{s['preprocess']['mean']:.2f} | {s['postprocess']['mean']:.2f} | {100 * r['perceptor_share_of_engine']:.1f}% |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -165,9 +196,20 @@ def main(a: Any) -> int:
     opts = {"graph_optimization": a.graph_optimization} if a.graph_optimization else {}
     block = getattr(a, "block", 10)
     models = bench(bundles, frames, a.backend, a.runs, threads=a.threads, block=block, **opts)
-    report = {"meta": {"frames": len(frames), "frame_size": list(a.size), "runs": a.runs, "block": block, "backend": a.backend, "threads": a.threads,
-                       "engine_options": opts,
-                       "machine": machine(), "frames_dir": str(a.frames)}, "models": models}
+    report = {
+        "meta": {
+            "frames": len(frames),
+            "frame_size": list(a.size),
+            "runs": a.runs,
+            "block": block,
+            "backend": a.backend,
+            "threads": a.threads,
+            "engine_options": opts,
+            "machine": machine(),
+            "frames_dir": str(a.frames),
+        },
+        "models": models,
+    }
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "engines.json").write_text(json.dumps(report, indent=2) + "\n")

@@ -33,8 +33,14 @@ class LiveBench:
     """``models``: reference (teacher) first, then the candidate (student); their names are the
     namespaces of the nodes. ``total``: frames of the camera topic in the recording."""
 
-    def __init__(self, models: Sequence[ModelInfo], total: int, gt_parts: Sequence[str] = (), meta: Mapping[str, Any] | None = None,
-                 max_pending: int = 256) -> None:
+    def __init__(
+        self,
+        models: Sequence[ModelInfo],
+        total: int,
+        gt_parts: Sequence[str] = (),
+        meta: Mapping[str, Any] | None = None,
+        max_pending: int = 256,
+    ) -> None:
         self.models = list(models)
         self.total = int(total)
         self.builder = ReportBuilder(self.models, gt_parts=gt_parts, meta={"mode": "live", **dict(meta or {})})
@@ -90,7 +96,9 @@ class LiveBench:
                     continue
                 t_last = max(x[0] for x in got)
                 try:
-                    p = perception_from_messages(got[0][1], got[1][1], got[2][1], m.class_names or self.builder.class_names)
+                    p = perception_from_messages(
+                        got[0][1], got[1][1], got[2][1], m.class_names or self.builder.class_names
+                    )
                     outputs[m.name] = ModelOutput(perception=p, latency_ms=(t_last - t_sent) * 1e3)
                 except ValueError as e:  # a malformed output message
                     outputs[m.name] = ModelOutput(error=f"unreadable output: {e}")
@@ -112,8 +120,15 @@ class LiveBench:
         if self.total > self.sent:
             self.builder.add_not_reached(self.total - self.sent, reason or "not played")
         b = self.builder
-        b.meta.update({"frames_sent": self.sent, "late_outputs": self.late, "unknown_outputs": self.unknown,
-                       "wall_s": round(wall_s, 3), "node_diagnostics": self.diagnostics})
+        b.meta.update(
+            {
+                "frames_sent": self.sent,
+                "late_outputs": self.late,
+                "unknown_outputs": self.unknown,
+                "wall_s": round(wall_s, 3),
+                "node_diagnostics": self.diagnostics,
+            }
+        )
         for m in self.models:
             b.set_busy_time(m.name, wall_s)
         b.write(out_dir, plots=plots)

@@ -41,7 +41,15 @@ from ..bags import (
     stamp_to_ns,
 )
 from ..imaging import ImageError, compressed_to_bgr, image_to_bgr
-from .report import GroundTruthBoxes, ModelInfo, ModelOutput, ReportBuilder, detections_from_msg, host_info, mask_from_msg
+from .report import (
+    GroundTruthBoxes,
+    ModelInfo,
+    ModelOutput,
+    ReportBuilder,
+    detections_from_msg,
+    host_info,
+    mask_from_msg,
+)
 
 log = logging.getLogger(__name__)
 
@@ -95,13 +103,17 @@ def choose_topic(reader: BagReader, topic: str | None) -> str:
     if topic:
         info = reader.require(topic)
         if info.msgtype not in IMAGE_TYPES:
-            raise BagError(f"topic {topic!r} in {reader.path} is {info.msgtype}, not a camera topic ({' or '.join(IMAGE_TYPES)})")
+            raise BagError(
+                f"topic {topic!r} in {reader.path} is {info.msgtype}, not a camera topic ({' or '.join(IMAGE_TYPES)})"
+            )
         return topic
     for t in ("/camera/image_raw", "/camera/image_raw/compressed"):
         if t in reader.topics and reader.topics[t].msgtype in IMAGE_TYPES:
             return t
     labels = set(gt_topics().values())
-    images = [t for t, i in reader.topics.items() if i.msgtype in IMAGE_TYPES and t not in labels and not t.endswith("_mask")]
+    images = [
+        t for t, i in reader.topics.items() if i.msgtype in IMAGE_TYPES and t not in labels and not t.endswith("_mask")
+    ]
     if len(images) == 1:
         return images[0]
     raise TopicNotFound("/camera/image_raw" if not images else f"(one of {sorted(images)})", reader.topics, reader.path)
@@ -177,28 +189,38 @@ def run_bench(cfg: BenchConfig, on_frame: Callable[[int], None] | None = None) -
                 if reader.topics[name].msgtype == GT_PARTS[part][1]:
                     gt[part] = name
                 else:
-                    warnings.append(f"label topic {name} is {reader.topics[name].msgtype}, expected {GT_PARTS[part][1]}; ignored")
+                    warnings.append(
+                        f"label topic {name} is {reader.topics[name].msgtype}, expected {GT_PARTS[part][1]}; ignored"
+                    )
         output_bag = _prepare_output_bag(cfg.out) if cfg.output_bag else None
 
         t_load = time.perf_counter()
         opts = {"threads": cfg.threads} if cfg.threads else {}
-        perceptors = {name: Perceptor(path, backend=cfg.backend, conf=cfg.conf, iou=cfg.iou, **opts)
-                      for name, path in (("teacher", cfg.teacher), ("student", cfg.student))}
+        perceptors = {
+            name: Perceptor(path, backend=cfg.backend, conf=cfg.conf, iou=cfg.iou, **opts)
+            for name, path in (("teacher", cfg.teacher), ("student", cfg.student))
+        }
         for p in perceptors.values():
             if cfg.warmup > 0:
                 p.warmup(cfg.warmup)
         load_s = time.perf_counter() - t_load
         class_names = tuple(perceptors["teacher"].class_names)
         if tuple(perceptors["student"].class_names) != class_names:
-            warnings.append(f"teacher classes {list(class_names)} differ from student classes "
-                            f"{list(perceptors['student'].class_names)}; detection agreement compares class ids")
+            warnings.append(
+                f"teacher classes {list(class_names)} differ from student classes "
+                f"{list(perceptors['student'].class_names)}; detection agreement compares class ids"
+            )
 
         t = time.perf_counter()
         md5 = md5_of(cfg.bag) if cfg.md5 else None
         harness["hash"] = (time.perf_counter() - t) * 1e3
 
-        builder = ReportBuilder([ModelInfo.from_bundle(n, p.bundle, p.backend) for n, p in perceptors.items()], gt_parts=tuple(gt),
-                                mosaic=cfg.mosaic, started=started)
+        builder = ReportBuilder(
+            [ModelInfo.from_bundle(n, p.bundle, p.backend) for n, p in perceptors.items()],
+            gt_parts=tuple(gt),
+            mosaic=cfg.mosaic,
+            started=started,
+        )
         builder.harness_ms = harness
         builder.warnings.extend(warnings)
         expected = info.count
@@ -208,7 +230,9 @@ def run_bench(cfg: BenchConfig, on_frame: Callable[[int], None] | None = None) -
         unknown_classes = 0
         part_of = {v: k for k, v in gt.items()}
         writer: RecordingWriter | None = None
-        progress = _Progress(min(expected, cfg.max_frames or expected) if expected is not None else cfg.max_frames, cfg.progress)
+        progress = _Progress(
+            min(expected, cfg.max_frames or expected) if expected is not None else cfg.max_frames, cfg.progress
+        )
         try:
             if output_bag is not None:
                 writer = RecordingWriter(output_bag, reader.storage, cfg.distro).__enter__()
@@ -280,12 +304,21 @@ def run_bench(cfg: BenchConfig, on_frame: Callable[[int], None] | None = None) -
                     for n, o in outputs.items():
                         if o.perception is not None:
                             q = o.perception
-                            writer.write(f"/{n}/detections", m.log_time_ns,
-                                         detection_array(writer.types, msg.header, q.boxes, q.scores, q.class_ids, q.class_names))
-                            writer.write(f"/{n}/drivable_mask", m.log_time_ns, mask_image(writer.types, msg.header, q.drivable))
+                            writer.write(
+                                f"/{n}/detections",
+                                m.log_time_ns,
+                                detection_array(
+                                    writer.types, msg.header, q.boxes, q.scores, q.class_ids, q.class_names
+                                ),
+                            )
+                            writer.write(
+                                f"/{n}/drivable_mask", m.log_time_ns, mask_image(writer.types, msg.header, q.drivable)
+                            )
                             writer.write(f"/{n}/lane_mask", m.log_time_ns, mask_image(writer.types, msg.header, q.lane))
                     harness["output_bag"] += (time.perf_counter() - t3) * 1e3
-                progress.update(" ".join(f"{n} {o.latency_ms:.0f}ms" for n, o in outputs.items() if o.latency_ms is not None))
+                progress.update(
+                    " ".join(f"{n} {o.latency_ms:.0f}ms" for n, o in outputs.items() if o.latency_ms is not None)
+                )
                 if on_frame is not None:
                     on_frame(counts["read"])
         except KeyboardInterrupt:
@@ -301,23 +334,52 @@ def run_bench(cfg: BenchConfig, on_frame: Callable[[int], None] | None = None) -
         total = max(expected or 0, counts["read"])
         not_reached = total - counts["read"]
         if not_reached:
-            reason = ("interrupted (Ctrl-C)" if interrupted else f"--max-frames {cfg.max_frames}" if stopped_at_limit
-                      else "the recording is damaged" if reader.error else "not read")
+            reason = (
+                "interrupted (Ctrl-C)"
+                if interrupted
+                else f"--max-frames {cfg.max_frames}"
+                if stopped_at_limit
+                else "the recording is damaged"
+                if reader.error
+                else "not read"
+            )
             builder.add_not_reached(not_reached, reason)
         if unknown_classes:
-            builder.warnings.append(f"{unknown_classes} labelled boxes have a class name the models do not know "
-                                    f"({list(class_names)}); they are not scored")
+            builder.warnings.append(
+                f"{unknown_classes} labelled boxes have a class name the models do not know "
+                f"({list(class_names)}); they are not scored"
+            )
         error = None
         if reader.error:
-            where = (f"frames up to #{last_good[0]} (stamp {last_good[1]}) were read" if last_good else "no frame could be read")
+            where = (
+                f"frames up to #{last_good[0]} (stamp {last_good[1]}) were read"
+                if last_good
+                else "no frame could be read"
+            )
             error = f"{reader.error} — {where}"
-        builder.meta.update({
-            "tool": "mtc bench (offline replay)", "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "host": host_info(),
-            "bag": {"path": str(cfg.bag), "md5": md5, "size_bytes": bag_size(cfg.bag), "storage": reader.storage, "topic": topic,
-                    "msgtype": info.msgtype, "salvaged": reader.salvaged, "label_topics": gt,
-                    "topics": {n: {"type": i.msgtype, "count": i.count} for n, i in sorted(reader.topics.items())}},
-            "frames": counts, "config": cfg.to_dict(), "interrupted": interrupted, "error": error, "load_s": load_s,
-        })
+        builder.meta.update(
+            {
+                "tool": "mtc bench (offline replay)",
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "host": host_info(),
+                "bag": {
+                    "path": str(cfg.bag),
+                    "md5": md5,
+                    "size_bytes": bag_size(cfg.bag),
+                    "storage": reader.storage,
+                    "topic": topic,
+                    "msgtype": info.msgtype,
+                    "salvaged": reader.salvaged,
+                    "label_topics": gt,
+                    "topics": {n: {"type": i.msgtype, "count": i.count} for n, i in sorted(reader.topics.items())},
+                },
+                "frames": counts,
+                "config": cfg.to_dict(),
+                "interrupted": interrupted,
+                "error": error,
+                "load_s": load_s,
+            }
+        )
         paths = builder.write(cfg.out, plots=cfg.plots)
         if output_bag is not None:
             paths["output_bag"] = output_bag
@@ -332,7 +394,12 @@ def run_bench(cfg: BenchConfig, on_frame: Callable[[int], None] | None = None) -
         log.error("recording damaged: %s; the report covers what was read: %s", error, paths["report_json"])
         code = EXIT_BAD_INPUT
     elif counts["read"] and not processed:
-        log.error("no frame of %s could be processed (%d failed to decode); see %s", topic, counts["decode_failed"], paths["report_md"])
+        log.error(
+            "no frame of %s could be processed (%d failed to decode); see %s",
+            topic,
+            counts["decode_failed"],
+            paths["report_md"],
+        )
         code = EXIT_BAD_INPUT
     return BenchResult(rep, paths, code)
 
@@ -345,18 +412,25 @@ def summary_text(rep: dict[str, Any]) -> str:
         mean = f"{lat['mean']:.1f}" if lat["mean"] is not None else "–"
         p99 = f"{lat['p99']:.1f}" if lat["p99"] is not None else "–"
         fps = f"{m['throughput_fps']:.1f}" if m["throughput_fps"] else "–"
-        lines.append(f"{n:>8}: latency mean {mean} ms, p99 {p99} ms, {fps} fps; frames {f['processed']} processed, "
-                     f"{f['failed']} failed, {f['skipped']} skipped of {f['total']}")
+        lines.append(
+            f"{n:>8}: latency mean {mean} ms, p99 {p99} ms, {fps} fps; frames {f['processed']} processed, "
+            f"{f['failed']} failed, {f['skipped']} skipped of {f['total']}"
+        )
     a = rep.get("agreement")
     if a:
+
         def g(v: Any) -> str:
             return f"{v:.3f}" if v is not None else "–"
 
-        lines.append(f"agreement ({a['model']} vs {a['reference']}, {a['frames']} frames): mAP50 {g(a['detection']['map50'])}, "
-                     f"recall {g(a['detection']['recall'])}, drivable mIoU {g(a['drivable']['miou'])}, lane IoU {g(a['lane']['iou'])}")
+        lines.append(
+            f"agreement ({a['model']} vs {a['reference']}, {a['frames']} frames): mAP50 {g(a['detection']['map50'])}, "
+            f"recall {g(a['detection']['recall'])}, drivable mIoU {g(a['drivable']['miou'])}, lane IoU {g(a['lane']['iou'])}"
+        )
     s = rep["meta"].get("harness_share", {})
     if s.get("read_decode_report") is not None:
-        lines.append(f"harness: read + decode + report {100 * s['read_decode_report']:.1f} %, md5 of the recording "
-                     f"{100 * (s.get('hash') or 0):.1f} %, everything {100 * s['all_harness']:.1f} % of "
-                     f"{rep['meta']['harness_ms']['wall'] / 1e3:.1f} s")
+        lines.append(
+            f"harness: read + decode + report {100 * s['read_decode_report']:.1f} %, md5 of the recording "
+            f"{100 * (s.get('hash') or 0):.1f} %, everything {100 * s['all_harness']:.1f} % of "
+            f"{rep['meta']['harness_ms']['wall'] / 1e3:.1f} s"
+        )
     return "\n".join(lines)

@@ -79,8 +79,16 @@ class ModelInfo:
     def from_bundle(cls, name: str, bundle: Any, backend: str = "") -> ModelInfo:
         """From a :class:`~mtc_perception.bundle.Bundle` (params / MACs from its provenance)."""
         prov = bundle.meta.get("provenance", {}) or {}
-        return cls(name, str(bundle.root), backend, prov.get("params"), prov.get("macs"), prov.get("macs_at"),
-                   tuple(bundle.input_size), tuple(bundle.class_names))
+        return cls(
+            name,
+            str(bundle.root),
+            backend,
+            prov.get("params"),
+            prov.get("macs"),
+            prov.get("macs_at"),
+            tuple(bundle.input_size),
+            tuple(bundle.class_names),
+        )
 
 
 @dataclass
@@ -187,7 +195,12 @@ def detections_from_msg(msg: Any, class_names: Sequence[str]) -> tuple[np.ndarra
         boxes.append([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2])
         scores.append(float(hyp.score) if hyp is not None else 1.0)
         cls.append(index[name])
-    return (np.asarray(boxes, np.float64).reshape(-1, 4), np.asarray(scores, np.float64), np.asarray(cls, np.int64), unknown)
+    return (
+        np.asarray(boxes, np.float64).reshape(-1, 4),
+        np.asarray(scores, np.float64),
+        np.asarray(cls, np.int64),
+        unknown,
+    )
 
 
 def mask_from_msg(msg: Any) -> np.ndarray:
@@ -196,9 +209,15 @@ def mask_from_msg(msg: Any) -> np.ndarray:
 
     if str(msg.encoding) in ("mono8", "8UC1"):  # the common case, without a BGR detour
         h, w, step = int(msg.height), int(msg.width), int(msg.step)
-        data = msg.data.view(np.uint8).reshape(-1) if isinstance(msg.data, np.ndarray) else np.frombuffer(bytes(msg.data), np.uint8)
+        data = (
+            msg.data.view(np.uint8).reshape(-1)
+            if isinstance(msg.data, np.ndarray)
+            else np.frombuffer(bytes(msg.data), np.uint8)
+        )
         if h <= 0 or w <= 0 or step < w or data.size != step * h:
-            raise ImageError(f"mask Image {w}x{h}, step {step}, {data.size} bytes: expected step >= width and step x height bytes")
+            raise ImageError(
+                f"mask Image {w}x{h}, step {step}, {data.size} bytes: expected step >= width and step x height bytes"
+            )
         return (data.reshape(h, step)[:, :w] > 0).view(np.uint8)
     return (image_to_bgr(msg)[..., 0] > 0).view(np.uint8)
 
@@ -208,8 +227,14 @@ def perception_from_messages(detections: Any, drivable: Any, lane: Any, class_na
     from ..perceptor import Perception
 
     boxes, scores, cls, _ = detections_from_msg(detections, class_names)
-    return Perception(boxes.astype(np.float32), scores.astype(np.float32), cls, mask_from_msg(drivable), mask_from_msg(lane),
-                      class_names=tuple(class_names))
+    return Perception(
+        boxes.astype(np.float32),
+        scores.astype(np.float32),
+        cls,
+        mask_from_msg(drivable),
+        mask_from_msg(lane),
+        class_names=tuple(class_names),
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -249,8 +274,11 @@ def detection_f1(ref: Any, cand: Any, iou: float = 0.5) -> float:
 def frame_agreement(ref: Any, cand: Any) -> dict[str, float]:
     """Per-frame agreement of two Perception-likes: detection F1 @ IoU 0.5, drivable IoU, lane IoU
     (each 1 when both are empty) and ``disagreement`` = 1 - their mean."""
-    a = {"det_f1": detection_f1(ref, cand), "drivable_iou": _mask_iou(ref.drivable, cand.drivable),
-         "lane_iou": _mask_iou(ref.lane, cand.lane)}
+    a = {
+        "det_f1": detection_f1(ref, cand),
+        "drivable_iou": _mask_iou(ref.drivable, cand.drivable),
+        "lane_iou": _mask_iou(ref.lane, cand.lane),
+    }
     a["disagreement"] = 1.0 - float(np.mean(list(a.values())))
     return a
 
@@ -265,8 +293,12 @@ def _present_class_iou(cm: np.ndarray) -> dict[str, Any]:
     fg = tp / (tp + fp + fn) if tp + fp + fn else None
     bg = tn / (tn + fp + fn) if tn + fp + fn else None
     defined = [v for v in (bg, fg) if v is not None]
-    return {"miou": float(np.mean(defined)) if defined else None, "iou": fg,
-            "recall": tp / (tp + fn) if tp + fn else None, "pixels": tn + fp + fn + tp}
+    return {
+        "miou": float(np.mean(defined)) if defined else None,
+        "iou": fg,
+        "recall": tp / (tp + fn) if tp + fn else None,
+        "pixels": tn + fp + fn + tp,
+    }
 
 
 def latency_stats(values: Iterable[float]) -> dict[str, float | None]:
@@ -274,8 +306,13 @@ def latency_stats(values: Iterable[float]) -> dict[str, float | None]:
     a = np.asarray(list(values), np.float64)
     if a.size == 0:
         return {"mean": None, "p50": None, "p90": None, "p99": None, "max": None}
-    return {"mean": float(a.mean()), "p50": float(np.percentile(a, 50)), "p90": float(np.percentile(a, 90)),
-            "p99": float(np.percentile(a, 99)), "max": float(a.max())}
+    return {
+        "mean": float(a.mean()),
+        "p50": float(np.percentile(a, 50)),
+        "p90": float(np.percentile(a, 90)),
+        "p99": float(np.percentile(a, 99)),
+        "max": float(a.max()),
+    }
 
 
 def host_info() -> dict[str, Any]:
@@ -290,8 +327,13 @@ def host_info() -> dict[str, Any]:
     gpu = None
     if shutil.which("nvidia-smi"):
         try:
-            out = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"], capture_output=True,
-                                 text=True, timeout=10, check=False)
+            out = subprocess.run(
+                ["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=False,
+            )
             gpu = "; ".join(line.strip() for line in out.stdout.splitlines() if line.strip()) or None
         except (OSError, subprocess.SubprocessError):
             gpu = None
@@ -305,7 +347,13 @@ def host_info() -> dict[str, Any]:
                 versions[mod] = str(getattr(sys.modules[mod], "__version__", None) or metadata.version(mod))
             except metadata.PackageNotFoundError:
                 versions[mod] = "?"
-    return {"hostname": socket.gethostname(), "platform": platform.platform(), "cpu": machine(), "gpu": gpu, "versions": versions}
+    return {
+        "hostname": socket.gethostname(),
+        "platform": platform.platform(),
+        "cpu": machine(),
+        "gpu": gpu,
+        "versions": versions,
+    }
 
 
 def _r(v: Any, nd: int = 4) -> Any:
@@ -348,8 +396,15 @@ class ReportBuilder:
     since ``started`` (a ``time.perf_counter()`` value; default: construction).
     """
 
-    def __init__(self, models: Sequence[ModelInfo], gt_parts: Sequence[str] = (), meta: Mapping[str, Any] | None = None,
-                 mosaic: int = 6, max_pending: int = 32, started: float | None = None) -> None:
+    def __init__(
+        self,
+        models: Sequence[ModelInfo],
+        gt_parts: Sequence[str] = (),
+        meta: Mapping[str, Any] | None = None,
+        mosaic: int = 6,
+        max_pending: int = 32,
+        started: float | None = None,
+    ) -> None:
         if not 1 <= len(models) <= 2:
             raise ValueError(f"a report compares one or two models (reference, candidate), got {len(models)}")
         names = [m.name for m in models]
@@ -390,8 +445,13 @@ class ReportBuilder:
     def candidate(self) -> str | None:
         return self.models[1].name if len(self.models) > 1 else None
 
-    def add_frame(self, stamp_ns: int, outputs: Mapping[str, ModelOutput], image: np.ndarray | None = None,
-                  index: int | None = None) -> dict[str, float] | None:
+    def add_frame(
+        self,
+        stamp_ns: int,
+        outputs: Mapping[str, ModelOutput],
+        image: np.ndarray | None = None,
+        index: int | None = None,
+    ) -> dict[str, float] | None:
         """Record one input frame: each model's :class:`ModelOutput` (a model missing from
         ``outputs`` is skipped for this frame). ``image`` (BGR, optional) feeds the mosaic.
         Returns the frame's agreement (see :func:`frame_agreement`) when both models processed it.
@@ -405,8 +465,9 @@ class ReportBuilder:
     def _score_time(self, t0: float) -> None:
         self.harness_ms["score"] = self.harness_ms.get("score", 0.0) + (time.perf_counter() - t0) * 1e3
 
-    def _add_frame(self, stamp_ns: int, outputs: Mapping[str, ModelOutput], image: np.ndarray | None,
-                   index: int | None) -> dict[str, float] | None:
+    def _add_frame(
+        self, stamp_ns: int, outputs: Mapping[str, ModelOutput], image: np.ndarray | None, index: int | None
+    ) -> dict[str, float] | None:
         unknown = set(outputs) - set(self._acc)
         if unknown:
             raise ValueError(f"outputs for unknown models {sorted(unknown)}; the report has {list(self._acc)}")
@@ -441,7 +502,9 @@ class ReportBuilder:
             if np.shape(rp.drivable) == np.shape(cp.drivable) and np.shape(rp.lane) == np.shape(cp.lane):
                 agreement["drivable_iou"] = _fg_iou(self._agree_drv.update(cp.drivable, rp.drivable))
                 agreement["lane_iou"] = _fg_iou(self._agree_lane.update(cp.lane, rp.lane))
-            agreement["disagreement"] = 1.0 - (agreement["det_f1"] + agreement["drivable_iou"] + agreement["lane_iou"]) / 3
+            agreement["disagreement"] = (
+                1.0 - (agreement["det_f1"] + agreement["drivable_iou"] + agreement["lane_iou"]) / 3
+            )
             row.update(agreement)
             if image is not None and self._mosaic_k > 0:
                 item = (agreement["disagreement"], -i, (i, int(stamp_ns), image, rp, cp, agreement))
@@ -508,8 +571,10 @@ class ReportBuilder:
                         if np.shape(labels[part]) != np.shape(mask):
                             self._gt_errors[f"{part} size"] += 1
                             if self._gt_errors[f"{part} size"] == 1:
-                                self.warnings.append(f"{part} label of stamp {g.stamp_ns} is {np.shape(labels[part])[::-1]} "
-                                                     f"but the frame is {np.shape(mask)[::-1]}; such labels are not scored")
+                                self.warnings.append(
+                                    f"{part} label of stamp {g.stamp_ns} is {np.shape(labels[part])[::-1]} "
+                                    f"but the frame is {np.shape(mask)[::-1]}; such labels are not scored"
+                                )
                             continue
                         seg.update(mask, labels[part])
 
@@ -524,7 +589,11 @@ class ReportBuilder:
         skipped = acc.status["skipped"] + self._not_reached
         busy = acc.busy_s if acc.busy_s is not None else sum(acc.latency) / 1e3
         return {
-            "bundle": m.bundle, "backend": m.backend, "params": m.params, "macs": m.macs, "macs_at": m.macs_at,
+            "bundle": m.bundle,
+            "backend": m.backend,
+            "params": m.params,
+            "macs": m.macs,
+            "macs_at": m.macs_at,
             "input_size": list(m.input_size) if m.input_size else None,
             "latency_ms": latency_stats(acc.latency),
             "stage_ms": {k: (float(np.mean(v)) if v else None) for k, v in acc.stages.items()},
@@ -540,29 +609,51 @@ class ReportBuilder:
         has_ref = det["num_gt"] > 0
         drv, lane = _present_class_iou(self._agree_drv.cm), _present_class_iou(self._agree_lane.cm)
         return {
-            "reference": self.reference, "model": self.candidate, "frames": self._agree_frames,
-            "detection": {"map50": det["map50"] if has_ref else None, "recall": det["recall"] if has_ref else None,
-                          "precision": det["precision"] if has_ref else None, "map50_95": det["map50_95"] if has_ref else None,
-                          "reference_boxes": det["num_gt"], "model_boxes": det["num_pred"], "ap_method": "coco",
-                          **({} if has_ref else {"note": "the reference made no detection: mAP50 and recall are undefined"})},
+            "reference": self.reference,
+            "model": self.candidate,
+            "frames": self._agree_frames,
+            "detection": {
+                "map50": det["map50"] if has_ref else None,
+                "recall": det["recall"] if has_ref else None,
+                "precision": det["precision"] if has_ref else None,
+                "map50_95": det["map50_95"] if has_ref else None,
+                "reference_boxes": det["num_gt"],
+                "model_boxes": det["num_pred"],
+                "ap_method": "coco",
+                **({} if has_ref else {"note": "the reference made no detection: mAP50 and recall are undefined"}),
+            },
             "drivable": {"miou": drv["miou"], "iou": drv["iou"], "pixels": drv["pixels"]},
-            "lane": {"iou": lane["iou"], "recall": lane["recall"], "pixels": lane["pixels"],
-                     **({"note": "no lane pixel in either model: IoU undefined"} if lane["iou"] is None and lane["pixels"] else {})},
+            "lane": {
+                "iou": lane["iou"],
+                "recall": lane["recall"],
+                "pixels": lane["pixels"],
+                **(
+                    {"note": "no lane pixel in either model: IoU undefined"}
+                    if lane["iou"] is None and lane["pixels"]
+                    else {}
+                ),
+            },
             "conventions": "the reference's outputs are the ground truth; mIoU averages the classes (background, "
-                           "foreground) present in either model's masks, so identical masks score 1",
+            "foreground) present in either model's masks, so identical masks score 1",
         }
 
     def _ground_truth(self) -> dict[str, Any] | None:
         if not self.gt_parts:
             return None
-        matching = {"label_topics": list(self.gt_parts), "frames_with_all_labels": self._gt_match["frames_with_all_labels"],
-                    "frames_missing_labels": self._gt_match["frames_missing_labels"],
-                    "labels_without_frame": {p: self._gt_unmatched[p] for p in self.gt_parts},
-                    "duplicate_stamps": self._matcher.duplicates if self._matcher else 0,
-                    "label_errors": dict(self._gt_errors)}
-        out: dict[str, Any] = {"matching": matching, "conventions": "YOLOP: mAP50 101-point YOLOv5 integration, recall at the "
-                               "confidence maximizing mean recall; one confusion matrix per task over the matched frames; "
-                               "detections as deployed (the Perceptor's conf threshold), not YOLOP's conf 0.001 evaluation"}
+        matching = {
+            "label_topics": list(self.gt_parts),
+            "frames_with_all_labels": self._gt_match["frames_with_all_labels"],
+            "frames_missing_labels": self._gt_match["frames_missing_labels"],
+            "labels_without_frame": {p: self._gt_unmatched[p] for p in self.gt_parts},
+            "duplicate_stamps": self._matcher.duplicates if self._matcher else 0,
+            "label_errors": dict(self._gt_errors),
+        }
+        out: dict[str, Any] = {
+            "matching": matching,
+            "conventions": "YOLOP: mAP50 101-point YOLOv5 integration, recall at the "
+            "confidence maximizing mean recall; one confusion matrix per task over the matched frames; "
+            "detections as deployed (the Perceptor's conf threshold), not YOLOP's conf 0.001 evaluation",
+        }
         for m in self.models:
             acc = self._acc[m.name]
             if acc.gt_frames == 0:
@@ -571,7 +662,9 @@ class ReportBuilder:
             block: dict[str, Any] = {"frames": acc.gt_frames}
             if "detections" in self.gt_parts:
                 d = acc.gt_det.compute()
-                block["detection"] = {k: d[k] for k in ("map50", "map50_95", "map50_coco", "recall", "precision", "num_gt", "num_pred")}
+                block["detection"] = {
+                    k: d[k] for k in ("map50", "map50_95", "map50_coco", "recall", "precision", "num_gt", "num_pred")
+                }
             if "drivable" in self.gt_parts and acc.gt_drv.cm.sum():
                 block["drivable"] = drivable_metrics(acc.gt_drv.compute())
             if "lane" in self.gt_parts and acc.gt_lane.cm.sum():
@@ -585,23 +678,37 @@ class ReportBuilder:
             unmatched = sum(self._gt_unmatched.values())
             missing = self._gt_match["frames_missing_labels"]
             if unmatched and not any(w.startswith("label stamps") for w in self.warnings):
-                self.warnings.append(f"label stamps do not match the frames: {unmatched} label messages have no camera frame with "
-                                     f"their header stamp (e.g. {self._gt_examples}); {missing} frames lack some label")
+                self.warnings.append(
+                    f"label stamps do not match the frames: {unmatched} label messages have no camera frame with "
+                    f"their header stamp (e.g. {self._gt_examples}); {missing} frames lack some label"
+                )
             elif missing and not any(w.startswith("frames lack") for w in self.warnings):
-                self.warnings.append(f"frames lack labels: {missing} frames have no label of some label topic with their stamp")
+                self.warnings.append(
+                    f"frames lack labels: {missing} frames have no label of some label topic with their stamp"
+                )
 
     def report(self) -> dict[str, Any]:
         """The report as a dict (what ``report.json`` holds)."""
         self._finish_matching()
         meta = dict(self.meta)
         meta.setdefault("frames", {})
-        meta["frames"] = {**meta["frames"], "total": self.total, "given": self._frames, "not_reached": self._not_reached}
+        meta["frames"] = {
+            **meta["frames"],
+            "total": self.total,
+            "given": self._frames,
+            "not_reached": self._not_reached,
+        }
         meta["warnings"] = list(meta.get("warnings", [])) + self.warnings
         meta["backends"] = {m.name: m.backend for m in self.models}
         if self.harness_ms:
             meta["harness_ms"] = dict(self.harness_ms)
-        return {"schema": SCHEMA, "meta": meta, "models": {m.name: self._model_block(m) for m in self.models},
-                "agreement": self._agreement(), "ground_truth": self._ground_truth()}
+        return {
+            "schema": SCHEMA,
+            "meta": meta,
+            "models": {m.name: self._model_block(m) for m in self.models},
+            "agreement": self._agreement(),
+            "ground_truth": self._ground_truth(),
+        }
 
     @property
     def rows(self) -> list[dict[str, Any]]:
@@ -617,8 +724,11 @@ class ReportBuilder:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         paths = {"frames_csv": out / "frames.csv"}
-        cols = ["index", "stamp_ns"] + [f"{m.name}_{k}" for m in self.models for k in ("status", "latency_ms")] + \
-               ["det_f1", "drivable_iou", "lane_iou", "disagreement"]
+        cols = (
+            ["index", "stamp_ns"]
+            + [f"{m.name}_{k}" for m in self.models for k in ("status", "latency_ms")]
+            + ["det_f1", "drivable_iou", "lane_iou", "disagreement"]
+        )
         with open(paths["frames_csv"], "w", newline="") as fh:
             w = csv.DictWriter(fh, cols, extrasaction="ignore")
             w.writeheader()
@@ -629,8 +739,15 @@ class ReportBuilder:
 
             worst = [item[2] for item in sorted(self._worst, reverse=True)]
             try:
-                paths.update(P.write_plots(out, {m.name: self._acc[m.name].latency for m in self.models}, self._rows, worst,
-                                           (self.reference, self.candidate)))
+                paths.update(
+                    P.write_plots(
+                        out,
+                        {m.name: self._acc[m.name].latency for m in self.models},
+                        self._rows,
+                        worst,
+                        (self.reference, self.candidate),
+                    )
+                )
             except ImportError as e:
                 self.warnings.append(f"plots skipped: {e} (pip install matplotlib)")
                 if worst:
@@ -641,15 +758,17 @@ class ReportBuilder:
         wall_ms = (time.perf_counter() - self.started) * 1e3
         rep["meta"]["harness_ms"] = {**self.harness_ms, "wall": wall_ms}
         core = sum(self.harness_ms.get(k, 0.0) for k in CORE_HARNESS)
-        rep["meta"]["harness_share"] = {"read_decode_report": core / wall_ms if wall_ms > 0 else None,
-                                        "hash": self.harness_ms.get("hash", 0.0) / wall_ms if wall_ms > 0 else None,
-                                        "all_harness": sum(self.harness_ms.values()) / wall_ms if wall_ms > 0 else None,
-                                        "note": "read_decode_report = (read + decode + report) / wall: read = opening the "
-                                                "recording, storage and CDR deserialization; decode = message -> BGR image (also "
-                                                "in each model's stage_ms.decode) and label masks; report = csv, plots, markdown. "
-                                                "hash = the md5 of the recording for meta.bag (--no-md5 skips it). all_harness "
-                                                "adds everything: hash, score (agreement and ground-truth metrics per frame), "
-                                                "output_bag."}
+        rep["meta"]["harness_share"] = {
+            "read_decode_report": core / wall_ms if wall_ms > 0 else None,
+            "hash": self.harness_ms.get("hash", 0.0) / wall_ms if wall_ms > 0 else None,
+            "all_harness": sum(self.harness_ms.values()) / wall_ms if wall_ms > 0 else None,
+            "note": "read_decode_report = (read + decode + report) / wall: read = opening the "
+            "recording, storage and CDR deserialization; decode = message -> BGR image (also "
+            "in each model's stage_ms.decode) and label masks; report = csv, plots, markdown. "
+            "hash = the md5 of the recording for meta.bag (--no-md5 skips it). all_harness "
+            "adds everything: hash, score (agreement and ground-truth metrics per frame), "
+            "output_bag.",
+        }
         paths["report_md"] = out / "report.md"
         paths["report_md"].write_text(markdown(rep))
         paths["report_json"] = out / "report.json"
@@ -674,9 +793,11 @@ def markdown(rep: dict[str, Any]) -> str:
     fr = meta.get("frames", {})
     lines = [f"# Benchmark: {title}", ""]
     if bag:
-        lines.append(f"Recording `{bag.get('path')}` ({bag.get('storage')}, md5 `{bag.get('md5')}`), topic `{bag.get('topic')}` "
-                     f"({bag.get('msgtype')}): {fr.get('total')} frames, {fr.get('read', fr.get('given'))} read, "
-                     f"{fr.get('not_reached')} not reached.")
+        lines.append(
+            f"Recording `{bag.get('path')}` ({bag.get('storage')}, md5 `{bag.get('md5')}`), topic `{bag.get('topic')}` "
+            f"({bag.get('msgtype')}): {fr.get('total')} frames, {fr.get('read', fr.get('given'))} read, "
+            f"{fr.get('not_reached')} not reached."
+        )
     host = meta.get("host", {})
     if host:
         lines.append(f"Host `{host.get('hostname')}`: {host.get('cpu')}; GPU: {host.get('gpu') or 'none'}.")
@@ -687,15 +808,27 @@ def markdown(rep: dict[str, Any]) -> str:
         lines.append(f"\n**Recording damaged: {meta['error']}** — figures cover the frames up to the last good one.")
     for w in meta.get("warnings", []):
         lines.append(f"\n> warning: {w}")
-    lines += ["", "## Speed", "",
-              "| model | params | GMACs | latency mean | p50 | p90 | p99 | max (ms) | throughput (fps) | processed | failed | skipped | total |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "## Speed",
+        "",
+        "| model | params | GMACs | latency mean | p50 | p90 | p99 | max (ms) | throughput (fps) | processed | failed | skipped | total |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for n, m in models.items():
         lat, f = m["latency_ms"], m["frames"]
-        lines.append(f"| {n} | {_f(m['params'] and m['params'] / 1e6, '{:.2f}M')} | {_f(m['macs'] and m['macs'] / 1e9, '{:.3f}')} | "
-                     f"{_f(lat['mean'])} | {_f(lat['p50'])} | {_f(lat['p90'])} | {_f(lat['p99'])} | {_f(lat['max'])} | "
-                     f"{_f(m['throughput_fps'], '{:.1f}')} | {f['processed']} | {f['failed']} | {f['skipped']} | {f['total']} |")
-    lines += ["", "Mean time per stage (ms):", "", "| model | " + " | ".join(STAGES) + " |", "|---|" + "---|" * len(STAGES)]
+        lines.append(
+            f"| {n} | {_f(m['params'] and m['params'] / 1e6, '{:.2f}M')} | {_f(m['macs'] and m['macs'] / 1e9, '{:.3f}')} | "
+            f"{_f(lat['mean'])} | {_f(lat['p50'])} | {_f(lat['p90'])} | {_f(lat['p99'])} | {_f(lat['max'])} | "
+            f"{_f(m['throughput_fps'], '{:.1f}')} | {f['processed']} | {f['failed']} | {f['skipped']} | {f['total']} |"
+        )
+    lines += [
+        "",
+        "Mean time per stage (ms):",
+        "",
+        "| model | " + " | ".join(STAGES) + " |",
+        "|---|" + "---|" * len(STAGES),
+    ]
     for n, m in models.items():
         lines.append(f"| {n} | " + " | ".join(_f(m["stage_ms"].get(k)) for k in STAGES) + " |")
     for n, m in models.items():
@@ -704,36 +837,67 @@ def markdown(rep: dict[str, Any]) -> str:
     a = rep.get("agreement")
     if a:
         d = a["detection"]
-        lines += ["", f"## Agreement ({a['model']} against {a['reference']} as reference)", "",
-                  "| frames | det mAP50 | det recall | det precision | drivable mIoU | lane IoU |", "|---|---|---|---|---|---|",
-                  (f"| {a['frames']} | {_f(d['map50'], '{:.3f}')} | {_f(d['recall'], '{:.3f}')} | {_f(d['precision'], '{:.3f}')} | "
-                   f"{_f(a['drivable']['miou'], '{:.3f}')} | {_f(a['lane']['iou'], '{:.3f}')} |"), "",
-                  f"Reference boxes: {d['reference_boxes']}, model boxes: {d['model_boxes']} (AP: {d['ap_method']} 101-point)."]
+        lines += [
+            "",
+            f"## Agreement ({a['model']} against {a['reference']} as reference)",
+            "",
+            "| frames | det mAP50 | det recall | det precision | drivable mIoU | lane IoU |",
+            "|---|---|---|---|---|---|",
+            (
+                f"| {a['frames']} | {_f(d['map50'], '{:.3f}')} | {_f(d['recall'], '{:.3f}')} | {_f(d['precision'], '{:.3f}')} | "
+                f"{_f(a['drivable']['miou'], '{:.3f}')} | {_f(a['lane']['iou'], '{:.3f}')} |"
+            ),
+            "",
+            f"Reference boxes: {d['reference_boxes']}, model boxes: {d['model_boxes']} (AP: {d['ap_method']} 101-point).",
+        ]
     g = rep.get("ground_truth")
     if g:
-        lines += ["", "## Ground truth", "", "| model | frames | mAP50 | recall | drivable mIoU | lane acc | lane IoU |",
-                  "|---|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "## Ground truth",
+            "",
+            "| model | frames | mAP50 | recall | drivable mIoU | lane acc | lane IoU |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for n in models:
             b = g.get(n)
             if b is None:
                 lines.append(f"| {n} | 0 | – | – | – | – | – |")
                 continue
             det, drv, ln = b.get("detection", {}), b.get("drivable", {}), b.get("lane", {})
-            lines.append(f"| {n} | {b['frames']} | {_f(det.get('map50'), '{:.3f}')} | {_f(det.get('recall'), '{:.3f}')} | "
-                         f"{_f(drv.get('miou'), '{:.3f}')} | {_f(ln.get('acc'), '{:.3f}')} | {_f(ln.get('iou'), '{:.3f}')} |")
+            lines.append(
+                f"| {n} | {b['frames']} | {_f(det.get('map50'), '{:.3f}')} | {_f(det.get('recall'), '{:.3f}')} | "
+                f"{_f(drv.get('miou'), '{:.3f}')} | {_f(ln.get('acc'), '{:.3f}')} | {_f(ln.get('iou'), '{:.3f}')} |"
+            )
         mt = g["matching"]
-        lines += ["", (f"Label matching by header stamp: {mt['frames_with_all_labels']} frames with all labels, "
-                       f"{mt['frames_missing_labels']} missing some, labels without a frame: {mt['labels_without_frame']}.")]
+        lines += [
+            "",
+            (
+                f"Label matching by header stamp: {mt['frames_with_all_labels']} frames with all labels, "
+                f"{mt['frames_missing_labels']} missing some, labels without a frame: {mt['labels_without_frame']}."
+            ),
+        ]
     h, s = meta.get("harness_ms"), meta.get("harness_share")
     if h:
-        lines += ["", "## Harness", "", "| " + " | ".join(h) + " |", "|" + "---|" * len(h),
-                  "| " + " | ".join(f"{v:.0f} ms" for v in h.values()) + " |"]
+        lines += [
+            "",
+            "## Harness",
+            "",
+            "| " + " | ".join(h) + " |",
+            "|" + "---|" * len(h),
+            "| " + " | ".join(f"{v:.0f} ms" for v in h.values()) + " |",
+        ]
         if s and s.get("read_decode_report") is not None:
-            lines.append(f"\nReading and decoding the recording plus writing the report: {100 * s['read_decode_report']:.1f} % "
-                         f"of the total bench time; hashing the recording {100 * (s.get('hash') or 0):.1f} %; "
-                         f"{100 * s['all_harness']:.1f} % with everything the harness does.")
-    titles = {"latency_cdf.png": "latency CDF", "agreement.png": "agreement over time",
-              "disagreement_mosaic.jpg": "where they disagree most (reference | model)"}
+            lines.append(
+                f"\nReading and decoding the recording plus writing the report: {100 * s['read_decode_report']:.1f} % "
+                f"of the total bench time; hashing the recording {100 * (s.get('hash') or 0):.1f} %; "
+                f"{100 * s['all_harness']:.1f} % with everything the harness does."
+            )
+    titles = {
+        "latency_cdf.png": "latency CDF",
+        "agreement.png": "agreement over time",
+        "disagreement_mosaic.jpg": "where they disagree most (reference | model)",
+    }
     if meta.get("plots"):
         lines += ["", "## Plots", ""] + [f"![{titles.get(p, p)}]({p})" for p in meta["plots"]]
     return "\n".join(lines) + "\n"

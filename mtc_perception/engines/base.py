@@ -64,7 +64,7 @@ class Engine(ABC):
         if x.ndim != 4 or x.shape[1:] != (3, h, w):
             raise ValueError(f"{self.name}: input batch must be (B, 3, {h}, {w}) float32, got {x.shape}")
         if x.shape[0] != 1 and not self.bundle.dynamic_batch:
-            outs = [self._run(x[i:i + 1]) for i in range(x.shape[0])]  # static batch 1: one frame at a time
+            outs = [self._run(x[i : i + 1]) for i in range(x.shape[0])]  # static batch 1: one frame at a time
             return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
         return self._run(x)
 
@@ -84,15 +84,21 @@ class Engine(ABC):
         expected = self.bundle.output_shapes
         missing = [n for n in expected if n not in found]
         if missing:
-            raise BundleError(f"{file}: outputs {sorted(found)} but {self.bundle.root / 'bundle.json'} expects {sorted(expected)} "
-                              f"(missing {missing}); the files are from different exports — rebuild with `{self.bundle.rebuild_hint}`")
+            raise BundleError(
+                f"{file}: outputs {sorted(found)} but {self.bundle.root / 'bundle.json'} expects {sorted(expected)} "
+                f"(missing {missing}); the files are from different exports — rebuild with `{self.bundle.rebuild_hint}`"
+            )
         for n, shape in expected.items():
             got = found[n]
             if got is None:
                 continue
-            if len(got) != len(shape) or any(isinstance(e, int) and isinstance(g, int) and e != g for e, g in zip(shape, got)):
-                raise BundleError(f"{file}: output {n!r} has shape {list(got)} but bundle.json says {list(shape)}; rebuild with "
-                                  f"`{self.bundle.rebuild_hint}`")
+            if len(got) != len(shape) or any(
+                isinstance(e, int) and isinstance(g, int) and e != g for e, g in zip(shape, got)
+            ):
+                raise BundleError(
+                    f"{file}: output {n!r} has shape {list(got)} but bundle.json says {list(shape)}; rebuild with "
+                    f"`{self.bundle.rebuild_hint}`"
+                )
 
 
 ENGINES: dict[str, type[Engine]] = {}
@@ -104,6 +110,7 @@ def register(name: str) -> Callable[[type[Engine]], type[Engine]]:
         cls.name = name
         ENGINES[name] = cls
         return cls
+
     return deco
 
 

@@ -42,14 +42,19 @@ class OnnxRuntimeEngine(Engine):
         wanted = list(self.options.get("providers") or [p for p in PREFERENCE if p in avail])
         unknown = [p for p in wanted if p not in avail]
         if unknown:
-            raise EngineUnavailable(f"ONNX Runtime providers {unknown} are not available in this onnxruntime build "
-                                    f"(it has {avail}); install onnxruntime-gpu for CUDA/TensorRT")
+            raise EngineUnavailable(
+                f"ONNX Runtime providers {unknown} are not available in this onnxruntime build "
+                f"(it has {avail}); install onnxruntime-gpu for CUDA/TensorRT"
+            )
         so = ort.SessionOptions()
         threads = self.options.get("threads")
         if threads:
             so.intra_op_num_threads = int(threads)
-        levels = {"all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL, "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-                  "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC}
+        levels = {
+            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        }
         level = str(self.options.get("graph_optimization") or "extended")
         if level not in levels:
             raise ValueError(f"graph_optimization {level!r} unknown; use one of {sorted(levels)}")
@@ -60,27 +65,41 @@ class OnnxRuntimeEngine(Engine):
         try:
             self.session = ort.InferenceSession(str(path), sess_options=so, providers=wanted)
         except Exception as e:  # onnxruntime raises its own exception types
-            raise BundleError(f"{path}: ONNX Runtime cannot load it ({e}); rebuild with `{self.bundle.rebuild_hint}`") from e
+            raise BundleError(
+                f"{path}: ONNX Runtime cannot load it ({e}); rebuild with `{self.bundle.rebuild_hint}`"
+            ) from e
         in_use = self.session.get_providers()
         require = self.options.get("require")
         if require and (not in_use or in_use[0] != require):
-            raise EngineUnavailable(f"{require} was required but ONNX Runtime runs {path.name} on {in_use} "
-                                    "(it falls back silently when CUDA/TensorRT libraries are missing)")
+            raise EngineUnavailable(
+                f"{require} was required but ONNX Runtime runs {path.name} on {in_use} "
+                "(it falls back silently when CUDA/TensorRT libraries are missing)"
+            )
         if wanted and in_use and in_use[0] != wanted[0]:
             log.warning("ONNX Runtime asked for %s but uses %s for %s", wanted[0], in_use[0], path)
         inputs = self.session.get_inputs()
         w, h = self.bundle.input_size
         if len(inputs) != 1 or inputs[0].name != self.bundle.input_name:
-            raise BundleError(f"{path}: inputs {[i.name for i in inputs]} but bundle.json expects one input "
-                              f"{self.bundle.input_name!r}; rebuild with `{self.bundle.rebuild_hint}`")
+            raise BundleError(
+                f"{path}: inputs {[i.name for i in inputs]} but bundle.json expects one input "
+                f"{self.bundle.input_name!r}; rebuild with `{self.bundle.rebuild_hint}`"
+            )
         shape = inputs[0].shape
         if [d for d in shape[1:]] != [3, h, w]:
-            raise BundleError(f"{path}: input {inputs[0].name!r} has shape {shape} but bundle.json says (B, 3, {h}, {w}); "
-                              f"rebuild with `{self.bundle.rebuild_hint}`")
-        self.check_outputs({o.name: [d if isinstance(d, int) else str(d) for d in o.shape] for o in self.session.get_outputs()}, path)
+            raise BundleError(
+                f"{path}: input {inputs[0].name!r} has shape {shape} but bundle.json says (B, 3, {h}, {w}); "
+                f"rebuild with `{self.bundle.rebuild_hint}`"
+            )
+        self.check_outputs(
+            {o.name: [d if isinstance(d, int) else str(d) for d in o.shape] for o in self.session.get_outputs()}, path
+        )
         self.output_names = self.bundle.output_names
-        self.description = (f"onnxruntime {ort.__version__} on {in_use[0] if in_use else '?'}" + (f", {threads} threads" if threads else "")
-                            + f", graph optimization {level}" + (", spinning" if spin else ""))
+        self.description = (
+            f"onnxruntime {ort.__version__} on {in_use[0] if in_use else '?'}"
+            + (f", {threads} threads" if threads else "")
+            + f", graph optimization {level}"
+            + (", spinning" if spin else "")
+        )
         self.providers = in_use
         self.loaded = True
         return self

@@ -80,29 +80,43 @@ class TensorRTEngine(Engine):
         versions = self.bundle.meta.get("versions", {})
         built_with = versions.get("tensorrt")
         if not str(trt.__version__).startswith("10."):
-            raise EngineUnavailable(f"TensorRT {trt.__version__} is installed but this backend is written for TensorRT 10; "
-                                    "pip install 'tensorrt>=10,<11'")
+            raise EngineUnavailable(
+                f"TensorRT {trt.__version__} is installed but this backend is written for TensorRT 10; "
+                "pip install 'tensorrt>=10,<11'"
+            )
         here = gpu_identity()
         if built_with and built_with != trt.__version__:
-            raise BundleError(f"{path} was built with TensorRT {built_with} but TensorRT {trt.__version__} is installed; engines do "
-                              f"not move between versions: rebuild on this machine with `{self.bundle.rebuild_hint} --engine`")
+            raise BundleError(
+                f"{path} was built with TensorRT {built_with} but TensorRT {trt.__version__} is installed; engines do "
+                f"not move between versions: rebuild on this machine with `{self.bundle.rebuild_hint} --engine`"
+            )
         for key in ("gpu", "compute_capability"):
             if versions.get(key) and versions[key] != here[key]:
-                raise BundleError(f"{path} was built for {key} {versions[key]} but this machine has {here[key]}; engines do not move "
-                                  f"between GPUs: rebuild here with `{self.bundle.rebuild_hint} --engine`")
+                raise BundleError(
+                    f"{path} was built for {key} {versions[key]} but this machine has {here[key]}; engines do not move "
+                    f"between GPUs: rebuild here with `{self.bundle.rebuild_hint} --engine`"
+                )
         self.logger = trt.Logger(trt.Logger.WARNING)
         self.runtime = trt.Runtime(self.logger)
         self.engine = self.runtime.deserialize_cuda_engine(path.read_bytes())
         if self.engine is None:
-            raise BundleError(f"{path}: TensorRT {trt.__version__} could not deserialize the engine (version or device mismatch?); "
-                              f"rebuild on this machine with `{self.bundle.rebuild_hint} --engine`")
+            raise BundleError(
+                f"{path}: TensorRT {trt.__version__} could not deserialize the engine (version or device mismatch?); "
+                f"rebuild on this machine with `{self.bundle.rebuild_hint} --engine`"
+            )
         self.context = self.engine.create_execution_context()
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
-        outputs = {n: list(self.engine.get_tensor_shape(n)) for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT}
+        outputs = {
+            n: list(self.engine.get_tensor_shape(n))
+            for n in names
+            if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT
+        }
         if inputs != [self.bundle.input_name]:
-            raise BundleError(f"{path}: inputs {inputs} but bundle.json expects [{self.bundle.input_name!r}]; rebuild with "
-                              f"`{self.bundle.rebuild_hint} --engine`")
+            raise BundleError(
+                f"{path}: inputs {inputs} but bundle.json expects [{self.bundle.input_name!r}]; rebuild with "
+                f"`{self.bundle.rebuild_hint} --engine`"
+            )
         self.check_outputs(outputs, path)
         w, h = self.bundle.input_size
         in_shape = (1, 3, h, w)
@@ -133,7 +147,10 @@ class TensorRTEngine(Engine):
         cudart = self.cudart
         self._enqueue()  # one run before capture lets TensorRT allocate what it needs
         _check(cudart.cudaStreamSynchronize(self.stream), "cudaStreamSynchronize")
-        _check(cudart.cudaStreamBeginCapture(self.stream, cudart.cudaStreamCaptureMode.cudaStreamCaptureModeGlobal), "BeginCapture")
+        _check(
+            cudart.cudaStreamBeginCapture(self.stream, cudart.cudaStreamCaptureMode.cudaStreamCaptureModeGlobal),
+            "BeginCapture",
+        )
         self._enqueue()
         graph = _check(cudart.cudaStreamEndCapture(self.stream), "EndCapture")
         self.graph_exec = _check(cudart.cudaGraphInstantiate(graph, 0), "cudaGraphInstantiate")
@@ -141,7 +158,7 @@ class TensorRTEngine(Engine):
 
     def _run(self, x: np.ndarray) -> dict[str, np.ndarray]:
         if x.shape[0] != 1:  # buffers (and a captured graph) are for one frame: run a batch frame by frame
-            outs = [self._run(x[i:i + 1]) for i in range(x.shape[0])]
+            outs = [self._run(x[i : i + 1]) for i in range(x.shape[0])]
             return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
         cudart = self.cudart
         kind_h2d = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice

@@ -33,7 +33,9 @@ class TorchEngine(Engine):
         try:
             program = torch.export.load(str(path))
         except Exception as e:  # noqa: BLE001 - any failure to deserialize is a bundle problem
-            raise BundleError(f"{path}: torch cannot load the exported program ({e}); rebuild with `{self.bundle.rebuild_hint}`") from e
+            raise BundleError(
+                f"{path}: torch cannot load the exported program ({e}); rebuild with `{self.bundle.rebuild_hint}`"
+            ) from e
         self.module = program.module().to(dev)
         self.device = torch.device(dev)
         self.torch = torch
@@ -47,6 +49,8 @@ class TorchEngine(Engine):
         with torch.inference_mode():
             outs = self.module(torch.from_numpy(x).to(self.device))
         if not isinstance(outs, (tuple, list)) or len(outs) != len(self.output_names):
-            raise BundleError(f"{self.bundle.file('torch')}: the program returns {type(outs).__name__} but bundle.json expects "
-                              f"{len(self.output_names)} outputs {self.output_names}; rebuild with `{self.bundle.rebuild_hint}`")
+            raise BundleError(
+                f"{self.bundle.file('torch')}: the program returns {type(outs).__name__} but bundle.json expects "
+                f"{len(self.output_names)} outputs {self.output_names}; rebuild with `{self.bundle.rebuild_hint}`"
+            )
         return {n: o.detach().float().cpu().numpy() for n, o in zip(self.output_names, outs)}

@@ -29,17 +29,30 @@ PARAMS = {
     "teacher_ns": ("teacher", "Namespace of the teacher's perception node (the reference)."),
     "student_ns": ("student", "Namespace of the student's perception node."),
     "out": ("runs/bench/live", "Report directory: report.json, report.md, frames.csv, plots."),
-    "player": ("internal", "internal: this node plays the bag (publishes the recorded bytes at the recorded pace x rate); "
-                           "external: `ros2 bag play` does, and this node watches the camera topic."),
+    "player": (
+        "internal",
+        "internal: this node plays the bag (publishes the recorded bytes at the recorded pace x rate); "
+        "external: `ros2 bag play` does, and this node watches the camera topic.",
+    ),
     "rate": (1.0, "Playback speed factor of the internal player (1.0: the recorded pace)."),
     "distro": ("humble", "Message definitions used to read the bag (humble or jazzy)."),
     "start_timeout": (60.0, "Seconds to wait for both perception nodes to subscribe before playing."),
-    "drain": (5.0, "Seconds to wait for outstanding outputs after the last frame (and, with the external player, the "
-                   "idle time after which the bag is taken as finished)."),
-    "gt_prefix": ("/ground_truth", "Label topics of the bag (PREFIX/detections, PREFIX/drivable_mask, PREFIX/lane_mask)."),
+    "drain": (
+        5.0,
+        "Seconds to wait for outstanding outputs after the last frame (and, with the external player, the "
+        "idle time after which the bag is taken as finished).",
+    ),
+    "gt_prefix": (
+        "/ground_truth",
+        "Label topics of the bag (PREFIX/detections, PREFIX/drivable_mask, PREFIX/lane_mask).",
+    ),
 }
-OUT_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100, reliability=ReliabilityPolicy.RELIABLE,
-                     durability=DurabilityPolicy.VOLATILE)
+OUT_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST,
+    depth=100,
+    reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.VOLATILE,
+)
 
 
 class BenchmarkNode(Node):
@@ -51,8 +64,10 @@ class BenchmarkNode(Node):
             p[name] = self.get_parameter(name).value
         for req in ("bag", "teacher_bundle", "student_bundle"):
             if not p[req]:
-                raise ValueError(f"parameter {req!r} is empty: `ros2 launch mtc_perception benchmark.launch.py bag:=B "
-                                 "teacher_bundle:=T student_bundle:=S`")
+                raise ValueError(
+                    f"parameter {req!r} is empty: `ros2 launch mtc_perception benchmark.launch.py bag:=B "
+                    "teacher_bundle:=T student_bundle:=S`"
+                )
         if p["player"] not in ("internal", "external"):
             raise ValueError(f"parameter 'player' = {p['player']!r}: expected internal or external")
         self.p = p
@@ -67,24 +82,44 @@ class BenchmarkNode(Node):
         info = self.reader.topics[self.topic]
         self.msgtype = info.msgtype
         self.gt = {part: t for part, t in gt_topics(p["gt_prefix"]).items() if t in self.reader.topics}
-        models = [ModelInfo.from_bundle(p["teacher_ns"], Bundle.load(p["teacher_bundle"]), "node"),
-                  ModelInfo.from_bundle(p["student_ns"], Bundle.load(p["student_bundle"]), "node")]
+        models = [
+            ModelInfo.from_bundle(p["teacher_ns"], Bundle.load(p["teacher_bundle"]), "node"),
+            ModelInfo.from_bundle(p["student_ns"], Bundle.load(p["student_bundle"]), "node"),
+        ]
         from mtc_perception.bags import bag_size, md5_of
         from mtc_perception.bench.report import host_info
 
         player = "benchmark_node (rosbags -> rclpy, recorded bytes)" if p["player"] == "internal" else "ros2 bag play"
-        self.bench = LiveBench(models, total=int(info.count or 0), gt_parts=tuple(self.gt), meta={
-            "tool": "benchmark_node (live, ROS 2)", "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "host": host_info(),
-            "bag": {"path": str(Path(p["bag"]).resolve()), "md5": md5_of(p["bag"]), "size_bytes": bag_size(p["bag"]),
-                    "storage": self.reader.storage, "topic": self.topic, "msgtype": self.msgtype, "label_topics": self.gt},
-            "player": player, "config": dict(p)})
+        self.bench = LiveBench(
+            models,
+            total=int(info.count or 0),
+            gt_parts=tuple(self.gt),
+            meta={
+                "tool": "benchmark_node (live, ROS 2)",
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "host": host_info(),
+                "bag": {
+                    "path": str(Path(p["bag"]).resolve()),
+                    "md5": md5_of(p["bag"]),
+                    "size_bytes": bag_size(p["bag"]),
+                    "storage": self.reader.storage,
+                    "topic": self.topic,
+                    "msgtype": self.msgtype,
+                    "label_topics": self.gt,
+                },
+                "player": player,
+                "config": dict(p),
+            },
+        )
         self.lock = threading.Lock()
         self.t0 = time.monotonic()
         self.finished = threading.Event()
         for m in models:
             for part in OUTPUT_PARTS:
                 cls = ros_type("vision_msgs/msg/Detection2DArray" if part == "detections" else "sensor_msgs/msg/Image")
-                self.create_subscription(cls, f"/{m.name}/{part}", lambda msg, n=m.name, pt=part: self._output(n, pt, msg), OUT_QOS)
+                self.create_subscription(
+                    cls, f"/{m.name}/{part}", lambda msg, n=m.name, pt=part: self._output(n, pt, msg), OUT_QOS
+                )
         self.create_subscription(ros_type("diagnostic_msgs/msg/DiagnosticArray"), "/diagnostics", self._diagnostics, 10)
         if p["player"] == "internal":
             self.pub = self.create_publisher(ros_type(self.msgtype), self.topic, OUT_QOS)
@@ -94,8 +129,10 @@ class BenchmarkNode(Node):
             self.draining = False
             self.create_subscription(ros_type(self.msgtype), self.topic, self._seen, OUT_QOS, raw=True)
             self.create_timer(0.5, self._watch_external)
-        self.get_logger().info(f"benchmark: {self.topic} [{self.msgtype}] of {p['bag']} ({info.count} frames) -> "
-                               f"/{p['teacher_ns']} and /{p['student_ns']}; labels: {sorted(self.gt) or 'none'}; player {p['player']}")
+        self.get_logger().info(
+            f"benchmark: {self.topic} [{self.msgtype}] of {p['bag']} ({info.count} frames) -> "
+            f"/{p['teacher_ns']} and /{p['student_ns']}; labels: {sorted(self.gt) or 'none'}; player {p['player']}"
+        )
 
     # -- frames out ------------------------------------------------------------------------------
     def _decode(self, raw: bytes) -> tuple[int, Any]:
@@ -115,8 +152,10 @@ class BenchmarkNode(Node):
         while rclpy.ok() and self.pub.get_subscription_count() < n_models and time.monotonic() < end:
             time.sleep(0.1)
         if self.pub.get_subscription_count() < n_models:
-            self.get_logger().error(f"only {self.pub.get_subscription_count()} of {n_models} perception nodes subscribe to "
-                                    f"{self.topic} after {self.p['start_timeout']} s; playing anyway")
+            self.get_logger().error(
+                f"only {self.pub.get_subscription_count()} of {n_models} perception nodes subscribe to "
+                f"{self.topic} after {self.p['start_timeout']} s; playing anyway"
+            )
         outputs = [f"/{m.name}/{part}" for m in self.bench.models for part in OUTPUT_PARTS]
         while rclpy.ok() and time.monotonic() < end and any(self.count_publishers(t) == 0 for t in outputs):
             time.sleep(0.1)  # the nodes' outputs must be connected too, or the first frames' answers are lost
@@ -149,8 +188,12 @@ class BenchmarkNode(Node):
         from mtc_perception.bench.replay import _label
 
         try:
-            stamp, value, _ = _label(self.reader, part, self.reader.ts.deserialize_cdr(bytes(m.raw), m.msgtype),
-                                     self.bench.builder.class_names)
+            stamp, value, _ = _label(
+                self.reader,
+                part,
+                self.reader.ts.deserialize_cdr(bytes(m.raw), m.msgtype),
+                self.bench.builder.class_names,
+            )
         except Exception as e:  # noqa: BLE001 - a bad label is reported, not fatal
             self.bench.builder.add_label_error(part, f"{type(e).__name__}: {e}")
             return

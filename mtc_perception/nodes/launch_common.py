@@ -6,11 +6,12 @@ from __future__ import annotations
 import os
 
 from ament_index_python.packages import get_package_share_directory
-from launch import LaunchContext, LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
+
+from launch import LaunchContext, LaunchDescription
 
 PACKAGE = "mtc_perception"
 
@@ -18,7 +19,7 @@ PACKAGE = "mtc_perception"
 OVERRIDES = {
     "bundle": "Model bundle directory (bundle.json + model.onnx/model.engine). Empty: the value in params_file.",
     "image_topic": "Camera topic (sensor_msgs/Image; <image_topic>/compressed with input_transport:=compressed). "
-                   "Empty: the value in params_file (/camera/image_raw).",
+    "Empty: the value in params_file (/camera/image_raw).",
     "input_transport": "raw or compressed. Empty: the value in params_file (raw).",
     "backend": "auto, tensorrt, onnxruntime or torch. Empty: the value in params_file (auto).",
 }
@@ -26,8 +27,16 @@ OVERRIDES = {
 
 def perception_node(role: str, namespace: str, params: list, log_level: str = "info") -> Node:
     """The perception node of ``role`` (parameters: file path(s) and override dicts, in order)."""
-    return Node(package=PACKAGE, executable="perception_node", name="perception_node", namespace=namespace or role,
-                parameters=params, output="screen", emulate_tty=True, arguments=["--ros-args", "--log-level", log_level])
+    return Node(
+        package=PACKAGE,
+        executable="perception_node",
+        name="perception_node",
+        namespace=namespace or role,
+        parameters=params,
+        output="screen",
+        emulate_tty=True,
+        arguments=["--ros-args", "--log-level", log_level],
+    )
 
 
 def _node(context: LaunchContext, role: str) -> list:
@@ -49,15 +58,31 @@ def perception_launch(role: str) -> LaunchDescription:
     share = get_package_share_directory(PACKAGE)
     args = [DeclareLaunchArgument(name, default_value="", description=desc) for name, desc in OVERRIDES.items()]
     args += [
-        DeclareLaunchArgument("namespace", default_value="",
-                              description=f"Namespace of the node and its topics. Empty: {role!r} (/{role}/detections, "
-                                          f"/{role}/drivable_mask, ...), so teacher and student run side by side."),
-        DeclareLaunchArgument("params_file", default_value="",
-                              description=f"Node parameters (YAML, `/**: ros__parameters:`); the arguments above override "
-                                          f"it. Empty: {os.path.join(share, 'config', role + '.yaml')}."),
-        DeclareLaunchArgument("use_rviz", default_value="false", description="Also start RViz with config/rviz/mtc.rviz."),
-        DeclareLaunchArgument("log_level", default_value="info", description="Node log level: debug, info, warn, error."),
+        DeclareLaunchArgument(
+            "namespace",
+            default_value="",
+            description=f"Namespace of the node and its topics. Empty: {role!r} (/{role}/detections, "
+            f"/{role}/drivable_mask, ...), so teacher and student run side by side.",
+        ),
+        DeclareLaunchArgument(
+            "params_file",
+            default_value="",
+            description=f"Node parameters (YAML, `/**: ros__parameters:`); the arguments above override "
+            f"it. Empty: {os.path.join(share, 'config', role + '.yaml')}.",
+        ),
+        DeclareLaunchArgument(
+            "use_rviz", default_value="false", description="Also start RViz with config/rviz/mtc.rviz."
+        ),
+        DeclareLaunchArgument(
+            "log_level", default_value="info", description="Node log level: debug, info, warn, error."
+        ),
     ]
-    rviz = Node(package="rviz2", executable="rviz2", name="rviz2", arguments=["-d", os.path.join(share, "config", "rviz", "mtc.rviz")],
-                condition=IfCondition(LaunchConfiguration("use_rviz")), output="log")
+    rviz = Node(
+        package="rviz2",
+        executable="rviz2",
+        name="rviz2",
+        arguments=["-d", os.path.join(share, "config", "rviz", "mtc.rviz")],
+        condition=IfCondition(LaunchConfiguration("use_rviz")),
+        output="log",
+    )
     return LaunchDescription([*args, OpaqueFunction(function=_node, args=[role]), rviz])

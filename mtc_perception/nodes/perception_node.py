@@ -23,11 +23,25 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
-from mtc_perception.node_core import (PARAMETERS, FrameProcessor, FrameSlot, ParamError, WarnLimiter, diagnostic_array,
-                                      health, qos_settings, validate_params)
+from mtc_perception.node_core import (
+    PARAMETERS,
+    FrameProcessor,
+    FrameSlot,
+    ParamError,
+    WarnLimiter,
+    diagnostic_array,
+    health,
+    qos_settings,
+    validate_params,
+)
 
-_TYPES = {"string": Parameter.Type.STRING, "double": Parameter.Type.DOUBLE, "integer": Parameter.Type.INTEGER,
-          "bool": Parameter.Type.BOOL, "string_array": Parameter.Type.STRING_ARRAY}
+_TYPES = {
+    "string": Parameter.Type.STRING,
+    "double": Parameter.Type.DOUBLE,
+    "integer": Parameter.Type.INTEGER,
+    "bool": Parameter.Type.BOOL,
+    "string_array": Parameter.Type.STRING_ARRAY,
+}
 
 
 def ros_type(name: str) -> Any:
@@ -41,7 +55,9 @@ def _descriptor(p) -> ParameterDescriptor:  # noqa: ANN001
     if p.choices:
         d.additional_constraints = "one of: " + ", ".join(p.choices)
     if p.range is not None and p.kind == "double":
-        d.floating_point_range = [FloatingPointRange(from_value=float(p.range[0]), to_value=float(p.range[1]), step=0.0)]
+        d.floating_point_range = [
+            FloatingPointRange(from_value=float(p.range[0]), to_value=float(p.range[1]), step=0.0)
+        ]
     if p.range is not None and p.kind == "integer":
         d.integer_range = [IntegerRange(from_value=int(p.range[0]), to_value=int(p.range[1]), step=1)]
     return d
@@ -67,8 +83,14 @@ class PerceptionNode(Node):
         from mtc_perception.perceptor import Perceptor  # imports no runtime until the backend loads
 
         engine_options = {"threads": prm.threads} if prm.threads and prm.backend in ("auto", "onnxruntime") else {}
-        self.perceptor = Perceptor(prm.bundle, backend=prm.backend, conf=prm.conf_threshold, iou=prm.iou_threshold,
-                                   max_det=prm.max_detections, **engine_options)
+        self.perceptor = Perceptor(
+            prm.bundle,
+            backend=prm.backend,
+            conf=prm.conf_threshold,
+            iou=prm.iou_threshold,
+            max_det=prm.max_detections,
+            **engine_options,
+        )
         self.perceptor.warmup(2)
         self.core = FrameProcessor(self.perceptor, ros_type, prm.class_filter)
         self.slot = FrameSlot()
@@ -77,25 +99,35 @@ class PerceptionNode(Node):
 
         Image = ros_type("sensor_msgs/msg/Image")
         out_qos = 10
-        self.pubs = {"detections": self.create_publisher(ros_type("vision_msgs/msg/Detection2DArray"), "detections", out_qos),
-                     "drivable_mask": self.create_publisher(Image, "drivable_mask", out_qos),
-                     "lane_mask": self.create_publisher(Image, "lane_mask", out_qos)}
+        self.pubs = {
+            "detections": self.create_publisher(ros_type("vision_msgs/msg/Detection2DArray"), "detections", out_qos),
+            "drivable_mask": self.create_publisher(Image, "drivable_mask", out_qos),
+            "lane_mask": self.create_publisher(Image, "lane_mask", out_qos),
+        }
         if prm.publish_overlay:
             self.pubs["overlay"] = self.create_publisher(Image, "overlay", out_qos)
         self.diag_pub = self.create_publisher(ros_type("diagnostic_msgs/msg/DiagnosticArray"), "/diagnostics", 10)
 
         q = qos_settings(prm.reliability)
-        qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=q["depth"], durability=DurabilityPolicy.VOLATILE,
-                         reliability=ReliabilityPolicy.BEST_EFFORT if q["reliability"] == "best_effort" else ReliabilityPolicy.RELIABLE)
-        self.sub = self.create_subscription(ros_type(prm.message_type), prm.subscribed_topic,
-                                            lambda m: self.slot.put((m, time.monotonic())), qos)
+        qos = QoSProfile(
+            history=HistoryPolicy.KEEP_LAST,
+            depth=q["depth"],
+            durability=DurabilityPolicy.VOLATILE,
+            reliability=ReliabilityPolicy.BEST_EFFORT
+            if q["reliability"] == "best_effort"
+            else ReliabilityPolicy.RELIABLE,
+        )
+        self.sub = self.create_subscription(
+            ros_type(prm.message_type), prm.subscribed_topic, lambda m: self.slot.put((m, time.monotonic())), qos
+        )
         self.diag_timer = self.create_timer(prm.diagnostics_period, self._diagnostics)
         self._worker = threading.Thread(target=self._work, name="mtc-inference", daemon=True)
         self._worker.start()
         self.get_logger().info(
             f"bundle {self.perceptor.bundle.root} ({self.perceptor.bundle.name}) on {self.perceptor.backend}; "
             f"listening to {prm.subscribed_topic} [{prm.message_type}, {prm.reliability}]; publishing "
-            f"{', '.join(self.resolve_topic_name(n) for n in self.pubs)}")
+            f"{', '.join(self.resolve_topic_name(n) for n in self.pubs)}"
+        )
 
     # -- worker: newest frame wins ----------------------------------------------------------------
     def _work(self) -> None:
@@ -120,8 +152,16 @@ class PerceptionNode(Node):
         level, message = health(s, self._last_summary, self.params.subscribed_topic)
         self._last_summary = s
         name = f"{self.get_fully_qualified_name()}: perception"
-        msg = diagnostic_array(ros_type, self.get_clock().now().to_msg(), name, socket.gethostname(), s, level, message,
-                               extra={"backend": self.perceptor.backend, "bundle": str(self.perceptor.bundle.root)})
+        msg = diagnostic_array(
+            ros_type,
+            self.get_clock().now().to_msg(),
+            name,
+            socket.gethostname(),
+            s,
+            level,
+            message,
+            extra={"backend": self.perceptor.backend, "bundle": str(self.perceptor.bundle.root)},
+        )
         self.diag_pub.publish(msg)
 
     def destroy_node(self) -> None:

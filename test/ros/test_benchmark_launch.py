@@ -15,13 +15,13 @@ pytest.importorskip("rclpy", reason=REASON)
 launch_testing = pytest.importorskip("launch_testing", reason=REASON)
 
 import cv2  # noqa: E402
-import launch  # noqa: E402
 import launch_testing.actions  # noqa: E402
 import launch_testing.asserts  # noqa: E402
 import numpy as np  # noqa: E402
 from ament_index_python.packages import get_package_share_directory  # noqa: E402
 from launch.launch_description_sources import PythonLaunchDescriptionSource  # noqa: E402
 
+import launch  # noqa: E402
 from mtc_perception.bags import SourceFrame, WriteConfig, write_bag  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -32,13 +32,24 @@ WORK = Path(tempfile.mkdtemp(prefix="mtc-bench-launch-"))
 @pytest.mark.launch_test
 def generate_test_description():
     frame = cv2.imread(str(DATA / "frame.jpg"))
-    write_bag(WORK / "bag", [SourceFrame(f"f{i}", np.ascontiguousarray(np.roll(frame, 5 * i, axis=1))) for i in range(FRAMES)],
-              WriteConfig(fps=5.0))
+    write_bag(
+        WORK / "bag",
+        [SourceFrame(f"f{i}", np.ascontiguousarray(np.roll(frame, 5 * i, axis=1))) for i in range(FRAMES)],
+        WriteConfig(fps=5.0),
+    )
     bench = launch.actions.IncludeLaunchDescription(
-        PythonLaunchDescriptionSource(str(Path(get_package_share_directory("mtc_perception")) / "launch" / "benchmark.launch.py")),
-        launch_arguments={"bag": str(WORK / "bag"), "teacher_bundle": str(DATA / "tiny_bundle"),
-                          "student_bundle": str(DATA / "tiny_bundle"), "out": str(WORK / "report"), "backend": "onnxruntime",
-                          "reliability": "reliable"}.items())
+        PythonLaunchDescriptionSource(
+            str(Path(get_package_share_directory("mtc_perception")) / "launch" / "benchmark.launch.py")
+        ),
+        launch_arguments={
+            "bag": str(WORK / "bag"),
+            "teacher_bundle": str(DATA / "tiny_bundle"),
+            "student_bundle": str(DATA / "tiny_bundle"),
+            "out": str(WORK / "report"),
+            "backend": "onnxruntime",
+            "reliability": "reliable",
+        }.items(),
+    )
     return launch.LaunchDescription([bench, launch_testing.actions.ReadyToTest()])
 
 

@@ -10,18 +10,24 @@ REASON = "needs ROS 2 (rclpy, launch_testing): run `colcon test --packages-selec
 pytest.importorskip("rclpy", reason=REASON)
 launch_testing = pytest.importorskip("launch_testing", reason=REASON)
 
-import launch  # noqa: E402
 import launch_ros.actions  # noqa: E402
 import launch_testing.actions  # noqa: E402
 import launch_testing.asserts  # noqa: E402
+
+import launch  # noqa: E402
 
 MISSING = Path(__file__).resolve().parent / "no_such_bundle"
 
 
 @pytest.mark.launch_test
 def generate_test_description():
-    node = launch_ros.actions.Node(package="mtc_perception", executable="perception_node", namespace="student",
-                                   parameters=[{"bundle": str(MISSING)}], output="screen")
+    node = launch_ros.actions.Node(
+        package="mtc_perception",
+        executable="perception_node",
+        namespace="student",
+        parameters=[{"bundle": str(MISSING)}],
+        output="screen",
+    )
     return launch.LaunchDescription([node, launch_testing.actions.ReadyToTest()]), {"node": node}
 
 

@@ -17,7 +17,6 @@ rclpy = pytest.importorskip("rclpy", reason=REASON)
 launch_testing = pytest.importorskip("launch_testing", reason=REASON)
 
 import cv2  # noqa: E402
-import launch  # noqa: E402
 import launch_testing.actions  # noqa: E402
 import launch_testing.asserts  # noqa: E402
 import numpy as np  # noqa: E402
@@ -27,6 +26,8 @@ from launch.launch_description_sources import PythonLaunchDescriptionSource  # n
 from rclpy.qos import qos_profile_sensor_data  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 from vision_msgs.msg import Detection2DArray  # noqa: E402
+
+import launch  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 TOPIC = "/mtc_test/image_raw"
@@ -42,10 +43,12 @@ def generate_test_description():
         # namespace and parameter file even when another include set those configurations first
         return launch.actions.IncludeLaunchDescription(
             PythonLaunchDescriptionSource(str(share / f"{role}.launch.py")),
-            launch_arguments={**common, "input_transport": transport}.items())
+            launch_arguments={**common, "input_transport": transport}.items(),
+        )
 
-    return launch.LaunchDescription([include("student", "raw"), include("teacher", "compressed"),
-                                     launch_testing.actions.ReadyToTest()])
+    return launch.LaunchDescription(
+        [include("student", "raw"), include("teacher", "compressed"), launch_testing.actions.ReadyToTest()]
+    )
 
 
 def _image(frame, encoding, stamp, pad=0):
@@ -81,7 +84,9 @@ class TestPerceptionNodes(unittest.TestCase):
     def _collect(self, ns):
         got = {"detections": {}, "drivable_mask": {}, "lane_mask": {}}
         for name, cls in (("detections", Detection2DArray), ("drivable_mask", Image), ("lane_mask", Image)):
-            self.node.create_subscription(cls, f"/{ns}/{name}", lambda m, n=name: got[n].__setitem__(m.header.stamp.sec, m), 10)
+            self.node.create_subscription(
+                cls, f"/{ns}/{name}", lambda m, n=name: got[n].__setitem__(m.header.stamp.sec, m), 10
+            )
         return got
 
     def _wait(self, cond, timeout=30.0):
@@ -91,7 +96,9 @@ class TestPerceptionNodes(unittest.TestCase):
         return cond()
 
     def _wait_for_subscriber(self, pub):
-        self.assertTrue(self._wait(lambda: pub.get_subscription_count() > 0, 60.0), f"no subscriber on {pub.topic_name}")
+        self.assertTrue(
+            self._wait(lambda: pub.get_subscription_count() > 0, 60.0), f"no subscriber on {pub.topic_name}"
+        )
 
     def test_frames_in_several_encodings_come_back_with_their_stamps(self, proc_output):
         frame = cv2.imread(str(DATA / "frame.jpg"))
@@ -116,7 +123,10 @@ class TestPerceptionNodes(unittest.TestCase):
         for sec, fmt in ((11, ".jpg"), (12, ".png")):
             c = CompressedImage(format=fmt[1:], data=cv2.imencode(fmt, frame)[1].tobytes())
             c.header.stamp.sec, c.header.frame_id = sec, "mtc_test_camera"
-            self.assertTrue(self._wait(lambda: (comp.publish(c), sec in teacher["lane_mask"])[1], 30.0), f"no teacher output for {fmt}")
+            self.assertTrue(
+                self._wait(lambda: (comp.publish(c), sec in teacher["lane_mask"])[1], 30.0),
+                f"no teacher output for {fmt}",
+            )
 
         for outputs, stamps in ((student, range(1, len(cases) + 1)), (teacher, (11, 12))):
             for sec in stamps:
@@ -132,7 +142,11 @@ class TestPerceptionNodes(unittest.TestCase):
             for d in diags:
                 for st in d.status:
                     kv = {x.key: x.value for x in st.values}
-                    if st.name.startswith("/student/") and int(kv.get("failed", 0)) >= 1 and int(kv.get("processed", 0)) >= len(cases):
+                    if (
+                        st.name.startswith("/student/")
+                        and int(kv.get("failed", 0)) >= 1
+                        and int(kv.get("processed", 0)) >= len(cases)
+                    ):
                         return True
             return False
 
