@@ -14,27 +14,18 @@ import time
 from pathlib import Path
 from typing import Any
 
+from mtc_perception.inputs import parse_size
+
 log = logging.getLogger("mtc-compress")
 
 
 def _size(text: str) -> tuple[int, int]:
-    """'320x192' -> (320, 192) (width x height)."""
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(f"size {text!r} must be WIDTHxHEIGHT, e.g. 320x192") from e
-    if w <= 0 or h <= 0:
-        raise argparse.ArgumentTypeError(f"size {text!r} must be positive")
-    return w, h
+    return parse_size(text)
 
 
 def _net_size(text: str) -> tuple[int, int]:
-    w, h = _size(text)
-    if w % 32 or h % 32:
-        raise argparse.ArgumentTypeError(
-            f"network input {text!r} must be a multiple of 32 in both sides (stride 32), e.g. 320x192 or 640x384"
-        )
-    return w, h
+    """A network input size WIDTHxHEIGHT (stride 32: multiples of 32)."""
+    return parse_size(text, multiple_of=32)
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -213,20 +204,23 @@ def cmd_prune(a: argparse.Namespace) -> int:
     return 0
 
 
-def _hw(text: str) -> tuple[int, int]:
-    """'384x640' -> (384, 640) (height x width, as YOLOP's --imgsz)."""
+def _imgsz_deprecated(text: str) -> tuple[int, int]:
+    """The old ``--imgsz HEIGHTxWIDTH`` (YOLOP's order) -> (width, height), with a deprecation message."""
     try:
         h, w = (int(v) for v in text.lower().split("x"))
     except ValueError as e:
         raise argparse.ArgumentTypeError(f"--imgsz {text!r} must be HEIGHTxWIDTH, e.g. 384x640") from e
-    return h, w
+    log.warning(
+        "--imgsz %s (HEIGHTxWIDTH) is deprecated: every size flag is WIDTHxHEIGHT now; use --size %dx%d", text, w, h
+    )
+    return parse_size(f"{w}x{h}", multiple_of=32)
 
 
 def cmd_export(a: argparse.Namespace) -> int:
     from .export import ExportConfig, export_bundle
 
     cfg = ExportConfig(
-        imgsz=a.imgsz,
+        img_size=a.size or a.imgsz,
         opset=a.opset,
         dynamic_batch=a.dynamic_batch,
         simplify=not a.no_simplify,
@@ -503,9 +497,12 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--ckpt", required=True, help="checkpoint (.pt) to export")
     ex.add_argument("--out", required=True, help="bundle directory (replaced if it exists)")
     ex.add_argument(
-        "--imgsz",
-        type=_hw,
-        help="network input HEIGHTxWIDTH, multiples of 32 (default: the size the checkpoint was trained at)",
+        "--size",
+        type=_net_size,
+        help="network input WIDTHxHEIGHT, multiples of 32 (default: the size the checkpoint was trained at)",
+    )
+    ex.add_argument(
+        "--imgsz", type=_imgsz_deprecated, help="deprecated: HEIGHTxWIDTH (YOLOP's order); use --size WIDTHxHEIGHT"
     )
     ex.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 17)")
     ex.add_argument("--dynamic-batch", action="store_true", help="dynamic batch dimension (default: static batch 1)")

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from mtc_perception.bundle import SCHEMA, Bundle
+from mtc_perception.inputs import list_images
 from mtc_perception.processing import PAD_VALUE
 
 from .checkpoint import load_model
@@ -32,7 +33,6 @@ log = logging.getLogger(__name__)
 
 INPUT_NAME = "images"
 OUTPUT_NAMES = ("det", "drivable", "lane")
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp")
 
 
 class ExportError(RuntimeError):
@@ -54,7 +54,9 @@ class ExportWrapper(nn.Module):
 
 @dataclass(frozen=True)
 class ExportConfig:
-    imgsz: tuple[int, int] | None = None  # network input (height, width), multiples of 32; default: the training size
+    img_size: tuple[int, int] | None = (
+        None  # network input (width, height), multiples of 32; default: the training size
+    )
     opset: int = 17
     dynamic_batch: bool = False
     simplify: bool = True  # onnxslim when installed
@@ -75,9 +77,9 @@ class ExportConfig:
     rewrite: bool = True
 
     def __post_init__(self) -> None:
-        h, w = self.imgsz or (32, 32)
+        w, h = self.img_size or (32, 32)
         if h % 32 or w % 32 or h <= 0 or w <= 0:
-            raise ValueError(f"imgsz {h}x{w} (HEIGHTxWIDTH) must be positive multiples of 32, e.g. 384x640")
+            raise ValueError(f"img_size {w}x{h} (WIDTHxHEIGHT) must be positive multiples of 32, e.g. 640x384")
         if self.opset < 17:
             raise ValueError(f"opset {self.opset} is too old; use 17 or newer")
         if (self.fp16 or self.int8) and not self.engine:
@@ -87,13 +89,7 @@ class ExportConfig:
 
 
 def find_frames(directory: str | Path, limit: int) -> list[Path]:
-    d = Path(directory)
-    if not d.is_dir():
-        raise FileNotFoundError(f"frames directory {d} does not exist; pass a directory of .jpg/.png images")
-    files = sorted(p for p in d.rglob("*") if p.suffix.lower() in IMAGE_EXTS)
-    if not files:
-        raise FileNotFoundError(f"no images ({', '.join(IMAGE_EXTS)}) under {d}")
-    return files[:limit]
+    return list_images(directory)[:limit]
 
 
 def default_frames_dir(ckpt: dict[str, Any]) -> Path | None:
@@ -165,7 +161,7 @@ def export_bundle(ckpt_path: str | Path, out: str | Path, cfg: ExportConfig) -> 
     wrapper = ExportWrapper(deploy_model(model)).eval() if cfg.rewrite else reference
     rewritten = cfg.rewrite and is_rewritten(wrapper)
     trained = ckpt.get("train_config", {}).get("img_size")  # (width, height)
-    h, w = cfg.imgsz or ((int(trained[1]), int(trained[0])) if trained else (384, 640))
+    w, h = cfg.img_size or ((int(trained[0]), int(trained[1])) if trained else (640, 384))
     if trained and (w, h) != (int(trained[0]), int(trained[1])):
         log.warning(
             "%s was trained at %dx%d but is exported at %dx%d: objects appear at another scale than in training, so "

@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from mtc_perception.host import cpu_name
+
 from .checkpoint import load_model, save_checkpoint
 from .config_io import ConfigFileError, from_dict, read_yaml, to_dict
 
@@ -663,9 +665,7 @@ def criterion_order(rows: list[dict[str, Any]]) -> dict[str, list[str]]:
 
 
 def machine() -> str:
-    from mtc_perception.bench.engines import machine as cpu
-
-    return f"{cpu()}, torch {torch.__version__}"
+    return f"{cpu_name()}, torch {torch.__version__}"
 
 
 def _spread(r: dict[str, Any]) -> str:

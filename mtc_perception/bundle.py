@@ -132,4 +132,4 @@ class Bundle:
     def rebuild_hint(self) -> str:
         src = self.meta.get("provenance", {}).get("checkpoint", "CKPT")
         w, h = self.input_size
-        return f"mtc-compress export --ckpt {src} --out {self.root} --imgsz {h}x{w}"
+        return f"mtc-compress export --ckpt {src} --out {self.root} --size {w}x{h}"

@@ -17,6 +17,8 @@ import sys
 import time
 from pathlib import Path
 
+from .inputs import IMAGE_EXTS, VIDEO_EXTS, list_images, parse_size
+
 log = logging.getLogger("mtc")
 
 
@@ -27,18 +29,6 @@ def cmd_demo(a: argparse.Namespace) -> int:
     return run(a)
 
 
-def _wh(text: str) -> tuple[int, int]:
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(f"size {text!r} must be WIDTHxHEIGHT, e.g. 1280x720") from e
-    return w, h
-
-
-VIDEO_EXTS = (".mp4", ".avi", ".mkv", ".mov")
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp")
-
-
 def _frames(src: Path):  # noqa: ANN202
     """(name, BGR frame) from an image, a directory of images or a video; unreadable images are
     yielded as (name, None) so that they are reported, not skipped silently."""
@@ -47,9 +37,7 @@ def _frames(src: Path):  # noqa: ANN202
     if not src.exists():
         raise FileNotFoundError(f"--input {src} does not exist; give an image, a directory of images or a video")
     if src.is_dir():
-        files = sorted(p for p in src.rglob("*") if p.suffix.lower() in IMAGE_EXTS)
-        if not files:
-            raise FileNotFoundError(f"no images ({', '.join(IMAGE_EXTS)}) under {src}")
+        files = list_images(src, what="--input")
         for f in files:
             yield f.relative_to(src).with_suffix("").as_posix().replace("/", "_"), cv2.imread(str(f), cv2.IMREAD_COLOR)
     elif src.suffix.lower() in VIDEO_EXTS:
@@ -216,7 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--val-images", type=int, default=150, help="synthroad validation images")
     d.add_argument("--bag-frames", type=int, default=60, help="validation frames recorded into the demo bag")
     d.add_argument(
-        "--bag-size", type=_wh, help="resize the demo bag's frames to WIDTHxHEIGHT (default: synthroad's 640x360)"
+        "--bag-size",
+        type=parse_size,
+        help="resize the demo bag's frames to WIDTHxHEIGHT (default: synthroad's 640x360)",
     )
     d.add_argument("--force", action="store_true", help="redo every stage instead of reusing finished ones")
     d.add_argument(
@@ -257,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--bundle", action="append", required=True, help="NAME=BUNDLE_DIR (repeat; the first is the reference)"
     )
     b.add_argument("--frames", required=True, help="directory of images (resized to --size)")
-    b.add_argument("--size", type=_wh, default=(1280, 720), help="frame size WIDTHxHEIGHT")
+    b.add_argument("--size", type=parse_size, default=(1280, 720), help="frame size WIDTHxHEIGHT")
     b.add_argument("--max-frames", type=int, default=100, help="frames taken from --frames")
     b.add_argument("--runs", type=int, default=1, help="passes over the frames")
     b.add_argument(
@@ -328,7 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--fps", type=float, default=10.0, help="frame rate of the header stamps (and log times)")
     g.add_argument("--frame-id", default="camera", help="header.frame_id of every message")
     g.add_argument("--limit", type=int, help="record at most this many frames")
-    g.add_argument("--resize", type=_wh, help="resize frames (and labels) to WIDTHxHEIGHT, e.g. 1280x720")
+    g.add_argument("--resize", type=parse_size, help="resize frames (and labels) to WIDTHxHEIGHT, e.g. 1280x720")
     g.set_defaults(fn=cmd_bag)
     r = sub.add_parser(
         "bench",

@@ -40,7 +40,7 @@ def main() -> None:
             ),
             progress=False,
         )
-        export_bundle(s["best"], tmp / "b", ExportConfig(imgsz=(96, 128), parity_frames=4))
+        export_bundle(s["best"], tmp / "b", ExportConfig(img_size=(128, 96), parity_frames=4))
         dst = out / "tiny_bundle"
         shutil.rmtree(dst, ignore_errors=True)
         dst.mkdir(parents=True)

@@ -2,7 +2,7 @@
 with the export's decoder rewrite, compress.models.deploy) vs backbone + neck + detection head
 (the difference is the two segmentation decoders).
 
-    python scripts/speed_breakdown.py runs/teacher/best.pt runs/compress/synthroad/student.pt --imgsz 384x640
+    python scripts/speed_breakdown.py runs/teacher/best.pt runs/compress/synthroad/student.pt --size 640x384
 
 Prints one line per checkpoint (median of --runs single-frame runs, graph optimization
 `extended`, no thread spinning: the runtime's defaults).
@@ -24,6 +24,7 @@ from compress.checkpoint import load_model
 from compress.export import ExportWrapper
 from compress.models import count_macs, count_params
 from compress.models.deploy import deploy_model
+from mtc_perception.inputs import parse_size
 
 
 class DetectionPath(torch.nn.Module):
@@ -62,10 +63,10 @@ def ort_ms(module: torch.nn.Module, h: int, w: int, runs: int) -> float:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("ckpts", nargs="+")
-    p.add_argument("--imgsz", default="384x640", help="HEIGHTxWIDTH")
+    p.add_argument("--size", type=lambda t: parse_size(t, multiple_of=32), default=(640, 384), help="WIDTHxHEIGHT")
     p.add_argument("--runs", type=int, default=30)
     a = p.parse_args()
-    h, w = (int(v) for v in a.imgsz.split("x"))
+    w, h = a.size
     for c in a.ckpts:
         m, _ = load_model(c)
         m.eval()

@@ -11,8 +11,11 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+# the repository (for `compress`, `scripts`) and this folder (for the shared `helpers`, `conftest_data`
+# of test/compress and test/runtime)
+for _p in (ROOT, Path(__file__).resolve().parent):
+    if str(_p) not in sys.path:
+        sys.path.insert(0, str(_p))
 
 # A test module that needs an optional package says so on one line:
 #     pytest.importorskip("torch", reason="...")

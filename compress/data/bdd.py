@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from compress.data.errors import DataConfigError, DatasetError
+from mtc_perception.inputs import IMAGE_EXTS
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ DEFAULT_IGNORE_CATEGORIES: tuple[str, ...] = (
     "drivable area",
     "lane",
 )
-IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp")
+IMAGE_EXTENSIONS: tuple[str, ...] = IMAGE_EXTS  # one list for the whole project (mtc_perception.inputs)
 LABEL_FORMATS = ("yolop", "bdd_official")
 ON_ERROR = ("raise", "skip")
 

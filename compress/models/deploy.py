@@ -21,7 +21,7 @@ run-to-run noise; docs/RESULTS.md):
 
 :func:`deploy_model` returns a copy of a :class:`~compress.models.yolop.MultiTaskNet` whose
 decoders compute this way; outputs equal the original's up to float rounding (checked by the
-export's parity run and by ``test/test_deploy.py``). It is for inference only: BatchNorm is folded
+export's parity run and by ``test/compress/test_deploy.py``). It is for inference only: BatchNorm is folded
 with the running statistics. Models without YOLOP's decoder are returned unchanged.
 """
 

@@ -10,14 +10,14 @@ per round, the bundles taking turns on blocks of frames (``--block``, see :func:
 from __future__ import annotations
 
 import json
-import os
-import platform
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from mtc_perception.host import cpu_name
+from mtc_perception.inputs import list_images
 from mtc_perception.perceptor import STAGES, Perceptor
 
 
@@ -35,9 +35,7 @@ def load_frames(directory: str | Path, size: tuple[int, int], limit: int) -> lis
     """Images of ``directory`` resized to ``size`` = (w, h) (camera-resolution frames)."""
     import cv2
 
-    files = sorted(p for p in Path(directory).rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))[:limit]
-    if not files:
-        raise FileNotFoundError(f"no .jpg/.png images under {directory}")
+    files = list_images(directory, what="--frames")[:limit]
     frames = []
     for f in files:
         img = cv2.imread(str(f), cv2.IMREAD_COLOR)
@@ -148,18 +146,6 @@ def bench(
     return results
 
 
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} logical CPUs"
-
-
 def _rounds(r: dict[str, Any]) -> str:
     sr = r.get("speedup_rounds")
     return f"{sr['median']:.2f}x ({sr['min']:.2f}-{sr['max']:.2f}, {sr['rounds']} rounds)" if sr else "-"
@@ -205,7 +191,7 @@ def main(a: Any) -> int:
             "backend": a.backend,
             "threads": a.threads,
             "engine_options": opts,
-            "machine": machine(),
+            "machine": cpu_name(),
             "frames_dir": str(a.frames),
         },
         "models": models,

@@ -47,6 +47,7 @@ from typing import Any
 
 import numpy as np
 
+from ..host import host_info
 from ..metrics import DetectionMetrics, SegMetrics, confusion_2x2, drivable_metrics, lane_metrics
 from ..processing import box_iou
 
@@ -312,47 +313,6 @@ def latency_stats(values: Iterable[float]) -> dict[str, float | None]:
         "p90": float(np.percentile(a, 90)),
         "p99": float(np.percentile(a, 99)),
         "max": float(a.max()),
-    }
-
-
-def host_info() -> dict[str, Any]:
-    """Host, CPU, GPU (nvidia-smi when there is one) and library versions."""
-    import platform
-    import shutil
-    import socket
-    import subprocess
-
-    from .engines import machine
-
-    gpu = None
-    if shutil.which("nvidia-smi"):
-        try:
-            out = subprocess.run(
-                ["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"],
-                capture_output=True,
-                text=True,
-                timeout=10,
-                check=False,
-            )
-            gpu = "; ".join(line.strip() for line in out.stdout.splitlines() if line.strip()) or None
-        except (OSError, subprocess.SubprocessError):
-            gpu = None
-    import sys
-    from importlib import metadata
-
-    versions: dict[str, str] = {"python": platform.python_version(), "numpy": np.__version__}
-    for mod in ("cv2", "onnxruntime", "tensorrt", "torch", "rosbags"):  # those this process uses
-        if mod in sys.modules:
-            try:
-                versions[mod] = str(getattr(sys.modules[mod], "__version__", None) or metadata.version(mod))
-            except metadata.PackageNotFoundError:
-                versions[mod] = "?"
-    return {
-        "hostname": socket.gethostname(),
-        "platform": platform.platform(),
-        "cpu": machine(),
-        "gpu": gpu,
-        "versions": versions,
     }
 
 

@@ -25,7 +25,7 @@ from mtc_perception.bundle import Bundle, BundleError
 from mtc_perception.engines import EngineUnavailable, create_engine
 from mtc_perception.perceptor import FrameError, Perceptor
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ANCHORS = ((4, 5, 8, 10, 12, 9), (20, 18, 30, 25, 40, 30), (60, 50, 90, 70, 120, 100))
 
 
@@ -48,7 +48,7 @@ def bundle_dir(synth_root, tmp_path_factory):
         ),
         progress=False,
     )
-    export_bundle(s["best"], d / "b", ExportConfig(imgsz=(96, 128), parity_frames=4))
+    export_bundle(s["best"], d / "b", ExportConfig(img_size=(128, 96), parity_frames=4))
     return d / "b"
 
 
@@ -142,7 +142,7 @@ def test_parity_failure_stops_the_export(synth_root, tmp_path, monkeypatch):
 
     monkeypatch.setattr(ex, "parity", lambda d, wrapper, frames, tol: real(d, Drift(wrapper), frames, tol))
     with pytest.raises(ExportError, match="disagree.*drivable"):
-        export_bundle(ck, tmp_path / "bad", ExportConfig(imgsz=(96, 128), parity_frames=2))
+        export_bundle(ck, tmp_path / "bad", ExportConfig(img_size=(128, 96), parity_frames=2))
     assert not (tmp_path / "bad").exists()  # nothing half-written is left as a bundle
 
 
@@ -298,7 +298,7 @@ def test_tensorrt_engine_matches_onnxruntime(synth_root, tmp_path):  # pragma: n
         ),
         progress=False,
     )
-    export_bundle(s["best"], tmp_path / "b", ExportConfig(imgsz=(96, 128), parity_frames=2, engine=True, fp16=True))
+    export_bundle(s["best"], tmp_path / "b", ExportConfig(img_size=(128, 96), parity_frames=2, engine=True, fp16=True))
     meta = Bundle.load(tmp_path / "b").meta
     assert (
         meta["versions"]["tensorrt"].startswith("10.")

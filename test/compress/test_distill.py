@@ -135,7 +135,7 @@ def test_ddp_two_process_distillation_step(synth_root, tmp_path):
     import sys
     from pathlib import Path
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     teacher_ckpt, pruned = _teacher_and_pruned(synth_root, tmp_path)
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(root)}

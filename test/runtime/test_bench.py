@@ -33,7 +33,7 @@ from mtc_perception.cli import main as mtc
 from mtc_perception.node_core import detection_array, mask_image
 from mtc_perception.perceptor import Perception
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TINY = ROOT / "test" / "data" / "tiny_bundle"
 STAGES = ("decode", "preprocess", "infer", "postprocess")
 

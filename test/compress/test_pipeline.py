@@ -18,7 +18,7 @@ from compress.config_io import ConfigFileError
 from compress.pipeline import CompressRecipe, PruneStage, _step_targets, criterion_order, load_recipe
 from compress.train import TrainConfig, train
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ from mtc_perception.imaging import bgr_to_image_fields  # noqa: E402
 from mtc_perception.node_core import FrameProcessor, register_vision_msgs  # noqa: E402
 from mtc_perception.perceptor import Perceptor  # noqa: E402
 
-DATA = Path(__file__).resolve().parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 
 
 @pytest.fixture(scope="module")

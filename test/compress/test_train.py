@@ -18,7 +18,7 @@ import torch
 from compress.checkpoint import load_checkpoint, load_model
 from compress.train import TrainConfig, train
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _cfg(root, out, **kw):

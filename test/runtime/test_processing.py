@@ -118,7 +118,7 @@ def test_runtime_on_the_tiny_bundle_without_torch():
     from mtc_perception.perceptor import Perceptor
     from mtc_perception.viz import draw
 
-    data = Path(__file__).resolve().parent / "data"
+    data = Path(__file__).resolve().parents[1] / "data"
     p = Perceptor(data / "tiny_bundle", backend="onnxruntime", conf=0.01)
     frame = cv2.imread(str(data / "frame.jpg"))
     out = p(frame)

@@ -118,7 +118,7 @@ from mtc_perception.node_core import (
     validate_params,
 )
 
-DATA = Path(__file__).resolve().parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 TINY = DATA / "tiny_bundle"
 
 
@@ -150,13 +150,13 @@ def test_parameters_validate_and_name_what_is_wrong():
 
 @pytest.mark.parametrize("role", ["student", "teacher"])
 def test_parameter_files_hold_valid_values_for_declared_parameters(role):
-    doc = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / f"{role}.yaml").read_text())
+    doc = yaml.safe_load((Path(__file__).resolve().parents[2] / "config" / f"{role}.yaml").read_text())
     values = doc["/**"]["ros__parameters"]
     assert set(values) <= {p.name for p in PARAMETERS}
     p = validate_params(values)
     assert p.bundle == f"bundles/{role}"
     for spec in PARAMETERS:  # every parameter is documented in the file, set or commented out
-        assert spec.name in (Path(__file__).resolve().parents[1] / "config" / f"{role}.yaml").read_text()
+        assert spec.name in (Path(__file__).resolve().parents[2] / "config" / f"{role}.yaml").read_text()
 
 
 def test_warnings_are_rate_limited_per_kind_and_count_what_they_hold_back():
