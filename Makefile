@@ -14,16 +14,17 @@ NP1_PINS ?= numpy==1.23.5 opencv-python-headless==4.6.0.66 onnxruntime==1.31.1 r
 # the torch-free half of the suite: a folder, not a list (test/compress needs torch)
 NP1_TESTS = test/runtime test/ros
 
-.PHONY: venv test test-main test-numpy1 demo clean-demo help
+.PHONY: venv test test-main test-numpy1 lint demo clean-demo help
 
 help:
 	@echo "make demo   # the whole mission on synthroad: data, teacher, pruned+distilled student, bundles, rosbag, replay report"
 	@echo "make test   # run the test suite (and the runtime tests again under numpy 1.x / OpenCV 4.6)"
+	@echo "make lint   # ruff (lint + format check) on the whole tree, mypy on mtc_perception/ (pyproject.toml)"
 
-$(STAMP): setup.py setup.cfg
+$(STAMP): setup.py setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet "$(TORCH)"
-	$(PY) -m pip install --quiet -e ".[compress,bench,test]"
+	$(PY) -m pip install --quiet -e ".[compress,bench,test,lint]"
 	@touch $(STAMP)
 
 venv: $(STAMP)
@@ -34,6 +35,11 @@ $(NP1)/.installed:
 	@touch $@
 
 test: test-main test-numpy1
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 test-main: $(STAMP)
 	$(PY) -m pytest test -q -ra

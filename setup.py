@@ -31,6 +31,8 @@ setup(
         "bench": ["rosbags>=0.10", "matplotlib"],
         # mcap + mcap-ros2-support: the independent reader the bag tests compare rosbags with
         "test": ["pytest", "pycocotools", "rosbags>=0.10", "matplotlib", "mcap", "mcap-ros2-support"],
+        # `make lint`: pinned so that a new release cannot turn CI red on unchanged code
+        "lint": ["ruff==0.17.6", "mypy==2.4.1"],
     },
     zip_safe=True,
     maintainer="mtc_perception developers",
