@@ -90,7 +90,7 @@ def _rosbags() -> Any:
 
 def typestore(distro: str = "humble") -> Any:
     """A rosbags typestore of ``distro``'s message definitions plus vision_msgs 4.x."""
-    from .node_core import register_vision_msgs
+    from .messages import register_vision_msgs
 
     if distro not in DISTROS:
         raise BagError(f"distro {distro!r} is not supported; use one of {sorted(DISTROS)}")
@@ -356,7 +356,7 @@ def write_bag(
     """Record ``frames`` into a new bag at ``path``. A frame whose image is None is not written
     (there is nothing to write) but listed in ``WriteSummary.unreadable``. Labels, where present,
     go to ``<gt_prefix>/{detections, drivable_mask, lane_mask}`` with the frame's header and log time."""
-    from .node_core import detection_array, mask_image
+    from .messages import detection_array, mask_image
 
     period_ns = round(1e9 / cfg.fps)
     out = WriteSummary(Path(path), cfg.storage, cfg.distro)

@@ -23,7 +23,7 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
-from mtc_perception.node_core import (
+from mtc_perception.node import (
     PARAMETERS,
     FrameProcessor,
     FrameSlot,

@@ -27,7 +27,7 @@ from mtc_perception.bags import (
 )
 from mtc_perception.cli import main as mtc
 from mtc_perception.imaging import compressed_to_bgr, image_to_bgr
-from mtc_perception.node_core import register_vision_msgs
+from mtc_perception.messages import register_vision_msgs
 
 ROOT = Path(__file__).resolve().parents[2]
 DISTROS = ["humble", "jazzy"]
