@@ -1,7 +1,7 @@
 """``mtc``: the runtime command. ``mtc demo`` runs the mission on the embedded default (synthroad);
 ``mtc infer`` runs a model bundle on images or a video; ``mtc bag`` records frames into a rosbag2
-(a dataset split with its labels: ``mtc-compress bag --dataset``); ``mtc bench`` replays a rosbag2 through teacher and student and writes the
-benchmark report.
+(a dataset split with its labels: ``mtc-compress bag --dataset``); ``mtc bench`` replays a rosbag2
+through teacher and student and writes the benchmark report.
 
 So far the demo covers what exists: generate synthroad, train a small teacher, evaluate it and
 print its metrics. Later stages (prune + distill, export, rosbag replay) extend it.

@@ -63,8 +63,6 @@ def infer(perceptor: Any, image: np.ndarray) -> Inference:
     t0 = time.perf_counter()
     try:
         p = perceptor(image)
-    except ImageError as e:
-        return Inference(error=f"bad frame: {e}", error_kind="ImageError")
     except Exception as e:  # noqa: BLE001 - an inference failure must not kill the node or the run
         return Inference(error=f"inference failed: {type(e).__name__}: {e}", error_kind=type(e).__name__)
     return Inference(p, (time.perf_counter() - t0) * 1e3)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .base import BagError, BagMessage, TopicInfo, TopicNotFound, typestore
-from .salvage import closing, mcap_channels, mcap_messages, sqlite_patched
+from .salvage import ClosingConnection, mcap_channels, mcap_messages, sqlite_patched
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +118,7 @@ class BagReader:
 
     def _sqlite_topics(self, f: Path) -> list[tuple[str, str]]:
         try:
-            with closing(self._sqlite_db(f)) as db:
+            with ClosingConnection(self._sqlite_db(f)) as db:
                 return [(n, t) for n, t in db.execute("SELECT name, type FROM topics")]
         except sqlite3.Error as e:
             self.error = self.error or f"{f.name}: {e}"
@@ -155,7 +155,7 @@ class BagReader:
             log.error("%s: reading stopped: %s", self.path, err)
 
     def _sqlite_messages(self, f: Path, wanted: set[str]) -> Iterator[BagMessage]:
-        with closing(self._sqlite_db(f)) as db:
+        with ClosingConnection(self._sqlite_db(f)) as db:
             topics = {i: (n, t) for i, n, t in db.execute("SELECT id, name, type FROM topics") if n in wanted}
             for tid, t, data in db.execute("SELECT topic_id, timestamp, data FROM messages ORDER BY id"):
                 if tid in topics:

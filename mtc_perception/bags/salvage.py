@@ -17,7 +17,7 @@ from .base import BagError, BagMessage
 log = logging.getLogger(__name__)
 
 
-class closing:  # sqlite3.Connection's own context manager commits; it does not close
+class ClosingConnection:  # sqlite3.Connection's own context manager commits; it does not close
     def __init__(self, db: sqlite3.Connection) -> None:
         self.db = db
 

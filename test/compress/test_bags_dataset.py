@@ -2,7 +2,6 @@
 and, for MCAP, through the independent `mcap` + `mcap-ros2-support` readers: identical stamps and
 labels. (Moved from test/runtime/test_bags.py: the dataset bridge lives in compress/data.)"""
 
-
 import cv2
 import numpy as np
 import pytest

@@ -28,10 +28,9 @@ from mtc_perception.bench.report import (
     ModelOutput,
     ReportBuilder,
     StampMatcher,
-    perception_from_messages,
 )
 from mtc_perception.cli import main as mtc
-from mtc_perception.messages import detection_array, mask_image
+from mtc_perception.messages import detection_array, mask_image, perception_from_messages
 from mtc_perception.perceptor import Perception
 
 ROOT = Path(__file__).resolve().parents[2]
