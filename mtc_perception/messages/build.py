@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..imaging import bgr_to_image_fields, mask_to_image_fields
-from .parts import DETECTIONS_TYPE, IMAGE_TYPE
+from .parts import DETECTIONS_TYPE, IMAGE_TYPE, LABEL_TOPICS
 
 Types = Callable[[str], Any]
 
@@ -87,10 +87,12 @@ def perception_messages(
     What the node publishes and what ``mtc bench --output-bag`` records."""
     p = perception
     out = {
-        "detections": detection_array(types, header, p.boxes, p.scores, p.class_ids, p.class_names, class_filter),
-        "drivable_mask": mask_image(types, header, p.drivable),
-        "lane_mask": mask_image(types, header, p.lane),
+        LABEL_TOPICS["detections"]: detection_array(
+            types, header, p.boxes, p.scores, p.class_ids, p.class_names, class_filter
+        )
     }
+    for label in ("drivable", "lane"):
+        out[LABEL_TOPICS[label]] = mask_image(types, header, getattr(p, label))
     if overlay_on is not None:
         from ..viz import draw
 
