@@ -118,3 +118,15 @@ def test_resize_limit_and_fps(tmp_path, synth_root):
         d = dets[0][1].detections[0]
         assert d.bbox.size_x == pytest.approx((s.boxes[0, 3] - s.boxes[0, 1]) / 2, abs=1e-3)  # 320 -> 160
         assert d.bbox.size_y == pytest.approx((s.boxes[0, 4] - s.boxes[0, 2]) / 2, abs=1e-3)  # 180 -> 90
+
+
+def test_both_bag_commands_share_one_option_definition():
+    from compress.cli import build_parser as compress_parser
+    from mtc_perception.cli import build_parser as runtime_parser
+
+    def options(parser):
+        sub = next(a for a in parser._actions if a.dest == "cmd").choices["bag"]
+        return sorted(o for a in sub._actions for o in a.option_strings)
+
+    assert options(compress_parser()) == options(runtime_parser())
+    assert "--dataset" in options(compress_parser()) and "--resize" in options(compress_parser())

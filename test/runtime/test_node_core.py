@@ -107,12 +107,12 @@ import cv2  # noqa: E402
 import yaml  # noqa: E402
 
 from mtc_perception.imaging import bgr_to_image_fields  # noqa: E402
-from mtc_perception.node import (
+from mtc_perception.node import (  # noqa: E402
     PARAMETERS,
     FrameProcessor,
     ParamError,
     WarnLimiter,
-    check_class_filter,  # noqa: E402
+    check_class_filter,
     diagnostic_array,
     health,
     qos_settings,
