@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from mtc_perception.cli import add_bag_arguments
 from mtc_perception.inputs import parse_size
 
 log = logging.getLogger("mtc-compress")
@@ -294,6 +295,24 @@ def cmd_ablate(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bag(a: argparse.Namespace) -> int:
+    """``mtc bag`` plus ``--dataset``: a dataset split's frames and labels (the runtime never reads datasets)."""
+    from mtc_perception.cli import record_bag, source_frames
+
+    if not a.dataset:
+        return record_bag(a, source_frames(Path(a.input)))
+    from .data.frames import dataset_frames
+
+    frames = dataset_frames(
+        a.dataset,
+        a.split,
+        label_format="bdd_official" if a.label_json else "yolop",
+        label_json=a.label_json,
+        drivable_mapping=a.drivable_mapping,
+    )
+    return record_bag(a, frames)
+
+
 def _add_train_args(t: argparse.ArgumentParser) -> None:
     t.add_argument("--config", help="training recipe YAML (compress.train.TrainConfig fields); flags below override it")
     t.add_argument("--data", help="dataset root (YOLOP layout)")
@@ -551,6 +570,13 @@ def build_parser() -> argparse.ArgumentParser:
             "--quick", action="store_true", help="smoke run: 1 distillation epoch of 2 batches, 2 val batches (CI)"
         )
         c.set_defaults(fn=fn)
+    g = sub.add_parser(
+        "bag",
+        help="record a dataset split with its labels (or a video / an image folder) into a rosbag2",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    add_bag_arguments(g)
+    g.set_defaults(fn=cmd_bag)
     return p
 
 

@@ -5,8 +5,9 @@ that plays it, matches both nodes' outputs to the frames by stamp and writes the
     ros2 launch mtc_perception benchmark.launch.py bag:=runs/demo/demo_bag \\
         teacher_bundle:=runs/demo/bundles/teacher student_bundle:=runs/demo/bundles/student out:=runs/bench/live
 
-``player:=ros2bag`` plays the bag with ``ros2 bag play`` instead of the benchmark node's own
-player (rosbags -> the recorded CDR bytes published as they are). The launch ends when the report
+``player:=external`` plays the bag with ``ros2 bag play`` instead of the benchmark node's own
+player (rosbags -> the recorded CDR bytes published as they are); the old name ``player:=ros2bag``
+still works, with a deprecation warning. The launch ends when the report
 is written.
 """
 
@@ -35,7 +36,11 @@ ARGS = {
     "student_bundle": ("", "Student model bundle. Required."),
     "out": ("runs/bench/live", "Report directory."),
     "topic": ("", "Camera topic in the bag (empty: found in the bag)."),
-    "player": ("internal", "internal (the benchmark node plays the bag) or ros2bag (`ros2 bag play`)."),
+    "player": (
+        "internal",
+        "internal (the benchmark node plays the bag) or external (`ros2 bag play`; the old name ros2bag "
+        "is accepted with a warning).",
+    ),
     "rate": ("1.0", "Playback speed factor."),
     "backend": ("auto", "Inference backend of both perception nodes."),
     "reliability": (
@@ -53,17 +58,19 @@ def _actions(context: LaunchContext) -> list:
         if not get(req):
             raise RuntimeError(f"launch argument {req}:= is required (see --show-args)")
     from mtc_perception.bags import BagReader
-    from mtc_perception.bench.replay import choose_topic
+    from mtc_perception.bench.player import PLAYERS, node_inputs, player_mode
+    from mtc_perception.bench.recording import choose_topic
 
-    reader = BagReader(get("bag"))
-    topic = choose_topic(reader, get("topic") or None)
-    compressed = reader.topics[topic].msgtype.endswith("CompressedImage")
-    image_topic = topic[: -len("/compressed")] if compressed and topic.endswith("/compressed") else topic
-    if compressed and not topic.endswith("/compressed"):
-        raise RuntimeError(
-            f"{topic} holds CompressedImage but does not end in /compressed, where the perception node "
-            "listens with input_transport:=compressed; re-record with `mtc bag --transport compressed`"
-        )
+    with BagReader(get("bag")) as reader:
+        topic = choose_topic(reader, get("topic") or None)
+        msgtype = reader.topics[topic].msgtype
+    try:
+        image_topic, transport = node_inputs(topic, msgtype)
+    except ValueError as e:
+        raise RuntimeError(str(e)) from None
+    player = player_mode(get("player"))
+    if player not in PLAYERS:
+        raise RuntimeError(f"launch argument player:={get('player')}: expected one of {list(PLAYERS)}")
     share = get_package_share_directory(PACKAGE)
     nodes = []
     for role in ("teacher", "student"):
@@ -76,14 +83,14 @@ def _actions(context: LaunchContext) -> list:
                     {
                         "bundle": get(f"{role}_bundle"),
                         "image_topic": image_topic,
-                        "input_transport": "compressed" if compressed else "raw",
+                        "input_transport": transport,
                         "backend": get("backend"),
                         "reliability": get("reliability"),
                     },
                 ],
             )
         )
-    external = get("player") == "ros2bag"
+    external = player == "external"
     bench = Node(
         package=PACKAGE,
         executable="benchmark_node",
@@ -99,7 +106,7 @@ def _actions(context: LaunchContext) -> list:
                 "out": get("out"),
                 "rate": float(get("rate")),
                 "drain": float(get("drain")),
-                "player": "external" if external else "internal",
+                "player": player,
             }
         ],
     )

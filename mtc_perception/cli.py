@@ -1,7 +1,7 @@
 """``mtc``: the runtime command. ``mtc demo`` runs the mission on the embedded default (synthroad);
-``mtc infer`` runs a model bundle on images or a video; ``mtc bag`` records frames (and a dataset's
-labels) into a rosbag2; ``mtc bench`` replays a rosbag2 through teacher and student and writes the
-benchmark report.
+``mtc infer`` runs a model bundle on images or a video; ``mtc bag`` records frames into a rosbag2
+(a dataset split with its labels: ``mtc-compress bag --dataset``); ``mtc bench`` replays a rosbag2
+through teacher and student and writes the benchmark report.
 
 So far the demo covers what exists: generate synthroad, train a small teacher, evaluate it and
 print its metrics. Later stages (prune + distill, export, rosbag replay) extend it.
@@ -96,10 +96,21 @@ def cmd_infer(a: argparse.Namespace) -> int:
     return 0 if failed == 0 else 1
 
 
-def cmd_bag(a: argparse.Namespace) -> int:
-    from .bags import SourceFrame, WriteConfig, dataset_frames, write_bag
+def source_frames(src: Path):  # noqa: ANN201 - an iterator of bags.SourceFrame
+    """``--input`` (a video or a directory of images) as frames to record; an unreadable image
+    is a frame without an image, so that it is reported, not skipped silently."""
+    from .bags import SourceFrame
 
-    cfg = WriteConfig(
+    return (
+        SourceFrame(name, img, error="" if img is not None else "not a readable image") for name, img in _frames(src)
+    )
+
+
+def bag_config(a: argparse.Namespace):  # noqa: ANN201 - a bags.WriteConfig
+    """The :class:`~mtc_perception.bags.WriteConfig` of the options :func:`add_bag_arguments` defines."""
+    from .bags import WriteConfig
+
+    return WriteConfig(
         storage=a.storage,
         distro=a.distro,
         transport=a.transport,
@@ -112,19 +123,14 @@ def cmd_bag(a: argparse.Namespace) -> int:
         labels=not a.no_labels,
         gt_prefix=a.gt_prefix,
     )
-    if a.dataset:
-        frames = dataset_frames(
-            a.dataset,
-            a.split,
-            label_format="bdd_official" if a.label_json else "yolop",
-            label_json=a.label_json,
-            drivable_mapping=a.drivable_mapping,
-        )
-    else:
-        frames = (
-            SourceFrame(name, img, error="" if img is not None else "not a readable image")
-            for name, img in _frames(Path(a.input))
-        )
+
+
+def record_bag(a: argparse.Namespace, frames) -> int:  # noqa: ANN001 - an iterable of bags.SourceFrame
+    """Record ``frames`` into ``a.out`` with the options of :func:`add_bag_arguments`; print the
+    summary. Shared by ``mtc bag`` and ``mtc-compress bag``."""
+    from .bags import write_bag
+
+    cfg = bag_config(a)
     t0 = time.perf_counter()
     summary = write_bag(a.out, frames, cfg)
     log.info(
@@ -140,6 +146,19 @@ def cmd_bag(a: argparse.Namespace) -> int:
         log.warning("not recorded: %s", u)
     print(json.dumps(summary.to_dict(), indent=2))
     return 0
+
+
+def cmd_bag(a: argparse.Namespace) -> int:
+    if a.dataset:
+        log.error(
+            "`mtc bag --dataset` moved to the offline half, which reads datasets: run "
+            "`mtc-compress bag --dataset %s --out %s ...` (same options); `mtc bag` records --input "
+            "(a video or a directory of images)",
+            a.dataset,
+            a.out,
+        )
+        return 2
+    return record_bag(a, source_frames(Path(a.input)))
 
 
 def cmd_bench(a: argparse.Namespace) -> int:
@@ -169,6 +188,54 @@ def cmd_bench(a: argparse.Namespace) -> int:
     print(summary_text(res.report))
     print(f"report: {res.paths['report_md']} ({res.paths['report_json'].name})")
     return res.exit_code
+
+
+def add_bag_arguments(g: argparse.ArgumentParser) -> None:
+    """The options of ``mtc bag`` and ``mtc-compress bag`` (one definition for both commands).
+    ``--dataset`` is recorded by ``mtc-compress bag`` only (the runtime never reads datasets)."""
+    src = g.add_mutually_exclusive_group(required=True)
+    src.add_argument("--input", help="a video file or a directory of images (sorted by path)")
+    src.add_argument(
+        "--dataset", help="a BDD100K/YOLOP-layout dataset root (e.g. synthroad); its labels are recorded too"
+    )
+    g.add_argument("--split", default="val", help="dataset split (with --dataset)")
+    g.add_argument(
+        "--label-json",
+        help="official BDD100K detection label file (one JSON list) instead of YOLOP's per-image "
+        "JSONs (with --dataset; images under DATASET/images/SPLIT, no masks)",
+    )
+    g.add_argument(
+        "--drivable-mapping",
+        default="yolop_binary",
+        choices=["yolop_binary", "bdd_v1", "bdd_toolkit"],
+        help="how dataset drivable-mask values become drivable (with --dataset)",
+    )
+    g.add_argument("--out", required=True, help="bag directory to create (must not exist)")
+    g.add_argument("--storage", default="mcap", choices=["mcap", "sqlite3"], help="rosbag2 storage plugin")
+    g.add_argument(
+        "--distro", default="humble", choices=["humble", "jazzy"], help="message definitions (rosbags typestore)"
+    )
+    g.add_argument(
+        "--transport",
+        default="raw",
+        choices=["raw", "compressed"],
+        help="raw: sensor_msgs/Image bgr8; compressed: sensor_msgs/CompressedImage jpeg",
+    )
+    g.add_argument("--jpeg-quality", type=int, default=90, help="JPEG quality with --transport compressed")
+    g.add_argument(
+        "--topic",
+        help="camera topic (default: /camera/image_raw, or /camera/image_raw/compressed with --transport compressed)",
+    )
+    g.add_argument(
+        "--gt-prefix",
+        default="/ground_truth",
+        help="label topics: PREFIX/detections, PREFIX/drivable_mask, PREFIX/lane_mask",
+    )
+    g.add_argument("--no-labels", action="store_true", help="do not record a dataset's labels")
+    g.add_argument("--fps", type=float, default=10.0, help="frame rate of the header stamps (and log times)")
+    g.add_argument("--frame-id", default="camera", help="header.frame_id of every message")
+    g.add_argument("--limit", type=int, help="record at most this many frames")
+    g.add_argument("--resize", type=parse_size, help="resize frames (and labels) to WIDTHxHEIGHT, e.g. 1280x720")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -273,52 +340,11 @@ def build_parser() -> argparse.ArgumentParser:
     b.set_defaults(fn=lambda a: __import__("mtc_perception.bench.engines", fromlist=["main"]).main(a))
     g = sub.add_parser(
         "bag",
-        help="record frames (video, image folder or dataset split with its labels) into a rosbag2",
+        help="record frames (a video or an image folder) into a rosbag2; a dataset split with its labels: "
+        "mtc-compress bag --dataset",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    src = g.add_mutually_exclusive_group(required=True)
-    src.add_argument("--input", help="a video file or a directory of images (sorted by path)")
-    src.add_argument(
-        "--dataset", help="a BDD100K/YOLOP-layout dataset root (e.g. synthroad); its labels are recorded too"
-    )
-    g.add_argument("--split", default="val", help="dataset split (with --dataset)")
-    g.add_argument(
-        "--label-json",
-        help="official BDD100K detection label file (one JSON list) instead of YOLOP's per-image "
-        "JSONs (with --dataset; images under DATASET/images/SPLIT, no masks)",
-    )
-    g.add_argument(
-        "--drivable-mapping",
-        default="yolop_binary",
-        choices=["yolop_binary", "bdd_v1", "bdd_toolkit"],
-        help="how dataset drivable-mask values become drivable (with --dataset)",
-    )
-    g.add_argument("--out", required=True, help="bag directory to create (must not exist)")
-    g.add_argument("--storage", default="mcap", choices=["mcap", "sqlite3"], help="rosbag2 storage plugin")
-    g.add_argument(
-        "--distro", default="humble", choices=["humble", "jazzy"], help="message definitions (rosbags typestore)"
-    )
-    g.add_argument(
-        "--transport",
-        default="raw",
-        choices=["raw", "compressed"],
-        help="raw: sensor_msgs/Image bgr8; compressed: sensor_msgs/CompressedImage jpeg",
-    )
-    g.add_argument("--jpeg-quality", type=int, default=90, help="JPEG quality with --transport compressed")
-    g.add_argument(
-        "--topic",
-        help="camera topic (default: /camera/image_raw, or /camera/image_raw/compressed with --transport compressed)",
-    )
-    g.add_argument(
-        "--gt-prefix",
-        default="/ground_truth",
-        help="label topics: PREFIX/detections, PREFIX/drivable_mask, PREFIX/lane_mask",
-    )
-    g.add_argument("--no-labels", action="store_true", help="do not record a dataset's labels")
-    g.add_argument("--fps", type=float, default=10.0, help="frame rate of the header stamps (and log times)")
-    g.add_argument("--frame-id", default="camera", help="header.frame_id of every message")
-    g.add_argument("--limit", type=int, help="record at most this many frames")
-    g.add_argument("--resize", type=parse_size, help="resize frames (and labels) to WIDTHxHEIGHT, e.g. 1280x720")
+    add_bag_arguments(g)
     g.set_defaults(fn=cmd_bag)
     r = sub.add_parser(
         "bench",

@@ -119,7 +119,9 @@ class Demo:
         return out
 
     def bag(self) -> dict[str, Any]:
-        from .bags import WriteConfig, dataset_frames, write_bag
+        from compress.data.frames import dataset_frames
+
+        from .bags import WriteConfig, write_bag
 
         d = self.out / "demo_bag"
         shutil.rmtree(d, ignore_errors=True)

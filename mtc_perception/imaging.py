@@ -107,6 +107,22 @@ def compressed_to_bgr(msg: Any) -> np.ndarray:
     return decode_bytes(_data(msg), f"CompressedImage.data (format {getattr(msg, 'format', '')!r})")
 
 
+def is_compressed(msg: Any) -> bool:
+    """A ``CompressedImage`` (has ``format``, no ``encoding``) rather than a raw ``Image``."""
+    return hasattr(msg, "format") and not hasattr(msg, "encoding")
+
+
+def message_kind(msg: Any) -> str:
+    """``CompressedImage`` or ``Image/<encoding>``: how a bad frame is named in warnings and counts."""
+    return "CompressedImage" if is_compressed(msg) else f"Image/{getattr(msg, 'encoding', '?')}"
+
+
+def message_to_bgr(msg: Any) -> np.ndarray:
+    """Any camera message -> BGR uint8: a raw ``Image`` in any supported encoding or a
+    ``CompressedImage`` (jpeg / png). The one decode dispatch of the node and both benchmarks."""
+    return compressed_to_bgr(msg) if is_compressed(msg) else image_to_bgr(msg)
+
+
 def decode_bytes(data: bytes | np.ndarray, what: str = "compressed frame") -> np.ndarray:
     """JPEG/PNG bytes -> BGR uint8 image, or :class:`ImageError` naming ``what``."""
     import cv2

@@ -24,9 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from .report import GroundTruthBoxes, ModelInfo, ModelOutput, ReportBuilder, StampMatcher, perception_from_messages
-
-OUTPUT_PARTS = ("detections", "drivable_mask", "lane_mask")
+from ..messages import OUTPUT_PARTS, perception_from_messages
+from .report import GroundTruthBoxes, ModelInfo, ModelOutput, ReportBuilder, StampMatcher
 
 
 class LiveBench:
@@ -63,7 +62,7 @@ class LiveBench:
         self._take(self._matcher.add(stamp_ns, "frame", (t_sent, image)))
 
     def output(self, model: str, part: str, stamp_ns: int, msg: Any, t_recv: float | None = None) -> None:
-        """One output message of a node (``part`` in :data:`OUTPUT_PARTS`)."""
+        """One output message of a node (``part`` in :data:`mtc_perception.messages.OUTPUT_PARTS`)."""
         stamp_ns = int(stamp_ns)
         key = f"{model}/{part}"
         if key not in self.parts:

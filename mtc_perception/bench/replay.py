@@ -5,7 +5,14 @@ teacher and the student, speed and accuracy side by side, into the benchmark rep
 Per frame: the message is read and deserialized (harness ``read``), converted to a BGR image once
 (harness ``decode``; it is also each model's ``stage_ms.decode``, since a node pays it per model),
 then each model runs through its :class:`~mtc_perception.perceptor.Perceptor`; its latency is
-decode + the Perceptor's wall time. Label topics (``<gt_prefix>/detections``, ``drivable_mask``,
+decode + the Perceptor's wall time. Decoding, inference and the output bag's messages are the
+node's own functions (:mod:`mtc_perception.frame`, :func:`mtc_perception.messages.perception_messages`).
+
+The run's steps are the methods of :class:`Replay`: open the recording and pick the topics
+(:meth:`Replay.__init__` with :mod:`.recording`), load the models, the per-frame loop
+(:meth:`Replay.run`: :meth:`Replay.frame` and :meth:`Replay.label`, scored by the
+:class:`~mtc_perception.bench.report.ReportBuilder`), the output bag (:mod:`.output_bag`) and
+the report (:meth:`Replay.write_report`). Label topics (``<gt_prefix>/detections``, ``drivable_mask``,
 ``lane_mask``) are paired with frames by header stamp for ground-truth metrics.
 
 Bad recordings: a missing camera topic is a :class:`~mtc_perception.bags.TopicNotFound` listing
@@ -19,7 +26,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -27,34 +33,30 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..bags import (
-    GT_PARTS,
-    GT_PREFIX,
-    IMAGE_TYPES,
-    BagError,
-    BagReader,
-    RecordingWriter,
-    TopicNotFound,
-    bag_size,
-    gt_topics,
-    md5_of,
-    stamp_to_ns,
-)
-from ..imaging import ImageError, compressed_to_bgr, image_to_bgr
-from .report import (
-    GroundTruthBoxes,
-    ModelInfo,
-    ModelOutput,
-    ReportBuilder,
-    detections_from_msg,
-    host_info,
-    mask_from_msg,
-)
+from ..bags import BagError, BagMessage, BagReader, md5_of
+from ..frame import decode, infer
+from ..host import host_info
+from ..messages import GT_PREFIX, stamp_to_ns
+from .output_bag import OUTPUT_BAG, OutputBag, prepare_output_bag
+from .recording import choose_topic, label_topics, label_value, recording_meta
+from .report import ModelInfo, ModelOutput, ReportBuilder
 
 log = logging.getLogger(__name__)
 
 EXIT_OK, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 2, 130
-OUTPUT_BAG = "replay_bag"
+
+__all__ = [
+    "EXIT_BAD_INPUT",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "OUTPUT_BAG",
+    "BenchConfig",
+    "BenchResult",
+    "Replay",
+    "choose_topic",
+    "run_bench",
+    "summary_text",
+]
 
 
 @dataclass(frozen=True)
@@ -97,28 +99,6 @@ class BenchResult:
     exit_code: int
 
 
-def choose_topic(reader: BagReader, topic: str | None) -> str:
-    """``topic`` if given (else :class:`TopicNotFound`); otherwise ``/camera/image_raw``, then
-    ``/camera/image_raw/compressed``, then the only image topic outside the label topics."""
-    if topic:
-        info = reader.require(topic)
-        if info.msgtype not in IMAGE_TYPES:
-            raise BagError(
-                f"topic {topic!r} in {reader.path} is {info.msgtype}, not a camera topic ({' or '.join(IMAGE_TYPES)})"
-            )
-        return topic
-    for t in ("/camera/image_raw", "/camera/image_raw/compressed"):
-        if t in reader.topics and reader.topics[t].msgtype in IMAGE_TYPES:
-            return t
-    labels = set(gt_topics().values())
-    images = [
-        t for t, i in reader.topics.items() if i.msgtype in IMAGE_TYPES and t not in labels and not t.endswith("_mask")
-    ]
-    if len(images) == 1:
-        return images[0]
-    raise TopicNotFound("/camera/image_raw" if not images else f"(one of {sorted(images)})", reader.topics, reader.path)
-
-
 class _Progress:
     """tqdm when it is installed, else a log line every few seconds."""
 
@@ -148,52 +128,46 @@ class _Progress:
             self.bar.close()
 
 
-def _label(reader: BagReader, part: str, msg: Any, class_names: tuple[str, ...]) -> tuple[int, Any, int]:
-    """(stamp, value, unknown class names) of a label message."""
-    stamp = stamp_to_ns(msg.header.stamp)
-    if part == "detections":
-        boxes, _, cls, unknown = detections_from_msg(msg, class_names)
-        return stamp, GroundTruthBoxes(boxes, cls), unknown
-    return stamp, mask_from_msg(msg), 0
+class Replay:
+    """One replay run, step by step. ``harness`` collects the harness' own time (ms) by kind."""
 
+    def __init__(self, cfg: BenchConfig, reader: BagReader, harness: dict[str, float], started: float) -> None:
+        self.cfg, self.reader, self.harness = cfg, reader, harness
+        # the recording: camera topic, label topics, output bag
+        self.topic = choose_topic(reader, cfg.topic)
+        self.info = reader.topics[self.topic]
+        self.gt, warnings = label_topics(reader, cfg.gt_prefix)
+        self.part_of = {v: k for k, v in self.gt.items()}
+        self.output_bag = prepare_output_bag(cfg.out) if cfg.output_bag else None
+        # the models
+        self.perceptors, self.load_s = self._load_models()
+        self.class_names = tuple(self.perceptors["teacher"].class_names)
+        if tuple(self.perceptors["student"].class_names) != self.class_names:
+            warnings.append(
+                f"teacher classes {list(self.class_names)} differ from student classes "
+                f"{list(self.perceptors['student'].class_names)}; detection agreement compares class ids"
+            )
+        t = time.perf_counter()
+        self.md5 = md5_of(cfg.bag) if cfg.md5 else None
+        harness["hash"] = (time.perf_counter() - t) * 1e3
+        # the scoring
+        self.builder = ReportBuilder(
+            [ModelInfo.from_bundle(n, p.bundle, p.backend) for n, p in self.perceptors.items()],
+            gt_parts=tuple(self.gt),
+            mosaic=cfg.mosaic,
+            started=started,
+        )
+        self.builder.harness_ms = harness
+        self.builder.warnings.extend(warnings)
+        self.counts = {"in_bag": self.info.count, "read": 0, "decode_failed": 0, "limit": cfg.max_frames}
+        self.interrupted = self.stopped_at_limit = False
+        self.last_good: tuple[int, int] | None = None
+        self.unknown_classes = 0
 
-def _prepare_output_bag(out: Path) -> Path:
-    p = out / OUTPUT_BAG
-    if p.exists():
-        if not (p / "metadata.yaml").is_file() or any(f.is_dir() for f in p.iterdir()):
-            raise BagError(f"{p} exists and is not a previous replay bag; move it away or choose another --out")
-        shutil.rmtree(p)
-    return p
+    def _load_models(self) -> tuple[dict[str, Any], float]:
+        from ..perceptor import Perceptor
 
-
-def run_bench(cfg: BenchConfig, on_frame: Callable[[int], None] | None = None) -> BenchResult:
-    """Run the replay benchmark and write the report into ``cfg.out``. ``on_frame(n)`` is called
-    after the n-th camera frame (progress hooks; a KeyboardInterrupt raised there stops the run
-    as Ctrl-C does)."""
-    from ..node_core import detection_array, mask_image
-    from ..perceptor import Perceptor
-
-    started = time.perf_counter()
-    harness = {"read": 0.0, "decode": 0.0, "hash": 0.0, "output_bag": 0.0}
-    t = time.perf_counter()
-    reader = BagReader(cfg.bag, cfg.distro)
-    harness["read"] += (time.perf_counter() - t) * 1e3
-    try:
-        topic = choose_topic(reader, cfg.topic)
-        info = reader.topics[topic]
-        compressed = info.msgtype.endswith("CompressedImage")
-        gt: dict[str, str] = {}
-        warnings: list[str] = []
-        for part, name in gt_topics(cfg.gt_prefix).items():
-            if name in reader.topics:
-                if reader.topics[name].msgtype == GT_PARTS[part][1]:
-                    gt[part] = name
-                else:
-                    warnings.append(
-                        f"label topic {name} is {reader.topics[name].msgtype}, expected {GT_PARTS[part][1]}; ignored"
-                    )
-        output_bag = _prepare_output_bag(cfg.out) if cfg.output_bag else None
-
+        cfg = self.cfg
         t_load = time.perf_counter()
         opts = {"threads": cfg.threads} if cfg.threads else {}
         perceptors = {
@@ -203,205 +177,188 @@ def run_bench(cfg: BenchConfig, on_frame: Callable[[int], None] | None = None) -
         for p in perceptors.values():
             if cfg.warmup > 0:
                 p.warmup(cfg.warmup)
-        load_s = time.perf_counter() - t_load
-        class_names = tuple(perceptors["teacher"].class_names)
-        if tuple(perceptors["student"].class_names) != class_names:
-            warnings.append(
-                f"teacher classes {list(class_names)} differ from student classes "
-                f"{list(perceptors['student'].class_names)}; detection agreement compares class ids"
-            )
+        return perceptors, time.perf_counter() - t_load
 
-        t = time.perf_counter()
-        md5 = md5_of(cfg.bag) if cfg.md5 else None
-        harness["hash"] = (time.perf_counter() - t) * 1e3
-
-        builder = ReportBuilder(
-            [ModelInfo.from_bundle(n, p.bundle, p.backend) for n, p in perceptors.items()],
-            gt_parts=tuple(gt),
-            mosaic=cfg.mosaic,
-            started=started,
-        )
-        builder.harness_ms = harness
-        builder.warnings.extend(warnings)
-        expected = info.count
-        counts = {"in_bag": expected, "read": 0, "decode_failed": 0, "limit": cfg.max_frames}
-        interrupted = stopped_at_limit = False
-        last_good: tuple[int, int] | None = None
-        unknown_classes = 0
-        part_of = {v: k for k, v in gt.items()}
-        writer: RecordingWriter | None = None
+    # -- the per-frame loop ----------------------------------------------------------------------
+    def run(self, on_frame: Callable[[int], None] | None = None) -> None:
+        """Every message of the camera and label topics, in order, until the end, ``max_frames``
+        or Ctrl-C (a KeyboardInterrupt, also from ``on_frame``)."""
+        cfg, expected, out = self.cfg, self.info.count, None
         progress = _Progress(
             min(expected, cfg.max_frames or expected) if expected is not None else cfg.max_frames, cfg.progress
         )
         try:
-            if output_bag is not None:
-                writer = RecordingWriter(output_bag, reader.storage, cfg.distro).__enter__()
-                writer.add_topic(topic, info.msgtype)
-                for n in perceptors:
-                    writer.add_topic(f"/{n}/detections", "vision_msgs/msg/Detection2DArray")
-                    writer.add_topic(f"/{n}/drivable_mask", "sensor_msgs/msg/Image")
-                    writer.add_topic(f"/{n}/lane_mask", "sensor_msgs/msg/Image")
-            it = iter(reader.messages([topic, *gt.values()]))
+            if self.output_bag is not None:
+                out = OutputBag(
+                    self.output_bag, self.reader.storage, cfg.distro, self.topic, self.info.msgtype, self.perceptors
+                )
+            it = iter(self.reader.messages([self.topic, *self.gt.values()]))
             while True:
                 t0 = time.perf_counter()
                 m = next(it, None)
                 if m is None:
-                    harness["read"] += (time.perf_counter() - t0) * 1e3
+                    self.harness["read"] += (time.perf_counter() - t0) * 1e3
                     break
-                if m.topic != topic:  # a label
-                    part = part_of[m.topic]
-                    try:
-                        msg = reader.deserialize(m)
-                        t1 = time.perf_counter()
-                        harness["read"] += (t1 - t0) * 1e3
-                        stamp, value, unk = _label(reader, part, msg, class_names)
-                        unknown_classes += unk
-                        harness["decode"] += (time.perf_counter() - t1) * 1e3
-                    except Exception as e:  # noqa: BLE001 - a bad label must not stop the run
-                        builder.add_label_error(part, f"{m.topic} at log time {m.log_time_ns}: {type(e).__name__}: {e}")
-                        continue
-                    builder.add_ground_truth(stamp, part, value)
+                if m.topic != self.topic:
+                    self.label(m, t0)
                     continue
-                if cfg.max_frames is not None and counts["read"] >= cfg.max_frames:
-                    stopped_at_limit = True
+                if cfg.max_frames is not None and self.counts["read"] >= cfg.max_frames:
+                    self.stopped_at_limit = True
                     break
-                counts["read"] += 1
-                stamp = m.log_time_ns
-                try:
-                    msg = reader.deserialize(m)
-                    stamp = stamp_to_ns(msg.header.stamp)
-                    t1 = time.perf_counter()
-                    harness["read"] += (t1 - t0) * 1e3
-                    frame = compressed_to_bgr(msg) if compressed else image_to_bgr(msg)
-                    decode_ms = (time.perf_counter() - t1) * 1e3
-                    harness["decode"] += decode_ms
-                except Exception as e:  # noqa: BLE001 - ImageError or a CDR error: this frame fails, the run goes on
-                    counts["decode_failed"] += 1
-                    kind = "bad frame" if isinstance(e, ImageError) else "undecodable message"
-                    err = f"{kind}: {e}" if isinstance(e, ImageError) else f"{kind}: {type(e).__name__}: {e}"
-                    if counts["decode_failed"] <= 3:
-                        log.warning("frame %d (stamp %d): %s; counted as failed", counts["read"], stamp, err)
-                    builder.add_frame(stamp, {n: ModelOutput(error=err) for n in perceptors}, index=counts["read"] - 1)
-                    progress.update("decode failed")
-                    if on_frame is not None:
-                        on_frame(counts["read"])
-                    continue
-                outputs: dict[str, ModelOutput] = {}
-                for n, p in perceptors.items():
-                    t2 = time.perf_counter()
-                    try:
-                        r = p(frame)
-                    except Exception as e:  # noqa: BLE001 - one model failing on one frame is a counted failure
-                        outputs[n] = ModelOutput(error=f"inference failed: {type(e).__name__}: {e}")
-                        continue
-                    lat = (time.perf_counter() - t2) * 1e3 + decode_ms
-                    outputs[n] = ModelOutput(r, lat, {**r.timings, "decode": decode_ms})
-                builder.add_frame(stamp, outputs, image=frame, index=counts["read"] - 1)
-                last_good = (counts["read"] - 1, stamp)
-                if writer is not None:
-                    t3 = time.perf_counter()
-                    writer.write_raw(topic, m.log_time_ns, m.raw)
-                    for n, o in outputs.items():
-                        if o.perception is not None:
-                            q = o.perception
-                            writer.write(
-                                f"/{n}/detections",
-                                m.log_time_ns,
-                                detection_array(
-                                    writer.types, msg.header, q.boxes, q.scores, q.class_ids, q.class_names
-                                ),
-                            )
-                            writer.write(
-                                f"/{n}/drivable_mask", m.log_time_ns, mask_image(writer.types, msg.header, q.drivable)
-                            )
-                            writer.write(f"/{n}/lane_mask", m.log_time_ns, mask_image(writer.types, msg.header, q.lane))
-                    harness["output_bag"] += (time.perf_counter() - t3) * 1e3
-                progress.update(
-                    " ".join(f"{n} {o.latency_ms:.0f}ms" for n, o in outputs.items() if o.latency_ms is not None)
-                )
+                self.counts["read"] += 1
+                progress.update(self.frame(m, t0, out))
                 if on_frame is not None:
-                    on_frame(counts["read"])
+                    on_frame(self.counts["read"])
         except KeyboardInterrupt:
-            interrupted = True
-            log.warning("interrupted after %d frames; writing the report for what was measured", counts["read"])
+            self.interrupted = True
+            log.warning("interrupted after %d frames; writing the report for what was measured", self.counts["read"])
         finally:
             progress.close()
-            if writer is not None:
+            if out is not None:
                 t3 = time.perf_counter()
-                writer.__exit__(None, None, None)
-                harness["output_bag"] += (time.perf_counter() - t3) * 1e3
+                out.close()
+                self.harness["output_bag"] += (time.perf_counter() - t3) * 1e3
 
-        total = max(expected or 0, counts["read"])
-        not_reached = total - counts["read"]
+    def label(self, m: BagMessage, t0: float) -> None:
+        """A label message -> the builder's ground truth (a bad one is counted, not fatal)."""
+        part = self.part_of[m.topic]
+        try:
+            msg = self.reader.deserialize(m)
+            t1 = time.perf_counter()
+            self.harness["read"] += (t1 - t0) * 1e3
+            stamp, value, unknown = label_value(part, msg, self.class_names)
+            self.unknown_classes += unknown
+            self.harness["decode"] += (time.perf_counter() - t1) * 1e3
+        except Exception as e:  # noqa: BLE001 - a bad label must not stop the run
+            self.builder.add_label_error(part, f"{m.topic} at log time {m.log_time_ns}: {type(e).__name__}: {e}")
+            return
+        self.builder.add_ground_truth(stamp, part, value)
+
+    def frame(self, m: BagMessage, t0: float, out: OutputBag | None) -> str:
+        """A camera message through both models (decoded once), scored and written to the output
+        bag; returns the progress text."""
+        index = self.counts["read"] - 1
+        stamp = m.log_time_ns
+        try:
+            msg = self.reader.deserialize(m)
+            stamp = stamp_to_ns(msg.header.stamp)
+        except Exception as e:  # noqa: BLE001 - a CDR error: this frame fails, the run goes on
+            return self._failed_frame(stamp, index, f"undecodable message: {type(e).__name__}: {e}")
+        self.harness["read"] += (time.perf_counter() - t0) * 1e3
+        decoded = decode(msg)
+        self.harness["decode"] += decoded.decode_ms
+        if decoded.image is None:
+            return self._failed_frame(stamp, index, decoded.error)
+        outputs: dict[str, ModelOutput] = {}
+        for n, p in self.perceptors.items():
+            r = infer(p, decoded.image)
+            if r.error:
+                outputs[n] = ModelOutput(error=r.error)
+                continue
+            timings = {**r.perception.timings, "decode": decoded.decode_ms}
+            outputs[n] = ModelOutput(r.perception, r.latency_ms + decoded.decode_ms, timings)
+        self.builder.add_frame(stamp, outputs, image=decoded.image, index=index)
+        self.last_good = (index, stamp)
+        if out is not None:
+            t3 = time.perf_counter()
+            out.write(m.log_time_ns, m.raw, msg.header, outputs)
+            self.harness["output_bag"] += (time.perf_counter() - t3) * 1e3
+        return " ".join(f"{n} {o.latency_ms:.0f}ms" for n, o in outputs.items() if o.latency_ms is not None)
+
+    def _failed_frame(self, stamp: int, index: int, err: str) -> str:
+        self.counts["decode_failed"] += 1
+        if self.counts["decode_failed"] <= 3:
+            log.warning("frame %d (stamp %d): %s; counted as failed", index + 1, stamp, err)
+        self.builder.add_frame(stamp, {n: ModelOutput(error=err) for n in self.perceptors}, index=index)
+        return "decode failed"
+
+    # -- the report ------------------------------------------------------------------------------
+    def error(self) -> str | None:
+        """What damaged the recording and how far it was read, or None."""
+        if not self.reader.error:
+            return None
+        where = (
+            f"frames up to #{self.last_good[0]} (stamp {self.last_good[1]}) were read"
+            if self.last_good
+            else "no frame could be read"
+        )
+        return f"{self.reader.error} — {where}"
+
+    def write_report(self) -> tuple[dict[str, Any], dict[str, Path]]:
+        """Frames never reached, warnings and ``meta`` into the builder; the report's files."""
+        cfg, b = self.cfg, self.builder
+        total = max(self.info.count or 0, self.counts["read"])
+        not_reached = total - self.counts["read"]
         if not_reached:
             reason = (
                 "interrupted (Ctrl-C)"
-                if interrupted
+                if self.interrupted
                 else f"--max-frames {cfg.max_frames}"
-                if stopped_at_limit
+                if self.stopped_at_limit
                 else "the recording is damaged"
-                if reader.error
+                if self.reader.error
                 else "not read"
             )
-            builder.add_not_reached(not_reached, reason)
-        if unknown_classes:
-            builder.warnings.append(
-                f"{unknown_classes} labelled boxes have a class name the models do not know "
-                f"({list(class_names)}); they are not scored"
+            b.add_not_reached(not_reached, reason)
+        if self.unknown_classes:
+            b.warnings.append(
+                f"{self.unknown_classes} labelled boxes have a class name the models do not know "
+                f"({list(self.class_names)}); they are not scored"
             )
-        error = None
-        if reader.error:
-            where = (
-                f"frames up to #{last_good[0]} (stamp {last_good[1]}) were read"
-                if last_good
-                else "no frame could be read"
-            )
-            error = f"{reader.error} — {where}"
-        builder.meta.update(
+        b.meta.update(
             {
                 "tool": "mtc bench (offline replay)",
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 "host": host_info(),
-                "bag": {
-                    "path": str(cfg.bag),
-                    "md5": md5,
-                    "size_bytes": bag_size(cfg.bag),
-                    "storage": reader.storage,
-                    "topic": topic,
-                    "msgtype": info.msgtype,
-                    "salvaged": reader.salvaged,
-                    "label_topics": gt,
-                    "topics": {n: {"type": i.msgtype, "count": i.count} for n, i in sorted(reader.topics.items())},
-                },
-                "frames": counts,
+                "bag": recording_meta(cfg.bag, self.reader, self.topic, self.gt, self.md5),
+                "frames": self.counts,
                 "config": cfg.to_dict(),
-                "interrupted": interrupted,
-                "error": error,
-                "load_s": load_s,
+                "interrupted": self.interrupted,
+                "error": self.error(),
+                "load_s": self.load_s,
             }
         )
-        paths = builder.write(cfg.out, plots=cfg.plots)
-        if output_bag is not None:
-            paths["output_bag"] = output_bag
-        rep = builder.last_report
+        paths = b.write(cfg.out, plots=cfg.plots)
+        if self.output_bag is not None:
+            paths["output_bag"] = self.output_bag
+        return b.last_report, paths
+
+    def exit_code(self, rep: dict[str, Any], paths: dict[str, Path]) -> int:
+        """130 interrupted; 2 a damaged recording or no frame processed; 0 otherwise."""
+        processed = sum(m["frames"]["processed"] for m in rep["models"].values())
+        if self.interrupted:
+            return EXIT_INTERRUPTED
+        error = self.error()
+        if error:
+            log.error("recording damaged: %s; the report covers what was read: %s", error, paths["report_json"])
+            return EXIT_BAD_INPUT
+        if self.counts["read"] and not processed:
+            log.error(
+                "no frame of %s could be processed (%d failed to decode); see %s",
+                self.topic,
+                self.counts["decode_failed"],
+                paths["report_md"],
+            )
+            return EXIT_BAD_INPUT
+        return EXIT_OK
+
+
+def run_bench(cfg: BenchConfig, on_frame: Callable[[int], None] | None = None) -> BenchResult:
+    """Run the replay benchmark and write the report into ``cfg.out``. ``on_frame(n)`` is called
+    after the n-th camera frame (progress hooks; a KeyboardInterrupt raised there stops the run
+    as Ctrl-C does)."""
+    started = time.perf_counter()
+    harness = {"read": 0.0, "decode": 0.0, "hash": 0.0, "output_bag": 0.0}
+    t = time.perf_counter()
+    reader = BagReader(cfg.bag, cfg.distro)
+    harness["read"] += (time.perf_counter() - t) * 1e3
+    try:
+        replay = Replay(cfg, reader, harness, started)
+        replay.run(on_frame)
+        rep, paths = replay.write_report()
     finally:
         reader.close()
-    processed = sum(m["frames"]["processed"] for m in rep["models"].values())
-    code = EXIT_OK
-    if interrupted:
-        code = EXIT_INTERRUPTED
-    elif error:
-        log.error("recording damaged: %s; the report covers what was read: %s", error, paths["report_json"])
-        code = EXIT_BAD_INPUT
-    elif counts["read"] and not processed:
-        log.error(
-            "no frame of %s could be processed (%d failed to decode); see %s",
-            topic,
-            counts["decode_failed"],
-            paths["report_md"],
-        )
-        code = EXIT_BAD_INPUT
-    return BenchResult(rep, paths, code)
+    return BenchResult(rep, paths, replay.exit_code(rep, paths))
 
 
 def summary_text(rep: dict[str, Any]) -> str:

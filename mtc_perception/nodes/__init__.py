@@ -1,2 +1,3 @@
-"""rclpy nodes: thin layers over the ROS-free modules (node_core, imaging, perceptor). Importing
-this package needs nothing from ROS; importing a node module needs rclpy."""
+"""rclpy nodes: thin layers over the ROS-free modules (:mod:`mtc_perception.node`,
+:mod:`mtc_perception.messages`, :mod:`mtc_perception.frame`, :mod:`mtc_perception.bench.player`).
+Importing this package needs nothing from ROS; importing a node module needs rclpy."""

@@ -2,28 +2,25 @@
 
 A thin rclpy layer. Every decision (parameter validation, the newest-frame slot, decoding, message
 contents, counters, health levels, warning rate limits) is made by ROS-free code in
-:mod:`mtc_perception.node_core`, tested without ROS. This file only declares parameters, wires
-subscriptions, publishers, a worker thread and a timer. Contract: docs/DESIGN.md ("ROS 2 node").
+:mod:`mtc_perception.node` and :mod:`mtc_perception.messages`, tested without ROS. This file only
+declares parameters, wires subscriptions, publishers, a worker thread and a timer. Contract:
+docs/DESIGN.md ("ROS 2 node").
 """
 
 from __future__ import annotations
 
-import importlib
 import socket
 import sys
 import threading
 import time
-from typing import Any
 
 import rclpy
 import rclpy.executors
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
-from rclpy.exceptions import ParameterUninitializedException
 from rclpy.node import Node
-from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
-from mtc_perception.node_core import (
+from mtc_perception.messages import DIAGNOSTICS_TYPE, PARTS
+from mtc_perception.node import (
     PARAMETERS,
     FrameProcessor,
     FrameSlot,
@@ -34,50 +31,13 @@ from mtc_perception.node_core import (
     qos_settings,
     validate_params,
 )
-
-_TYPES = {
-    "string": Parameter.Type.STRING,
-    "double": Parameter.Type.DOUBLE,
-    "integer": Parameter.Type.INTEGER,
-    "bool": Parameter.Type.BOOL,
-    "string_array": Parameter.Type.STRING_ARRAY,
-}
-
-
-def ros_type(name: str) -> Any:
-    """``"vision_msgs/msg/Detection2D"`` -> the rclpy message class."""
-    pkg, sub, cls = name.split("/")
-    return getattr(importlib.import_module(f"{pkg}.{sub}"), cls)
-
-
-def _descriptor(p) -> ParameterDescriptor:  # noqa: ANN001
-    d = ParameterDescriptor(name=p.name, type=_TYPES[p.kind].value, description=p.description, read_only=True)
-    if p.choices:
-        d.additional_constraints = "one of: " + ", ".join(p.choices)
-    if p.range is not None and p.kind == "double":
-        d.floating_point_range = [
-            FloatingPointRange(from_value=float(p.range[0]), to_value=float(p.range[1]), step=0.0)
-        ]
-    if p.range is not None and p.kind == "integer":
-        d.integer_range = [IntegerRange(from_value=int(p.range[0]), to_value=int(p.range[1]), step=1)]
-    return d
+from mtc_perception.nodes.node_common import declare_parameters, ros_init, ros_type
 
 
 class PerceptionNode(Node):
     def __init__(self) -> None:
         super().__init__("perception_node")
-        values = {}
-        for p in PARAMETERS:
-            # an empty list cannot tell rclpy its type: declare string arrays by type, default []
-            default = _TYPES[p.kind] if p.kind == "string_array" else p.default
-            self.declare_parameter(p.name, default, _descriptor(p))
-            try:
-                values[p.name] = self.get_parameter(p.name).value
-            except ParameterUninitializedException:  # declared by type and not set: the default
-                values[p.name] = p.default
-        if isinstance(values.get("class_filter"), (list, tuple)):
-            values["class_filter"] = list(values["class_filter"])
-        self.params = validate_params(values)  # ParamError -> fatal in main()
+        self.params = validate_params(declare_parameters(self, PARAMETERS))  # ParamError -> fatal in main()
         prm = self.params
 
         from mtc_perception.perceptor import Perceptor  # imports no runtime until the backend loads
@@ -97,16 +57,13 @@ class PerceptionNode(Node):
         self.warn = WarnLimiter(prm.warn_period)
         self._last_summary: dict | None = None
 
-        Image = ros_type("sensor_msgs/msg/Image")
         out_qos = 10
         self.pubs = {
-            "detections": self.create_publisher(ros_type("vision_msgs/msg/Detection2DArray"), "detections", out_qos),
-            "drivable_mask": self.create_publisher(Image, "drivable_mask", out_qos),
-            "lane_mask": self.create_publisher(Image, "lane_mask", out_qos),
+            part.topic: self.create_publisher(ros_type(part.msgtype), part.topic, out_qos)
+            for part in PARTS
+            if part.topic != "overlay" or prm.publish_overlay
         }
-        if prm.publish_overlay:
-            self.pubs["overlay"] = self.create_publisher(Image, "overlay", out_qos)
-        self.diag_pub = self.create_publisher(ros_type("diagnostic_msgs/msg/DiagnosticArray"), "/diagnostics", 10)
+        self.diag_pub = self.create_publisher(ros_type(DIAGNOSTICS_TYPE), "/diagnostics", 10)
 
         q = qos_settings(prm.reliability)
         qos = QoSProfile(
@@ -172,24 +129,22 @@ class PerceptionNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
-    node = None
     try:
-        node = PerceptionNode()
-    except (ParamError, ValueError, FileNotFoundError, RuntimeError, ImportError) as e:
-        # a missing or incompatible bundle, a bad parameter, a missing backend: say what and exit
-        from rclpy.logging import get_logger
+        with ros_init(args):
+            try:
+                node = PerceptionNode()
+            except (ParamError, ValueError, FileNotFoundError, RuntimeError, ImportError) as e:
+                # a missing or incompatible bundle, a bad parameter, a missing backend: say what and exit
+                from rclpy.logging import get_logger
 
-        get_logger("perception_node").fatal(f"cannot start: {e}")
-        rclpy.try_shutdown()
-        return 1
-    try:
-        rclpy.spin(node)
+                get_logger("perception_node").fatal(f"cannot start: {e}")
+                return 1
+            try:
+                rclpy.spin(node)
+            finally:
+                node.destroy_node()
     except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+        pass  # Ctrl-C or `ros2 lifecycle`/launch shutdown: a clean exit
     return 0
 
 

@@ -12,7 +12,8 @@ import pytest
 
 pytest.importorskip("rosbags")
 
-from rosbags.highlevel import AnyReader
+from bag_helpers import mcap_read as _mcap_read
+from bag_helpers import rosbags_read as _rosbags_read
 from rosbags.typesys import Stores, get_typestore
 
 from mtc_perception.bags import (
@@ -26,8 +27,7 @@ from mtc_perception.bags import (
     write_bag,
 )
 from mtc_perception.cli import main as mtc
-from mtc_perception.imaging import compressed_to_bgr, image_to_bgr
-from mtc_perception.node_core import register_vision_msgs
+from mtc_perception.imaging import image_to_bgr
 
 ROOT = Path(__file__).resolve().parents[2]
 DISTROS = ["humble", "jazzy"]
@@ -47,35 +47,6 @@ def image_dir(tmp_path_factory):
         cv2.imwrite(str(d / f"f{i:02d}.png"), f)
     (d / "f99_broken.png").write_bytes(b"not an image")
     return d
-
-
-def _rosbags_read(path, topic, distro):
-    ts = get_typestore(STORES[distro])
-    register_vision_msgs(ts)
-    out = []
-    with AnyReader([Path(path)], default_typestore=ts) as r:
-        conns = [c for c in r.connections if c.topic == topic]
-        assert conns, f"{topic} missing; have {[c.topic for c in r.connections]}"
-        for c, t, raw in r.messages(connections=conns):
-            out.append((t, r.deserialize(raw, c.msgtype)))
-    return out
-
-
-def _mcap_read(path, topic):
-    """The independent reader: mcap + mcap-ros2-support decode with the schemas the bag embeds."""
-    pytest.importorskip("mcap_ros2.decoder", reason="the independent MCAP reader: pip install mcap mcap-ros2-support")
-    from mcap.reader import make_reader
-    from mcap_ros2.decoder import DecoderFactory
-
-    (f,) = Path(path).glob("*.mcap")
-    out = []
-    with open(f, "rb") as fh:
-        for _schema, channel, message, msg in make_reader(
-            fh, decoder_factories=[DecoderFactory()]
-        ).iter_decoded_messages(topics=[topic]):
-            assert channel.topic == topic
-            out.append((message.log_time, msg))
-    return out
 
 
 def _pixels(msg):
@@ -150,108 +121,10 @@ def test_distro_stores_are_recorded(tmp_path, image_dir):
             assert len(_rosbags_read(out, "/camera/image_raw", other)) == 1
 
 
-@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
-def test_dataset_split_records_frames_and_labels_with_the_same_stamps(tmp_path, synth_root, storage):
-    from compress.data.bdd import DataConfig, index_split
-
-    out = tmp_path / "bag"
-    assert (
-        mtc(
-            [
-                "bag",
-                "--dataset",
-                str(synth_root),
-                "--split",
-                "val",
-                "--out",
-                str(out),
-                "--storage",
-                storage,
-                "--transport",
-                "compressed",
-                "--jpeg-quality",
-                "95",
-            ]
-        )
-        == 0
-    )
-    samples = index_split(DataConfig(root=synth_root, split="val")).samples
-    cams = _rosbags_read(out, "/camera/image_raw/compressed", "humble")
-    dets = _rosbags_read(out, "/ground_truth/detections", "humble")
-    drv = _rosbags_read(out, "/ground_truth/drivable_mask", "humble")
-    lane = _rosbags_read(out, "/ground_truth/lane_mask", "humble")
-    assert len(cams) == len(dets) == len(drv) == len(lane) == len(samples) == 8
-    for s, (t, cam), (_, d), (_, dm), (_, lm) in zip(samples, cams, dets, drv, lane):
-        stamp = stamp_to_ns(cam.header.stamp)
-        assert t == stamp and {stamp_to_ns(m.header.stamp) for m in (d, dm, lm)} == {stamp}
-        img = cv2.imread(str(s.image))
-        assert cam.format.endswith("jpeg compressed bgr8")
-        assert np.abs(compressed_to_bgr(cam).astype(int) - img.astype(int)).mean() < 3  # JPEG q95 of the same frame
-        got = np.array(
-            [
-                [
-                    x.bbox.center.position.x - x.bbox.size_x / 2,
-                    x.bbox.center.position.y - x.bbox.size_y / 2,
-                    x.bbox.center.position.x + x.bbox.size_x / 2,
-                    x.bbox.center.position.y + x.bbox.size_y / 2,
-                ]
-                for x in d.detections
-            ]
-        ).reshape(-1, 4)
-        assert np.allclose(got, s.boxes[:, 1:5], atol=1e-3) and all(
-            x.results[0].hypothesis.class_id == "vehicle" for x in d.detections
-        )
-        want_drv = cv2.imread(str(s.drivable), cv2.IMREAD_UNCHANGED) > 0
-        assert dm.encoding == "mono8" and np.array_equal(dm.data.reshape(dm.height, dm.width) > 0, want_drv)
-        assert set(np.unique(lm.data)) <= {0, 255} and np.array_equal(
-            lm.data.reshape(lm.height, lm.width) > 0, cv2.imread(str(s.lane), cv2.IMREAD_UNCHANGED) > 0
-        )
-    if storage == "mcap":  # the independent reader decodes the vision_msgs schema the bag embeds
-        md = _mcap_read(out, "/ground_truth/detections")
-        assert [len(m.detections) for _, m in md] == [len(s.boxes) for s in samples] and sum(
-            len(s.boxes) for s in samples
-        ) > 0
-        for (_, m), s in zip(md, samples):
-            for x, b in zip(m.detections, s.boxes):
-                assert x.bbox.size_x == pytest.approx(float(b[3] - b[1])) and x.bbox.center.position.y == pytest.approx(
-                    float(b[2] + b[4]) / 2
-                )
-
-
-def test_resize_limit_and_fps(tmp_path, synth_root):
-    from compress.data.bdd import DataConfig, index_split
-
-    out = tmp_path / "bag"
-    assert (
-        mtc(
-            [
-                "bag",
-                "--dataset",
-                str(synth_root),
-                "--out",
-                str(out),
-                "--resize",
-                "160x90",
-                "--limit",
-                "3",
-                "--fps",
-                "25",
-                "--topic",
-                "/front/image",
-            ]
-        )
-        == 0
-    )
-    cams = _rosbags_read(out, "/front/image", "humble")
-    dets = _rosbags_read(out, "/ground_truth/detections", "humble")
-    masks = _rosbags_read(out, "/ground_truth/lane_mask", "humble")
-    assert [t for t, _ in cams] == [DEFAULT_START_NS + i * 40_000_000 for i in range(3)]
-    assert all((m.width, m.height) == (160, 90) for _, m in cams + masks)
-    s = index_split(DataConfig(root=synth_root, split="val")).samples[0]
-    if len(s.boxes):
-        d = dets[0][1].detections[0]
-        assert d.bbox.size_x == pytest.approx((s.boxes[0, 3] - s.boxes[0, 1]) / 2, abs=1e-3)  # 320 -> 160
-        assert d.bbox.size_y == pytest.approx((s.boxes[0, 4] - s.boxes[0, 2]) / 2, abs=1e-3)  # 180 -> 90
+def test_mtc_bag_dataset_points_to_mtc_compress(tmp_path, logs):
+    """The runtime never reads datasets: `mtc bag --dataset` says which command records one."""
+    assert mtc(["bag", "--dataset", str(tmp_path / "synthroad"), "--out", str(tmp_path / "b")]) == 2
+    assert "mtc-compress bag --dataset" in logs.text and not (tmp_path / "b").exists()
 
 
 def test_video_input(tmp_path):

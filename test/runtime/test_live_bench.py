@@ -14,11 +14,12 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 from rosbags.typesys import Stores, get_typestore  # noqa: E402
 
-from mtc_perception.bench.live import OUTPUT_PARTS, LiveBench  # noqa: E402
+from mtc_perception.bench.live import LiveBench  # noqa: E402
 from mtc_perception.bench.report import ModelInfo  # noqa: E402
 from mtc_perception.bundle import Bundle  # noqa: E402
 from mtc_perception.imaging import bgr_to_image_fields  # noqa: E402
-from mtc_perception.node_core import FrameProcessor, register_vision_msgs  # noqa: E402
+from mtc_perception.messages import OUTPUT_PARTS, register_vision_msgs  # noqa: E402
+from mtc_perception.node import FrameProcessor  # noqa: E402
 from mtc_perception.perceptor import Perceptor  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1] / "data"

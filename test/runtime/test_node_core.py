@@ -13,7 +13,8 @@ import time
 import numpy as np
 from rosbags.typesys import Stores, get_typestore
 
-from mtc_perception.node_core import FrameSlot, Stats, detection_array, mask_image, register_vision_msgs
+from mtc_perception.messages import detection_array, mask_image, register_vision_msgs
+from mtc_perception.node import FrameSlot, Stats
 
 STORES = [Stores.ROS2_HUMBLE, Stores.ROS2_JAZZY]
 
@@ -106,12 +107,12 @@ import cv2  # noqa: E402
 import yaml  # noqa: E402
 
 from mtc_perception.imaging import bgr_to_image_fields  # noqa: E402
-from mtc_perception.node_core import (
+from mtc_perception.node import (  # noqa: E402
     PARAMETERS,
     FrameProcessor,
     ParamError,
     WarnLimiter,
-    check_class_filter,  # noqa: E402
+    check_class_filter,
     diagnostic_array,
     health,
     qos_settings,

@@ -1,0 +1,68 @@
+"""A dataset split as frames to record (``mtc-compress bag --dataset``): images and their labels in
+the runtime's :class:`~mtc_perception.bags.SourceFrame` form, so that
+:func:`mtc_perception.bags.write_bag` records them with their ground-truth topics. Lives in the
+offline half because it reads the dataset through :mod:`compress.data.bdd`; the runtime never
+imports it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from mtc_perception.bags import BagError, Labels, SourceFrame
+
+from .bdd import DataConfig, index_split, map_drivable, map_lane
+
+__all__ = ["dataset_frames"]
+
+
+def dataset_frames(
+    root: str | Path,
+    split: str = "val",
+    label_format: str = "yolop",
+    label_json: str | None = None,
+    drivable_mapping: str = "yolop_binary",
+) -> Iterator[SourceFrame]:
+    """Frames and labels of a BDD100K / YOLOP-layout split (synthroad writes that layout), in the
+    order of ``compress.data.bdd.index_split``. Masks are mapped with ``drivable_mapping``."""
+    cfg = DataConfig(
+        root=Path(root),
+        split=split,
+        label_format=label_format,
+        label_json=label_json,
+        drivable_mapping=drivable_mapping,
+    )
+    index = index_split(cfg)
+    if not index.samples:
+        raise BagError(f"no samples in split {split!r} of {root}")
+    for s in index.samples:
+        img = cv2.imread(str(s.image), cv2.IMREAD_COLOR)
+        if img is None:
+            yield SourceFrame(s.stem, None, error=f"{s.image}: not a readable image")
+            continue
+        masks = []
+        for path, fn in ((s.drivable, lambda raw: map_drivable(raw, drivable_mapping)), (s.lane, map_lane)):
+            raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED) if path is not None else None
+            if path is not None and (raw is None or raw.shape[:2] != img.shape[:2]):
+                yield SourceFrame(
+                    s.stem,
+                    None,
+                    error=f"{path}: unreadable mask or size differs from the image {img.shape[1]}x{img.shape[0]}",
+                )
+                break
+            masks.append(fn(raw) if raw is not None else None)
+        else:
+            yield SourceFrame(
+                s.stem,
+                img,
+                Labels(
+                    s.boxes[:, 1:5].astype(np.float64),
+                    s.boxes[:, 0].astype(np.int64),
+                    cfg.class_names,
+                    masks[0],
+                    masks[1],
+                ),
+            )

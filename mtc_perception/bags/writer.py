@@ -1,0 +1,189 @@
+"""Writing rosbag2 recordings (``mtc bag``): frames become ``sensor_msgs/Image`` (bgr8) or
+``sensor_msgs/CompressedImage`` (jpeg) messages stamped ``start + i / fps``; labels travel on their
+own topics with the frame's header (``vision_msgs/Detection2DArray`` and mono8 0/255 drivable /
+lane masks). MCAP or sqlite3 storage, rosbag2 format version 8 (readable by Humble's tools), Humble
+or Jazzy message definitions."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..messages import CAMERA_TYPES, LABEL_TYPES, detection_array, gt_topics, mask_image
+from .base import (
+    CAMERA_TOPIC,
+    DEFAULT_START_NS,
+    GT_PREFIX,
+    STORAGES,
+    TRANSPORTS,
+    BagError,
+    camera_message,
+    header,
+    require_rosbags,
+    types_of,
+    typestore,
+)
+from .source import SourceFrame, resize_frame
+
+log = logging.getLogger(__name__)
+
+
+class RecordingWriter:
+    """A thin rosbags ``Writer`` (format version 8): topics by name, messages serialized with the
+    chosen distro's typestore. Use as a context manager; the path must not exist yet."""
+
+    def __init__(self, path: str | Path, storage: str = "mcap", distro: str = "humble") -> None:
+        if storage not in STORAGES:
+            raise BagError(f"storage {storage!r}: use one of {STORAGES}")
+        self.path = Path(path)
+        if self.path.exists():
+            raise BagError(f"{self.path} exists; rosbag2 writers never overwrite: remove it or choose another path")
+        rb = require_rosbags()
+        self.ts = typestore(distro)
+        self.storage, self.distro = storage, distro
+        plugin = rb.rosbag2.StoragePlugin.MCAP if storage == "mcap" else rb.rosbag2.StoragePlugin.SQLITE3
+        self._writer = rb.rosbag2.Writer(self.path, version=8, storage_plugin=plugin)
+        self._conns: dict[str, tuple[Any, str]] = {}
+        self.counts: dict[str, int] = {}
+
+    def __enter__(self) -> RecordingWriter:
+        self._writer.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._writer.close()
+
+    @property
+    def types(self) -> Callable[[str], Any]:
+        return types_of(self.ts)
+
+    def add_topic(self, topic: str, msgtype: str) -> None:
+        if topic not in self._conns:
+            self._conns[topic] = (self._writer.add_connection(topic, msgtype, typestore=self.ts), msgtype)
+            self.counts[topic] = 0
+
+    def write(self, topic: str, log_time_ns: int, msg: Any) -> None:
+        conn, msgtype = self._conns[topic]
+        self._writer.write(conn, int(log_time_ns), self.ts.serialize_cdr(msg, msgtype))
+        self.counts[topic] += 1
+
+    def write_raw(self, topic: str, log_time_ns: int, raw: bytes | memoryview) -> None:
+        """An already serialized (CDR) message, e.g. copied from another bag."""
+        conn, _ = self._conns[topic]
+        self._writer.write(conn, int(log_time_ns), raw)
+        self.counts[topic] += 1
+
+
+@dataclass(frozen=True)
+class WriteConfig:
+    """How ``mtc bag`` records frames. ``camera_topic`` None: ``/camera/image_raw`` for raw,
+    ``/camera/image_raw/compressed`` for compressed (image_transport's naming, what the perception
+    node subscribes to with ``input_transport: compressed``)."""
+
+    storage: str = "mcap"
+    distro: str = "humble"
+    transport: str = "raw"
+    fps: float = 10.0
+    camera_topic: str | None = None
+    frame_id: str = "camera"
+    limit: int | None = None
+    resize: tuple[int, int] | None = None
+    jpeg_quality: int = 90
+    labels: bool = True
+    gt_prefix: str = GT_PREFIX
+    start_ns: int = DEFAULT_START_NS
+
+    def __post_init__(self) -> None:
+        if self.storage not in STORAGES:
+            raise BagError(f"storage {self.storage!r}: use one of {STORAGES}")
+        if self.transport not in TRANSPORTS:
+            raise BagError(f"transport {self.transport!r}: use one of {TRANSPORTS}")
+        if not self.fps > 0:
+            raise BagError(f"fps must be > 0, got {self.fps}")
+        if self.limit is not None and self.limit < 1:
+            raise BagError(f"limit must be >= 1, got {self.limit}")
+        if not 1 <= self.jpeg_quality <= 100:
+            raise BagError(f"jpeg quality must be in 1..100, got {self.jpeg_quality}")
+
+    @property
+    def topic(self) -> str:
+        if self.camera_topic:
+            return self.camera_topic
+        return CAMERA_TOPIC + ("/compressed" if self.transport == "compressed" else "")
+
+
+@dataclass
+class WriteSummary:
+    path: Path
+    storage: str
+    distro: str
+    frames: int = 0
+    labelled: int = 0
+    unreadable: list[str] = field(default_factory=list)
+    topics: dict[str, int] = field(default_factory=dict)
+    size: tuple[int, int] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": str(self.path),
+            "storage": self.storage,
+            "distro": self.distro,
+            "frames": self.frames,
+            "labelled": self.labelled,
+            "unreadable": self.unreadable,
+            "topics": self.topics,
+            "frame_size": list(self.size) if self.size else None,
+        }
+
+
+def write_bag(
+    path: str | Path,
+    frames: Iterable[SourceFrame],
+    cfg: WriteConfig = WriteConfig(),
+    progress: Callable[[int], None] | None = None,
+) -> WriteSummary:
+    """Record ``frames`` into a new bag at ``path``. A frame whose image is None is not written
+    (there is nothing to write) but listed in ``WriteSummary.unreadable``. Labels, where present,
+    go to ``<gt_prefix>/{detections, drivable_mask, lane_mask}`` with the frame's header and log time."""
+    period_ns = round(1e9 / cfg.fps)
+    out = WriteSummary(Path(path), cfg.storage, cfg.distro)
+    gt = gt_topics(cfg.gt_prefix)
+    with RecordingWriter(path, cfg.storage, cfg.distro) as w:
+        w.add_topic(cfg.topic, CAMERA_TYPES[cfg.transport])
+        for frame in frames:
+            if cfg.limit is not None and out.frames >= cfg.limit:
+                break
+            if frame.image is None:
+                out.unreadable.append(f"{frame.name}: {frame.error or 'unreadable'}")
+                log.warning("%s: %s; not recorded", frame.name, frame.error or "unreadable")
+                continue
+            frame = resize_frame(frame, cfg.resize)
+            stamp = cfg.start_ns + out.frames * period_ns
+            hdr = header(w.ts, stamp, cfg.frame_id)
+            w.write(cfg.topic, stamp, camera_message(w.ts, hdr, frame.image, cfg.transport, cfg.jpeg_quality))
+            out.size = (frame.image.shape[1], frame.image.shape[0])
+            lab = frame.labels if cfg.labels else None
+            if lab is not None:
+                w.add_topic(gt["detections"], LABEL_TYPES["detections"])
+                w.write(
+                    gt["detections"],
+                    stamp,
+                    detection_array(w.types, hdr, lab.boxes, np.ones(len(lab.boxes)), lab.class_ids, lab.class_names),
+                )
+                for part, mask in (("drivable", lab.drivable), ("lane", lab.lane)):
+                    if mask is not None:
+                        w.add_topic(gt[part], LABEL_TYPES[part])
+                        w.write(gt[part], stamp, mask_image(w.types, hdr, mask))
+                out.labelled += 1
+            out.frames += 1
+            if progress is not None:
+                progress(out.frames)
+        out.topics = dict(w.counts)
+    if out.frames == 0:
+        raise BagError(f"no frame could be recorded into {path} ({len(out.unreadable)} unreadable)")
+    return out

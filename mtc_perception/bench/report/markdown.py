@@ -1,0 +1,130 @@
+"""``report.md``: the report's tables."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .inputs import STAGES
+
+
+def _f(v: Any, fmt: str = "{:.2f}", none: str = "–") -> str:
+    return none if v is None else fmt.format(v)
+
+
+def markdown(rep: dict[str, Any]) -> str:
+    """``report.md``: the report's tables."""
+    meta, models = rep["meta"], rep["models"]
+    names = list(models)
+    title = " vs ".join(reversed(names)) if len(names) == 2 else names[0]
+    bag = meta.get("bag", {})
+    fr = meta.get("frames", {})
+    lines = [f"# Benchmark: {title}", ""]
+    if bag:
+        lines.append(
+            f"Recording `{bag.get('path')}` ({bag.get('storage')}, md5 `{bag.get('md5')}`), topic `{bag.get('topic')}` "
+            f"({bag.get('msgtype')}): {fr.get('total')} frames, {fr.get('read', fr.get('given'))} read, "
+            f"{fr.get('not_reached')} not reached."
+        )
+    host = meta.get("host", {})
+    if host:
+        lines.append(f"Host `{host.get('hostname')}`: {host.get('cpu')}; GPU: {host.get('gpu') or 'none'}.")
+    lines.append("Backends: " + ", ".join(f"{n} = {b}" for n, b in meta.get("backends", {}).items()) + ".")
+    if meta.get("interrupted"):
+        lines.append("\n**Interrupted (Ctrl-C): the figures cover the frames measured before it.**")
+    if meta.get("error"):
+        lines.append(f"\n**Recording damaged: {meta['error']}** — figures cover the frames up to the last good one.")
+    for w in meta.get("warnings", []):
+        lines.append(f"\n> warning: {w}")
+    lines += [
+        "",
+        "## Speed",
+        "",
+        "| model | params | GMACs | latency mean | p50 | p90 | p99 | max (ms) | throughput (fps) | processed | failed | skipped | total |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for n, m in models.items():
+        lat, f = m["latency_ms"], m["frames"]
+        lines.append(
+            f"| {n} | {_f(m['params'] and m['params'] / 1e6, '{:.2f}M')} | {_f(m['macs'] and m['macs'] / 1e9, '{:.3f}')} | "
+            f"{_f(lat['mean'])} | {_f(lat['p50'])} | {_f(lat['p90'])} | {_f(lat['p99'])} | {_f(lat['max'])} | "
+            f"{_f(m['throughput_fps'], '{:.1f}')} | {f['processed']} | {f['failed']} | {f['skipped']} | {f['total']} |"
+        )
+    lines += [
+        "",
+        "Mean time per stage (ms):",
+        "",
+        "| model | " + " | ".join(STAGES) + " |",
+        "|---|" + "---|" * len(STAGES),
+    ]
+    for n, m in models.items():
+        lines.append(f"| {n} | " + " | ".join(_f(m["stage_ms"].get(k)) for k in STAGES) + " |")
+    for n, m in models.items():
+        for e in m.get("errors", []):
+            lines.append(f"\n{n}: {e['count']} x {e['first']}")
+    a = rep.get("agreement")
+    if a:
+        d = a["detection"]
+        lines += [
+            "",
+            f"## Agreement ({a['model']} against {a['reference']} as reference)",
+            "",
+            "| frames | det mAP50 | det recall | det precision | drivable mIoU | lane IoU |",
+            "|---|---|---|---|---|---|",
+            (
+                f"| {a['frames']} | {_f(d['map50'], '{:.3f}')} | {_f(d['recall'], '{:.3f}')} | {_f(d['precision'], '{:.3f}')} | "
+                f"{_f(a['drivable']['miou'], '{:.3f}')} | {_f(a['lane']['iou'], '{:.3f}')} |"
+            ),
+            "",
+            f"Reference boxes: {d['reference_boxes']}, model boxes: {d['model_boxes']} (AP: {d['ap_method']} 101-point).",
+        ]
+    g = rep.get("ground_truth")
+    if g:
+        lines += [
+            "",
+            "## Ground truth",
+            "",
+            "| model | frames | mAP50 | recall | drivable mIoU | lane acc | lane IoU |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for n in models:
+            b = g.get(n)
+            if b is None:
+                lines.append(f"| {n} | 0 | – | – | – | – | – |")
+                continue
+            det, drv, ln = b.get("detection", {}), b.get("drivable", {}), b.get("lane", {})
+            lines.append(
+                f"| {n} | {b['frames']} | {_f(det.get('map50'), '{:.3f}')} | {_f(det.get('recall'), '{:.3f}')} | "
+                f"{_f(drv.get('miou'), '{:.3f}')} | {_f(ln.get('acc'), '{:.3f}')} | {_f(ln.get('iou'), '{:.3f}')} |"
+            )
+        mt = g["matching"]
+        lines += [
+            "",
+            (
+                f"Label matching by header stamp: {mt['frames_with_all_labels']} frames with all labels, "
+                f"{mt['frames_missing_labels']} missing some, labels without a frame: {mt['labels_without_frame']}."
+            ),
+        ]
+    h, s = meta.get("harness_ms"), meta.get("harness_share")
+    if h:
+        lines += [
+            "",
+            "## Harness",
+            "",
+            "| " + " | ".join(h) + " |",
+            "|" + "---|" * len(h),
+            "| " + " | ".join(f"{v:.0f} ms" for v in h.values()) + " |",
+        ]
+        if s and s.get("read_decode_report") is not None:
+            lines.append(
+                f"\nReading and decoding the recording plus writing the report: {100 * s['read_decode_report']:.1f} % "
+                f"of the total bench time; hashing the recording {100 * (s.get('hash') or 0):.1f} %; "
+                f"{100 * s['all_harness']:.1f} % with everything the harness does."
+            )
+    titles = {
+        "latency_cdf.png": "latency CDF",
+        "agreement.png": "agreement over time",
+        "disagreement_mosaic.jpg": "where they disagree most (reference | model)",
+    }
+    if meta.get("plots"):
+        lines += ["", "## Plots", ""] + [f"![{titles.get(p, p)}]({p})" for p in meta["plots"]]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,59 @@
+"""ROS messages of the perception outputs, without rclpy: the table of output parts
+(:mod:`.parts`), the builders (:mod:`.build`), the readers back to arrays (:mod:`.read`) and the
+vision_msgs definitions for rosbags typestores (:mod:`.vision_msgs`)."""
+
+from .build import Types, bgr_image, detection_array, mask_image, perception_messages
+from .parts import (
+    CAMERA_TOPIC,
+    CAMERA_TYPES,
+    COMPRESSED_TYPE,
+    DETECTIONS_TYPE,
+    DIAGNOSTICS_TYPE,
+    GT_PREFIX,
+    IMAGE_TYPE,
+    IMAGE_TYPES,
+    LABEL_PARTS,
+    LABEL_TOPICS,
+    LABEL_TYPES,
+    OUTPUT_PARTS,
+    OUTPUT_TYPES,
+    PARTS,
+    Part,
+    gt_topics,
+    model_topics,
+    transport_of,
+)
+from .read import detections_from_msg, mask_from_msg, perception_from_messages, stamp_to_ns
+from .vision_msgs import VISION_MSGS, register_vision_msgs
+
+__all__ = [
+    "CAMERA_TOPIC",
+    "CAMERA_TYPES",
+    "COMPRESSED_TYPE",
+    "DETECTIONS_TYPE",
+    "DIAGNOSTICS_TYPE",
+    "GT_PREFIX",
+    "IMAGE_TYPE",
+    "IMAGE_TYPES",
+    "LABEL_PARTS",
+    "LABEL_TOPICS",
+    "LABEL_TYPES",
+    "OUTPUT_PARTS",
+    "OUTPUT_TYPES",
+    "PARTS",
+    "VISION_MSGS",
+    "Part",
+    "Types",
+    "bgr_image",
+    "detection_array",
+    "detections_from_msg",
+    "gt_topics",
+    "mask_from_msg",
+    "mask_image",
+    "model_topics",
+    "perception_from_messages",
+    "perception_messages",
+    "register_vision_msgs",
+    "stamp_to_ns",
+    "transport_of",
+]

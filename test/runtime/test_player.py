@@ -1,0 +1,177 @@
+"""The live benchmark's ROS-free player (what ``benchmark_node`` does over time): its parameters,
+the perception nodes' inputs, pacing at the recorded rate, the start and drain timeouts, the
+external player's end, and a whole run whose "nodes" are the real FrameProcessor on a fake clock."""
+
+import cv2
+import numpy as np
+import pytest
+
+pytest.importorskip(
+    "rosbags",
+    reason="needs rosbags (real ROS 2 message definitions and CDR): `pip install rosbags`; `make test` installs it",
+)
+pytest.importorskip("onnxruntime")
+
+from pathlib import Path  # noqa: E402
+
+from mtc_perception.bags import Labels, SourceFrame, WriteConfig, write_bag  # noqa: E402
+from mtc_perception.bench.player import (  # noqa: E402
+    PLAYER_PARAMETERS,
+    BenchPlayer,
+    node_inputs,
+    player_mode,
+    validate_player_params,
+)
+from mtc_perception.node import FrameProcessor, ParamError  # noqa: E402
+from mtc_perception.perceptor import Perceptor  # noqa: E402
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+TINY = DATA / "tiny_bundle"
+FRAMES = 5
+
+
+class Clock:
+    """Time that passes only when someone sleeps."""
+
+    def __init__(self) -> None:
+        self.t = 100.0
+
+    def now(self) -> float:
+        return self.t
+
+    def sleep(self, s: float) -> None:
+        self.t += s
+
+
+@pytest.fixture(scope="module")
+def bag(tmp_path_factory):
+    frame = cv2.imread(str(DATA / "frame.jpg"))
+    h, w = frame.shape[:2]
+    lab = Labels(np.array([[10.0, 10.0, 60.0, 40.0]]), np.array([0]), ("vehicle",), np.zeros((h, w), np.uint8), None)
+    path = tmp_path_factory.mktemp("player") / "bag"
+    frames = [SourceFrame(f"f{i}", np.ascontiguousarray(np.roll(frame, 5 * i, axis=1)), lab) for i in range(FRAMES)]
+    write_bag(path, frames, WriteConfig(fps=5.0))
+    return path
+
+
+def _params(bag, tmp_path, **kw):
+    values = {"bag": str(bag), "teacher_bundle": str(TINY), "student_bundle": str(TINY), "out": str(tmp_path / "r")}
+    return validate_player_params({**values, **kw})
+
+
+def test_parameters_are_one_table_checked_like_the_perception_nodes(tmp_path, logs):
+    assert [p.name for p in PLAYER_PARAMETERS] == [
+        "bag",
+        "topic",
+        "teacher_bundle",
+        "student_bundle",
+        "teacher_ns",
+        "student_ns",
+        "out",
+        "player",
+        "rate",
+        "distro",
+        "start_timeout",
+        "drain",
+        "gt_prefix",
+    ]
+    p = _params("b", tmp_path)
+    assert (p.player, p.rate, p.drain, p.teacher_ns) == ("internal", 1.0, 5.0, "teacher")
+    assert _params("b", tmp_path, rate=2).rate == 2.0  # an int is a fine double
+    with pytest.raises(ParamError, match="'bag' is empty"):
+        validate_player_params({"teacher_bundle": "t", "student_bundle": "s"})
+    with pytest.raises(ParamError, match="'player' = 'vlc': expected one of"):
+        _params("b", tmp_path, player="vlc")
+    with pytest.raises(ParamError, match="'rate' = 0.0"):
+        _params("b", tmp_path, rate=0.0)
+    assert player_mode("ros2bag") == "external" and "deprecated" in logs.text  # the launch file's old value
+    assert _params("b", tmp_path, player="ros2bag").player == "external"
+
+
+def test_node_inputs_follow_image_transport_naming():
+    assert node_inputs("/cam/image_raw", "sensor_msgs/msg/Image") == ("/cam/image_raw", "raw")
+    assert node_inputs("/cam/image_raw/compressed", "sensor_msgs/msg/CompressedImage") == (
+        "/cam/image_raw",
+        "compressed",
+    )
+    with pytest.raises(ValueError, match="does not end in /compressed"):
+        node_inputs("/cam/jpeg", "sensor_msgs/msg/CompressedImage")
+    with pytest.raises(ValueError, match="not a camera image"):
+        node_inputs("/ground_truth/detections", "vision_msgs/msg/Detection2DArray")
+
+
+def _nodes(player, drop=()):
+    """``publish`` of two fake perception nodes: the real FrameProcessor on the tiny bundle answers
+    every frame on the player's output callback (``drop``: frame indices the student never answers)."""
+    types = player.reader.ts.types.__getitem__
+    core = FrameProcessor(Perceptor(TINY, backend="onnxruntime", conf=0.01), types)
+    sent = []
+
+    def publish(raw):
+        msg = player.reader.ts.deserialize_cdr(raw, player.msgtype)
+        res = core(msg)
+        for model in ("teacher", "student"):
+            if model == "student" and len(sent) in drop:
+                continue
+            for part, out in res.messages.items():
+                player.output(model, part, out)
+        sent.append(player.now())
+
+    return publish, sent
+
+
+def test_a_whole_run_paced_at_the_recorded_rate(bag, tmp_path):
+    clock = Clock()
+    player = BenchPlayer(_params(bag, tmp_path, rate=2.0, drain=3.0), now=clock.now, sleep=clock.sleep)
+    assert player.topic == "/camera/image_raw" and set(player.gt) == {"detections", "drivable"}
+    assert set(player.output_topics.values()) == {
+        f"/{m}/{p}" for m in ("teacher", "student") for p in ("detections", "drivable_mask", "lane_mask")
+    }
+    publish, sent = _nodes(player)
+    rep = player.play(publish)
+    assert np.allclose(np.diff(sent), 0.1)  # 5 fps recorded, played at rate 2
+    assert player.finished.is_set() and (tmp_path / "r" / "report.json").is_file()
+    for name in ("teacher", "student"):
+        assert rep["models"][name]["frames"] == {"total": FRAMES, "processed": FRAMES, "failed": 0, "skipped": 0}
+    assert rep["agreement"]["drivable"]["miou"] == pytest.approx(1.0)
+    assert rep["ground_truth"]["matching"]["frames_with_all_labels"] == FRAMES
+    assert rep["meta"]["mode"] == "live" and rep["meta"]["bag"]["topic"] == "/camera/image_raw"
+    assert rep["meta"]["config"]["rate"] == 2.0
+    assert player.finish(reason="interrupted") is None  # written once
+
+
+def test_missing_outputs_are_waited_for_drain_seconds_then_skipped(bag, tmp_path):
+    clock = Clock()
+    player = BenchPlayer(_params(bag, tmp_path, drain=3.0), now=clock.now, sleep=clock.sleep)
+    publish, _ = _nodes(player, drop={1, 3})
+    rep = player.play(publish)
+    s = rep["models"]["student"]["frames"]
+    assert s == {"total": FRAMES, "processed": FRAMES - 2, "failed": 0, "skipped": 2}
+    played = (FRAMES - 1) * 0.2
+    assert clock.t - 100.0 == pytest.approx(played + 3.0 + 0.5, abs=0.06)  # the whole drain, a last diagnostics
+
+
+def test_nodes_that_never_subscribe_time_out_and_play_anyway(bag, tmp_path, logs):
+    clock = Clock()
+    player = BenchPlayer(_params(bag, tmp_path, start_timeout=2.0), now=clock.now, sleep=clock.sleep)
+    player.wait_for_nodes(lambda: 1, lambda topic: 1)
+    assert 2.0 <= clock.t - 100.0 <= 2.7 and "only 1 of 2 perception nodes" in logs.text
+    clock.t = 100.0
+    player.wait_for_nodes(lambda: 2, lambda topic: 1)  # everything connected: no wait but the settle time
+    assert clock.t - 100.0 == pytest.approx(0.5)
+
+
+def test_the_external_player_ends_when_every_frame_was_seen_or_it_went_quiet(bag, tmp_path):
+    clock = Clock()
+    player = BenchPlayer(_params(bag, tmp_path, player="external", drain=2.0), now=clock.now, sleep=clock.sleep)
+    assert player.external and not player.external_done()  # nothing seen yet: ros2 bag play has not started
+    raws = [bytes(m.raw) for m in player.reader.messages([player.topic])]
+    for raw in raws[:2]:
+        player.seen(raw)
+        clock.sleep(0.2)
+    assert not player.external_done()
+    clock.sleep(2.5)  # quiet for longer than `drain`
+    assert player.external_done() and not player.external_done()  # once
+    rep = player.drain()
+    assert rep["meta"]["frames_sent"] == 2
+    assert rep["models"]["teacher"]["frames"] == {"total": FRAMES, "processed": 0, "failed": 0, "skipped": FRAMES}
