@@ -73,7 +73,8 @@ class ObjectReader:
         return f"{self.path}.{key}" if self.path and key else (key or self.path)
 
     def fail(self, key: str, expected: str, got: object) -> NoReturn:
-        raise self.error(f"{self.where}: {self.name(key)} must be {expected}, got {show(got)}; fix it or {self.fix}")
+        what = self.name(key) or "the top level"
+        raise self.error(f"{self.where}: {what} must be {expected}, got {show(got)}; fix it or {self.fix}")
 
     def get(self, key: str, required: bool) -> Any:
         if key not in self.d:
