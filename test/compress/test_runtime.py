@@ -145,6 +145,17 @@ def test_parity_failure_stops_the_export(synth_root, tmp_path, monkeypatch):
     assert not (tmp_path / "bad").exists()  # nothing half-written is left as a bundle
 
 
+@pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None, reason="TensorRT is installed here")
+def test_engine_without_tensorrt_is_a_clear_export_error(synth_root, tmp_path):
+    """--engine goes through the export's TensorRT step (compress.export.engine), which names the install;
+    nothing half-written is left as a bundle."""
+    m = build_model(ModelConfig(size="tiny", anchors=ANCHORS))
+    ck = save_checkpoint(tmp_path / "m.pt", m, train_config={"data": str(synth_root)})
+    with pytest.raises(ExportError, match=r"--engine needs TensorRT 10.*pip install 'tensorrt>=10,<11'"):
+        export_bundle(ck, tmp_path / "e", ExportConfig(img_size=(128, 96), parity_frames=1, engine=True))
+    assert not (tmp_path / "e").exists()
+
+
 # ---------------------------------------------------------------------------------------------
 # bundle mismatches and missing backends
 
