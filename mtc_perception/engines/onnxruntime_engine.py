@@ -14,7 +14,6 @@ from .base import Engine, EngineUnavailable, register
 log = logging.getLogger(__name__)
 
 PREFERENCE = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
-GRAPH_OPTIMIZATIONS = ("all", "extended", "basic")
 DEFAULT_GRAPH_OPTIMIZATION = "extended"
 
 
@@ -81,7 +80,7 @@ class OnnxRuntimeEngine(Engine):
         threads = self.options.get("threads")
         level = str(self.options.get("graph_optimization") or DEFAULT_GRAPH_OPTIMIZATION)
         spin = bool(self.options.get("spin", False))
-        so = session_options(threads, level, spin)  # type: ignore[arg-type]
+        so = session_options(int(threads) if threads else None, level, spin)
         try:
             self.session = ort.InferenceSession(str(path), sess_options=so, providers=wanted)
         except Exception as e:  # onnxruntime raises its own exception types
