@@ -1,4 +1,5 @@
-"""``mtc-compress``: the offline half (data, teacher training, evaluation, pruning, distillation, recipes).
+"""``mtc-compress``: the offline half (data, teacher training, evaluation, pruning, distillation, recipes,
+export, and ``demo``: the whole mission on synthroad).
 
 Exit codes: 0 success; 2 a problem with the user's input (bad arguments, config, data or
 checkpoint: the message says what and how to fix it); 1 an unexpected internal error.

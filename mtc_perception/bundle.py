@@ -143,7 +143,7 @@ class FilesSpec:
 
     @classmethod
     def read(cls, r: ObjectReader) -> FilesSpec:
-        paths = {}
+        paths: dict[str, str | None] = {}
         for kind in FILE_KINDS:
             v = r.get(kind, kind == "onnx")
             if v is None and kind != "onnx":
@@ -157,7 +157,7 @@ class FilesSpec:
                     v,
                 )
             paths[kind] = v
-        return cls(**paths)
+        return cls(**paths)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -255,7 +255,7 @@ class Parity:
         )
 
 
-_SECTIONS: dict[str, tuple[type, tuple[str, ...]]] = {
+_SECTIONS: dict[str, tuple[Any, tuple[str, ...]]] = {  # field -> (section class with .read, its fields)
     "input": (InputSpec, tuple(f.name for f in dataclasses.fields(InputSpec))),
     "detection": (DetectionSpec, tuple(f.name for f in dataclasses.fields(DetectionSpec))),
     "segmentation": (SegmentationSpec, ("drivable", "lane")),
