@@ -50,7 +50,7 @@ test-numpy1: $(NP1)/.installed
 	$(NP1)/bin/python -m pytest $(NP1_TESTS) -q -ra
 
 demo: $(STAMP)
-	$(VENV)/bin/mtc demo
+	$(VENV)/bin/mtc-compress demo
 
 clean-demo:
 	rm -rf runs/demo

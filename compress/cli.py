@@ -1,4 +1,5 @@
-"""``mtc-compress``: the offline half (data, teacher training, evaluation, pruning, distillation, recipes).
+"""``mtc-compress``: the offline half (data, teacher training, evaluation, pruning, distillation, recipes,
+export, and ``demo``: the whole mission on synthroad).
 
 Exit codes: 0 success; 2 a problem with the user's input (bad arguments, config, data or
 checkpoint: the message says what and how to fix it); 1 an unexpected internal error.
@@ -236,27 +237,38 @@ def cmd_export(a: argparse.Namespace) -> int:
         workspace_gb=a.workspace,
         rewrite=not a.no_rewrite,
     )
-    meta = export_bundle(a.ckpt, a.out, cfg)
-    p = meta["parity"]
+    spec = export_bundle(a.ckpt, a.out, cfg)
+    p = spec.parity
     print(
         json.dumps(
             {
                 "bundle": str(a.out),
-                "files": meta["files"],
-                "input": f"{meta['input']['width']}x{meta['input']['height']}",
-                "params": meta["provenance"]["params"],
-                "macs": meta["provenance"]["macs"],
+                "files": spec.to_dict()["files"],
+                "input": f"{spec.input.width}x{spec.input.height}",
+                "params": spec.provenance.params,
+                "macs": spec.provenance.macs,
                 "parity": {
-                    "frames": p["frames"],
-                    "max_abs_diff_normalized": p["max_abs_diff_normalized"],
-                    "tolerance": p["tolerance"],
-                },
-                "versions": meta["versions"],
+                    "frames": p.frames,
+                    "max_abs_diff_normalized": p.max_abs_diff_normalized,
+                    "tolerance": p.tolerance,
+                }
+                if p
+                else None,
+                "versions": spec.to_dict()["versions"],
             },
             indent=2,
         )
     )
     return 0
+
+
+def cmd_demo(a: argparse.Namespace) -> int:
+    try:
+        from .demo import run
+    except ImportError as e:  # the offline half without its extras
+        log.error("%s: the demo needs the offline extras: pip install -e '.[compress]' (torch==2.13.0 first on CPU)", e)
+        return 2
+    return run(a)
 
 
 def _recipe(a: argparse.Namespace):  # noqa: ANN202
@@ -350,6 +362,49 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     sub = p.add_subparsers(dest="cmd", required=True)
+
+    d = sub.add_parser(
+        "demo",
+        help="the whole mission on generated synthroad scenes: data, teacher, student, bundles, bag, replay report",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Generate synthroad, train a teacher, prune + distill a student, export both, record a "
+        "rosbag2 and replay it through both; print what compression cost and bought. Finished "
+        "stages are reused on a re-run.",
+    )
+    d.add_argument("--out", default="runs/demo", help="working directory of the demo")
+    d.add_argument(
+        "--full",
+        action="store_true",
+        help="benchmark-size configuration: 2000/500 images, config/train/teacher_synthroad.yaml and "
+        "config/compress/synthroad.yaml (about 2 hours on a 2-core CPU)",
+    )
+    d.add_argument(
+        "--recipe",
+        help="teacher training recipe (default: config/train/demo.yaml, or teacher_synthroad.yaml with --full)",
+    )
+    d.add_argument(
+        "--compress-recipe",
+        help="compression recipe (default: config/compress/demo.yaml, or synthroad.yaml with --full)",
+    )
+    d.add_argument("--train-images", type=int, default=600, help="synthroad training images")
+    d.add_argument("--val-images", type=int, default=150, help="synthroad validation images")
+    d.add_argument("--bag-frames", type=int, default=60, help="validation frames recorded into the demo bag")
+    d.add_argument(
+        "--bag-size",
+        type=_size,
+        help="resize the demo bag's frames to WIDTHxHEIGHT (default: synthroad's 640x360)",
+    )
+    d.add_argument("--force", action="store_true", help="redo every stage instead of reusing finished ones")
+    d.add_argument(
+        "--from-stage",
+        choices=["data", "teacher", "compress", "export", "bag", "bench", "overlays"],
+        help="redo this stage and the ones after it",
+    )
+    d.add_argument(
+        "--publish-docs", action="store_true", help="copy the overlay and plots into docs/img (what the README shows)"
+    )
+    d.add_argument("--quiet", action="store_true", help="no progress bars")
+    d.set_defaults(fn=cmd_demo)
 
     d = sub.add_parser("data", help="dataset tools")
     dsub = d.add_subparsers(dest="data_cmd", required=True)

@@ -1,37 +1,358 @@
 """Model bundles: a directory with ``bundle.json`` and the model files (see docs/DESIGN.md).
 
-Only the standard library and numpy are used here, so the runtime can read a bundle on a machine
-without torch, onnxruntime or TensorRT.
+``bundle.json`` is the contract the two halves share: ``compress`` writes it, the runtime reads it.
+Its content is one typed tree of frozen dataclasses (:class:`BundleSpec` and its sections) with
+``to_dict()`` / ``from_dict()``; export writes the file only through :meth:`BundleSpec.write`, and the
+Perceptor and the engines read attributes, never keys. :meth:`BundleSpec.from_dict` checks every
+field's type and value and fails with the file, the field path, what was expected and the fix.
+
+The module is longer than most (~440 lines) because it is the whole contract in one place: every
+section of the file beside its own checks, so a field is added, typed and validated in one spot.
+Only the standard library is used here, so the runtime can read a bundle on a machine without
+torch, onnxruntime or TensorRT.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
 from typing import Any
 
-SCHEMA = 1
+from .jsonrecord import OMIT_NONE, ObjectReader, is_number, show, to_dict
+
+SCHEMA = 1  # what export writes
+READABLE_SCHEMAS = (1,)  # what this runtime reads
+FILE_KINDS = ("onnx", "torch", "engine")
+REEXPORT = "re-export the bundle with `mtc-compress export --ckpt CKPT --out DIR`"
 
 
 class BundleError(ValueError):
     """A bundle that is missing, malformed, or disagrees with its files."""
 
 
-def _req(d: dict[str, Any], key: str, where: str) -> Any:
-    if key not in d:
-        raise BundleError(f"{where}: missing key {key!r}")
-    return d[key]
+# ---------------------------------------------------------------------------------------------
+# the sections of bundle.json
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """The network input and how a BGR frame becomes it (letterbox, colour order, scale, mean/std)."""
+
+    name: str
+    height: int
+    width: int
+    color: str  # "RGB" or "BGR"
+    scale: float
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    pad_value: int
+    layout: str = "NCHW"
+    dtype: str = "float32"
+    letterbox: str = "keep aspect ratio, centred, pad_value grey"
+    dynamic_batch: bool = False
+
+    @classmethod
+    def read(cls, r: ObjectReader) -> InputSpec:
+        return cls(
+            name=r.text("name"),
+            height=r.integer("height"),
+            width=r.integer("width"),
+            color=r.text("color", choices=("RGB", "BGR")),
+            scale=r.number("scale", positive=True),
+            mean=r.numbers("mean", 3),  # type: ignore[arg-type]
+            std=r.numbers("std", 3, positive=True),  # type: ignore[arg-type]
+            pad_value=r.integer("pad_value", low=0, high=255),
+            layout=r.text("layout", False, ("NCHW",)) or "NCHW",
+            dtype=r.text("dtype", False, ("float32",)) or "float32",
+            letterbox=r.text("letterbox", False) or cls.letterbox,
+            dynamic_batch=r.flag("dynamic_batch", False),
+        )
+
+
+@dataclass(frozen=True)
+class DetectionSpec:
+    """The detection output: decoded in the graph (cx, cy, w, h, objectness, class probabilities)."""
+
+    output: str
+    layout: str
+    class_names: tuple[str, ...]
+    strides: tuple[float, ...]
+    anchors: tuple[tuple[float, ...], ...]
+    sigmoid_applied: bool = True
+    num_classes: int | None = None
+
+    @classmethod
+    def read(cls, r: ObjectReader) -> DetectionSpec:
+        names = r.get("class_names", True)
+        if not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names):
+            r.fail("class_names", 'a non-empty list of strings (e.g. ["vehicle"])', names)
+        strides = r.numbers("strides", positive=True)
+        anchors = r.get("anchors", True)
+        if (
+            not isinstance(anchors, list)
+            or len(anchors) != len(strides)
+            or not all(isinstance(a, list) and a and all(is_number(v) and v > 0 for v in a) for a in anchors)
+        ):
+            r.fail("anchors", f"{len(strides)} lists (one per stride) of positive numbers", anchors)
+        nc = r.integer("num_classes", False)
+        if nc is not None and nc != len(names):
+            r.fail("num_classes", f"the number of class_names ({len(names)})", nc)
+        return cls(
+            output=r.text("output"),
+            layout=r.text("layout"),
+            class_names=tuple(names),
+            strides=strides,
+            anchors=tuple(tuple(float(v) for v in a) for a in anchors),
+            sigmoid_applied=r.flag("sigmoid_applied", True),
+            num_classes=len(names),
+        )
+
+
+@dataclass(frozen=True)
+class HeadSpec:
+    """One segmentation head's output (logits: > 0 means p > 0.5)."""
+
+    output: str
+    activation: str = "none (logits; > 0 means p > 0.5)"
+
+    @classmethod
+    def read(cls, r: ObjectReader) -> HeadSpec:
+        return cls(r.text("output"), r.text("activation", False) or cls.activation)
+
+
+@dataclass(frozen=True)
+class SegmentationSpec:
+    drivable: HeadSpec
+    lane: HeadSpec
+
+    @classmethod
+    def read(cls, r: ObjectReader) -> SegmentationSpec:
+        heads = {k: HeadSpec.read(r.sub(k, ("output", "activation"))) for k in ("drivable", "lane")}  # type: ignore[arg-type]
+        return cls(**heads)
+
+
+@dataclass(frozen=True)
+class FilesSpec:
+    """The model files, relative to the bundle directory (``onnx`` always; ``torch``, ``engine`` optional)."""
+
+    onnx: str
+    torch: str | None = None
+    engine: str | None = None
+
+    @classmethod
+    def read(cls, r: ObjectReader) -> FilesSpec:
+        paths: dict[str, str | None] = {}
+        for kind in FILE_KINDS:
+            v = r.get(kind, kind == "onnx")
+            if v is None and kind != "onnx":
+                paths[kind] = None
+                continue
+            p = PurePosixPath(v) if isinstance(v, str) else None
+            if p is None or not v or p.is_absolute() or "\\" in v or ".." in p.parts or v.startswith("~"):
+                r.fail(
+                    kind,
+                    "a relative path inside the bundle directory (e.g. 'model.onnx'; no '..' or absolute paths)",
+                    v,
+                )
+            paths[kind] = v
+        return cls(**paths)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class GraphSpec:
+    decoder_rewrite: bool = False
+    note: str = ""
+
+    @classmethod
+    def read(cls, r: ObjectReader) -> GraphSpec:
+        return cls(r.flag("decoder_rewrite", False), r.text("note", False) or "")
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where the model came from (free-form reports kept as the JSON objects they are)."""
+
+    checkpoint: str | None = None
+    parent: str | None = None
+    params: int | None = None
+    macs: int | None = None
+    macs_at: str | None = None  # WIDTHxHEIGHT the MACs were counted at
+    trained_img_size: tuple[int, int] | None = None
+    prune: dict[str, Any] | None = None
+    train_config: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] | None = None
+
+    @classmethod
+    def read(cls, r: ObjectReader) -> Provenance:
+        size = r.get("trained_img_size", False)
+        if size is not None and (
+            not isinstance(size, list) or len(size) != 2 or not all(isinstance(v, int) and v > 0 for v in size)
+        ):
+            r.fail("trained_img_size", "[width, height] (two positive integers) or null", size)
+        return cls(
+            checkpoint=r.text("checkpoint", False),
+            parent=r.text("parent", False),
+            params=r.integer("params", False, low=0),
+            macs=r.integer("macs", False, low=0),
+            macs_at=r.text("macs_at", False),
+            trained_img_size=tuple(size) if size else None,  # type: ignore[arg-type]
+            prune=r.mapping("prune"),
+            train_config=r.mapping("train_config") or {},
+            metrics=r.mapping("metrics"),
+        )
+
+
+@dataclass(frozen=True)
+class Versions:
+    """What built the files; the TensorRT fields only when the bundle has an engine."""
+
+    opset: int | None = field(default=None, metadata=OMIT_NONE)
+    torch: str | None = field(default=None, metadata=OMIT_NONE)
+    onnx: str | None = field(default=None, metadata=OMIT_NONE)
+    simplified: str | bool = False  # "onnxslim <version>" or false
+    onnxruntime: str | None = field(default=None, metadata=OMIT_NONE)
+    tensorrt: str | None = field(default=None, metadata=OMIT_NONE)
+    precision: str | None = field(default=None, metadata=OMIT_NONE)  # fp32, fp16, int8, int8+fp16
+    gpu: str | None = field(default=None, metadata=OMIT_NONE)
+    compute_capability: str | None = field(default=None, metadata=OMIT_NONE)
+
+    @classmethod
+    def read(cls, r: ObjectReader) -> Versions:
+        simplified = r.get("simplified", False)
+        if simplified is not None and not isinstance(simplified, (str, bool)):
+            r.fail("simplified", "a string or false", simplified)
+        texts = ("torch", "onnx", "onnxruntime", "tensorrt", "precision", "gpu", "compute_capability")
+        return cls(
+            opset=r.integer("opset", False), simplified=simplified or False, **{k: r.text(k, False) for k in texts}
+        )
+
+
+@dataclass(frozen=True)
+class Parity:
+    """ONNX Runtime vs torch on real frames at export time."""
+
+    frames: int
+    max_abs_diff_normalized: dict[str, float]
+    max_abs_diff_raw: dict[str, float]
+    tolerance: float
+    backend: str = ""
+
+    @classmethod
+    def read(cls, r: ObjectReader) -> Parity:
+        diffs = {}
+        for key in ("max_abs_diff_normalized", "max_abs_diff_raw"):
+            v = r.get(key, True)
+            if not isinstance(v, dict) or not all(is_number(x) and x >= 0 for x in v.values()):
+                r.fail(key, "a JSON object of output name -> difference >= 0", v)
+            diffs[key] = {k: float(x) for k, x in v.items()}
+        return cls(
+            frames=r.integer("frames", low=0),
+            tolerance=r.number("tolerance", positive=True),
+            backend=r.text("backend", False) or "",
+            **diffs,
+        )
+
+
+_SECTIONS: dict[str, tuple[Any, tuple[str, ...]]] = {  # field -> (section class with .read, its fields)
+    "input": (InputSpec, tuple(f.name for f in dataclasses.fields(InputSpec))),
+    "detection": (DetectionSpec, tuple(f.name for f in dataclasses.fields(DetectionSpec))),
+    "segmentation": (SegmentationSpec, ("drivable", "lane")),
+    "files": (FilesSpec, FILE_KINDS),
+    "graph": (GraphSpec, ("decoder_rewrite", "note")),
+    "provenance": (Provenance, tuple(f.name for f in dataclasses.fields(Provenance))),
+    "versions": (Versions, tuple(f.name for f in dataclasses.fields(Versions))),
+    "parity": (Parity, tuple(f.name for f in dataclasses.fields(Parity))),
+}
+
+
+@dataclass(frozen=True)
+class BundleSpec:
+    """The whole of ``bundle.json``."""
+
+    input: InputSpec
+    detection: DetectionSpec
+    segmentation: SegmentationSpec
+    outputs: dict[str, tuple[int | str, ...]]  # output name -> shape (ints, or names of dynamic dims)
+    files: FilesSpec
+    schema: int = SCHEMA
+    name: str | None = field(default=None, metadata=OMIT_NONE)
+    created: str | None = field(default=None, metadata=OMIT_NONE)  # ISO 8601, UTC
+    graph: GraphSpec | None = field(default=None, metadata=OMIT_NONE)
+    provenance: Provenance = field(default_factory=Provenance)
+    versions: Versions = field(default_factory=Versions)
+    parity: Parity | None = field(default=None, metadata=OMIT_NONE)
+
+    @property
+    def output_names(self) -> list[str]:
+        """Detection, drivable, lane (the order every engine returns them in)."""
+        return [self.detection.output, self.segmentation.drivable.output, self.segmentation.lane.output]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object of bundle.json (sections in the file's order)."""
+        order = ("schema", "name", "created", "input", "detection", "segmentation", "outputs", "graph", "files")
+        d = to_dict(self)
+        return {**{k: d[k] for k in order if k in d}, **{k: v for k, v in d.items() if k not in order}}
+
+    def write(self, root: str | Path) -> Path:
+        """Write ``root/bundle.json``; returns its path."""
+        path = Path(root) / "bundle.json"
+        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        return path
+
+    @classmethod
+    def from_dict(cls, data: object, where: str = "bundle.json") -> BundleSpec:
+        """Validate and parse bundle.json's object; :class:`BundleError` names ``where`` and the field."""
+        if isinstance(data, dict) and "schema" in data and data["schema"] not in READABLE_SCHEMAS:
+            raise BundleError(
+                f"{where}: schema {show(data['schema'])} but this mtc_perception reads schema "
+                f"{' or '.join(map(str, READABLE_SCHEMAS))}; re-export the bundle with this version of mtc-compress"
+            )
+        r = ObjectReader(data, "", where, tuple(f.name for f in dataclasses.fields(cls)), BundleError, REEXPORT)
+        r.integer("schema")
+        parts: dict[str, Any] = {}
+        for key, (kind, known) in _SECTIONS.items():
+            sub = r.sub(key, known, required=key in ("input", "detection", "segmentation", "files"))
+            if sub is not None:
+                parts[key] = kind.read(sub)
+        outputs = r.get("outputs", True)
+        if not isinstance(outputs, dict) or not outputs:
+            r.fail("outputs", "a non-empty JSON object of output name -> shape", outputs)
+        for n, shape in outputs.items():
+            if not isinstance(shape, list) or not all(
+                (isinstance(d, int) and not isinstance(d, bool) and d > 0) or (isinstance(d, str) and d) for d in shape
+            ):
+                r.fail(f"outputs.{n}", "a list of positive integers or dynamic dimension names", shape)
+        spec = cls(
+            schema=data["schema"],  # type: ignore[index]
+            name=r.text("name", False),
+            created=r.text("created", False),
+            outputs={n: tuple(s) for n, s in outputs.items()},
+            **parts,
+        )
+        for path, n in zip(
+            ("detection.output", "segmentation.drivable.output", "segmentation.lane.output"), spec.output_names
+        ):
+            if n not in spec.outputs:
+                raise BundleError(
+                    f"{where}: {path} is {n!r} but outputs has no such entry (it has {sorted(spec.outputs)}); "
+                    + REEXPORT
+                )
+        return spec
+
+
+# ---------------------------------------------------------------------------------------------
+# a bundle on disk
 
 
 @dataclass(frozen=True)
 class Bundle:
-    """A parsed ``bundle.json``; paths resolved against the bundle directory."""
+    """A bundle directory and its parsed ``bundle.json``; file paths resolved against the directory."""
 
     root: Path
-    meta: dict[str, Any]
+    spec: BundleSpec
 
-    # -- construction -------------------------------------------------------------------------
     @classmethod
     def load(cls, path: str | Path) -> Bundle:
         path = Path(path)
@@ -43,74 +364,62 @@ class Bundle:
                 "`mtc-compress export --ckpt CKPT --out DIR`"
             )
         try:
-            meta = json.loads(f.read_text())
+            data = json.loads(f.read_text())
         except json.JSONDecodeError as e:
             raise BundleError(f"{f}: not valid JSON ({e}); re-export the bundle") from e
-        b = cls(root, meta)
-        b.validate()
+        b = cls(root, BundleSpec.from_dict(data, str(f)))
+        b.check_files()
         return b
 
-    def validate(self) -> None:
-        where = str(self.root / "bundle.json")
-        m = self.meta
-        if not isinstance(m, dict):
-            raise BundleError(f"{where}: expected a JSON object")
-        schema = _req(m, "schema", where)
-        if schema != SCHEMA:
-            raise BundleError(
-                f"{where}: schema {schema} but this mtc_perception reads schema {SCHEMA}; re-export the bundle "
-                "with this version of mtc-compress"
-            )
-        inp = _req(m, "input", where)
-        for k in ("name", "height", "width", "color", "scale", "mean", "std", "pad_value"):
-            _req(inp, k, f"{where} input")
-        det = _req(m, "detection", where)
-        for k in ("output", "class_names", "strides", "anchors", "layout"):
-            _req(det, k, f"{where} detection")
-        seg = _req(m, "segmentation", where)
-        for task in ("drivable", "lane"):
-            s = _req(seg, task, f"{where} segmentation")
-            _req(s, "output", f"{where} segmentation.{task}")
-        _req(m, "files", where)
-        _req(m, "outputs", where)
+    def check_files(self) -> None:
+        """Every named file resolves inside the bundle directory (symlinks included)."""
+        top = self.root.resolve()
+        for kind in FILE_KINDS:
+            rel = getattr(self.spec.files, kind)
+            if rel is None:
+                continue
+            p = (self.root / rel).resolve()
+            if p != top and top not in p.parents:
+                raise BundleError(
+                    f"{self.root / 'bundle.json'}: files.{kind} {rel!r} resolves to {p}, outside the bundle directory "
+                    f"{top}; a bundle holds its own files: copy the file into the bundle or {REEXPORT}"
+                )
 
     # -- accessors ------------------------------------------------------------------------------
     @property
     def name(self) -> str:
-        return str(self.meta.get("name", self.root.name))
+        return self.spec.name or self.root.name
 
     @property
     def input_name(self) -> str:
-        return self.meta["input"]["name"]
+        return self.spec.input.name
 
     @property
     def input_size(self) -> tuple[int, int]:
         """Network input (width, height)."""
-        return int(self.meta["input"]["width"]), int(self.meta["input"]["height"])
+        return self.spec.input.width, self.spec.input.height
 
     @property
     def class_names(self) -> list[str]:
-        return list(self.meta["detection"]["class_names"])
+        return list(self.spec.detection.class_names)
 
     @property
     def output_names(self) -> list[str]:
-        return [
-            self.meta["detection"]["output"],
-            self.meta["segmentation"]["drivable"]["output"],
-            self.meta["segmentation"]["lane"]["output"],
-        ]
+        return self.spec.output_names
 
     @property
     def output_shapes(self) -> dict[str, list[int | str]]:
-        return dict(self.meta["outputs"])
+        return {n: list(s) for n, s in self.spec.outputs.items()}
 
     @property
     def dynamic_batch(self) -> bool:
-        return bool(self.meta["input"].get("dynamic_batch", False))
+        return self.spec.input.dynamic_batch
 
     def file(self, kind: str) -> Path | None:
         """Path of the ``onnx`` / ``engine`` / ``torch`` file, or None if the bundle has none."""
-        rel = self.meta["files"].get(kind)
+        if kind not in FILE_KINDS:
+            raise ValueError(f"unknown bundle file kind {kind!r}; use one of {list(FILE_KINDS)}")
+        rel = getattr(self.spec.files, kind)
         return self.root / rel if rel else None
 
     def require_file(self, kind: str) -> Path:
@@ -130,6 +439,6 @@ class Bundle:
 
     @property
     def rebuild_hint(self) -> str:
-        src = self.meta.get("provenance", {}).get("checkpoint", "CKPT")
+        src = self.spec.provenance.checkpoint or "CKPT"
         w, h = self.input_size
         return f"mtc-compress export --ckpt {src} --out {self.root} --size {w}x{h}"

@@ -1,10 +1,8 @@
-"""``mtc``: the runtime command. ``mtc demo`` runs the mission on the embedded default (synthroad);
-``mtc infer`` runs a model bundle on images or a video; ``mtc bag`` records frames into a rosbag2
-(a dataset split with its labels: ``mtc-compress bag --dataset``); ``mtc bench`` replays a rosbag2
-through teacher and student and writes the benchmark report.
+"""``mtc``: the runtime command. ``mtc infer`` runs a model bundle on images or a video; ``mtc bag``
+records frames into a rosbag2 (a dataset split with its labels: ``mtc-compress bag --dataset``);
+``mtc bench`` replays a rosbag2 through teacher and student and writes the benchmark report. ``mtc demo`` runs ``mtc-compress demo`` (the
+demo trains, so it lives in the offline half; the runtime never imports it).
 
-So far the demo covers what exists: generate synthroad, train a small teacher, evaluate it and
-print its metrics. Later stages (prune + distill, export, rosbag replay) extend it.
 Exit codes: 0 success, 2 bad input (message says what and how to fix), 1 internal error.
 """
 
@@ -22,11 +20,25 @@ from .inputs import IMAGE_EXTS, VIDEO_EXTS, list_images, parse_size
 log = logging.getLogger("mtc")
 
 
-def cmd_demo(a: argparse.Namespace) -> int:
-    # the demo drives the offline half (torch) for its first stages; the runtime never needs it
-    from .demo import run
+DEMO_MOVED = "the demo moved to the offline half: `mtc-compress demo` (same options)"
 
-    return run(a)
+
+def run_demo(args: list[str], verbose: bool = False) -> int:
+    """``mtc demo ARGS``: runs ``mtc-compress demo ARGS`` in a subprocess (the runtime never imports
+    the offline half) and returns its exit code; 2 with the install command where it is missing."""
+    import importlib.util
+    import subprocess
+
+    if importlib.util.find_spec("compress") is None or importlib.util.find_spec("torch") is None:
+        print(
+            f"mtc demo: {DEMO_MOVED}, which needs the offline extras (torch): pip install -e '.[compress]' "
+            "(torch==2.13.0 first on CPU), then run `mtc-compress demo`",
+            file=sys.stderr,
+        )
+        return 2
+    print(f"mtc demo: {DEMO_MOVED}; running it", file=sys.stderr, flush=True)
+    cmd = [sys.executable, "-m", "compress.cli", *(["--verbose"] if verbose else []), "demo", *args]
+    return subprocess.run(cmd, check=False).returncode
 
 
 def _frames(src: Path):  # noqa: ANN202
@@ -244,48 +256,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="cmd", required=True)
-    d = sub.add_parser(
+    sub.add_parser(
         "demo",
-        help="the whole mission on generated synthroad scenes: data, teacher, student, bundles, bag, replay report",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        description="Generate synthroad, train a teacher, prune + distill a student, export both, record a "
-        "rosbag2 and replay it through both; print what compression cost and bought. Finished "
-        "stages are reused on a re-run.",
+        help="moved to the offline half: runs `mtc-compress demo` with the same options (pip install -e .[compress])",
+        add_help=False,
     )
-    d.add_argument("--out", default="runs/demo", help="working directory of the demo")
-    d.add_argument(
-        "--full",
-        action="store_true",
-        help="benchmark-size configuration: 2000/500 images, config/train/teacher_synthroad.yaml and "
-        "config/compress/synthroad.yaml (about 2 hours on a 2-core CPU)",
-    )
-    d.add_argument(
-        "--recipe",
-        help="teacher training recipe (default: config/train/demo.yaml, or teacher_synthroad.yaml with --full)",
-    )
-    d.add_argument(
-        "--compress-recipe",
-        help="compression recipe (default: config/compress/demo.yaml, or synthroad.yaml with --full)",
-    )
-    d.add_argument("--train-images", type=int, default=600, help="synthroad training images")
-    d.add_argument("--val-images", type=int, default=150, help="synthroad validation images")
-    d.add_argument("--bag-frames", type=int, default=60, help="validation frames recorded into the demo bag")
-    d.add_argument(
-        "--bag-size",
-        type=parse_size,
-        help="resize the demo bag's frames to WIDTHxHEIGHT (default: synthroad's 640x360)",
-    )
-    d.add_argument("--force", action="store_true", help="redo every stage instead of reusing finished ones")
-    d.add_argument(
-        "--from-stage",
-        choices=["data", "teacher", "compress", "export", "bag", "bench", "overlays"],
-        help="redo this stage and the ones after it",
-    )
-    d.add_argument(
-        "--publish-docs", action="store_true", help="copy the overlay and plots into docs/img (what the README shows)"
-    )
-    d.add_argument("--quiet", action="store_true", help="no progress bars")
-    d.set_defaults(fn=cmd_demo)
 
     i = sub.add_parser(
         "infer",
@@ -393,6 +368,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    i = 0
+    while i < len(argv) and argv[i] in ("-v", "--verbose"):
+        i += 1
+    if i < len(argv) and argv[i] == "demo":  # passed on whole, --help included
+        return run_demo(argv[i + 1 :], verbose=i > 0)
     a = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if a.verbose else logging.INFO,
@@ -402,10 +383,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return a.fn(a)
     except ImportError as e:
-        log.error(
-            "%s: the demo needs the offline extras; install with: pip install -e '.[compress]' (torch==2.13.0 first on CPU)",
-            e,
-        )
+        log.error("%s: install the missing package (pip install -e '.[bench]' has the bag and bench tools)", e)
         return 2
     except (
         ValueError,

@@ -81,13 +81,13 @@ class Preprocessor:
     mean/std), exactly as training prepared its images."""
 
     def __init__(self, bundle: Bundle) -> None:
-        inp = bundle.meta["input"]
+        inp = bundle.spec.input
         self.size = bundle.input_size
-        self.pad_value = int(inp["pad_value"])
-        self.rgb = str(inp["color"]).upper() == "RGB"
-        self.scale = float(inp["scale"])
-        self.mean = np.asarray(inp["mean"], np.float32).reshape(1, 3, 1, 1)
-        self.std = np.asarray(inp["std"], np.float32).reshape(1, 3, 1, 1)
+        self.pad_value = inp.pad_value
+        self.rgb = inp.color == "RGB"
+        self.scale = inp.scale
+        self.mean = np.asarray(inp.mean, np.float32).reshape(1, 3, 1, 1)
+        self.std = np.asarray(inp.std, np.float32).reshape(1, 3, 1, 1)
         self._plain_norm = bool(np.all(self.mean == 0) and np.all(self.std == 1))
 
     def __call__(self, frames: Sequence[np.ndarray]) -> tuple[np.ndarray, list[Letterbox]]:
@@ -145,12 +145,9 @@ class Perceptor:
         self.conf, self.iou, self.max_det = conf, iou, max_det
         self.engine = create_engine(backend, self.bundle, **engine_options)
         self.pre = Preprocessor(self.bundle)
-        det = self.bundle.meta["detection"]
-        self.det_name = det["output"]
-        self.seg_names = (
-            self.bundle.meta["segmentation"]["drivable"]["output"],
-            self.bundle.meta["segmentation"]["lane"]["output"],
-        )
+        spec = self.bundle.spec
+        self.det_name = spec.detection.output
+        self.seg_names = (spec.segmentation.drivable.output, spec.segmentation.lane.output)
         self.class_names = self.bundle.class_names
 
     @property

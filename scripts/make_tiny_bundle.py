@@ -8,10 +8,10 @@ without torch (a ROS 2 workstation under ``colcon test``). Run: ``python scripts
 
 from __future__ import annotations
 
-import json
 import shutil
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,18 +40,22 @@ def main() -> None:
             ),
             progress=False,
         )
-        export_bundle(s["best"], tmp / "b", ExportConfig(img_size=(128, 96), parity_frames=4))
+        spec = export_bundle(s["best"], tmp / "b", ExportConfig(img_size=(128, 96), parity_frames=4))
         dst = out / "tiny_bundle"
         shutil.rmtree(dst, ignore_errors=True)
         dst.mkdir(parents=True)
         shutil.copy(tmp / "b" / "model.onnx", dst / "model.onnx")
-        meta = json.loads((tmp / "b" / "bundle.json").read_text())
-        meta["name"] = "tiny"
-        meta["files"]["torch"] = None  # keep the fixture small: ONNX only
-        prov = meta["provenance"]
-        prov["checkpoint"] = "scripts/make_tiny_bundle.py"
-        prov["train_config"]["data"] = "synthroad 16/8 seed 7 320x180"
-        (dst / "bundle.json").write_text(json.dumps(meta, indent=2) + "\n")
+        prov = spec.provenance
+        replace(
+            spec,
+            name="tiny",
+            files=replace(spec.files, torch=None),  # keep the fixture small: ONNX only
+            provenance=replace(
+                prov,
+                checkpoint="scripts/make_tiny_bundle.py",
+                train_config={**prov.train_config, "data": "synthroad 16/8 seed 7 320x180"},
+            ),
+        ).write(dst)
         frame = sorted((tmp / "syn" / "images" / "val").glob("*.jpg"))[0]
         shutil.copy(frame, out / "frame.jpg")
     print(f"wrote {dst} and {out / 'frame.jpg'}")

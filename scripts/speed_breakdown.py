@@ -4,8 +4,9 @@ with the export's decoder rewrite, compress.models.deploy) vs backbone + neck + 
 
     python scripts/speed_breakdown.py runs/teacher/best.pt runs/compress/synthroad/student.pt --size 640x384
 
-Prints one line per checkpoint (median of --runs single-frame runs, graph optimization
-`extended`, no thread spinning: the runtime's defaults).
+Prints one line per checkpoint (median of --runs single-frame runs). The ONNX export is the bundle
+export's (compress.export.export_onnx) and the session options the runtime's own
+(mtc_perception.engines.onnxruntime_engine.session_options: graph optimization `extended`, no spinning).
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -21,9 +21,10 @@ import onnxruntime as ort
 import torch
 
 from compress.checkpoint import load_model
-from compress.export import ExportWrapper
+from compress.export import ExportWrapper, export_onnx
 from compress.models import count_macs, count_params
 from compress.models.deploy import deploy_model
+from mtc_perception.engines.onnxruntime_engine import session_options
 from mtc_perception.inputs import parse_size
 
 
@@ -39,15 +40,9 @@ class DetectionPath(torch.nn.Module):
 
 
 def ort_ms(module: torch.nn.Module, h: int, w: int, runs: int) -> float:
-    x = torch.zeros(1, 3, h, w)
-    with tempfile.TemporaryDirectory() as d, warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        path = str(Path(d) / "m.onnx")
-        torch.onnx.export(module, (x,), path, opset_version=17, dynamo=False)
-        so = ort.SessionOptions()
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
-        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        s = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+    with tempfile.TemporaryDirectory() as d:
+        path = export_onnx(module, Path(d) / "m.onnx", (w, h))
+        s = ort.InferenceSession(str(path), session_options(), providers=["CPUExecutionProvider"])
     xi = np.random.default_rng(0).random((1, 3, h, w), dtype=np.float32)
     name = s.get_inputs()[0].name
     for _ in range(3):
@@ -74,8 +69,9 @@ def main() -> None:
         fast = ort_ms(ExportWrapper(deploy_model(m)).eval(), h, w, a.runs)
         det = ort_ms(DetectionPath(m).eval(), h, w, a.runs)
         print(
-            f"{c}: {count_params(m) / 1e6:.2f}M params, {count_macs(m, h, w) / 1e9:.3f} GMACs at {w}x{h}; whole network {full:.1f} ms "
-            f"(decoders rewritten: {fast:.1f} ms), backbone+neck+detect {det:.1f} ms, segmentation decoders {full - det:.1f} ms "
+            f"{c}: {count_params(m) / 1e6:.2f}M params, {count_macs(m, h, w) / 1e9:.3f} GMACs at {w}x{h}; "
+            f"whole network {full:.1f} ms (decoders rewritten: {fast:.1f} ms), backbone+neck+detect {det:.1f} ms, "
+            f"segmentation decoders {full - det:.1f} ms "
             f"({100 * (full - det) / full:.0f}%; rewritten {fast - det:.1f} ms)"
         )
 

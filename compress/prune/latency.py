@@ -25,7 +25,6 @@ import copy
 import logging
 import tempfile
 import time
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -132,34 +131,31 @@ class LatencyMeter:
         return self._ratios[(ka, kb)]
 
     def _session(self, model: nn.Module, profile_dir: str | None = None) -> Any:
+        """An ONNX Runtime CPU session of ``model`` as deployed: the export's ONNX function and the
+        runtime's own session options (mtc_perception.engines.onnxruntime_engine.session_options)."""
         import onnxruntime as ort
 
+        from compress.export import export_onnx
         from compress.models.deploy import deploy_model
+        from mtc_perception.engines.onnxruntime_engine import session_options
 
         m = deploy_model(model) if self.rewrite else copy.deepcopy(model).eval()
         m = m.cpu().float()
         w, h = self.size
-        x = torch.zeros(1, 3, h, w)
         with tempfile.TemporaryDirectory() as d:
-            path = str(Path(d) / "candidate.onnx")
+            path = Path(d) / "candidate.onnx"
             try:
-                with warnings.catch_warnings(), torch.no_grad():
-                    warnings.simplefilter("ignore")
-                    torch.onnx.export(_Flat(m, self.flatten).eval(), (x,), path, opset_version=17, dynamo=False)
+                export_onnx(_Flat(m, self.flatten).eval(), path, self.size)
             except Exception as e:  # torch.onnx raises many types
                 raise LatencyError(
                     f"budget 'latency': exporting {type(model).__name__} at {w}x{h} to ONNX failed ({e}); "
                     "use budget params / macs for models that do not export"
                 ) from e
-            so = ort.SessionOptions()
-            so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED  # as mtc_perception runs it
-            so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-            if self.threads:
-                so.intra_op_num_threads = int(self.threads)
+            so = session_options(threads=self.threads)  # as mtc_perception runs it
             if profile_dir:
                 so.enable_profiling = True
                 so.profile_file_prefix = str(Path(profile_dir) / "profile")
-            return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+            return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
     def _feed(self, sess: Any) -> dict[str, Any]:
         import numpy as np

@@ -89,11 +89,11 @@ def bench(
         for f in frames[:warmup]:
             p(f)
 
-    info: dict[str, tuple[str, dict[str, Any], list[int]]] = {}  # backend, bundle.json, input size
+    info: dict[str, tuple[str, Any, list[int]]] = {}  # backend, bundle.json's provenance, input size
 
     def keep_info(n: str) -> None:
         p = perceptors[n]
-        info[n] = (p.backend, p.bundle.meta, list(p.bundle.input_size))
+        info[n] = (p.backend, p.bundle.spec.provenance, list(p.bundle.input_size))
 
     if block > 0:
         for n in names:
@@ -123,8 +123,8 @@ def bench(
             "bundle": str(bundles[n]),
             "backend": backend_used,
             "input": input_size,
-            "params": m.get("provenance", {}).get("params"),
-            "macs": m.get("provenance", {}).get("macs"),
+            "params": m.params,
+            "macs": m.macs,
             "frames": count,
             "wall_s": wall[n],
             "throughput_fps": count / wall[n],

@@ -7,6 +7,7 @@ import logging
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -29,7 +30,7 @@ class Engine(ABC):
 
     def __init__(self, bundle: Bundle, **options: object) -> None:
         self.bundle = bundle
-        self.options = options
+        self.options: dict[str, Any] = options
         self.loaded = False
         self.description = self.name  # what actually runs (provider, device), set by load()
 

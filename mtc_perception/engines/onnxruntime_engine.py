@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import numpy as np
 
@@ -13,6 +14,36 @@ from .base import Engine, EngineUnavailable, register
 log = logging.getLogger(__name__)
 
 PREFERENCE = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+DEFAULT_GRAPH_OPTIMIZATION = "extended"
+
+
+def session_options(
+    threads: int | None = None, graph_optimization: str | None = None, spin: bool = False
+) -> Any:  # onnxruntime.SessionOptions
+    """The ``onnxruntime.SessionOptions`` the runtime runs every model with — the one definition, also
+    used where models are timed offline (the pruning's latency budget, scripts/speed_breakdown.py), so
+    that a measured latency is the latency the vehicle sees.
+
+    ``threads``: intra-op threads (None: ONNX Runtime's default, every core); ``graph_optimization``:
+    ``extended`` (default), ``all`` or ``basic`` (see :class:`OnnxRuntimeEngine`); ``spin``: let idle
+    worker threads spin (default off, inter- and intra-op)."""
+    import onnxruntime as ort
+
+    levels = {
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    }
+    level = graph_optimization or DEFAULT_GRAPH_OPTIMIZATION
+    if level not in levels:
+        raise ValueError(f"graph_optimization {level!r} unknown; use one of {sorted(levels)}")
+    so = ort.SessionOptions()
+    if threads:
+        so.intra_op_num_threads = int(threads)
+    so.graph_optimization_level = levels[level]
+    so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+    so.add_session_config_entry("session.inter_op.allow_spinning", "1" if spin else "0")
+    return so
 
 
 @register("onnxruntime")
@@ -46,22 +77,10 @@ class OnnxRuntimeEngine(Engine):
                 f"ONNX Runtime providers {unknown} are not available in this onnxruntime build "
                 f"(it has {avail}); install onnxruntime-gpu for CUDA/TensorRT"
             )
-        so = ort.SessionOptions()
         threads = self.options.get("threads")
-        if threads:
-            so.intra_op_num_threads = int(threads)
-        levels = {
-            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-        }
-        level = str(self.options.get("graph_optimization") or "extended")
-        if level not in levels:
-            raise ValueError(f"graph_optimization {level!r} unknown; use one of {sorted(levels)}")
-        so.graph_optimization_level = levels[level]
+        level = str(self.options.get("graph_optimization") or DEFAULT_GRAPH_OPTIMIZATION)
         spin = bool(self.options.get("spin", False))
-        so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
-        so.add_session_config_entry("session.inter_op.allow_spinning", "1" if spin else "0")
+        so = session_options(int(threads) if threads else None, level, spin)
         try:
             self.session = ort.InferenceSession(str(path), sess_options=so, providers=wanted)
         except Exception as e:  # onnxruntime raises its own exception types

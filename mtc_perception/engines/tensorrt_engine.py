@@ -18,7 +18,9 @@ from .base import Engine, EngineUnavailable, register
 log = logging.getLogger(__name__)
 
 
-def _cudart():  # noqa: ANN202
+def cudart():  # noqa: ANN201 - the module has no type stubs
+    """The CUDA runtime bindings of cuda-python (``cuda.bindings.runtime``, or ``cuda.cudart`` before
+    12.6); ImportError without cuda-python. Public: the TensorRT engine build (INT8 calibration) uses it."""
     try:
         from cuda.bindings import runtime as cudart  # cuda-python >= 12.6
     except ImportError:
@@ -26,7 +28,9 @@ def _cudart():  # noqa: ANN202
     return cudart
 
 
-def _check(result, what: str):  # noqa: ANN001, ANN202
+def check_cuda(result, what: str):  # noqa: ANN001, ANN201
+    """Unpack a cuda-python call's ``(error, *values)`` result: the value(s), or RuntimeError naming
+    ``what`` when the error code is not 0. Public, like :func:`cudart`."""
     err, *rest = result if isinstance(result, tuple) else (result,)
     if int(err) != 0:
         raise RuntimeError(f"CUDA error {err} in {what}")
@@ -35,9 +39,9 @@ def _check(result, what: str):  # noqa: ANN001, ANN202
 
 def gpu_identity() -> dict[str, object]:
     """Name and compute capability of the current GPU (for bundle.json and the checks)."""
-    cudart = _cudart()
-    dev = _check(cudart.cudaGetDevice(), "cudaGetDevice")
-    props = _check(cudart.cudaGetDeviceProperties(dev), "cudaGetDeviceProperties")
+    rt = cudart()
+    dev = check_cuda(rt.cudaGetDevice(), "cudaGetDevice")
+    props = check_cuda(rt.cudaGetDeviceProperties(dev), "cudaGetDeviceProperties")
     name = props.name.decode() if isinstance(props.name, bytes) else str(props.name)
     return {"gpu": name.strip("\x00 "), "compute_capability": f"{props.major}.{props.minor}"}
 
@@ -60,12 +64,11 @@ class TensorRTEngine(Engine):
         if not ok:
             return ok, why
         try:
-            _cudart()
+            cudart()
         except ImportError:
             return False, "the tensorrt backend needs cuda-python for its CUDA runtime calls: pip install cuda-python"
         try:
-            cudart = _cudart()
-            n = _check(cudart.cudaGetDeviceCount(), "cudaGetDeviceCount")
+            n = check_cuda(cudart().cudaGetDeviceCount(), "cudaGetDeviceCount")
         except Exception as e:  # noqa: BLE001
             return False, f"no usable CUDA device ({e})"
         if not n:
@@ -75,10 +78,10 @@ class TensorRTEngine(Engine):
     def load(self) -> TensorRTEngine:
         import tensorrt as trt
 
-        cudart = _cudart()
+        cuda = cudart()
         path = self.bundle.require_file("engine")
-        versions = self.bundle.meta.get("versions", {})
-        built_with = versions.get("tensorrt")
+        versions = self.bundle.spec.versions
+        built_with = versions.tensorrt
         if not str(trt.__version__).startswith("10."):
             raise EngineUnavailable(
                 f"TensorRT {trt.__version__} is installed but this backend is written for TensorRT 10; "
@@ -91,9 +94,10 @@ class TensorRTEngine(Engine):
                 f"not move between versions: rebuild on this machine with `{self.bundle.rebuild_hint} --engine`"
             )
         for key in ("gpu", "compute_capability"):
-            if versions.get(key) and versions[key] != here[key]:
+            built_for = getattr(versions, key)
+            if built_for and built_for != here[key]:
                 raise BundleError(
-                    f"{path} was built for {key} {versions[key]} but this machine has {here[key]}; engines do not move "
+                    f"{path} was built for {key} {built_for} but this machine has {here[key]}; engines do not move "
                     f"between GPUs: rebuild here with `{self.bundle.rebuild_hint} --engine`"
                 )
         self.logger = trt.Logger(trt.Logger.WARNING)
@@ -121,19 +125,22 @@ class TensorRTEngine(Engine):
         w, h = self.bundle.input_size
         in_shape = (1, 3, h, w)
         self.context.set_input_shape(self.bundle.input_name, in_shape)
-        self.stream = _check(cudart.cudaStreamCreate(), "cudaStreamCreate")
+        self.stream = check_cuda(cuda.cudaStreamCreate(), "cudaStreamCreate")
         self.buffers: dict[str, tuple[int, np.ndarray]] = {}
         for n in names:
             shape = tuple(self.context.get_tensor_shape(n))
             dtype = np.dtype(trt.nptype(self.engine.get_tensor_dtype(n)))
             host = np.empty(shape, dtype=dtype)
-            dptr = _check(cudart.cudaMalloc(host.nbytes), "cudaMalloc")
+            dptr = check_cuda(cuda.cudaMalloc(host.nbytes), "cudaMalloc")
             self.buffers[n] = (dptr, host)
             self.context.set_tensor_address(n, int(dptr))
         self.output_names = self.bundle.output_names
         self.graph_exec = None
-        self.cudart = cudart
-        self.description = f"TensorRT {trt.__version__} on {here['gpu']} (sm {here['compute_capability']}, {versions.get('precision', '?')})"
+        self.cudart = cuda
+        self.description = (
+            f"TensorRT {trt.__version__} on {here['gpu']} (sm {here['compute_capability']}, "
+            f"{versions.precision or '?'})"
+        )
         self.loaded = True
         if self.options.get("cuda_graph"):
             self._capture()
@@ -146,14 +153,14 @@ class TensorRTEngine(Engine):
     def _capture(self) -> None:
         cudart = self.cudart
         self._enqueue()  # one run before capture lets TensorRT allocate what it needs
-        _check(cudart.cudaStreamSynchronize(self.stream), "cudaStreamSynchronize")
-        _check(
+        check_cuda(cudart.cudaStreamSynchronize(self.stream), "cudaStreamSynchronize")
+        check_cuda(
             cudart.cudaStreamBeginCapture(self.stream, cudart.cudaStreamCaptureMode.cudaStreamCaptureModeGlobal),
             "BeginCapture",
         )
         self._enqueue()
-        graph = _check(cudart.cudaStreamEndCapture(self.stream), "EndCapture")
-        self.graph_exec = _check(cudart.cudaGraphInstantiate(graph, 0), "cudaGraphInstantiate")
+        graph = check_cuda(cudart.cudaStreamEndCapture(self.stream), "EndCapture")
+        self.graph_exec = check_cuda(cudart.cudaGraphInstantiate(graph, 0), "cudaGraphInstantiate")
         log.info("CUDA graph captured for %s", self.bundle.file("engine"))
 
     def _run(self, x: np.ndarray) -> dict[str, np.ndarray]:
@@ -165,15 +172,15 @@ class TensorRTEngine(Engine):
         kind_d2h = cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
         dptr, host = self.buffers[self.bundle.input_name]
         np.copyto(host, x.astype(host.dtype, copy=False))
-        _check(cudart.cudaMemcpyAsync(dptr, host.ctypes.data, host.nbytes, kind_h2d, self.stream), "H2D copy")
+        check_cuda(cudart.cudaMemcpyAsync(dptr, host.ctypes.data, host.nbytes, kind_h2d, self.stream), "H2D copy")
         if self.graph_exec is not None:
-            _check(cudart.cudaGraphLaunch(self.graph_exec, self.stream), "cudaGraphLaunch")
+            check_cuda(cudart.cudaGraphLaunch(self.graph_exec, self.stream), "cudaGraphLaunch")
         else:
             self._enqueue()
         for n in self.output_names:
             dptr, host = self.buffers[n]
-            _check(cudart.cudaMemcpyAsync(host.ctypes.data, dptr, host.nbytes, kind_d2h, self.stream), "D2H copy")
-        _check(cudart.cudaStreamSynchronize(self.stream), "cudaStreamSynchronize")
+            check_cuda(cudart.cudaMemcpyAsync(host.ctypes.data, dptr, host.nbytes, kind_d2h, self.stream), "D2H copy")
+        check_cuda(cudart.cudaStreamSynchronize(self.stream), "cudaStreamSynchronize")
         return {n: self.buffers[n][1].astype(np.float32, copy=True) for n in self.output_names}
 
     def __del__(self) -> None:

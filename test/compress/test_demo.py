@@ -1,5 +1,5 @@
-"""`mtc demo` end to end on a miniature configuration: every stage runs, the table compares the
-two models, a re-run reuses every stage, and --from-stage redoes what it names."""
+"""`mtc-compress demo` end to end on a miniature configuration: every stage runs, the table compares the
+two models, a re-run reuses every stage, and --from-stage redoes what it names; `mtc demo` runs it."""
 
 import pytest
 
@@ -9,8 +9,13 @@ pytest.importorskip(
 )
 
 import json  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
 
-from mtc_perception.cli import main  # noqa: E402
+from compress.cli import main  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.slow
@@ -75,3 +80,49 @@ def test_demo_runs_every_stage_and_reuses_them(tmp_path, capsys):
         "export",
         "bag",
     ]
+
+
+def test_mtc_demo_runs_mtc_compress_demo_with_the_same_arguments(monkeypatch, capsys):
+    """The runtime's `mtc demo` imports nothing of compress: it runs `mtc-compress demo` in a subprocess
+    with every argument as given and returns its exit code."""
+    import mtc_perception.cli as mtc
+
+    calls = []
+
+    class Done:
+        returncode = 3
+
+    monkeypatch.setattr(subprocess, "run", lambda cmd, check: calls.append(cmd) or Done())
+    before = {m for m in sys.modules if m.split(".")[0] == "compress"}
+    assert mtc.main(["-v", "demo", "--out", "x", "--from-stage", "bench", "--quiet"]) == 3
+    assert calls == [
+        [sys.executable, "-m", "compress.cli", "--verbose", "demo", "--out", "x", "--from-stage", "bench", "--quiet"]
+    ]
+    assert {m for m in sys.modules if m.split(".")[0] == "compress"} == before  # nothing of compress imported
+    assert "mtc-compress demo" in capsys.readouterr().err
+
+
+def test_mtc_demo_without_the_offline_half_names_the_install(monkeypatch, capsys):
+    import importlib.util
+
+    import mtc_perception.cli as mtc
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "compress" else real(name, *a))
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: pytest.fail("no subprocess without compress"))
+    assert mtc.main(["demo", "--out", "x"]) == 2
+    err = capsys.readouterr().err
+    assert "pip install -e '.[compress]'" in err and "mtc-compress demo" in err
+
+
+def test_mtc_demo_help_is_the_demo_help():
+    """A real redirect: `mtc demo --help` prints `mtc-compress demo`'s options."""
+    r = subprocess.run(
+        [sys.executable, "-m", "mtc_perception.cli", "demo", "--help"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "--from-stage" in r.stdout and "--compress-recipe" in r.stdout and "mtc-compress demo" in r.stderr

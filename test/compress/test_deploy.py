@@ -117,12 +117,12 @@ def test_export_writes_rewritten_graph_and_checks_it_against_the_original(tmp_pa
 
     m = _randomize_bn(build_model(ModelConfig(size="tiny", anchors=ANCHORS)))
     ck = save_checkpoint(tmp_path / "m.pt", m, train_config={"data": str(synth_root)})
-    meta = export_bundle(ck, tmp_path / "fast", ExportConfig(img_size=(128, 96), parity_frames=2))
+    spec = export_bundle(ck, tmp_path / "fast", ExportConfig(img_size=(128, 96), parity_frames=2))
     plain = export_bundle(ck, tmp_path / "plain", ExportConfig(img_size=(128, 96), parity_frames=2, rewrite=False))
-    assert meta["graph"]["decoder_rewrite"] is True and plain["graph"]["decoder_rewrite"] is False
+    assert spec.graph.decoder_rewrite is True and plain.graph.decoder_rewrite is False
     assert json.loads((tmp_path / "fast" / "bundle.json").read_text())["graph"]["decoder_rewrite"] is True
     ops = lambda d: [n.op_type for n in onnx.load(str(d / "model.onnx")).graph.node]  # noqa: E731
     fast, orig = ops(tmp_path / "fast"), ops(tmp_path / "plain")
     assert fast.count("DepthToSpace") == 6 and orig.count("DepthToSpace") == 0
-    for k, v in meta["parity"]["max_abs_diff_normalized"].items():
+    for k, v in spec.parity.max_abs_diff_normalized.items():
         assert v < 1e-4, (k, v)

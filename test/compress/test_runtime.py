@@ -63,17 +63,16 @@ def _frames(synth_root, n=4):
 
 def test_export_writes_a_checked_bundle(bundle_dir):
     b = Bundle.load(bundle_dir)
-    meta = b.meta
-    assert b.input_size == (128, 96) and meta["input"]["pad_value"] == 114 and meta["input"]["color"] == "RGB"
-    assert meta["outputs"]["det"][0] == 1 and meta["outputs"]["det"][2] == 6  # static batch, 5 + 1 class
-    assert meta["outputs"]["drivable"] == [1, 1, 96, 128]
-    assert meta["versions"]["opset"] >= 17 and meta["provenance"]["params"] > 0 and meta["provenance"]["checkpoint"]
-    assert meta["parity"]["frames"] == 4 and max(meta["parity"]["max_abs_diff_normalized"].values()) <= 1e-3
-    assert (
-        (bundle_dir / "model.onnx").is_file()
-        and (bundle_dir / "model.pt2").is_file()
-        and meta["files"]["engine"] is None
-    )
+    spec = b.spec
+    assert b.input_size == (128, 96) and spec.input.pad_value == 114 and spec.input.color == "RGB"
+    assert spec.outputs["det"][0] == 1 and spec.outputs["det"][2] == 6  # static batch, 5 + 1 class
+    assert list(spec.outputs["drivable"]) == [1, 1, 96, 128]
+    assert spec.versions.opset >= 17 and spec.provenance.params > 0 and spec.provenance.checkpoint
+    assert spec.parity.frames == 4 and max(spec.parity.max_abs_diff_normalized.values()) <= 1e-3
+    assert (bundle_dir / "model.onnx").is_file() and (bundle_dir / "model.pt2").is_file() and spec.files.engine is None
+    # the file is exactly the typed tree's dict (export writes it through BundleSpec only)
+    assert json.loads((bundle_dir / "bundle.json").read_text()) == spec.to_dict()
+    assert json.loads((bundle_dir / "bundle.json").read_text())["outputs"]["drivable"] == [1, 1, 96, 128]
     import onnx
 
     onnx.checker.check_model(onnx.load(str(bundle_dir / "model.onnx")))
@@ -125,7 +124,7 @@ def test_bad_frames_are_clear_errors(bundle_dir):
 
 def test_parity_failure_stops_the_export(synth_root, tmp_path, monkeypatch):
     """The real parity check against a torch reference that drifts (+0.5 on the drivable logits)."""
-    import compress.export as ex
+    import compress.export.exporter as ex
 
     m = build_model(ModelConfig(size="tiny", anchors=ANCHORS))
     ck = save_checkpoint(tmp_path / "m.pt", m, train_config={"data": str(synth_root)})
@@ -144,6 +143,17 @@ def test_parity_failure_stops_the_export(synth_root, tmp_path, monkeypatch):
     with pytest.raises(ExportError, match="disagree.*drivable"):
         export_bundle(ck, tmp_path / "bad", ExportConfig(img_size=(128, 96), parity_frames=2))
     assert not (tmp_path / "bad").exists()  # nothing half-written is left as a bundle
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None, reason="TensorRT is installed here")
+def test_engine_without_tensorrt_is_a_clear_export_error(synth_root, tmp_path):
+    """--engine goes through the export's TensorRT step (compress.export.engine), which names the install;
+    nothing half-written is left as a bundle."""
+    m = build_model(ModelConfig(size="tiny", anchors=ANCHORS))
+    ck = save_checkpoint(tmp_path / "m.pt", m, train_config={"data": str(synth_root)})
+    with pytest.raises(ExportError, match=r"--engine needs TensorRT 10.*pip install 'tensorrt>=10,<11'"):
+        export_bundle(ck, tmp_path / "e", ExportConfig(img_size=(128, 96), parity_frames=1, engine=True))
+    assert not (tmp_path / "e").exists()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -299,12 +309,8 @@ def test_tensorrt_engine_matches_onnxruntime(synth_root, tmp_path):  # pragma: n
         progress=False,
     )
     export_bundle(s["best"], tmp_path / "b", ExportConfig(img_size=(128, 96), parity_frames=2, engine=True, fp16=True))
-    meta = Bundle.load(tmp_path / "b").meta
-    assert (
-        meta["versions"]["tensorrt"].startswith("10.")
-        and meta["versions"]["gpu"]
-        and meta["versions"]["precision"] == "fp16"
-    )
+    versions = Bundle.load(tmp_path / "b").spec.versions
+    assert versions.tensorrt.startswith("10.") and versions.gpu and versions.precision == "fp16"
     trt_p = Perceptor(tmp_path / "b", backend="tensorrt", conf=0.05, cuda_graph=True)
     ort_p = Perceptor(tmp_path / "b", backend="onnxruntime", conf=0.05)
     for f in _frames(synth_root):

@@ -159,19 +159,25 @@ def test_restore_mask_fast_path_equals_opencv(src):
 def test_preprocessor_equals_training_letterbox(src, rgb):
     """The Perceptor's input is bit-identical to training's letterbox (processing.letterbox_image)
     followed by the colour order and scale, whatever the frame size."""
+    from types import SimpleNamespace
+
+    from mtc_perception.bundle import InputSpec
     from mtc_perception.perceptor import Preprocessor
 
     class _Bundle:
         input_size = (640, 384)
-        meta = {
-            "input": {
-                "pad_value": 114,
-                "color": "RGB" if rgb else "BGR",
-                "scale": 1 / 255,
-                "mean": [0.1, 0.2, 0.3],
-                "std": [0.5, 0.6, 0.7],
-            }
-        }
+        spec = SimpleNamespace(
+            input=InputSpec(
+                name="images",
+                height=384,
+                width=640,
+                pad_value=114,
+                color="RGB" if rgb else "BGR",
+                scale=1 / 255,
+                mean=(0.1, 0.2, 0.3),
+                std=(0.5, 0.6, 0.7),
+            )
+        )
 
     rng = np.random.default_rng(src[0])
     frames = [rng.integers(0, 256, (src[1], src[0], 3), dtype=np.uint8) for _ in range(2)]

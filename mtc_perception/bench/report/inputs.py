@@ -29,14 +29,14 @@ class ModelInfo:
     @classmethod
     def from_bundle(cls, name: str, bundle: Any, backend: str = "") -> ModelInfo:
         """From a :class:`~mtc_perception.bundle.Bundle` (params / MACs from its provenance)."""
-        prov = bundle.meta.get("provenance", {}) or {}
+        prov = bundle.spec.provenance
         return cls(
             name,
             str(bundle.root),
             backend,
-            prov.get("params"),
-            prov.get("macs"),
-            prov.get("macs_at"),
+            prov.params,
+            prov.macs,
+            prov.macs_at,
             tuple(bundle.input_size),
             tuple(bundle.class_names),
         )

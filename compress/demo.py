@@ -1,4 +1,4 @@
-"""``mtc demo``: the whole mission on the embedded default (synthroad), stage by stage.
+"""``mtc-compress demo``: the whole mission on the embedded default (synthroad), stage by stage.
 
 1. generate synthroad driving scenes          -> OUT/synthroad
 2. train a teacher                             -> OUT/teacher/best.pt (+ metrics.json)
@@ -10,7 +10,8 @@
 
 Every stage writes a marker when it finishes; a re-run reuses finished stages (``--force`` redoes
 them, ``--from-stage N`` redoes N and later ones). The end is a table of what compression cost
-and bought. Needs the offline extra (torch) for stages 1-4; 5-7 are the runtime.
+and bought. It lives in the offline half because stages 1-4 need it (torch); stages 5-7 run the
+runtime (``mtc_perception``) through its public API only. ``mtc demo`` runs this command.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-log = logging.getLogger("mtc.demo")
+log = logging.getLogger("mtc-compress.demo")
 ROOT = Path(__file__).resolve().parents[1]
 
 STAGES = ("data", "teacher", "compress", "export", "bag", "bench", "overlays")
@@ -64,7 +65,7 @@ class Demo:
 
     # -- stages ----------------------------------------------------------------------------------
     def data(self) -> dict[str, Any]:
-        from compress.data.synthroad import synthesize
+        from .data.synthroad import synthesize
 
         n_train, n_val = (2000, 500) if self.a.full else (self.a.train_images, self.a.val_images)
         synthesize(
@@ -73,8 +74,8 @@ class Demo:
         return {"root": str(self.out / "synthroad"), "train": n_train, "val": n_val}
 
     def teacher(self) -> dict[str, Any]:
-        from compress.config_io import load_yaml
-        from compress.train import TrainConfig, train
+        from .config_io import load_yaml
+        from .train import TrainConfig, train
 
         recipe = (
             Path(self.a.recipe)
@@ -86,7 +87,7 @@ class Demo:
         return {"checkpoint": s["best"], "recipe": str(recipe), "wall_seconds": s["wall_seconds"]}
 
     def compress(self) -> dict[str, Any]:
-        from compress.pipeline import compress, load_recipe
+        from .pipeline import compress, load_recipe
 
         recipe = (
             Path(self.a.compress_recipe)
@@ -103,7 +104,7 @@ class Demo:
         }
 
     def export(self) -> dict[str, Any]:
-        from compress.export import ExportConfig, export_bundle
+        from .export import ExportConfig, export_bundle
 
         out = {}
         for name, ckpt in (
@@ -120,8 +121,7 @@ class Demo:
 
     def bag(self) -> dict[str, Any]:
         from compress.data.frames import dataset_frames
-
-        from .bags import WriteConfig, write_bag
+        from mtc_perception.bags import WriteConfig, write_bag
 
         d = self.out / "demo_bag"
         shutil.rmtree(d, ignore_errors=True)
@@ -133,7 +133,7 @@ class Demo:
         return s.to_dict()
 
     def bench(self) -> dict[str, Any]:
-        from .bench.replay import BenchConfig, run_bench
+        from mtc_perception.bench.replay import BenchConfig, run_bench
 
         cfg = BenchConfig(
             bag=self.out / "demo_bag",
@@ -154,8 +154,8 @@ class Demo:
         import cv2
         import numpy as np
 
-        from .perceptor import Perceptor
-        from .viz import draw
+        from mtc_perception.perceptor import Perceptor
+        from mtc_perception.viz import draw
 
         frames = sorted((self.out / "synthroad" / "images" / "val").glob("*.jpg"))
         frame = cv2.imread(str(frames[min(3, len(frames) - 1)]))
@@ -256,7 +256,7 @@ class Demo:
         for name in ("teacher", "student"):
             lines.append(f"{name:10}" + "".join(f"{c[2].format(rows[name][c[1]]):>13}" for c in cols))
         delta = []
-        for _, k, fmt in cols:
+        for _, k, _fmt in cols:
             if k in ("params_M", "gmacs", "latency_ms"):
                 delta.append(f"{100 * (s[k] / t[k] - 1):+.1f}%")
             elif k == "fps":

@@ -1,4 +1,4 @@
-"""TensorRT 10 engine build from the bundle's ONNX file (GPU machines only).
+"""The export's TensorRT step: a TensorRT 10 engine built from the bundle's ONNX file (GPU machines only).
 
 TensorRT 10 API: ``create_network(0)`` (explicit batch is the only mode), ``OnnxParser``,
 ``set_memory_pool_limit(WORKSPACE)``, ``BuilderFlag.FP16`` / ``INT8`` with an
@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from .export import ExportError
+from .config import ExportConfig
+from .errors import ExportError
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +38,10 @@ def _require_tensorrt():  # noqa: ANN202
 
 
 def build_engine(
-    onnx_path: Path, engine_path: Path, cfg: Any, calib_frames: list[Path], cache_path: Path
+    onnx_path: Path, engine_path: Path, cfg: ExportConfig, calib_frames: list[Path], cache_path: Path
 ) -> dict[str, Any]:
-    """Build and write ``engine_path``; returns the versions block for bundle.json."""
+    """Build and write ``engine_path``; returns bundle.json's TensorRT versions (``tensorrt``, ``precision``,
+    ``gpu``, ``compute_capability``: fields of :class:`mtc_perception.bundle.Versions`)."""
     trt = _require_tensorrt()
     from mtc_perception.engines.tensorrt_engine import gpu_identity
 
@@ -91,13 +93,13 @@ def _calibrator(trt: Any, onnx_path: Path, frames: list[Path], cache: Path):  # 
     import cv2
 
     from mtc_perception.bundle import Bundle
-    from mtc_perception.engines.tensorrt_engine import _check, _cudart
+    from mtc_perception.engines.tensorrt_engine import check_cuda, cudart
     from mtc_perception.perceptor import Preprocessor
 
     if not frames:
         raise ExportError("INT8 calibration needs images: pass --calib DIR")
     pre = Preprocessor(Bundle.load(onnx_path.parent))
-    cudart = _cudart()
+    rt = cudart()
 
     class Calibrator(trt.IInt8EntropyCalibrator2):
         def __init__(self) -> None:
@@ -105,7 +107,7 @@ def _calibrator(trt: Any, onnx_path: Path, frames: list[Path], cache: Path):  # 
             self.i = 0
             w, h = pre.size
             self.nbytes = 3 * h * w * 4
-            self.dptr = _check(cudart.cudaMalloc(self.nbytes), "cudaMalloc")
+            self.dptr = check_cuda(rt.cudaMalloc(self.nbytes), "cudaMalloc")
 
         def get_batch_size(self) -> int:
             return 1
@@ -119,10 +121,8 @@ def _calibrator(trt: Any, onnx_path: Path, frames: list[Path], cache: Path):  # 
                     continue
                 x, _ = pre([img])
                 x = np.ascontiguousarray(x)
-                _check(
-                    cudart.cudaMemcpy(
-                        self.dptr, x.ctypes.data, self.nbytes, cudart.cudaMemcpyKind.cudaMemcpyHostToDevice
-                    ),
+                check_cuda(
+                    rt.cudaMemcpy(self.dptr, x.ctypes.data, self.nbytes, rt.cudaMemcpyKind.cudaMemcpyHostToDevice),
                     "H2D",
                 )
                 return [int(self.dptr)]

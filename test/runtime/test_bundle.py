@@ -1,0 +1,209 @@
+"""bundle.json as a typed tree (mtc_perception.bundle): the committed schema-1 bundle reads and writes back
+unchanged, every malformed field fails at load with the file, the field, what was expected and the fix,
+and files that leave the bundle directory are refused. No torch, no onnxruntime."""
+
+import copy
+import dataclasses
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from mtc_perception.bundle import READABLE_SCHEMAS, SCHEMA, Bundle, BundleError, BundleSpec, InputSpec
+
+TINY = Path(__file__).resolve().parents[1] / "data" / "tiny_bundle"
+RAW = json.loads((TINY / "bundle.json").read_text())
+
+
+def _bundle(tmp_path: Path, edit=None, name: str = "b") -> Path:
+    """A copy of the tiny bundle with ``edit(meta)`` applied to its bundle.json."""
+    d = tmp_path / name
+    d.mkdir(parents=True)
+    shutil.copy(TINY / "model.onnx", d / "model.onnx")
+    meta = copy.deepcopy(RAW)
+    if edit is not None:
+        edit(meta)
+    (d / "bundle.json").write_text(json.dumps(meta))
+    return d
+
+
+def test_the_committed_schema_1_bundle_round_trips():
+    assert RAW["schema"] == 1 and 1 in READABLE_SCHEMAS and SCHEMA in READABLE_SCHEMAS
+    b = Bundle.load(TINY)
+    spec = b.spec
+    assert spec.to_dict() == RAW  # nothing lost, nothing added
+    assert list(spec.to_dict()) == list(RAW)  # and in the file's order
+    assert BundleSpec.from_dict(spec.to_dict()) == spec
+    # typed attributes, not keys
+    assert spec.input.height == 96 and spec.input.width == 128 and spec.input.color == "RGB"
+    assert spec.input.mean == (0.0, 0.0, 0.0) and spec.input.pad_value == 114 and spec.input.dynamic_batch is False
+    assert spec.detection.class_names == ("vehicle",) and spec.detection.num_classes == 1
+    assert spec.detection.strides == (8.0, 16.0, 32.0) and len(spec.detection.anchors) == 3
+    assert spec.segmentation.drivable.output == "drivable" and spec.segmentation.lane.output == "lane"
+    assert spec.outputs["det"] == (1, 756, 6)
+    assert spec.files.onnx == "model.onnx" and spec.files.torch is None and spec.files.engine is None
+    assert spec.provenance.params == 129000 and spec.provenance.trained_img_size == (128, 96)
+    assert spec.versions.opset == 17 and spec.versions.tensorrt is None and spec.graph is None
+    assert spec.parity is not None and spec.parity.frames == 4 and spec.parity.tolerance == 1e-3
+    # the Bundle's accessors
+    assert b.name == "tiny" and b.input_name == "images" and b.input_size == (128, 96)
+    assert b.output_names == ["det", "drivable", "lane"] and b.class_names == ["vehicle"]
+    assert b.output_shapes["lane"] == [1, 1, 96, 128] and b.file("onnx") == TINY / "model.onnx"
+    assert b.file("engine") is None and b.dynamic_batch is False
+    with pytest.raises(ValueError, match="unknown bundle file kind"):
+        b.file("tflite")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        spec.input.height = 1  # type: ignore[misc]
+
+
+def test_written_through_the_dataclass_and_read_back(tmp_path):
+    spec = Bundle.load(TINY).spec
+    edited = dataclasses.replace(
+        spec, name="other", input=dataclasses.replace(spec.input, dynamic_batch=True), parity=None
+    )
+    d = tmp_path / "w"
+    d.mkdir()
+    shutil.copy(TINY / "model.onnx", d / "model.onnx")
+    edited.write(d)
+    back = Bundle.load(d)
+    assert back.spec == edited and back.name == "other" and back.dynamic_batch is True
+    assert "parity" not in json.loads((d / "bundle.json").read_text())  # optional sections left out while None
+
+
+def _set(path: str, value):
+    """An edit that sets ``a.b.c`` (``value is KeyError``: deletes it)."""
+
+    def edit(meta):
+        *parents, last = path.split(".")
+        d = meta
+        for p in parents:
+            d = d[p]
+        if value is KeyError:
+            del d[last]
+        else:
+            d[last] = value
+
+    return edit
+
+
+MALFORMED = [
+    ("input.height", None, r"input\.height must be a positive integer, got null"),
+    ("input.height", 0, r"input\.height must be a positive integer, got 0"),
+    ("input.height", "96", r'input\.height must be a positive integer, got "96"'),
+    ("input.width", True, r"input\.width must be a positive integer, got true"),
+    ("input.width", KeyError, r"missing field 'input\.width'"),
+    ("input.std", [1.0, 0.0, 1.0], r"input\.std must be a list of 3 numbers, each > 0, got \[1\.0, 0\.0, 1\.0\]"),
+    ("input.std", [1.0, -1.0, 1.0], r"input\.std must be .* each > 0"),
+    ("input.mean", [0.0, 0.0], r"input\.mean must be a list of 3 numbers"),
+    ("input.mean", "0", r"input\.mean must be a list of 3 numbers"),
+    ("input.color", "rgb", r"input\.color must be one of \['RGB', 'BGR'\]"),
+    ("input.scale", 0, r"input\.scale must be a positive number"),
+    ("input.pad_value", 300, r"input\.pad_value must be an integer in \[0, 255\]"),
+    ("input.dynamic_batch", "yes", r"input\.dynamic_batch must be true or false"),
+    ("input.layout", "NHWC", r"input\.layout must be one of \['NCHW'\]"),
+    ("input", [], r"input must be a JSON object, got \[\]"),
+    ("detection.class_names", "vehicle", r'detection\.class_names must be a non-empty list of strings.*got "vehicle"'),
+    ("detection.class_names", [], r"detection\.class_names must be a non-empty list of strings"),
+    ("detection.class_names", ["vehicle", 3], r"detection\.class_names must be a non-empty list of strings"),
+    ("detection.num_classes", 7, r"detection\.num_classes must be the number of class_names \(1\), got 7"),
+    ("detection.strides", [8, 0, 32], r"detection\.strides must be a non-empty list of numbers, each > 0"),
+    ("detection.anchors", [[4.0, 4.8]], r"detection\.anchors must be 3 lists \(one per stride\)"),
+    ("detection.output", "boxes", r"detection\.output is 'boxes' but outputs has no such entry"),
+    ("detection.output", KeyError, r"missing field 'detection\.output'"),
+    ("segmentation.lane", KeyError, r"missing field 'segmentation\.lane'"),
+    ("segmentation.drivable.output", 5, r"segmentation\.drivable\.output must be a non-empty string, got 5"),
+    ("outputs", {}, r"outputs must be a non-empty JSON object"),
+    ("outputs", KeyError, r"missing field 'outputs'"),
+    ("outputs.det", [1, -1, 6], r"outputs\.det must be a list of positive integers or dynamic dimension names"),
+    ("files", "model.onnx", r'files must be a JSON object, got "model\.onnx"'),
+    ("files.onnx", KeyError, r"missing field 'files\.onnx'"),
+    ("files.onnx", None, r"files\.onnx must be a relative path inside the bundle directory"),
+    ("files.onnx", "../model.onnx", r"files\.onnx must be a relative path inside the bundle directory.*\.\./model"),
+    ("files.onnx", "/etc/model.onnx", r"files\.onnx must be a relative path inside the bundle directory"),
+    ("files.engine", "sub/../../model.engine", r"files\.engine must be a relative path inside the bundle directory"),
+    ("files.tflite", "model.tflite", r"unknown field\(s\) \['tflite'\] in files"),
+    ("heigth", 96, r"unknown field\(s\) \['heigth'\] in the top level"),
+    ("schema", KeyError, r"missing field 'schema'"),
+    ("versions.opset", "17", r'versions\.opset must be a positive integer, got "17"'),
+    ("provenance.params", "many", r"provenance\.params must be an integer in \[0, inf\]"),
+    ("provenance.trained_img_size", [128], r"provenance\.trained_img_size must be \[width, height\]"),
+    ("parity.frames", -1, r"parity\.frames must be an integer in \[0, inf\]"),
+    ("parity.max_abs_diff_raw", {"det": "small"}, r"parity\.max_abs_diff_raw must be a JSON object"),
+]
+
+
+@pytest.mark.parametrize("field,value,message", MALFORMED, ids=[f"{f}={v!r}" for f, v, _ in MALFORMED])
+def test_every_malformed_field_is_named_at_load(tmp_path, field, value, message):
+    d = _bundle(tmp_path, _set(field, value))
+    with pytest.raises(BundleError, match=message) as e:
+        Bundle.load(d)
+    text = str(e.value)
+    assert text.startswith(str(d / "bundle.json") + ": "), text  # the file
+    assert "mtc-compress export" in text, text  # and the fix
+
+
+def test_other_schemas_and_non_objects_are_refused(tmp_path):
+    with pytest.raises(BundleError, match=r"schema 2 but this mtc_perception reads schema 1; re-export"):
+        Bundle.load(_bundle(tmp_path, _set("schema", 2), "s2"))
+    d = tmp_path / "list"
+    d.mkdir()
+    (d / "bundle.json").write_text("[1, 2]")
+    with pytest.raises(BundleError, match=r"bundle\.json: the top level must be a JSON object, got \[1, 2\]"):
+        Bundle.load(d)
+    (d / "bundle.json").write_text("{not json")
+    with pytest.raises(BundleError, match="not valid JSON"):
+        Bundle.load(d)
+    with pytest.raises(BundleError, match="not a model bundle"):
+        Bundle.load(tmp_path / "nothing")
+    with pytest.raises(BundleError, match=r"^where\.json: input\.height must be a positive integer, got null"):
+        BundleSpec.from_dict(_edited(_set("input.height", None)), "where.json")
+
+
+def _edited(edit):
+    meta = copy.deepcopy(RAW)
+    edit(meta)
+    return meta
+
+
+@pytest.mark.skipif(not hasattr(os, "symlink"), reason="needs symlinks")
+def test_files_resolving_outside_the_bundle_are_refused(tmp_path):
+    outside = tmp_path / "elsewhere.onnx"
+    shutil.copy(TINY / "model.onnx", outside)
+    d = _bundle(tmp_path)
+    (d / "model.onnx").unlink()
+    (d / "model.onnx").symlink_to(outside)
+    with pytest.raises(
+        BundleError, match=r"files\.onnx 'model\.onnx' resolves to .*elsewhere\.onnx, outside the bundle"
+    ):
+        Bundle.load(d)
+    # a symlinked directory that leaves the bundle is the same
+    d2 = _bundle(tmp_path, _set("files.onnx", "sub/model.onnx"), "b2")
+    (d2 / "sub").symlink_to(tmp_path)
+    shutil.copy(TINY / "model.onnx", tmp_path / "model.onnx")
+    with pytest.raises(BundleError, match=r"outside the bundle directory"):
+        Bundle.load(d2)
+    # a link that stays inside is a file of the bundle
+    d3 = _bundle(tmp_path, _set("files.onnx", "current.onnx"), "b3")
+    (d3 / "current.onnx").symlink_to(d3 / "model.onnx")
+    assert Bundle.load(d3).require_file("onnx") == d3 / "current.onnx"
+
+
+def test_a_missing_model_file_fails_where_it_is_needed(tmp_path):
+    """bundle.json is valid without its files present; the engine that needs one names it."""
+    d = _bundle(tmp_path)
+    (d / "model.onnx").unlink()
+    b = Bundle.load(d)
+    with pytest.raises(BundleError, match=r"model\.onnx is named in .* but does not exist"):
+        b.require_file("onnx")
+    with pytest.raises(BundleError, match=r"no engine file.*--engine"):
+        b.require_file("engine")
+
+
+def test_the_input_section_alone_builds_the_preprocessor():
+    """What the Perceptor reads: attributes of InputSpec (defaults for what export always writes)."""
+    spec = InputSpec(
+        name="images", height=96, width=128, color="BGR", scale=1 / 255, mean=(0, 0, 0), std=(1, 1, 1), pad_value=0
+    )
+    assert spec.layout == "NCHW" and spec.dtype == "float32" and spec.dynamic_batch is False
