@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..messages import OUTPUT_PARTS, perception_from_messages
-from .report import GroundTruthBoxes, ModelInfo, ModelOutput, ReportBuilder, StampMatcher
+from .report import GroundTruthBoxes, ModelInfo, ModelOutput, ReportBuilder, StampMatcher, write_report
 
 
 class LiveBench:
@@ -130,5 +130,5 @@ class LiveBench:
         )
         for m in self.models:
             b.set_busy_time(m.name, wall_s)
-        b.write(out_dir, plots=plots)
+        write_report(b, out_dir, plots=plots)
         return b.report()

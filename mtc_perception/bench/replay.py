@@ -39,7 +39,7 @@ from ..host import host_info
 from ..messages import GT_PREFIX, stamp_to_ns
 from .output_bag import OUTPUT_BAG, OutputBag, prepare_output_bag
 from .recording import choose_topic, label_topics, label_value, recording_meta
-from .report import ModelInfo, ModelOutput, ReportBuilder
+from .report import ModelInfo, ModelOutput, ReportBuilder, write_report
 
 log = logging.getLogger(__name__)
 
@@ -318,7 +318,7 @@ class Replay:
                 "load_s": self.load_s,
             }
         )
-        paths = b.write(cfg.out, plots=cfg.plots)
+        paths = write_report(b, cfg.out, plots=cfg.plots)
         if self.output_bag is not None:
             paths["output_bag"] = self.output_bag
         return b.last_report, paths

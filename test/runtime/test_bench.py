@@ -28,6 +28,7 @@ from mtc_perception.bench.report import (
     ModelOutput,
     ReportBuilder,
     StampMatcher,
+    write_report,
 )
 from mtc_perception.cli import main as mtc
 from mtc_perception.messages import detection_array, mask_image, perception_from_messages
@@ -204,7 +205,7 @@ def test_report_builder_numbers_and_accounting(tmp_path):
         and gt["teacher"]["lane"]["iou"] == 1.0
     )
     assert gt["student"]["detection"]["recall"] == 1.0 and gt["student"]["detection"]["precision"] == pytest.approx(0.5)
-    paths = b.write(tmp_path, plots=False)
+    paths = write_report(b, tmp_path, plots=False)
     assert paths["report_json"].is_file() and "| student |" in paths["report_md"].read_text()
 
 

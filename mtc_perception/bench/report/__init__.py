@@ -13,7 +13,7 @@ How a caller uses it::
     for each label message:   b.add_ground_truth(stamp_ns, "detections", GroundTruthBoxes(boxes, class_ids))
     b.add_not_reached(n)      # frames of the recording never processed (limit, interrupt, damage)
     b.meta.update(...); b.harness_ms["read"] += ...
-    b.write(out_dir)
+    write_report(b, out_dir)
 
 One concept per module: :mod:`.inputs` (what a caller gives), :mod:`.matching` (pairing by
 stamp), :mod:`.agreement`, :mod:`.stats`, :mod:`.builder`, :mod:`.files` (csv, plots, json) and
@@ -39,6 +39,7 @@ one confusion matrix over all those frames. Ground-truth metrics follow YOLOP's 
 
 from .agreement import detection_f1, frame_agreement
 from .builder import SCHEMA, ReportBuilder
+from .files import write_report
 from .inputs import STAGES, GroundTruthBoxes, ModelInfo, ModelOutput
 from .markdown import markdown
 from .matching import Group, StampMatcher
@@ -57,4 +58,5 @@ __all__ = [
     "frame_agreement",
     "latency_stats",
     "markdown",
+    "write_report",
 ]

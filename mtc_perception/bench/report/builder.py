@@ -376,10 +376,3 @@ class ReportBuilder:
         """The kept frames of largest disagreement, worst first: (index, stamp, image, reference
         perception, candidate perception, agreement)."""
         return [item[2] for item in sorted(self._worst, reverse=True)]
-
-    def write(self, out_dir: str | Path, plots: bool = True) -> dict[str, Path]:
-        """Write ``frames.csv``, the plots, ``report.md`` and ``report.json`` into ``out_dir``
-        (:func:`~.files.write_report`)."""
-        from .files import write_report
-
-        return write_report(self, out_dir, plots)
