@@ -14,6 +14,7 @@ is written.
 import os
 
 from ament_index_python.packages import get_package_share_directory
+from launch import LaunchContext, LaunchDescription
 from launch.actions import (
     DeclareLaunchArgument,
     EmitEvent,
@@ -27,7 +28,6 @@ from launch.events import Shutdown
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-from launch import LaunchContext, LaunchDescription
 from mtc_perception.nodes.launch_common import PACKAGE, perception_node
 
 ARGS = {

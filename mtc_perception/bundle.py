@@ -197,7 +197,7 @@ class Provenance:
             params=r.integer("params", False, low=0),
             macs=r.integer("macs", False, low=0),
             macs_at=r.text("macs_at", False),
-            trained_img_size=tuple(size) if size else None,  # type: ignore[arg-type]
+            trained_img_size=tuple(size) if size else None,
             prune=r.mapping("prune"),
             train_config=r.mapping("train_config") or {},
             metrics=r.mapping("metrics"),

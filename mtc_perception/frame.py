@@ -41,7 +41,7 @@ class Inference:
     """One model on one image: ``perception`` and the Perceptor's wall time, or ``error``."""
 
     perception: Any = None
-    latency_ms: float | None = None
+    latency_ms: float = 0.0  # set whenever perception is
     error: str = ""
     error_kind: str = ""
 

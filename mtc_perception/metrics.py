@@ -33,7 +33,7 @@ from .processing import box_iou
 
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
 # numpy 2 renamed trapz; the ROS distros' numpy (1.21 / 1.26) only has the old name
-_trapezoid = getattr(np, "trapezoid", None) or np.trapz
+_trapezoid = getattr(np, "trapezoid", None) or getattr(np, "trapz")  # noqa: B009 - gone from numpy 2.x stubs
 
 
 def _ap(recall: np.ndarray, precision: np.ndarray, method: str) -> float:

@@ -76,9 +76,9 @@ def _decompress(data: bytes, compression: str, size: int) -> bytes:
             return zstandard.ZstdDecompressor().decompress(data, max_output_size=size)
         except ImportError:
             try:
-                from compression import zstd  # type: ignore[import-not-found]  # Python 3.14
+                from compression import zstd  # Python 3.14
             except ImportError:
-                from backports import zstd  # type: ignore[import-not-found,no-redef]
+                from backports import zstd
             return zstd.decompress(data)
     if compression == "lz4":
         import lz4.frame

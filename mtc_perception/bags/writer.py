@@ -10,7 +10,7 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -163,10 +163,11 @@ def write_bag(
                 log.warning("%s: %s; not recorded", frame.name, frame.error or "unreadable")
                 continue
             frame = resize_frame(frame, cfg.resize)
+            image = cast(np.ndarray, frame.image)  # not None: checked above, resizing keeps it
             stamp = cfg.start_ns + out.frames * period_ns
             hdr = header(w.ts, stamp, cfg.frame_id)
-            w.write(cfg.topic, stamp, camera_message(w.ts, hdr, frame.image, cfg.transport, cfg.jpeg_quality))
-            out.size = (frame.image.shape[1], frame.image.shape[0])
+            w.write(cfg.topic, stamp, camera_message(w.ts, hdr, image, cfg.transport, cfg.jpeg_quality))
+            out.size = (image.shape[1], image.shape[0])
             lab = frame.labels if cfg.labels else None
             if lab is not None:
                 w.add_topic(gt["detections"], LABEL_TYPES["detections"])

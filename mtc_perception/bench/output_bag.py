@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ def prepare_output_bag(out: Path) -> Path:
 class OutputBag:
     """The output recording, open from construction to :meth:`close`."""
 
-    def __init__(self, path: Path, storage: str, distro: str, topic: str, msgtype: str, models: Sequence[str]) -> None:
+    def __init__(self, path: Path, storage: str, distro: str, topic: str, msgtype: str, models: Iterable[str]) -> None:
         self.topic = topic
         self.writer = RecordingWriter(path, storage, distro).__enter__()
         self.writer.add_topic(topic, msgtype)

@@ -245,7 +245,7 @@ class BenchPlayer:
         """Publish every camera frame at the recorded pace x ``rate`` (the recorded CDR bytes as they
         are), hand the labels to the report, then :meth:`drain`."""
         self.t0 = self.now()
-        first_log = first_wall = None
+        first: tuple[int, float] | None = None  # (log time, wall time) of the first frame
         gt_by_topic = {t: part for part, t in self.gt.items()}
         for m in self.reader.messages([self.topic, *gt_by_topic]):
             if not ok():
@@ -253,9 +253,9 @@ class BenchPlayer:
             if m.topic != self.topic:
                 self.label(gt_by_topic[m.topic], m)
                 continue
-            if first_log is None:
-                first_log, first_wall = m.log_time_ns, self.now()
-            delay = first_wall + (m.log_time_ns - first_log) / 1e9 / self.p.rate - self.now()
+            if first is None:
+                first = (m.log_time_ns, self.now())
+            delay = first[1] + (m.log_time_ns - first[0]) / 1e9 / self.p.rate - self.now()
             if delay > 0:
                 self.sleep(delay)
             raw = bytes(m.raw)

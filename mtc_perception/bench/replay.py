@@ -159,7 +159,12 @@ class Replay:
         )
         self.builder.harness_ms = harness
         self.builder.warnings.extend(warnings)
-        self.counts = {"in_bag": self.info.count, "read": 0, "decode_failed": 0, "limit": cfg.max_frames}
+        self.counts: dict[str, Any] = {
+            "in_bag": self.info.count,
+            "read": 0,
+            "decode_failed": 0,
+            "limit": cfg.max_frames,
+        }
         self.interrupted = self.stopped_at_limit = False
         self.last_good: tuple[int, int] | None = None
         self.unknown_classes = 0
@@ -321,6 +326,7 @@ class Replay:
         paths = write_report(b, cfg.out, plots=cfg.plots)
         if self.output_bag is not None:
             paths["output_bag"] = self.output_bag
+        assert b.last_report is not None  # written just now
         return b.last_report, paths
 
     def exit_code(self, rep: dict[str, Any], paths: dict[str, Path]) -> int:

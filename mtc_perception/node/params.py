@@ -140,7 +140,7 @@ def check_params(table: Sequence[ParamSpec], values: dict[str, Any]) -> dict[str
         v = values.get(p.name, p.default)
         if p.kind != "bool" and isinstance(v, bool) or not isinstance(v, _PY_TYPES[p.kind]):
             raise ParamError(f"parameter {p.name!r} = {v!r}: expected a {p.kind}")
-        if p.kind == "string_array":
+        if p.kind == "string_array" and isinstance(v, (list, tuple)):  # (the type was checked above)
             if not all(isinstance(s, str) for s in v):
                 raise ParamError(f"parameter {p.name!r} = {v!r}: expected a list of strings")
             v = tuple(s for s in v if s)

@@ -15,13 +15,13 @@ pytest.importorskip("rclpy", reason=REASON)
 launch_testing = pytest.importorskip("launch_testing", reason=REASON)
 
 import cv2  # noqa: E402
+import launch  # noqa: E402
 import launch_testing.actions  # noqa: E402
 import launch_testing.asserts  # noqa: E402
 import numpy as np  # noqa: E402
 from ament_index_python.packages import get_package_share_directory  # noqa: E402
 from launch.launch_description_sources import PythonLaunchDescriptionSource  # noqa: E402
 
-import launch  # noqa: E402
 from mtc_perception.bags import SourceFrame, WriteConfig, write_bag  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1] / "data"

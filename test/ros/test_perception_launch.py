@@ -17,6 +17,7 @@ rclpy = pytest.importorskip("rclpy", reason=REASON)
 launch_testing = pytest.importorskip("launch_testing", reason=REASON)
 
 import cv2  # noqa: E402
+import launch  # noqa: E402
 import launch_testing.actions  # noqa: E402
 import launch_testing.asserts  # noqa: E402
 import numpy as np  # noqa: E402
@@ -26,8 +27,6 @@ from launch.launch_description_sources import PythonLaunchDescriptionSource  # n
 from rclpy.qos import qos_profile_sensor_data  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 from vision_msgs.msg import Detection2DArray  # noqa: E402
-
-import launch  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 TOPIC = "/mtc_test/image_raw"

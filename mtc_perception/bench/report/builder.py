@@ -7,7 +7,6 @@ import heapq
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -88,6 +87,7 @@ class ReportBuilder:
         self._gt_unmatched: Counter[str] = Counter()
         self._gt_examples: list[int] = []
         self._gt_errors: Counter[str] = Counter()
+        self.last_report: dict[str, Any] | None = None  # the last report written (write_report)
 
     # -- input -----------------------------------------------------------------------------------
     @property
