@@ -9,6 +9,11 @@ import numpy as np
 import pytest
 
 pytest.importorskip("rosbags")
+pytest.importorskip(
+    "torch",
+    reason="needs torch (the offline half, compress/): `make test` installs it; "
+    "a ROS 2 machine under colcon test may not have it",
+)
 pytest.importorskip("onnxruntime")
 
 from bag_helpers import check_accounting as _accounting  # noqa: E402

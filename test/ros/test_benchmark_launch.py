@@ -12,7 +12,7 @@ import pytest
 
 REASON = "needs ROS 2 (rclpy, launch_testing): run `colcon test --packages-select mtc_perception` on a ROS 2 machine"
 pytest.importorskip("rclpy", reason=REASON)
-launch_testing = pytest.importorskip("launch_testing", reason=REASON)
+pytest.importorskip("launch_testing", reason=REASON)
 
 import cv2  # noqa: E402
 import launch  # noqa: E402

@@ -14,7 +14,7 @@ import pytest
 
 REASON = "needs ROS 2 (rclpy, launch_testing): run `colcon test --packages-select mtc_perception` on a ROS 2 machine"
 rclpy = pytest.importorskip("rclpy", reason=REASON)
-launch_testing = pytest.importorskip("launch_testing", reason=REASON)
+pytest.importorskip("launch_testing", reason=REASON)
 
 import cv2  # noqa: E402
 import launch  # noqa: E402
@@ -114,7 +114,7 @@ class TestPerceptionNodes(unittest.TestCase):
         cases = [("bgr8", 0), ("rgb8", 0), ("mono8", 0), ("bgra8", 64)]
         for i, (enc, pad) in enumerate(cases, start=1):
             msg = _image(frame, enc, i, pad)
-            ok = self._wait(lambda: (raw.publish(msg), i in student["lane_mask"])[1], 30.0)
+            ok = self._wait(lambda msg=msg, i=i: (raw.publish(msg), i in student["lane_mask"])[1], 30.0)
             self.assertTrue(ok, f"no student output for the {enc} frame")
         bad = Image(height=h, width=w, encoding="bgr8", step=w * 3 - 1, data=bytes((w * 3 - 1) * h))
         bad.header.stamp.sec = 99
@@ -123,13 +123,15 @@ class TestPerceptionNodes(unittest.TestCase):
             c = CompressedImage(format=fmt[1:], data=cv2.imencode(fmt, frame)[1].tobytes())
             c.header.stamp.sec, c.header.frame_id = sec, "mtc_test_camera"
             self.assertTrue(
-                self._wait(lambda: (comp.publish(c), sec in teacher["lane_mask"])[1], 30.0),
+                self._wait(lambda c=c, sec=sec: (comp.publish(c), sec in teacher["lane_mask"])[1], 30.0),
                 f"no teacher output for {fmt}",
             )
 
         for outputs, stamps in ((student, range(1, len(cases) + 1)), (teacher, (11, 12))):
             for sec in stamps:
-                self.assertTrue(self._wait(lambda: all(sec in outputs[k] for k in outputs), 10.0))
+                self.assertTrue(
+                    self._wait(lambda sec=sec, outputs=outputs: all(sec in outputs[k] for k in outputs), 10.0)
+                )
                 for name, m in ((k, outputs[k][sec]) for k in outputs):
                     self.assertEqual(m.header.frame_id, "mtc_test_camera", name)
                     if name != "detections":
