@@ -1,6 +1,6 @@
 """The one frame path: a camera message -> BGR image -> Perceptor -> output messages.
 
-The perception node (:class:`~mtc_perception.node.processor.FrameProcessor`), the offline replay
+The perception node (:class:`~mtc_perception.node_core.processor.FrameProcessor`), the offline replay
 (``mtc bench``) and the live benchmark's player all go through these functions, so a frame is
 decoded, inferred and turned into messages the same way everywhere:
 

@@ -25,7 +25,7 @@ from ..bags import BagMessage, BagReader, md5_of
 from ..frame import decode
 from ..host import host_info
 from ..messages import GT_PREFIX, model_topics, stamp_to_ns, transport_of
-from ..node.params import ParamError, ParamSpec, check_params
+from ..node_core.params import ParamError, ParamSpec, check_params
 from .live import LiveBench
 from .recording import choose_topic, label_topics, label_value, recording_meta
 from .replay import summary_text
@@ -123,7 +123,7 @@ def player_mode(value: str) -> str:
 
 def validate_player_params(values: Mapping[str, Any]) -> PlayerParams:
     """The benchmark node's parameters checked against :data:`PLAYER_PARAMETERS`
-    (:func:`~mtc_perception.node.params.check_params`); the recording and both bundles are required."""
+    (:func:`~mtc_perception.node_core.params.check_params`); the recording and both bundles are required."""
     values = dict(values)
     if isinstance(values.get("player"), str):
         values["player"] = player_mode(values["player"])

@@ -1,5 +1,5 @@
 """rclpy glue both nodes share: message classes by name, parameters declared from a
-:class:`~mtc_perception.node.params.ParamSpec` table (with descriptors), and ``rclpy.init`` as a
+:class:`~mtc_perception.node_core.params.ParamSpec` table (with descriptors), and ``rclpy.init`` as a
 context manager on every distro."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from rclpy.exceptions import ParameterUninitializedException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
-from mtc_perception.node.params import ParamSpec
+from mtc_perception.node_core.params import ParamSpec
 
 _TYPES = {
     "string": Parameter.Type.STRING,
@@ -48,7 +48,7 @@ def descriptor(p: ParamSpec) -> ParameterDescriptor:
 
 def declare_parameters(node: Node, table: Sequence[ParamSpec]) -> dict[str, Any]:
     """Declare every parameter of ``table`` on ``node`` and return their values (to validate with
-    :func:`~mtc_perception.node.params.check_params` or the node's own validator)."""
+    :func:`~mtc_perception.node_core.params.check_params` or the node's own validator)."""
     values: dict[str, Any] = {}
     for p in table:
         # an empty list cannot tell rclpy its type: declare string arrays by type, default []

@@ -2,7 +2,7 @@
 
 A thin rclpy layer. Every decision (parameter validation, the newest-frame slot, decoding, message
 contents, counters, health levels, warning rate limits) is made by ROS-free code in
-:mod:`mtc_perception.node` and :mod:`mtc_perception.messages`, tested without ROS. This file only
+:mod:`mtc_perception.node_core` and :mod:`mtc_perception.messages`, tested without ROS. This file only
 declares parameters, wires subscriptions, publishers, a worker thread and a timer. Contract:
 docs/DESIGN.md ("ROS 2 node").
 """
@@ -20,7 +20,7 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
 from mtc_perception.messages import DIAGNOSTICS_TYPE, PARTS
-from mtc_perception.node import (
+from mtc_perception.node_core import (
     PARAMETERS,
     FrameProcessor,
     FrameSlot,

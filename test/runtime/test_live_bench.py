@@ -19,7 +19,7 @@ from mtc_perception.bench.report import ModelInfo  # noqa: E402
 from mtc_perception.bundle import Bundle  # noqa: E402
 from mtc_perception.imaging import bgr_to_image_fields  # noqa: E402
 from mtc_perception.messages import OUTPUT_PARTS, register_vision_msgs  # noqa: E402
-from mtc_perception.node import FrameProcessor  # noqa: E402
+from mtc_perception.node_core import FrameProcessor  # noqa: E402
 from mtc_perception.perceptor import Perceptor  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1] / "data"

@@ -14,7 +14,7 @@ import numpy as np
 from rosbags.typesys import Stores, get_typestore
 
 from mtc_perception.messages import detection_array, mask_image, register_vision_msgs
-from mtc_perception.node import FrameSlot, Stats
+from mtc_perception.node_core import FrameSlot, Stats
 
 STORES = [Stores.ROS2_HUMBLE, Stores.ROS2_JAZZY]
 
@@ -107,7 +107,7 @@ import cv2  # noqa: E402
 import yaml  # noqa: E402
 
 from mtc_perception.imaging import bgr_to_image_fields  # noqa: E402
-from mtc_perception.node import (  # noqa: E402
+from mtc_perception.node_core import (  # noqa: E402
     PARAMETERS,
     FrameProcessor,
     ParamError,

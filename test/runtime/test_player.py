@@ -22,7 +22,7 @@ from mtc_perception.bench.player import (  # noqa: E402
     player_mode,
     validate_player_params,
 )
-from mtc_perception.node import FrameProcessor, ParamError  # noqa: E402
+from mtc_perception.node_core import FrameProcessor, ParamError  # noqa: E402
 from mtc_perception.perceptor import Perceptor  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1] / "data"
