@@ -18,6 +18,11 @@ from mtc_perception.inputs import parse_size
 
 log = logging.getLogger("mtc-compress")
 
+# `prune --budget` / `--criterion` choices, kept literal so that `--help` does not import torch;
+# test_prune checks them against compress.prune.budget_names() and compress.prune.CRITERIA
+BUDGETS = ("ratio", "params", "macs", "latency")
+CRITERIA_NAMES = ("task-aware", "taylor", "hessian", "magnitude", "random")
+
 
 def _size(text: str) -> tuple[int, int]:
     return parse_size(text)
@@ -163,7 +168,7 @@ def cmd_eval(a: argparse.Namespace) -> int:
 def cmd_prune(a: argparse.Namespace) -> int:
     from .checkpoint import load_model, save_checkpoint
     from .pipeline import prune_model, recalibrate_bn
-    from .prune import CRITERIA, PruneConfig
+    from .prune import PruneConfig
 
     model, ckpt = load_model(a.ckpt, use_ema=True)
     tc = ckpt.get("train_config", {})
@@ -190,7 +195,7 @@ def cmd_prune(a: argparse.Namespace) -> int:
         latency_runs=a.latency_runs,
         latency_threads=a.latency_threads,
     )
-    needs_data = CRITERIA[a.criterion].needs_data or a.recalibrate_batches > 0 or a.allocation != "uniform"
+    needs_data = cfg.needs_data or a.recalibrate_batches > 0
     ds = _split_dataset(a.ckpt, tc, a.data, a.split, a.on_error, img_size) if needs_data else None
     report = prune_model(model, cfg, ds, a.batch_size, a.seed)
     if a.recalibrate_batches > 0:
@@ -259,7 +264,7 @@ def cmd_export(a: argparse.Namespace) -> int:
 
 
 def _recipe(a: argparse.Namespace):  # noqa: ANN202
-    from .pipeline import load_recipe
+    from .recipe import load_recipe
 
     ov: dict[str, Any] = {"out": a.out, "teacher": a.teacher}
     return load_recipe(a.recipe, {k: v for k, v in ov.items() if v is not None}, quick=a.quick)
@@ -287,7 +292,7 @@ def cmd_compress(a: argparse.Namespace) -> int:
 
 
 def cmd_ablate(a: argparse.Namespace) -> int:
-    from .pipeline import ablate
+    from .ablation import ablate
 
     res = ablate(_recipe(a), progress=not a.quiet)
     print((Path(res["recipe"]["out"]) / "ablation.md").read_text())
@@ -416,13 +421,13 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument(
         "--criterion",
         default="task-aware",
-        choices=["task-aware", "taylor", "hessian", "magnitude", "random"],
+        choices=list(CRITERIA_NAMES),
         help="channel importance (docs/DESIGN.md, Pruning)",
     )
     pr.add_argument(
         "--budget",
         default="params",
-        choices=["ratio", "params", "macs", "latency"],
+        choices=list(BUDGETS),
         help="what --target means: channel ratio, or fraction of params / MACs / measured latency to remove "
         "(latency: ONNX Runtime on this machine at --latency-size, docs/DESIGN.md 'Latency budget')",
     )
@@ -543,7 +548,7 @@ def build_parser() -> argparse.ArgumentParser:
         c.add_argument(
             "--recipe",
             required=True,
-            help="recipe YAML (compress.pipeline.CompressRecipe), e.g. config/compress/synthroad.yaml",
+            help="recipe YAML (compress.recipe.CompressRecipe), e.g. config/compress/synthroad.yaml",
         )
         c.add_argument("--teacher", help="teacher checkpoint (overrides the recipe's)")
         c.add_argument("--out", help="output directory (overrides the recipe's)")
