@@ -25,6 +25,7 @@ from torch import nn
 
 from .checkpoint import load_model, save_checkpoint
 from .config_io import from_dict, to_dict
+from .data.run_data import split_of_run
 from .prune import budget
 from .recipe import CompressRecipe, PruneStage, check_distill, load_recipe
 
@@ -41,35 +42,6 @@ __all__ = [
     "recalibrate_bn",
     "split_of_run",
 ]
-
-
-def split_of_run(
-    tc: dict[str, Any],
-    data: str | None,
-    split: str,
-    img_size: tuple[int, int],
-    on_error: str | None = None,
-    missing_data_hint: str = "the checkpoint does not record its dataset; pass --data DIR",
-):  # noqa: ANN201
-    """A split read the way a checkpoint's training run read it (label format, drivable mapping,
-    class map, per-split options), without augmentation. ``tc`` is the checkpoint's train_config."""
-    from .data import DataConfig, MultiTaskDataset
-
-    data = data or tc.get("data")
-    if not data:
-        raise ValueError(missing_data_hint)
-    which = (
-        "val_data_options"
-        if split == tc.get("val_split", "val")
-        else "train_data_options"
-        if split == tc.get("train_split", "train")
-        else None
-    )
-    opts = {**tc.get("data_options", {}), **(tc.get(which, {}) if which else {})}
-    dc = DataConfig.from_dict(
-        {**opts, "root": data, "split": split, "on_error": on_error or tc.get("on_error", "raise")}
-    )
-    return MultiTaskDataset(dc, img_size=img_size, augment=None)
 
 
 def _split(ckpt: dict[str, Any], data: str | None, split: str, img_size: tuple[int, int]):  # noqa: ANN202
