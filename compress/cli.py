@@ -2,6 +2,10 @@
 
 Exit codes: 0 success; 2 a problem with the user's input (bad arguments, config, data or
 checkpoint: the message says what and how to fix it); 1 an unexpected internal error.
+
+Over ~400 lines on purpose: it is the one argument table of every command (each ``cmd_*`` only
+turns its flags into the config of the module that does the work), so a flag, its help text and
+its default read in one place.
 """
 
 from __future__ import annotations
