@@ -169,32 +169,58 @@ def _spread(r: dict[str, Any]) -> str:
     return f" ({r['task_mean_min']:.4f}–{r['task_mean_max']:.4f}, {len(r['runs'])} seeds)" if "runs" in r else ""
 
 
+_COLUMNS = (
+    "model",
+    "distill",
+    "params",
+    "GMACs",
+    "recall",
+    "mAP50",
+    "drivable mIoU",
+    "lane acc",
+    "lane IoU",
+    "task mean",
+    "CPU latency (ms)",
+)
+
+
+def _row(r: dict[str, Any]) -> str:
+    distill = "yes" if r["distilled"] else ("—" if r["model"] == "teacher" else "no")
+    cells = [
+        r["model"],
+        distill,
+        f"{r['params'] / 1e6:.2f}M",
+        f"{r['gmacs']:.3f}",
+        f"{r['recall']:.3f}",
+        f"{r['map50']:.3f}",
+        f"{r['drivable_miou']:.3f}",
+        f"{r['lane_acc']:.3f}",
+        f"{r['lane_iou']:.3f}",
+        f"{r['task_mean']:.4f}{_spread(r)}",
+        f"{r['latency_ms']:.1f}",
+    ]
+    return "| " + " | ".join(cells) + " |"
+
+
 def ablation_markdown(result: dict[str, Any]) -> str:
-    rows = result["rows"]
-    head = (
-        "| model | distill | params | GMACs | recall | mAP50 | drivable mIoU | lane acc | lane IoU | task mean | CPU latency (ms) |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|\n"
-    )
-    lines = []
-    for r in rows:
-        lines.append(
-            f"| {r['model']} | {'yes' if r['distilled'] else ('—' if r['model'] == 'teacher' else 'no')} | {r['params'] / 1e6:.2f}M | "
-            f"{r['gmacs']:.3f} | {r['recall']:.3f} | {r['map50']:.3f} | {r['drivable_miou']:.3f} | {r['lane_acc']:.3f} | "
-            f"{r['lane_iou']:.3f} | {r['task_mean']:.4f}{_spread(r)} | {r['latency_ms']:.1f} |"
-        )
+    head = "| " + " | ".join(_COLUMNS) + " |\n" + "|" + "---|" * len(_COLUMNS) + "\n"
+    lines = [_row(r) for r in result["rows"]]
     order = result["order"]
     w, h = result["img_size"]
-    how = (
-        f"Channel ratio {result['channel_ratio']:.3f} for every criterion (one-shot, per-layer: same widths)"
-        if result.get("channel_ratio") is not None
-        else "Global pruning: every criterion meets the same budget with its own layer allocation (one-shot)"
-        if result.get("global_pruning")
-        else f"{str(result.get('allocation')).capitalize()} allocation: every criterion meets the same budget with its own per-layer ratios "
-        "(probes pruned by the criterion itself; one-shot)"
-    )
+    if result.get("channel_ratio") is not None:
+        how = f"Channel ratio {result['channel_ratio']:.3f} for every criterion (one-shot, per-layer: same widths)"
+    elif result.get("global_pruning"):
+        how = "Global pruning: every criterion meets the same budget with its own layer allocation (one-shot)"
+    else:
+        how = (
+            f"{str(result.get('allocation')).capitalize()} allocation: every criterion meets the same budget with "
+            "its own per-layer ratios (probes pruned by the criterion itself; one-shot)"
+        )
+    n_seeds = len(result.get("seeds", [0]))
+    seeds = "" if n_seeds == 1 else f" x {n_seeds} seeds (distilled rows: their mean)"
     return (
         f"# Ablation: pruning criteria at equal budget\n\n{how}, distillation {result['distill_epochs']} epoch(s)"
-        f"{'' if len(result.get('seeds', [0])) == 1 else ' x ' + str(len(result['seeds'])) + ' seeds (distilled rows: their mean)'}; {result['val_images']} validation images at "
+        f"{seeds}; {result['val_images']} validation images at "
         f"{w}x{h}; task mean = mean(mAP50, recall, drivable mIoU, lane IoU); CPU latency: torch, batch 1, median; "
         f"{result['machine']}; {result['wall_seconds'] / 60:.1f} min in all.\n\n" + head + "\n".join(lines) + "\n\n"
         f"Order without distillation: {' > '.join(order['pruned'])}\n\n"

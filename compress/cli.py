@@ -462,13 +462,15 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument(
         "--global-pruning",
         action="store_true",
-        help="rank channels across layers (the criterion decides how many each layer keeps) instead of the same ratio per layer",
+        help="rank channels across layers (the criterion decides how many each layer keeps) "
+        "instead of the same ratio per layer",
     )
     pr.add_argument(
         "--allocation",
         default="uniform",
         choices=["uniform", "sensitivity"],
-        help="per-layer ratios: the same everywhere, or from a task-aware probe of each block (docs/DESIGN.md, Allocation)",
+        help="per-layer ratios: the same everywhere, or from a task-aware probe of each block "
+        "(docs/DESIGN.md, Allocation)",
     )
     pr.add_argument(
         "--max-layer-ratio",

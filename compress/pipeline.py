@@ -219,17 +219,15 @@ def _check_single_process() -> None:
 
 def compress(recipe: CompressRecipe, progress: bool = True) -> dict[str, Any]:
     """Run the recipe end to end; returns (and writes to ``<out>/metrics.json``) the summary."""
-    from .prune import latency_meter, relative_latency, spec_for
-    from .train import train
-
     _check_single_process()
     out = Path(recipe.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     teacher, tck = load_model(recipe.teacher)
-    img_size = tuple(tck.get("train_config", {}).get("img_size", (320, 192)))
-    train_ds = _split(tck, recipe.data, tck.get("train_config", {}).get("train_split", "train"), img_size)
-    val_ds = _split(tck, recipe.data, tck.get("train_config", {}).get("val_split", "val"), img_size)
+    tcfg = tck.get("train_config", {})
+    img_size = tuple(tcfg.get("img_size", (320, 192)))
+    train_ds = _split(tck, recipe.data, tcfg.get("train_split", "train"), img_size)
+    val_ds = _split(tck, recipe.data, tcfg.get("val_split", "val"), img_size)
     stages: dict[str, float] = {}
 
     t = time.perf_counter()
@@ -238,26 +236,93 @@ def compress(recipe: CompressRecipe, progress: bool = True) -> dict[str, Any]:
     log.info("teacher %s: %s", recipe.teacher, _fmt(_summary_metrics(teacher_res)))
 
     st = recipe.prune.for_model(img_size)  # the recipe's PruneConfig at the teacher's input size
-    goals = budget.targets(st)  # every constrained quantity -> the fraction of the teacher's to remove
-    meter = latency_meter(st, spec_for(teacher)) if st.needs_meter else None
-    teacher_ref = copy.deepcopy(teacher) if meter is not None else None  # `teacher` itself is pruned in place
-    counted = ["params", "macs"] + [q for q in goals if q not in (budget.RATIO, "params", "macs")]
-    base = budget.quantities(teacher, st, meter, counted)  # the teacher's
-    if meter is not None:
-        log.info(
-            "teacher latency %.1f ms (ONNX Runtime, %s, min of %d runs)",
-            base["latency"],
-            "x".join(map(str, meter.size)),
-            meter.runs,
-        )
+    sched = _Schedule(st, teacher)
+    current, model, reports = _prune_and_recover(recipe, sched, teacher, tck, train_ds, out, stages, progress)
+
+    student_path = out / "student.pt"
+    shutil.copyfile(current, student_path)
+    t = time.perf_counter()
+    student_res = evaluate_checkpoint(student_path, val_ds, recipe)
+    stages["eval_student"] = time.perf_counter() - t
+    tm, sm = _summary_metrics(teacher_res), _summary_metrics(student_res)
+    summary = {
+        "recipe": to_dict(dataclasses.replace(recipe, prune=st)),
+        "teacher": {"checkpoint": recipe.teacher, **tm},
+        "student": {"checkpoint": str(student_path), **sm},
+        "delta": {k: sm[k] - tm[k] for k in tm},
+        "reduction": {
+            "params": 1 - sm["params"] / tm["params"],
+            "macs": 1 - sm["gmacs"] / tm["gmacs"],
+            **({"latency": 1 - sched.relative_latency(model)} if sched.meter is not None else {}),
+        },
+        "prune_steps": reports,
+        "stage_seconds": {k: round(v, 1) for k, v in stages.items()},
+        "wall_seconds": round(time.perf_counter() - t0, 1),
+        "img_size": list(img_size),
+        "val_images": student_res["images"],
+        "conventions": student_res["conventions"],
+    }
+    (out / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
+    log.info("student %s: %s", student_path, _fmt(sm))
+    return summary
+
+
+class _Schedule:
+    """The iterative schedule of a recipe: the teacher's quantities and, for a timed budget, the
+    meter and an unpruned copy of the teacher that every later timing is paired with."""
+
+    def __init__(self, st: PruneStage, teacher: nn.Module) -> None:
+        from .prune import latency_meter, spec_for
+
+        self.st = st
+        self.goals = budget.targets(st)  # every constrained quantity -> the fraction of the teacher's to remove
+        self.meter = latency_meter(st, spec_for(teacher)) if st.needs_meter else None
+        self.teacher_ref = copy.deepcopy(teacher) if self.meter is not None else None  # `teacher` is pruned in place
+        counted = ["params", "macs"] + [q for q in self.goals if q not in (budget.RATIO, "params", "macs")]
+        self.base = budget.quantities(teacher, st, self.meter, counted)  # the teacher's
+        if self.meter is not None:
+            log.info(
+                "teacher latency %.1f ms (ONNX Runtime, %s, min of %d runs)",
+                self.base["latency"],
+                "x".join(map(str, self.meter.size)),
+                self.meter.runs,
+            )
+
+    def step_config(self, model: nn.Module, i: int) -> PruneStage:
+        """The config of prune step ``i``: every target on the geometric schedule, of ``model`` as it is now."""
+        now = budget.quantities(
+            model, self.st, self.meter, [q for q in self.goals if q != budget.RATIO], reference=self.teacher_ref
+        )  # latency: the teacher's time x the paired ratio, so drift between timings cancels
+        return budget.with_targets(self.st, budget.step_targets(self.st, i, self.st.steps, self.base, now))
+
+    def relative_latency(self, model: nn.Module) -> float:
+        from .prune import relative_latency
+
+        return relative_latency(self.meter, model, self.teacher_ref)
+
+
+def _prune_and_recover(
+    recipe: CompressRecipe,
+    sched: _Schedule,
+    teacher: nn.Module,
+    tck: dict[str, Any],
+    train_ds: Any,
+    out: Path,
+    stages: dict[str, float],
+    progress: bool,
+) -> tuple[str, nn.Module, list[dict[str, Any]]]:
+    """Every prune step, each followed by BatchNorm recalibration and distillation (recovery
+    epochs, the recipe's distillation after the last); returns the student's checkpoint, the
+    student and the prune reports."""
+    from .train import train
+
+    st, base = sched.st, sched.base
     current, reports = recipe.teacher, []
     model = teacher
     for i in range(st.steps):
         t = time.perf_counter()
-        # the current model's quantities (latency: the teacher's time x the paired ratio, drift cancels)
-        now = budget.quantities(model, st, meter, [q for q in goals if q != budget.RATIO], reference=teacher_ref)
-        cfg = budget.with_targets(st, budget.step_targets(st, i, st.steps, base, now))
-        rep = prune_model(model, cfg, train_ds, st.batch_size, st.seed + i, meter=meter)
+        cfg = sched.step_config(model, i)
+        rep = prune_model(model, cfg, train_ds, st.batch_size, st.seed + i, meter=sched.meter)
         recalibrate_bn(model, train_ds, st.recalibrate_batches, seed=st.seed + i)
         pruned = out / f"step{i + 1}" / "pruned.pt"
         save_checkpoint(
@@ -274,8 +339,8 @@ def compress(recipe: CompressRecipe, progress: bool = True) -> dict[str, Any]:
             100 * (1 - rep.params_after / base["params"]),
             rep.macs_after / 1e9,
             100 * (1 - rep.macs_after / base["macs"]),
-            f", latency -{100 * (1 - relative_latency(meter, model, teacher_ref)):.1f}% (paired with the teacher)"
-            if meter is not None
+            f", latency -{100 * (1 - sched.relative_latency(model)):.1f}% (paired with the teacher)"
+            if sched.meter is not None
             else "",
         )
         last = i + 1 == st.steps
@@ -290,33 +355,7 @@ def compress(recipe: CompressRecipe, progress: bool = True) -> dict[str, Any]:
         else:
             current = str(pruned)
         model, _ = load_model(current)
-
-    student_path = out / "student.pt"
-    shutil.copyfile(current, student_path)
-    t = time.perf_counter()
-    student_res = evaluate_checkpoint(student_path, val_ds, recipe)
-    stages["eval_student"] = time.perf_counter() - t
-    tm, sm = _summary_metrics(teacher_res), _summary_metrics(student_res)
-    summary = {
-        "recipe": to_dict(dataclasses.replace(recipe, prune=st)),
-        "teacher": {"checkpoint": recipe.teacher, **tm},
-        "student": {"checkpoint": str(student_path), **sm},
-        "delta": {k: sm[k] - tm[k] for k in tm},
-        "reduction": {
-            "params": 1 - sm["params"] / tm["params"],
-            "macs": 1 - sm["gmacs"] / tm["gmacs"],
-            **({"latency": 1 - relative_latency(meter, model, teacher_ref)} if meter is not None else {}),
-        },
-        "prune_steps": reports,
-        "stage_seconds": {k: round(v, 1) for k, v in stages.items()},
-        "wall_seconds": round(time.perf_counter() - t0, 1),
-        "img_size": list(img_size),
-        "val_images": student_res["images"],
-        "conventions": student_res["conventions"],
-    }
-    (out / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
-    log.info("student %s: %s", student_path, _fmt(sm))
-    return summary
+    return current, model, reports
 
 
 def _fmt(m: dict[str, float]) -> str:

@@ -130,7 +130,8 @@ def ratio_for_budget(
         return cfg.target
     if cfg.global_pruning and criterion is None:
         raise BudgetError(
-            "a params/macs/latency budget with global pruning is searched with the (prepared) criterion; pass criterion="
+            "a params/macs/latency budget with global pruning is searched with the (prepared) criterion; "
+            "pass criterion="
         )
     goals = targets(cfg)
     if cfg.needs_meter and meter is None:
