@@ -118,7 +118,7 @@ def _split_dataset(
     ckpt_path: str, tc: dict[str, Any], data: str | None, split: str, on_error: str, img_size: tuple[int, int]
 ):  # noqa: ANN202
     """A split read the way the checkpoint's run read it (label format, drivable mapping, class map, ...)."""
-    from .pipeline import split_of_run
+    from .data.run_data import split_of_run
 
     return split_of_run(
         tc, data, split, img_size, on_error, f"{ckpt_path} does not record its dataset; pass --data DIR"
