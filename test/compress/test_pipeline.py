@@ -12,10 +12,10 @@ from pathlib import Path
 
 import yaml
 
+from compress.ablation import criterion_order
 from compress.checkpoint import load_checkpoint, load_model
 from compress.cli import main
 from compress.config_io import ConfigFileError
-from compress.ablation import criterion_order
 from compress.prune.budget import schedule
 from compress.recipe import CompressRecipe, PruneStage, load_recipe
 from compress.train import TrainConfig, train

@@ -5,7 +5,8 @@ import pytest
 
 pytest.importorskip(
     "torch",
-    reason="needs torch (the offline half, compress/): `make test` installs it; a ROS 2 machine under colcon test may not have it",
+    reason="needs torch (the offline half, compress/): `make test` installs it; "
+    "a ROS 2 machine under colcon test may not have it",
 )
 
 import sys
