@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from .config_io import FieldError
 from .losses import LossConfig
 
 
@@ -69,11 +70,12 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if (self.extra_teachers or self.output_weight or self.trajectory_weight) and not self.teacher:
-            raise ValueError(
-                "extra_teachers / output_weight / trajectory_weight need a teacher; set teacher (--teacher CKPT)"
+            raise FieldError(
+                "teacher",
+                "extra_teachers / output_weight / trajectory_weight need a teacher; set teacher (--teacher CKPT)",
             )
         if self.trajectory_weight and not self.ema:
-            raise ValueError("trajectory_weight uses the student's EMA as its memory; set ema: true")
+            raise FieldError("trajectory_weight", "uses the student's EMA as its memory; set ema: true")
         for w in ("distill_weight", "output_weight", "trajectory_weight"):
             if getattr(self, w) < 0:
-                raise ValueError(f"{w} must be >= 0, got {getattr(self, w)}")
+                raise FieldError(w, f"must be >= 0 (0: off), got {getattr(self, w)}")
