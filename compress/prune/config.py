@@ -20,6 +20,8 @@ from .importance import CRITERIA, build_criterion
 
 @dataclass(frozen=True)
 class PruneConfig:
+    """How a model is pruned: criterion, budget and targets, allocation, rounding, latency timing."""
+
     criterion: str = "task-aware"  # compress.prune.importance.CRITERIA
     criterion_args: dict[str, Any] = field(default_factory=dict)  # the criterion's own knobs
     budget: str = "params"  # ratio | a compress.prune.budget quantity: params | macs | latency
