@@ -3,6 +3,10 @@ export, and ``demo``: the whole mission on synthroad).
 
 Exit codes: 0 success; 2 a problem with the user's input (bad arguments, config, data or
 checkpoint: the message says what and how to fix it); 1 an unexpected internal error.
+
+Over ~400 lines on purpose: it is the one argument table of every command (each ``cmd_*`` only
+turns its flags into the config of the module that does the work), so a flag, its help text and
+its default read in one place.
 """
 
 from __future__ import annotations
@@ -19,6 +23,11 @@ from mtc_perception.cli import add_bag_arguments
 from mtc_perception.inputs import parse_size
 
 log = logging.getLogger("mtc-compress")
+
+# `prune --budget` / `--criterion` choices, kept literal so that `--help` does not import torch;
+# test_prune checks them against compress.prune.budget_names() and compress.prune.CRITERIA
+BUDGETS = ("ratio", "params", "macs", "latency")
+CRITERIA_NAMES = ("task-aware", "taylor", "hessian", "magnitude", "random")
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -111,7 +120,7 @@ def _split_dataset(
     ckpt_path: str, tc: dict[str, Any], data: str | None, split: str, on_error: str, img_size: tuple[int, int]
 ):  # noqa: ANN202
     """A split read the way the checkpoint's run read it (label format, drivable mapping, class map, ...)."""
-    from .pipeline import split_of_run
+    from .data.run_data import split_of_run
 
     return split_of_run(
         tc, data, split, img_size, on_error, f"{ckpt_path} does not record its dataset; pass --data DIR"
@@ -165,7 +174,7 @@ def cmd_eval(a: argparse.Namespace) -> int:
 def cmd_prune(a: argparse.Namespace) -> int:
     from .checkpoint import load_model, save_checkpoint
     from .pipeline import prune_model, recalibrate_bn
-    from .prune import CRITERIA, PruneConfig
+    from .prune import PruneConfig
 
     model, ckpt = load_model(a.ckpt, use_ema=True)
     tc = ckpt.get("train_config", {})
@@ -192,7 +201,7 @@ def cmd_prune(a: argparse.Namespace) -> int:
         latency_runs=a.latency_runs,
         latency_threads=a.latency_threads,
     )
-    needs_data = CRITERIA[a.criterion].needs_data or a.recalibrate_batches > 0 or a.allocation != "uniform"
+    needs_data = cfg.needs_data or a.recalibrate_batches > 0
     ds = _split_dataset(a.ckpt, tc, a.data, a.split, a.on_error, img_size) if needs_data else None
     report = prune_model(model, cfg, ds, a.batch_size, a.seed)
     if a.recalibrate_batches > 0:
@@ -272,7 +281,7 @@ def cmd_demo(a: argparse.Namespace) -> int:
 
 
 def _recipe(a: argparse.Namespace):  # noqa: ANN202
-    from .pipeline import load_recipe
+    from .recipe import load_recipe
 
     ov: dict[str, Any] = {"out": a.out, "teacher": a.teacher}
     return load_recipe(a.recipe, {k: v for k, v in ov.items() if v is not None}, quick=a.quick)
@@ -300,7 +309,7 @@ def cmd_compress(a: argparse.Namespace) -> int:
 
 
 def cmd_ablate(a: argparse.Namespace) -> int:
-    from .pipeline import ablate
+    from .ablation import ablate
 
     res = ablate(_recipe(a), progress=not a.quiet)
     print((Path(res["recipe"]["out"]) / "ablation.md").read_text())
@@ -490,13 +499,13 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument(
         "--criterion",
         default="task-aware",
-        choices=["task-aware", "taylor", "hessian", "magnitude", "random"],
+        choices=list(CRITERIA_NAMES),
         help="channel importance (docs/DESIGN.md, Pruning)",
     )
     pr.add_argument(
         "--budget",
         default="params",
-        choices=["ratio", "params", "macs", "latency"],
+        choices=list(BUDGETS),
         help="what --target means: channel ratio, or fraction of params / MACs / measured latency to remove "
         "(latency: ONNX Runtime on this machine at --latency-size, docs/DESIGN.md 'Latency budget')",
     )
@@ -527,13 +536,15 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument(
         "--global-pruning",
         action="store_true",
-        help="rank channels across layers (the criterion decides how many each layer keeps) instead of the same ratio per layer",
+        help="rank channels across layers (the criterion decides how many each layer keeps) "
+        "instead of the same ratio per layer",
     )
     pr.add_argument(
         "--allocation",
         default="uniform",
         choices=["uniform", "sensitivity"],
-        help="per-layer ratios: the same everywhere, or from a task-aware probe of each block (docs/DESIGN.md, Allocation)",
+        help="per-layer ratios: the same everywhere, or from a task-aware probe of each block "
+        "(docs/DESIGN.md, Allocation)",
     )
     pr.add_argument(
         "--max-layer-ratio",
@@ -617,7 +628,7 @@ def build_parser() -> argparse.ArgumentParser:
         c.add_argument(
             "--recipe",
             required=True,
-            help="recipe YAML (compress.pipeline.CompressRecipe), e.g. config/compress/synthroad.yaml",
+            help="recipe YAML (compress.recipe.CompressRecipe), e.g. config/compress/synthroad.yaml",
         )
         c.add_argument("--teacher", help="teacher checkpoint (overrides the recipe's)")
         c.add_argument("--out", help="output directory (overrides the recipe's)")

@@ -17,6 +17,15 @@ class ConfigFileError(ValueError):
     """A config file or override that does not fit its dataclass."""
 
 
+class FieldError(ConfigFileError):
+    """A dataclass field whose value is out of range, raised by its ``__post_init__``:
+    :func:`from_dict` prefixes the file and the key path (``recipe.yaml.ablation.seeds: ...``)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field, self.message = field, message
+
+
 def _coerce(tp: Any, value: Any, where: str) -> Any:
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
@@ -82,6 +91,10 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "config") -> T:
         return cls(**kw)
     except TypeError as e:
         raise ConfigFileError(f"{where}: {e}") from e
+    except ValueError as e:  # a __post_init__ check; ``e.field`` (when set) names the key
+        name = getattr(e, "field", None)
+        text = e.message if isinstance(e, FieldError) else str(e)
+        raise ConfigFileError(f"{where}.{name}: {text}" if name else f"{where}: {text}") from e
 
 
 def read_yaml(path: str | Path, what: str = "config file", hint: str = "") -> dict[str, Any]:

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .config_io import FieldError
 from .models.yolop import Outputs
 
 
@@ -34,6 +35,15 @@ class LossConfig:
     w_det: float = 1.0
     w_drivable: float = 0.5
     w_lane: float = 0.5
+
+    def __post_init__(self) -> None:
+        for name in ("box", "obj", "cls", "seg_bce", "seg_dice", "lane_pos_weight", "w_det", "w_drivable", "w_lane"):
+            if getattr(self, name) < 0:
+                raise FieldError(name, f"a loss weight must be >= 0 (0: off), got {getattr(self, name)}")
+        if self.anchor_t <= 1:
+            raise FieldError("anchor_t", f"the anchor-match ratio must be > 1 (YOLOv5: 4.0), got {self.anchor_t}")
+        if len(self.balance) != 3 or min(self.balance) < 0:
+            raise FieldError("balance", f"expected 3 objectness weights >= 0 (P3, P4, P5), got {self.balance}")
 
 
 def bbox_ciou(b1: torch.Tensor, b2: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
@@ -151,7 +161,7 @@ class MultiTaskLoss:
         dev = p.device
         stride = self.strides[i].item()
         anchors = (self.anchors[i] / stride).to(dev)  # grid units
-        na, ny, nx = p.shape[1], p.shape[2], p.shape[3]
+        ny, nx = p.shape[2], p.shape[3]
         if targets.numel() == 0:
             e = torch.zeros(0, dtype=torch.long, device=dev)
             return e, e, e, e, torch.zeros(0, 4, device=dev), e, torch.zeros(0, 2, device=dev)

@@ -1,4 +1,4 @@
-"""BDD100K / YOLOP label formats: configuration, class map, mask mappings and split indexing.
+"""BDD100K / YOLOP label formats: configuration, class map and split indexing.
 
 Two label formats are read:
 
@@ -10,6 +10,8 @@ Two label formats are read:
   directories are optional, but when configured every image must have its mask.
 
 Objects without ``box2d`` (poly2d lanes / drivable areas) are not detection labels and are ignored.
+The mask mappings are :mod:`compress.data.masks`, the parsing of detection labels
+:mod:`compress.data.labels` (both re-exported here).
 """
 
 from __future__ import annotations
@@ -17,8 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,8 @@ from typing import Any
 import numpy as np
 
 from compress.data.errors import DataConfigError, DatasetError
+from compress.data.labels import MalformedLabelError, parse_objects, yolop_objects
+from compress.data.masks import DRIVABLE_MAPPINGS, map_drivable, map_lane
 from mtc_perception.inputs import IMAGE_EXTS
 
 logger = logging.getLogger(__name__)
@@ -68,67 +71,6 @@ DEFAULT_IGNORE_CATEGORIES: tuple[str, ...] = (
 IMAGE_EXTENSIONS: tuple[str, ...] = IMAGE_EXTS  # one list for the whole project (mtc_perception.inputs)
 LABEL_FORMATS = ("yolop", "bdd_official")
 ON_ERROR = ("raise", "skip")
-
-
-# ----------------------------------------------------------------------------------------------
-# Mask mappings
-# ----------------------------------------------------------------------------------------------
-
-
-def _gray(raw: np.ndarray) -> np.ndarray:
-    return raw if raw.ndim == 2 else raw.max(axis=2)
-
-
-def _id_map(raw: np.ndarray) -> np.ndarray:
-    if raw.ndim == 2:
-        return raw
-    if raw.shape[2] >= 3 and (np.array_equal(raw[..., 0], raw[..., 1]) and np.array_equal(raw[..., 0], raw[..., 2])):
-        return raw[..., 0]
-    raise ValueError(
-        "expected a single-channel id map, got a colour image "
-        "(use the *_drivable_id.png masks, not *_drivable_color.png)"
-    )
-
-
-def _yolop_binary(raw: np.ndarray) -> np.ndarray:
-    # Nonzero -> drivable. Identical to YOLOP's `threshold(mask, 1)` (>1) and to ">127" on its
-    # 0/255 PNGs, and also correct for 0/1-valued masks.
-    return (_gray(raw) > 0).astype(np.uint8)
-
-
-def _bdd_v1(raw: np.ndarray) -> np.ndarray:
-    ids = _id_map(raw)  # original release: 0 background, 1 direct, 2 alternative
-    return ((ids == 1) | (ids == 2)).astype(np.uint8)
-
-
-def _bdd_toolkit(raw: np.ndarray) -> np.ndarray:
-    # toolkit: 0 direct, 1 alternative, 2 background, 255 unlabeled -> background
-    ids = _id_map(raw)
-    return ((ids == 0) | (ids == 1)).astype(np.uint8)
-
-
-#: name -> function mapping a raw decoded mask to {0, 1} drivable.
-DRIVABLE_MAPPINGS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-    "yolop_binary": _yolop_binary,
-    "bdd_v1": _bdd_v1,
-    "bdd_toolkit": _bdd_toolkit,
-}
-
-
-def map_drivable(raw: np.ndarray, mapping: str) -> np.ndarray:
-    """Map a decoded drivable mask to uint8 {0, 1} with a named mapping (see DRIVABLE_MAPPINGS)."""
-    try:
-        fn = DRIVABLE_MAPPINGS[mapping]
-    except KeyError:
-        raise DataConfigError(
-            f"unknown drivable_mapping {mapping!r}; expected one of {sorted(DRIVABLE_MAPPINGS)}"
-        ) from None
-    return fn(raw)
-
-
-def map_lane(raw: np.ndarray) -> np.ndarray:
-    """Lane masks are binary: any nonzero pixel (in any channel) is lane."""
-    return (_gray(raw) > 0).astype(np.uint8)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -281,78 +223,6 @@ class DataConfig:
 
 
 # ----------------------------------------------------------------------------------------------
-# Label parsing
-# ----------------------------------------------------------------------------------------------
-
-
-def _is_ignored(category: str, ignore: Iterable[str]) -> bool:
-    for pat in ignore:
-        if pat.endswith("/*"):
-            if category.startswith(pat[:-1]):
-                return True
-        elif category == pat:
-            return True
-    return False
-
-
-def parse_objects(objects: Any, where: str, cfg: DataConfig) -> np.ndarray:
-    """Turn BDD objects (``category`` + ``box2d``) into an Nx5 [cls, x1, y1, x2, y2] array.
-
-    Raises DatasetError naming ``where`` for a malformed object, an unknown category or an
-    empty box.
-    """
-    if objects is None:
-        return np.zeros((0, 5), np.float32)
-    if not isinstance(objects, list):
-        raise DatasetError(
-            f"{where}: expected a list of objects, got {type(objects).__name__}; "
-            "fix the label file or pass --on-error skip"
-        )
-    cmap = cfg.class_dict
-    rows: list[list[float]] = []
-    for k, obj in enumerate(objects):
-        if not isinstance(obj, dict):
-            raise DatasetError(
-                f"{where}: object {k} is {type(obj).__name__}, expected a dict with "
-                "'category' and 'box2d'; fix the label file or pass --on-error skip"
-            )
-        box = obj.get("box2d")
-        if box is None:
-            continue  # poly2d areas / lanes: not a detection label
-        cat = obj.get("category")
-        if not isinstance(cat, str):
-            raise DatasetError(
-                f"{where}: object {k} has no string 'category'; fix the label file or pass --on-error skip"
-            )
-        if _is_ignored(cat, cfg.ignore_categories):
-            continue
-        if cat not in cmap:
-            raise DatasetError(
-                f"{where}: unknown category {cat!r} (expected one of the class map "
-                f"{sorted(cmap)} or ignored categories); add it to class_map or "
-                "ignore_categories, or pass --on-error skip"
-            )
-        try:
-            x1, y1, x2, y2 = (float(box[key]) for key in ("x1", "y1", "x2", "y2"))
-        except (KeyError, TypeError, ValueError):
-            raise DatasetError(
-                f"{where}: object {k} ({cat!r}) has a malformed box2d {box!r}; "
-                "expected numbers x1, y1, x2, y2; fix the label file or pass "
-                "--on-error skip"
-            ) from None
-        if not all(math.isfinite(v) for v in (x1, y1, x2, y2)) or x2 <= x1 or y2 <= y1:
-            raise DatasetError(
-                f"{where}: object {k} ({cat!r}) has an empty or invalid box "
-                f"(x1={x1}, y1={y1}, x2={x2}, y2={y2}); expected x2 > x1 and "
-                "y2 > y1; fix the label file or pass --on-error skip"
-            )
-        rows.append([float(cmap[cat]), x1, y1, x2, y2])
-    if not rows:
-        return np.zeros((0, 5), np.float32)
-    return np.asarray(rows, np.float32)
-
-
-# ----------------------------------------------------------------------------------------------
 # Split index
 # ----------------------------------------------------------------------------------------------
 
@@ -467,8 +337,8 @@ def index_split(cfg: DataConfig) -> SplitIndex:
             where = cfg.display(lbl)
             try:
                 data = json.loads(lbl.read_text(encoding="utf-8"))
-                objects = _yolop_objects(data)
-            except (OSError, UnicodeDecodeError, json.JSONDecodeError, _Malformed) as exc:
+                objects = yolop_objects(data)
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError, MalformedLabelError) as exc:
                 bad(
                     f"{where}: malformed label JSON ({exc}); expected {{'name', 'frames': "
                     "[{'objects': [...]}]}; fix or delete the file, or pass --on-error skip"
@@ -536,28 +406,3 @@ def index_split(cfg: DataConfig) -> SplitIndex:
                 "%d images in %s have no entry in %s and are not part of this split", unlisted, img_dir, lbl_path.name
             )
     return out
-
-
-class _Malformed(ValueError):
-    pass
-
-
-def _yolop_objects(data: Any) -> list[Any]:
-    if not isinstance(data, dict):
-        raise _Malformed(f"top level is {type(data).__name__}, not an object")
-    frames = data.get("frames")
-    if frames is None:
-        # Tolerate the official per-entry shape in a per-image file.
-        if "labels" in data:
-            return data["labels"] or []
-        raise _Malformed("no 'frames' key")
-    if not isinstance(frames, list) or (frames and not isinstance(frames[0], dict)):
-        raise _Malformed("'frames' is not a list of objects")
-    if not frames:
-        return []
-    objects = frames[0].get("objects", [])
-    if objects is None:
-        return []
-    if not isinstance(objects, list):
-        raise _Malformed("'frames[0].objects' is not a list")
-    return objects

@@ -141,7 +141,8 @@ class FeatureDistiller(nn.Module):
                 tf, sf = self._t_taps[t.name].features[n], s_feats[n]
                 if tf.shape[2:] != sf.shape[2:]:
                     raise TapMismatchError(
-                        f"tap {n!r}: teacher {t.name!r} feature is {tuple(tf.shape[1:])} but the student's is {tuple(sf.shape[1:])}; "
+                        f"tap {n!r}: teacher {t.name!r} feature is {tuple(tf.shape[1:])} "
+                        f"but the student's is {tuple(sf.shape[1:])}; "
                         "spatial sizes must match (pick taps at the same stride)"
                     )
                 key = self._key(t.name, n)

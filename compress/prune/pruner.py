@@ -3,9 +3,10 @@
 No hand-written dependency tracing: torch-pruning's DepGraph couples every layer whose channels
 must shrink together (concatenations, residual adds, BN, the next conv's inputs). The head output
 convolutions named in the :class:`~compress.prune.spec.TaskSpec` are never pruned; widths are
-rounded to ``round_to`` channels (engine-friendly). The budget is a channel ratio, or a parameter,
-MACs or measured-latency reduction (:mod:`compress.prune.latency`) for which the channel ratio is
-searched; secondary targets (``macs_target``, ``latency_target``) must be met as well.
+rounded to ``round_to`` channels (engine-friendly). The budget is a channel ratio, or a reduction
+of one of the quantities of :mod:`compress.prune.budget` (params, MACs, measured latency) for which
+the channel ratio is searched; secondary targets (``macs_target``, ``latency_target``) must be met
+as well. The configuration is :class:`compress.prune.config.PruneConfig`.
 """
 
 from __future__ import annotations
@@ -20,72 +21,14 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
-from compress.models.profile import count_macs, count_params
-
-from .allocate import ALLOCATIONS, block_ratios, prunable_blocks, resolve_ratios, sensitivity_weights
+from .allocate import block_ratios, prunable_blocks, resolve_ratios, sensitivity_weights
+from .budget import QUANTITIES, RATIO, BudgetError, latency_meter, quantities, relative_latency, targets
+from .config import PruneConfig
 from .importance import Criterion, TaskLossFn, build_criterion
 from .latency import LatencyMeter
 from .spec import TaskSpec
 
 log = logging.getLogger(__name__)
-
-BUDGETS = ("ratio", "params", "macs", "latency")
-
-
-class BudgetError(ValueError):
-    """A pruning budget that cannot be met."""
-
-
-@dataclass(frozen=True)
-class PruneConfig:
-    criterion: str = "task-aware"
-    criterion_args: dict[str, Any] = field(default_factory=dict)
-    budget: str = "params"  # ratio | params | macs | latency
-    target: float = 0.5  # channel ratio (budget=ratio) or fraction of params / MACs / latency to remove
-    round_to: int = 8
-    global_pruning: bool = False
-    max_layer_ratio: float = 0.9  # never remove more than this fraction of one layer's channels
-    batches: int = 8  # batches of data for gradient-based criteria
-    img_size: tuple[int, int] = (320, 192)  # (width, height) for tracing and MACs
-    # per-layer ratios: "uniform" (one ratio everywhere) or "sensitivity" (compress.prune.allocate)
-    allocation: str = "uniform"
-    allocation_depth: int = 2  # blocks are the modules at this depth of the module tree
-    sensitivity_probe: float = 0.5  # fraction of one block's channels pruned to probe it
-    sensitivity_power: float = 1.0
-    sensitivity_batches: int = 4  # of the data batches, this many measure the task losses
-    layer_ratios: dict[str, float] = field(default_factory=dict)  # fixed ratios by module path (override)
-    macs_target: float | None = None  # with budget params / latency: also remove at least this fraction of the MACs
-    latency_target: float | None = None  # with budget params / macs: also remove at least this fraction of the latency
-    # latency (compress.prune.latency): ONNX Runtime on this CPU at this deployment input (width, height)
-    latency_size: tuple[int, int] | None = None  # default: img_size
-    latency_runs: int = 15
-    latency_threads: int | None = None  # ONNX Runtime intra-op threads (None: its default)
-
-    def __post_init__(self) -> None:
-        if self.allocation not in ALLOCATIONS:
-            raise BudgetError(f"allocation {self.allocation!r} unknown; use one of {ALLOCATIONS}")
-        if self.allocation != "uniform" and self.global_pruning:
-            raise BudgetError("a per-layer allocation and global pruning both decide the widths; use one of them")
-        if self.budget not in BUDGETS:
-            raise BudgetError(f"budget {self.budget!r} unknown; use one of {BUDGETS}")
-        if not 0.0 < self.target < 1.0:
-            raise BudgetError(f"pruning target {self.target} must be a fraction in (0, 1)")
-        if self.macs_target is not None and (
-            self.budget not in ("params", "latency") or not 0.0 < self.macs_target < 1.0
-        ):
-            raise BudgetError(
-                f"macs_target {self.macs_target} needs budget 'params' or 'latency' and a fraction in (0, 1)"
-            )
-        if self.latency_target is not None and (
-            self.budget not in ("params", "macs") or not 0.0 < self.latency_target < 1.0
-        ):
-            raise BudgetError(
-                f"latency_target {self.latency_target} needs budget 'params' or 'macs' and a fraction in (0, 1)"
-            )
-        if self.latency_runs < 1:
-            raise BudgetError(f"latency_runs must be >= 1, got {self.latency_runs}")
-        if self.round_to < 1:
-            raise BudgetError(f"round_to must be >= 1, got {self.round_to}")
 
 
 @dataclass
@@ -163,61 +106,6 @@ def _pruner(
     )
 
 
-def _measure(model: nn.Module, cfg: PruneConfig) -> tuple[int, int]:
-    w, h = cfg.img_size
-    return count_params(model), count_macs(model, h, w)
-
-
-def needs_latency(cfg: PruneConfig) -> bool:
-    return cfg.budget == "latency" or cfg.latency_target is not None
-
-
-def latency_meter(cfg: PruneConfig, spec: TaskSpec) -> LatencyMeter:
-    """The meter a latency budget is measured with (deployment size, runs, threads of ``cfg``)."""
-    return LatencyMeter(
-        tuple(cfg.latency_size or cfg.img_size), spec.flatten, runs=cfg.latency_runs, threads=cfg.latency_threads
-    )
-
-
-def _targets(cfg: PruneConfig) -> dict[str, float]:
-    """Every quantity the budget constrains -> the fraction of it to remove (the primary first)."""
-    t = {cfg.budget: cfg.target}
-    if cfg.macs_target:
-        t["macs"] = cfg.macs_target
-    if cfg.latency_target:
-        t["latency"] = cfg.latency_target
-    return t
-
-
-def _quantities(
-    model: nn.Module,
-    cfg: PruneConfig,
-    meter: LatencyMeter | None,
-    which: Iterable[str],
-    reference: nn.Module | None = None,
-) -> dict[str, float]:
-    """params / MACs / latency of ``model``; with a ``reference`` the latency is the reference's
-    time x the paired ratio (:func:`relative_latency`), so drift between timings cancels."""
-    which = set(which)
-    out: dict[str, float] = {}
-    if which & {"params", "macs"}:
-        out["params"], out["macs"] = (float(v) for v in _measure(model, cfg))
-    if "latency" in which:
-        if meter is None:
-            raise BudgetError("a latency budget needs a LatencyMeter (compress.prune.latency); pass meter=")
-        out["latency"] = (
-            meter(model) if reference is None else meter(reference) * relative_latency(meter, model, reference)
-        )
-    return out
-
-
-def relative_latency(meter: Any, model: nn.Module, reference: nn.Module) -> float:
-    """latency(model) / latency(reference): paired timing when the meter offers it
-    (:meth:`LatencyMeter.relative`), else the ratio of two separate measurements."""
-    rel = getattr(meter, "relative", None)
-    return float(rel(model, reference)) if rel is not None else float(meter(model)) / float(meter(reference))
-
-
 def ratio_for_budget(
     model: nn.Module,
     spec: TaskSpec,
@@ -238,27 +126,28 @@ def ratio_for_budget(
     per-block ``weights`` the searched ratio is the base that each block's weight scales. Raises
     :class:`BudgetError` if even the largest allowed ratio cannot reach the target.
     """
-    if cfg.budget == "ratio":
+    if cfg.budget == RATIO:
         return cfg.target
     if cfg.global_pruning and criterion is None:
         raise BudgetError(
-            "a params/macs/latency budget with global pruning is searched with the (prepared) criterion; pass criterion="
+            "a params/macs/latency budget with global pruning is searched with the (prepared) criterion; "
+            "pass criterion="
         )
-    targets = _targets(cfg)
-    if "latency" in targets and meter is None:
+    goals = targets(cfg)
+    if cfg.needs_meter and meter is None:
         meter = latency_meter(cfg, spec)
-    base = _quantities(model, cfg, meter, targets)
+    base = quantities(model, cfg, meter, goals)
     what = f"{cfg.budget} reduction of {cfg.target:.0%}" + "".join(
-        f" with a {q} reduction of {t:.0%}" for q, t in list(targets.items())[1:]
+        f" with a {q} reduction of {t:.0%}" for q, t in list(goals.items())[1:]
     )
 
     def reduction(r: float) -> float:
         m = copy.deepcopy(model)
         imp = criterion.for_copy(model, m) if cfg.global_pruning else build_criterion("magnitude")
         _pruner(m, spec, cfg, imp, r, weights).step()
-        now = _quantities(m, cfg, meter, targets, reference=model)  # latency timed against the unpruned model
+        now = quantities(m, cfg, meter, goals, reference=model)  # latency timed against the unpruned model
         # every target in units of the primary one: met when the smallest is >= cfg.target
-        return min((1 - now[q] / base[q]) * cfg.target / t for q, t in targets.items())
+        return min((1 - now[q] / base[q]) * cfg.target / t for q, t in goals.items())
 
     # torch-pruning's reduction is not monotonic in the ratio near the top (a group that would
     # shrink below round_to is left whole), so scan a grid for the first ratio that meets the
@@ -312,12 +201,13 @@ def prune(
     spec.validate(model)
     resolve_ratios(model, cfg.layer_ratios)  # a wrong path fails before any work
     criterion = build_criterion(cfg.criterion, **cfg.criterion_args)
-    p0, m0 = _measure(model, cfg)
-    if needs_latency(cfg) and meter is None:
+    size = ("params", "macs")  # always reported
+    p0, m0 = (int(v) for v in quantities(model, cfg, None, size).values())
+    if cfg.needs_meter and meter is None:
         meter = latency_meter(cfg, spec)
-    l0 = meter(model) if needs_latency(cfg) else None
+    l0 = quantities(model, cfg, meter, ["latency"])["latency"] if cfg.needs_meter else None
     reference = copy.deepcopy(model) if l0 is not None else None  # the unpruned model, for paired timing
-    if (criterion.needs_data or cfg.allocation == "sensitivity") and (batches is None or loss_fn is None):
+    if cfg.needs_data and (batches is None or loss_fn is None):
         raise ValueError(
             f"criterion {cfg.criterion!r} / allocation {cfg.allocation!r} needs data: pass batches and loss_fn"
         )
@@ -340,7 +230,7 @@ def prune(
     pruner = _pruner(model, spec, cfg, criterion, ratio, weights)
     pruner.step()
     model.zero_grad(set_to_none=True)
-    p1, m1 = _measure(model, cfg)
+    p1, m1 = (int(v) for v in quantities(model, cfg, None, size).values())
     l1 = l0 * relative_latency(meter, model, reference) if l0 is not None else None
     rep = PruneReport(
         cfg.criterion, cfg.budget, cfg.target, ratio, p0, p1, m0, m1, [p.to_dict() for p in probes], l0, l1
@@ -384,20 +274,19 @@ def _sensitivity(
             break
         data.append(b)
     blocks = prunable_blocks(model, spec.protected_modules(model), cfg.allocation_depth)
-    targets = (
-        {"params": cfg.target} if cfg.budget == "ratio" else _targets(cfg)
-    )  # a ratio budget is allocated by params
-    counted = [q for q in targets if q != "latency"]
-    base = _quantities(model, cfg, None, counted)
+    goals = {"params": cfg.target} if cfg.budget == RATIO else targets(cfg)  # a ratio budget is allocated by params
+    counted = [q for q in goals if not QUANTITIES[q].timed]
+    timed = [q for q in goals if QUANTITIES[q].timed]
+    base = quantities(model, cfg, None, counted)
     shares: dict[str, float] = {}
-    if "latency" in targets:
+    if timed:
         # a probe saves a few percent of the time, less than whole-model timings drift between
         # sessions on a shared machine: the saving is estimated from each block's share of the
         # profiled time instead (LatencyMeter.block_shares)
         if meter is None:
             raise BudgetError("a latency budget needs a LatencyMeter (compress.prune.latency); pass meter=")
         shares = meter.block_shares(model, blocks)
-        base["latency"] = 1.0  # the estimate below is relative to the unpruned model
+        base.update(dict.fromkeys(timed, 1.0))  # the estimate below is relative to the unpruned model
         log.info(
             "latency shares (profiled): %s",
             ", ".join(f"{b} {100 * v:.1f}%" for b, v in sorted(shares.items(), key=lambda kv: -kv[1])[:8]),
@@ -407,10 +296,11 @@ def _sensitivity(
     def cost(m: nn.Module) -> float:
         """What the budget counts: the sum of each constrained quantity in units of its target
         (latency: 1 - sum_b share_b * fraction of block b's channels removed)."""
-        now = _quantities(m, cfg, None, counted)
-        if shares:
-            now["latency"] = 1 - sum(shares[b] * (1 - _block_channels(m, b) / ch0[b]) for b in blocks if ch0[b])
-        return sum(now[q] / base[q] / t for q, t in targets.items())
+        now = quantities(m, cfg, None, counted)
+        if timed:
+            est = 1 - sum(shares[b] * (1 - _block_channels(m, b) / ch0[b]) for b in blocks if ch0[b])
+            now.update(dict.fromkeys(timed, est))
+        return sum(now[q] / base[q] / t for q, t in goals.items())
 
     def prune_block(m: nn.Module, block: str, r: float) -> None:
         _pruner(m, spec, cfg, criterion.for_copy(model, m), 0.0, only={block: r}).step()

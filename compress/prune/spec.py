@@ -84,6 +84,7 @@ def spec_for(model: nn.Module) -> TaskSpec:
         return spec
     if not isinstance(model, MultiTaskNet):
         raise SpecError(
-            f"no spec for {type(model).__name__}: give it a task_spec() method or pass a TaskSpec naming its head outputs and taps"
+            f"no spec for {type(model).__name__}: give it a task_spec() method or pass a TaskSpec naming its "
+            "head outputs and taps"
         )
     return TaskSpec(head_outputs={k: tuple(v) for k, v in HEAD_OUTPUTS.items()}, taps=dict(TAPS))

@@ -13,10 +13,12 @@ from pathlib import Path
 
 import yaml
 
+from compress.ablation import criterion_order
 from compress.checkpoint import load_checkpoint, load_model
 from compress.cli import main
 from compress.config_io import ConfigFileError
-from compress.pipeline import CompressRecipe, PruneStage, _step_targets, criterion_order, load_recipe
+from compress.prune.budget import schedule
+from compress.recipe import CompressRecipe, PruneStage, load_recipe
 from compress.train import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -73,7 +75,8 @@ def _recipe(tmp_path, teacher, **kw):
 
 
 def test_step_targets_reach_the_budget():
-    t = _step_targets(PruneStage(target=0.5, steps=3))
+    st = PruneStage(target=0.5, steps=3)
+    t = schedule(st.target, st.steps)
     assert len(t) == 3 and t[-1] == pytest.approx(0.5) and t[0] < t[1] < t[2]
     assert (1 - t[0]) ** 3 == pytest.approx(0.5)  # equal fractions kept per step
 

@@ -1,0 +1,159 @@
+"""Recipes: the YAML file of ``mtc-compress compress`` / ``ablate``, loaded and validated whole.
+
+A recipe is loaded into :class:`CompressRecipe`. Its ``prune:`` section *is* a
+:class:`compress.prune.PruneConfig` (:class:`PruneStage` adds only the schedule: steps, recovery
+epochs, BatchNorm recalibration, the data batch size and seed); the input size comes from the
+teacher's training run. :func:`load_recipe` checks every field before any work is done: unknown
+keys, budget and targets, criterion and its arguments, the distillation's TrainConfig fields, the
+ablation's criteria and seeds. Each error is a :class:`~compress.config_io.ConfigFileError`
+naming the file, the field and the fix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .config_io import ConfigFileError, FieldError, from_dict, read_yaml
+from .prune import CRITERIA, BudgetError, PruneConfig
+from .prune import budget as budgets
+
+CRITERIA_ORDER = ("task-aware", "taylor", "hessian", "magnitude", "random")
+
+# set by the recipe's stage itself, not by its distill: section
+DISTILL_SET_BY_RECIPE = {"init": "the pruned student", "teacher": "the recipe's teacher:", "out": "the recipe's out:"}
+
+
+@dataclass(frozen=True)
+class PruneStage(PruneConfig):
+    """How the teacher is pruned: every PruneConfig field (``img_size``: the teacher's) plus the schedule."""
+
+    batch_size: int = 8  # images per batch for gradient-based criteria, the probe and the recalibration
+    steps: int = 1  # iterative schedule: reach the budget in this many prune steps ...
+    recovery_epochs: int = 1  # ... each but the last followed by this many distillation epochs
+    recalibrate_batches: int = 20  # re-estimate BatchNorm statistics on this many batches after each step (0: off)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name, low in (("steps", 1), ("recovery_epochs", 0), ("batch_size", 1), ("recalibrate_batches", 0)):
+            if getattr(self, name) < low:
+                raise BudgetError(f"{name} must be >= {low}, got {getattr(self, name)}", name)
+
+    def for_model(self, img_size: tuple[int, int]) -> PruneStage:
+        """This stage at the teacher's input size (tracing and MACs)."""
+        return dataclasses.replace(self, img_size=tuple(img_size))
+
+    def with_criterion(self, criterion: str) -> PruneStage:
+        """This stage pruned with ``criterion``: the recipe's criterion_args apply to its own criterion only."""
+        if criterion == self.criterion:
+            return self
+        return dataclasses.replace(self, criterion=criterion, criterion_args={})
+
+    def at_ratio(self, ratio: float) -> PruneStage:
+        """This stage as a plain channel ratio (no secondary targets)."""
+        return dataclasses.replace(self, budget=budgets.RATIO, target=ratio, macs_target=None, latency_target=None)
+
+
+@dataclass(frozen=True)
+class AblationConfig:
+    criteria: tuple[str, ...] = CRITERIA_ORDER
+    distill_epochs: int | None = None  # default: the recipe's distill epochs
+    latency_iters: int = 30
+    latency_threads: int | None = None  # default: torch's default for this machine
+    seeds: tuple[int, ...] = (0,)  # distillation seeds per criterion: the distilled row is their mean
+
+    def __post_init__(self) -> None:
+        unknown = [c for c in self.criteria if c not in CRITERIA]
+        if unknown or not self.criteria:
+            raise FieldError(
+                "criteria", f"unknown {unknown or 'empty list'}; use a list of {sorted(CRITERIA)}, e.g. [task-aware]"
+            )
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise FieldError("seeds", f"expected a list of distinct integers (e.g. [0, 1]), got {list(self.seeds)}")
+        if self.distill_epochs is not None and self.distill_epochs < 0:
+            raise FieldError("distill_epochs", f"must be >= 0 (0: no distillation), got {self.distill_epochs}")
+        if self.latency_iters < 1:
+            raise FieldError("latency_iters", f"must be >= 1, got {self.latency_iters}")
+        if self.latency_threads is not None and self.latency_threads < 1:
+            raise FieldError("latency_threads", f"must be >= 1 (or unset), got {self.latency_threads}")
+
+
+@dataclass(frozen=True)
+class CompressRecipe:
+    teacher: str  # teacher checkpoint
+    out: str = "runs/compress"
+    data: str | None = None  # default: the dataset the teacher was trained on
+    prune: PruneStage = field(default_factory=PruneStage)
+    # compress.train.TrainConfig fields for the distillation (epochs, lr, batch_size, workers,
+    # distill_weight, output_weight, trajectory_weight, extra_teachers, ...); the data options and
+    # input size come from the teacher's run. epochs: 0 keeps the pruned student as it is.
+    distill: dict[str, Any] = field(default_factory=dict)
+    eval_batch_size: int = 16
+    eval_workers: int = 1
+    eval_max_batches: int | None = None  # None: the whole validation split
+    ablation: AblationConfig = field(default_factory=AblationConfig)
+
+    def __post_init__(self) -> None:
+        if self.eval_batch_size < 1:
+            raise FieldError("eval_batch_size", f"must be >= 1, got {self.eval_batch_size}")
+        if self.eval_workers < 0:
+            raise FieldError("eval_workers", f"must be >= 0, got {self.eval_workers}")
+        if self.eval_max_batches is not None and self.eval_max_batches < 1:
+            raise FieldError(
+                "eval_max_batches", f"must be >= 1 (or unset: the whole split), got {self.eval_max_batches}"
+            )
+
+
+QUICK = {  # `ablate --quick` / `compress --quick`: a smoke run of every stage (CI)
+    "distill": {"epochs": 1, "max_train_batches": 2, "eval_max_batches": 1},
+    "prune": {"batches": 2},
+    "eval_max_batches": 2,
+    "ablation": {"distill_epochs": 1, "latency_iters": 3},
+}
+
+
+def load_recipe(path: str | Path, overrides: dict[str, Any] | None = None, quick: bool = False) -> CompressRecipe:
+    """Read and validate a recipe (``overrides``: top-level keys that win over the file's)."""
+    data = read_yaml(path, "recipe", "; see config/compress/ for examples")
+    if quick:
+        data = _merge(data, QUICK)
+    data = _merge(data, {k: v for k, v in (overrides or {}).items() if v is not None})
+    where = str(path)
+    prune = data.get("prune")
+    if isinstance(prune, dict) and "img_size" in prune:
+        raise ConfigFileError(
+            f"{where}.prune.img_size: the input size comes from the teacher's training run; remove it "
+            "(latency_size sets the deployment size a latency budget is timed at)"
+        )
+    recipe = from_dict(CompressRecipe, data, where)
+    check_distill(recipe.distill, f"{where}.distill")
+    try:
+        budgets.check_runtime(recipe.prune)
+    except BudgetError as e:
+        raise ConfigFileError(f"{where}.prune.{e.field}: {e}") from None
+    return recipe
+
+
+def check_distill(distill: dict[str, Any], where: str = "recipe distill") -> None:
+    """The recipe's distill: section as TrainConfig fields (the teacher's data options and the
+    stage's student/teacher/out are added when the stage runs)."""
+    from .train import TrainConfig
+
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(distill) - known)
+    if unknown:
+        raise ConfigFileError(f"{where}: unknown key(s) {unknown}; known: {sorted(known - set(DISTILL_SET_BY_RECIPE))}")
+    for k, what in DISTILL_SET_BY_RECIPE.items():
+        if k in distill:
+            raise ConfigFileError(f"{where}.{k}: set by the recipe ({what}); remove it from distill:")
+    from_dict(TrainConfig, {**distill, "teacher": "teacher.pt"}, where)  # types and ranges
+
+
+def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
