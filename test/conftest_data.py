@@ -1,36 +1,17 @@
-"""Helpers and fixtures shared by the data tests (imported explicitly by test_data_*.py)."""
+"""Helpers shared by the data tests (imported explicitly by test_data_*.py; their fixtures are in
+test/compress/conftest.py)."""
 
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
-import pytest
-
-from compress.data.synthroad import synthesize
 
 SYNTH_SIZE = (160, 96)
 N_TRAIN, N_VAL = 6, 3
-
-
-@pytest.fixture(scope="session")
-def synth_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny synthroad dataset, generated once per session (do not modify it)."""
-    root = tmp_path_factory.mktemp("synth") / "ds"
-    synthesize(root, n_train=N_TRAIN, n_val=N_VAL, seed=3, size=SYNTH_SIZE, workers=1, progress=False)
-    return root
-
-
-@pytest.fixture
-def synth_copy(synth_base: Path, tmp_path: Path) -> Path:
-    """A private, modifiable copy of the tiny synthroad dataset."""
-    dst = tmp_path / "ds"
-    shutil.copytree(synth_base, dst)
-    return dst
 
 
 def stems(root: Path, split: str) -> list[str]:

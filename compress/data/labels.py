@@ -4,15 +4,23 @@ structure of a YOLOP per-image label file."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable, Mapping
+from typing import Any, Protocol
 
 import numpy as np
 
 from compress.data.errors import DatasetError
 
-if TYPE_CHECKING:
-    from compress.data.bdd import DataConfig
+
+class LabelRules(Protocol):
+    """What label parsing needs of a :class:`~compress.data.bdd.DataConfig`: the class map and the
+    categories to drop (a protocol, so this module does not import its user back)."""
+
+    @property
+    def class_dict(self) -> Mapping[str, int]: ...
+
+    @property
+    def ignore_categories(self) -> tuple[str, ...]: ...
 
 
 def _is_ignored(category: str, ignore: Iterable[str]) -> bool:
@@ -25,7 +33,7 @@ def _is_ignored(category: str, ignore: Iterable[str]) -> bool:
     return False
 
 
-def parse_objects(objects: Any, where: str, cfg: DataConfig) -> np.ndarray:
+def parse_objects(objects: Any, where: str, cfg: LabelRules) -> np.ndarray:
     """Turn BDD objects (``category`` + ``box2d``) into an Nx5 [cls, x1, y1, x2, y2] array.
 
     Raises DatasetError naming ``where`` for a malformed object, an unknown category or an

@@ -16,7 +16,7 @@ from compress.checkpoint import load_model
 from compress.losses import MultiTaskLoss
 
 if TYPE_CHECKING:
-    from compress.train import TrainConfig
+    from compress.train_config import TrainConfig
 
 log = logging.getLogger("compress.train")
 

@@ -18,14 +18,24 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from torch import nn
 
 from compress.models.profile import count_macs, count_params
 
-if TYPE_CHECKING:
-    from .config import PruneConfig
+
+class BudgetedConfig(Protocol):
+    """The fields of :class:`compress.prune.config.PruneConfig` a budget reads (a protocol, so the
+    config can use this module without it importing the config back)."""
+
+    budget: str
+    target: float
+    img_size: tuple[int, int]
+    latency_size: tuple[int, int] | None
+    latency_runs: int
+    latency_threads: int | None
+
 
 RATIO = "ratio"  # a channel ratio: not a measured quantity, the pruner's own knob
 
@@ -39,7 +49,7 @@ class BudgetError(ValueError):
 
 
 # measure(model, cfg, meter, reference) -> the quantity of ``model`` (cfg.img_size for MACs)
-Measure = Callable[[nn.Module, "PruneConfig", Any, "nn.Module | None"], float]
+Measure = Callable[[nn.Module, "BudgetedConfig", Any, "nn.Module | None"], float]
 
 
 @dataclass(frozen=True)
@@ -72,27 +82,27 @@ def budget_names() -> tuple[str, ...]:
 
 
 @register("params")
-def _params(model: nn.Module, cfg: PruneConfig, meter: Any, reference: nn.Module | None) -> float:
+def _params(model: nn.Module, cfg: BudgetedConfig, meter: Any, reference: nn.Module | None) -> float:
     """parameter count"""
     return float(count_params(model))
 
 
 @register("macs", target_field="macs_target")
-def _macs(model: nn.Module, cfg: PruneConfig, meter: Any, reference: nn.Module | None) -> float:
+def _macs(model: nn.Module, cfg: BudgetedConfig, meter: Any, reference: nn.Module | None) -> float:
     """multiply-accumulates of one forward pass at cfg.img_size"""
     w, h = cfg.img_size
     return float(count_macs(model, h, w))
 
 
 @register("latency", target_field="latency_target", timed=True)
-def _latency(model: nn.Module, cfg: PruneConfig, meter: Any, reference: nn.Module | None) -> float:
+def _latency(model: nn.Module, cfg: BudgetedConfig, meter: Any, reference: nn.Module | None) -> float:
     """ONNX Runtime latency on this CPU at the deployment size (ms; compress.prune.latency)"""
     if meter is None:
         raise BudgetError("a latency budget needs a LatencyMeter (compress.prune.latency); pass meter=")
     return meter(model) if reference is None else meter(reference) * relative_latency(meter, model, reference)
 
 
-def latency_meter(cfg: PruneConfig, spec: Any) -> Any:
+def latency_meter(cfg: BudgetedConfig, spec: Any) -> Any:
     """The LatencyMeter a config's timed quantities are measured with (deployment size, runs,
     threads of ``cfg``; ``spec`` flattens the model's outputs)."""
     from .latency import LatencyMeter
@@ -113,7 +123,7 @@ def relative_latency(meter: Any, model: nn.Module, reference: nn.Module) -> floa
 # what a config constrains
 
 
-def targets(cfg: PruneConfig) -> dict[str, float]:
+def targets(cfg: BudgetedConfig) -> dict[str, float]:
     """Every quantity the budget constrains -> the fraction of it to remove (the primary first;
     a ``ratio`` budget is ``{"ratio": channel ratio}``)."""
     t = {cfg.budget: cfg.target}
@@ -124,14 +134,14 @@ def targets(cfg: PruneConfig) -> dict[str, float]:
     return t
 
 
-def needs_meter(cfg: PruneConfig) -> bool:
+def needs_meter(cfg: BudgetedConfig) -> bool:
     """Whether any constrained quantity is timed (a LatencyMeter, ONNX Runtime)."""
     return any(QUANTITIES[q].timed for q in targets(cfg) if q in QUANTITIES)
 
 
 def quantities(
     model: nn.Module,
-    cfg: PruneConfig,
+    cfg: BudgetedConfig,
     meter: Any,
     which: Iterable[str],
     reference: nn.Module | None = None,
@@ -141,7 +151,7 @@ def quantities(
     return {q: QUANTITIES[q].measure(model, cfg, meter, reference) for q in which}
 
 
-def validate(cfg: PruneConfig) -> None:
+def validate(cfg: BudgetedConfig) -> None:
     """The budget fields of ``cfg``: a known budget, a target in range, secondary targets on
     quantities other than the budget's. Raises :class:`BudgetError` naming the field and the fix."""
     names = budget_names()
@@ -163,7 +173,7 @@ def validate(cfg: PruneConfig) -> None:
             )
 
 
-def check_runtime(cfg: PruneConfig) -> None:
+def check_runtime(cfg: BudgetedConfig) -> None:
     """Fail early when a timed quantity is constrained and ONNX Runtime is not installed."""
     if not needs_meter(cfg):
         return
@@ -189,7 +199,7 @@ def schedule(goal: float, steps: int) -> list[float]:
 
 
 def step_targets(
-    cfg: PruneConfig, step: int, steps: int, base: dict[str, float], now: dict[str, float]
+    cfg: BudgetedConfig, step: int, steps: int, base: dict[str, float], now: dict[str, float]
 ) -> dict[str, float]:
     """The targets of prune step ``step`` (0-based) of ``steps``: every constrained quantity on the
     same geometric schedule. ``base`` holds the original model's quantities, ``now`` the current
@@ -205,7 +215,7 @@ def step_targets(
     return out
 
 
-def with_targets(cfg: PruneConfig, step: dict[str, float]) -> PruneConfig:
+def with_targets(cfg: BudgetedConfig, step: dict[str, float]) -> BudgetedConfig:
     """``cfg`` with the budget's target and every secondary target taken from ``step``."""
     secondary = {
         q.target_field: (step.get(q.name) if q.name != cfg.budget else None)

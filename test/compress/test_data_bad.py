@@ -13,13 +13,11 @@ pytest.importorskip(
 import json
 from pathlib import Path
 
-from conftest_data import (  # noqa: F401
+from conftest_data import (
     N_TRAIN,
     SYNTH_SIZE,
     read_label,
     stems,
-    synth_base,
-    synth_copy,
     to_official,
     write_label,
 )

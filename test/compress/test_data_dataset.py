@@ -14,13 +14,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from conftest_data import (  # noqa: F401
+from conftest_data import (
     N_TRAIN,
     N_VAL,
     SYNTH_SIZE,
     car,
     read_label,
-    synth_base,
     write_sample,
 )
 

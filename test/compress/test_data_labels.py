@@ -15,7 +15,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from conftest_data import read_label, stems, synth_base, synth_copy, to_official  # noqa: F401
+from conftest_data import read_label, stems, to_official
 
 from compress.data.bdd import DataConfig, index_split, map_drivable, map_lane, parse_objects
 from compress.data.errors import DataConfigError, DatasetError
