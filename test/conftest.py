@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import ast
-import importlib.util
 import logging
 import sys
 from pathlib import Path
@@ -17,6 +15,8 @@ for _p in (ROOT, Path(__file__).resolve().parent):
     if str(_p) not in sys.path:
         sys.path.insert(0, str(_p))
 
+from import_guards import missing, needed_modules  # noqa: E402 - after the path above
+
 # A test module that needs an optional package says so at module level:
 #     pytest.importorskip("torch", reason="...")      (the reason a literal or a module-level string constant)
 # Where that package is missing, the module is reported as skipped with that reason without being
@@ -24,43 +24,6 @@ for _p in (ROOT, Path(__file__).resolve().parent):
 # machine it imports every test module from its collection hook), and a skip raised there ends the
 # collection of the whole session instead of one module. The calls are found by parsing the file, so
 # any formatting of them (one line or several, a reason split over several strings) is recognised.
-
-
-def needed_modules(source: str) -> list[tuple[str, str]]:
-    """(module, reason) of every module-level ``pytest.importorskip(...)`` in a test file's source."""
-    tree = ast.parse(source)
-    strings: dict[str, str] = {}
-    found = []
-    for node in tree.body:
-        value = node.value if isinstance(node, (ast.Expr, ast.Assign)) else None
-        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
-            strings.update({t.id: node.value.value for t in node.targets if isinstance(t, ast.Name)})
-        if not (
-            isinstance(value, ast.Call)
-            and isinstance(value.func, ast.Attribute)
-            and value.func.attr == "importorskip"
-            and isinstance(value.func.value, ast.Name)
-            and value.func.value.id == "pytest"
-            and value.args
-            and isinstance(value.args[0], ast.Constant)
-        ):
-            continue
-        reason = ""
-        for kw in value.keywords:
-            if kw.arg == "reason":
-                if isinstance(kw.value, ast.Constant):
-                    reason = str(kw.value.value)
-                elif isinstance(kw.value, ast.Name):
-                    reason = strings.get(kw.value.id, "")
-        found.append((str(value.args[0].value), reason or f"needs {value.args[0].value}"))
-    return found
-
-
-def _missing(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is None
-    except ModuleNotFoundError:  # a dotted name whose parent package is missing
-        return True
 
 
 class _Unavailable(pytest.Module):
@@ -73,7 +36,7 @@ class _Unavailable(pytest.Module):
 @pytest.hookimpl(tryfirst=True)
 def pytest_pycollect_makemodule(module_path: Path, parent: pytest.Collector) -> pytest.Module | None:
     for mod, reason in needed_modules(Path(module_path).read_text()):
-        if _missing(mod):
+        if missing(mod):
             node = _Unavailable.from_parent(parent, path=Path(module_path))
             node.skip_reason = reason
             return node

@@ -9,7 +9,7 @@ import ast
 from pathlib import Path
 
 import pytest
-from conftest import needed_modules
+from import_guards import needed_modules
 
 TESTS = Path(__file__).resolve().parents[1]
 # optional package -> the package whose guard covers it (compress needs torch)
