@@ -51,7 +51,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint {path} does not exist; pass the .pt written by `mtc-compress train`")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - re-raised with the file named
+    except Exception as e:
         raise CheckpointError(
             f"checkpoint {path} cannot be loaded with weights_only=True ({type(e).__name__}: {str(e).splitlines()[0]}); "
             "it is corrupt or not an mtc checkpoint (pickled modules are refused by design)"

@@ -118,7 +118,7 @@ def cmd_train(a: argparse.Namespace) -> int:
 
 def _split_dataset(
     ckpt_path: str, tc: dict[str, Any], data: str | None, split: str, on_error: str, img_size: tuple[int, int]
-):  # noqa: ANN202
+):
     """A split read the way the checkpoint's run read it (label format, drivable mapping, class map, ...)."""
     from .data.run_data import split_of_run
 
@@ -280,7 +280,7 @@ def cmd_demo(a: argparse.Namespace) -> int:
     return run(a)
 
 
-def _recipe(a: argparse.Namespace):  # noqa: ANN202
+def _recipe(a: argparse.Namespace):
     from .recipe import load_recipe
 
     ov: dict[str, Any] = {"out": a.out, "teacher": a.teacher}

@@ -267,7 +267,7 @@ class Demo:
         ag = rep.get("agreement") or {}
         if ag:
             det = ag.get("detection", {})
-            f = lambda v: "–" if v is None else f"{v:.3f}"  # noqa: E731
+            f = lambda v: "–" if v is None else f"{v:.3f}"  # noqa: E731 - a one-line formatter
             lines.append(
                 f"student vs teacher on the bag: mAP50 {f(det.get('map50'))}, recall {f(det.get('recall'))}, "
                 f"drivable mIoU {f(ag.get('drivable', {}).get('miou'))}, lane IoU {f(ag.get('lane', {}).get('iou'))}"

@@ -156,7 +156,7 @@ class MultiTaskLoss:
         lcls = lcls * c.cls * (self.nc / 80) * 3 / nl
         return {"det": lbox + lobj + lcls, "det_box": lbox.detach(), "det_obj": lobj.detach(), "det_cls": lcls.detach()}
 
-    def _assign(self, p: torch.Tensor, targets: torch.Tensor, i: int):  # noqa: ANN202
+    def _assign(self, p: torch.Tensor, targets: torch.Tensor, i: int):
         """YOLOv5 target assignment for layer i. targets: (M, 6) [b, cls, x1, y1, x2, y2] pixels."""
         dev = p.device
         stride = self.strides[i].item()

@@ -44,7 +44,7 @@ __all__ = [
 ]
 
 
-def _split(ckpt: dict[str, Any], data: str | None, split: str, img_size: tuple[int, int]):  # noqa: ANN202
+def _split(ckpt: dict[str, Any], data: str | None, split: str, img_size: tuple[int, int]):
     return split_of_run(
         ckpt.get("train_config", {}),
         data,
@@ -71,9 +71,9 @@ def prune_model(
             raise ValueError(f"criterion {cfg.criterion!r} / allocation {cfg.allocation!r} needs training data")
         crit = MultiTaskLoss.for_model(model)
         loader = build_loader(train_ds, batch_size, 0, shuffle=True, seed=seed)
-        batches = lambda: iterate(loader)  # noqa: E731
+        batches = lambda: iterate(loader)  # noqa: E731 - a fresh iterator per call
 
-        def loss_fn(m, b):  # noqa: ANN001, ANN202
+        def loss_fn(m, b):
             out = crit(m(to_input(b["img"], "cpu")), b)
             return {k: out[k] for k in ("det", "drivable", "lane")}
 

@@ -53,7 +53,7 @@ ARGS = {
 
 
 def _actions(context: LaunchContext) -> list:
-    get = lambda n: LaunchConfiguration(n).perform(context)  # noqa: E731
+    get = lambda n: LaunchConfiguration(n).perform(context)  # noqa: E731 - a one-line accessor
     for req in ("bag", "teacher_bundle", "student_bundle"):
         if not get(req):
             raise RuntimeError(f"launch argument {req}:= is required (see --show-args)")
@@ -125,7 +125,7 @@ def _actions(context: LaunchContext) -> list:
     return actions
 
 
-def generate_launch_description():  # noqa: ANN201
+def generate_launch_description():
     return LaunchDescription(
         [
             *(DeclareLaunchArgument(n, default_value=d, description=t) for n, (d, t) in ARGS.items()),

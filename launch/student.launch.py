@@ -7,5 +7,5 @@ input_transport, backend, namespace (student), params_file (config/student.yaml)
 from mtc_perception.nodes.launch_common import perception_launch
 
 
-def generate_launch_description():  # noqa: ANN201
+def generate_launch_description():
     return perception_launch("student")

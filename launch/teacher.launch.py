@@ -8,5 +8,5 @@ input_transport, backend, namespace (teacher), params_file (config/teacher.yaml)
 from mtc_perception.nodes.launch_common import perception_launch
 
 
-def generate_launch_description():  # noqa: ANN201
+def generate_launch_description():
     return perception_launch("teacher")

@@ -41,7 +41,7 @@ def run_demo(args: list[str], verbose: bool = False) -> int:
     return subprocess.run(cmd, check=False).returncode
 
 
-def _frames(src: Path):  # noqa: ANN202
+def _frames(src: Path):
     """(name, BGR frame) from an image, a directory of images or a video; unreadable images are
     yielded as (name, None) so that they are reported, not skipped silently."""
     import cv2
@@ -108,7 +108,7 @@ def cmd_infer(a: argparse.Namespace) -> int:
     return 0 if failed == 0 else 1
 
 
-def source_frames(src: Path):  # noqa: ANN201 - an iterator of bags.SourceFrame
+def source_frames(src: Path):
     """``--input`` (a video or a directory of images) as frames to record; an unreadable image
     is a frame without an image, so that it is reported, not skipped silently."""
     from .bags import SourceFrame
@@ -118,7 +118,7 @@ def source_frames(src: Path):  # noqa: ANN201 - an iterator of bags.SourceFrame
     )
 
 
-def bag_config(a: argparse.Namespace):  # noqa: ANN201 - a bags.WriteConfig
+def bag_config(a: argparse.Namespace):
     """The :class:`~mtc_perception.bags.WriteConfig` of the options :func:`add_bag_arguments` defines."""
     from .bags import WriteConfig
 
@@ -137,7 +137,7 @@ def bag_config(a: argparse.Namespace):  # noqa: ANN201 - a bags.WriteConfig
     )
 
 
-def record_bag(a: argparse.Namespace, frames) -> int:  # noqa: ANN001 - an iterable of bags.SourceFrame
+def record_bag(a: argparse.Namespace, frames) -> int:
     """Record ``frames`` into ``a.out`` with the options of :func:`add_bag_arguments`; print the
     summary. Shared by ``mtc bag`` and ``mtc-compress bag``."""
     from .bags import write_bag

@@ -9,7 +9,7 @@ LANE_BGR = (0, 220, 255)
 BOX_BGR = (40, 40, 255)
 
 
-def draw(frame: np.ndarray, p, alpha: float = 0.45) -> np.ndarray:  # noqa: ANN001
+def draw(frame: np.ndarray, p, alpha: float = 0.45) -> np.ndarray:
     """A copy of ``frame`` with the drivable area and lanes tinted and the boxes drawn."""
     import cv2
 

@@ -33,7 +33,7 @@ class DetectionPath(torch.nn.Module):
         super().__init__()
         self.m = m
 
-    def forward(self, x: torch.Tensor):  # noqa: ANN201
+    def forward(self, x: torch.Tensor):
         p3, p4, p5 = self.m.backbone(x)
         _, o3, o4, o5 = self.m.neck(p3, p4, p5)
         return tuple(self.m.detect([o3, o4, o5]))

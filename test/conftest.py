@@ -15,7 +15,7 @@ for _p in (ROOT, Path(__file__).resolve().parent):
     if str(_p) not in sys.path:
         sys.path.insert(0, str(_p))
 
-from import_guards import missing, needed_modules  # noqa: E402 - after the path above
+from import_guards import missing, needed_modules
 
 # A test module that needs an optional package says so at module level:
 #     pytest.importorskip("torch", reason="...")      (the reason a literal or a module-level string constant)
@@ -29,7 +29,7 @@ from import_guards import missing, needed_modules  # noqa: E402 - after the path
 class _Unavailable(pytest.Module):
     skip_reason = ""
 
-    def collect(self):  # noqa: ANN201
+    def collect(self):
         raise pytest.skip.Exception(self.skip_reason, allow_module_level=True)
 
 

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from compress.train_config import TrainConfig
 
 
-def data_config(cfg: TrainConfig, which: str):  # noqa: ANN201
+def data_config(cfg: TrainConfig, which: str):
     """The DataConfig of the ``train`` or ``val`` split of a run."""
 
     split = cfg.train_split if which == "train" else cfg.val_split
@@ -28,7 +28,7 @@ def data_config(cfg: TrainConfig, which: str):  # noqa: ANN201
     )
 
 
-def build_datasets(cfg: TrainConfig):  # noqa: ANN201
+def build_datasets(cfg: TrainConfig):
 
     train_dc, val_dc = data_config(cfg, "train"), data_config(cfg, "val")
     aug = AugmentConfig() if cfg.augment else None
@@ -64,7 +64,7 @@ def split_of_run(
     img_size: tuple[int, int],
     on_error: str | None = None,
     missing_data_hint: str = "the checkpoint does not record its dataset; pass --data DIR",
-):  # noqa: ANN201
+):
     """A split read the way a checkpoint's training run read it (label format, drivable mapping,
     class map, per-split options), without augmentation. ``tc`` is the checkpoint's train_config."""
     data = data or tc.get("data")

@@ -57,7 +57,7 @@ def _soft_bce(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> tor
 
 def output_distill_loss(
     student, teacher, tasks: Sequence[str] = ("det", "drivable", "lane")
-) -> dict[str, torch.Tensor]:  # noqa: ANN001
+) -> dict[str, torch.Tensor]:
     """Per-task output-distillation losses between two outputs of the same head layout
     (``det``: list of (B, na, H, W, 5+nc); ``drivable``/``lane``: (B, 1, H, W) logits)."""
     losses: dict[str, torch.Tensor] = {}

@@ -183,7 +183,7 @@ class FeatureDistiller(nn.Module):
             t.model.eval()  # teachers always run with their running BN statistics
         return self
 
-    def forward(self, x: torch.Tensor):  # noqa: ANN201
+    def forward(self, x: torch.Tensor):
         self.teacher_outputs = {}
         t_feats: dict[str, dict[str, torch.Tensor]] = {}
         with torch.no_grad():

@@ -21,7 +21,7 @@ from .errors import ExportError
 log = logging.getLogger(__name__)
 
 
-def _require_tensorrt():  # noqa: ANN202
+def _require_tensorrt():
     try:
         import tensorrt as trt
     except ImportError as e:
@@ -88,7 +88,7 @@ def build_engine(
     return {"tensorrt": trt.__version__, "precision": precision, **gpu}
 
 
-def _calibrator(trt: Any, onnx_path: Path, frames: list[Path], cache: Path):  # noqa: ANN202
+def _calibrator(trt: Any, onnx_path: Path, frames: list[Path], cache: Path):
     """Entropy calibrator over dataset frames, preprocessed exactly as the Perceptor does."""
     import cv2
 
@@ -112,7 +112,7 @@ def _calibrator(trt: Any, onnx_path: Path, frames: list[Path], cache: Path):  # 
         def get_batch_size(self) -> int:
             return 1
 
-        def get_batch(self, names):  # noqa: ANN001, ANN202
+        def get_batch(self, names):
             while self.i < len(frames):
                 img = cv2.imread(str(frames[self.i]), cv2.IMREAD_COLOR)
                 self.i += 1
@@ -128,10 +128,10 @@ def _calibrator(trt: Any, onnx_path: Path, frames: list[Path], cache: Path):  # 
                 return [int(self.dptr)]
             return None
 
-        def read_calibration_cache(self):  # noqa: ANN202
+        def read_calibration_cache(self):
             return cache.read_bytes() if cache.is_file() else None
 
-        def write_calibration_cache(self, data) -> None:  # noqa: ANN001
+        def write_calibration_cache(self, data) -> None:
             cache.write_bytes(bytes(data))
 
     return Calibrator()

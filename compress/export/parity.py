@@ -18,7 +18,7 @@ def _normalized(outs: dict[str, np.ndarray], w: int, h: int) -> dict[str, np.nda
     det = outs["det"].astype(np.float64).copy()
     det[..., [0, 2]] /= w
     det[..., [1, 3]] /= h
-    sig = lambda v: 1 / (1 + np.exp(-v.astype(np.float64)))  # noqa: E731
+    sig = lambda v: 1 / (1 + np.exp(-v.astype(np.float64)))  # noqa: E731 - a one-line formula
     return {"det": det, "drivable": sig(outs["drivable"]), "lane": sig(outs["lane"])}
 
 

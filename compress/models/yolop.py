@@ -300,7 +300,7 @@ class MultiTaskNet(nn.Module):
                 f"{' ...' if len(unused) > 5 else ''}; the checkpoint was made for another architecture"
             )
 
-    def forward(self, x: torch.Tensor, features: bool = False):  # noqa: ANN201
+    def forward(self, x: torch.Tensor, features: bool = False):
         p3, p4, p5 = self.backbone(x)
         enc, o3, o4, o5 = self.neck(p3, p4, p5)
         out = Outputs(det=self.detect([o3, o4, o5]), drivable=self.drivable(enc), lane=self.lane(enc))

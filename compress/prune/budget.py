@@ -178,7 +178,7 @@ def check_runtime(cfg: BudgetedConfig) -> None:
     if not needs_meter(cfg):
         return
     try:
-        import onnxruntime  # noqa: F401
+        import onnxruntime  # noqa: F401 - only whether it is installed
     except ImportError:
         field = "budget" if cfg.budget in QUANTITIES and QUANTITIES[cfg.budget].timed else "latency_target"
         raise BudgetError(

@@ -53,7 +53,7 @@ class Criterion(tp.importance.Importance):
     name = "base"
     needs_data = False
 
-    def prepare(self, model: nn.Module, batches: Iterable[Any], loss_fn: TaskLossFn) -> None:  # noqa: B027
+    def prepare(self, model: nn.Module, batches: Iterable[Any], loss_fn: TaskLossFn) -> None:
         """Collect whatever statistics the criterion needs (no-op for data-free criteria)."""
 
     def for_copy(self, original: nn.Module, copy: nn.Module) -> Criterion:

@@ -81,7 +81,7 @@ class LatencyMeter:
         if len(size) != 2 or min(size) < 8:
             raise LatencyError(f"latency input size {size} must be (width, height), each >= 8 pixels")
         try:
-            import onnxruntime  # noqa: F401
+            import onnxruntime  # noqa: F401 - only whether it is installed
         except ImportError as e:
             raise LatencyError(
                 "budget 'latency' times candidates with ONNX Runtime, which is not installed; "

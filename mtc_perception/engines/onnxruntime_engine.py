@@ -53,7 +53,7 @@ class OnnxRuntimeEngine(Engine):
     must be the one in use, e.g. ``CUDAExecutionProvider``: an error instead of a silent CPU
     fallback), ``graph_optimization`` (``extended`` by default; ``all`` is ONNX Runtime's own
     default and adds the CPU's blocked NCHWc layout, whose reorders cost more than they save for
-    pruned widths here: 37 vs 28 ms for the synthroad student, docs/RESULTS.md), ``spin``
+    pruned widths here, docs/RESULTS.md "ONNX Runtime settings"), ``spin``
     (default False: worker threads sleep between runs instead of spinning; spinning threads of
     one idle session halve the speed of another on the same cores, e.g. teacher and student
     nodes side by side)."""

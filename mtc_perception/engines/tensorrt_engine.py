@@ -18,7 +18,7 @@ from .base import Engine, EngineUnavailable, register
 log = logging.getLogger(__name__)
 
 
-def cudart():  # noqa: ANN201 - the module has no type stubs
+def cudart():
     """The CUDA runtime bindings of cuda-python (``cuda.bindings.runtime``, or ``cuda.cudart`` before
     12.6); ImportError without cuda-python. Public: the TensorRT engine build (INT8 calibration) uses it."""
     try:
@@ -28,7 +28,7 @@ def cudart():  # noqa: ANN201 - the module has no type stubs
     return cudart
 
 
-def check_cuda(result, what: str):  # noqa: ANN001, ANN201
+def check_cuda(result, what: str):
     """Unpack a cuda-python call's ``(error, *values)`` result: the value(s), or RuntimeError naming
     ``what`` when the error code is not 0. Public, like :func:`cudart`."""
     err, *rest = result if isinstance(result, tuple) else (result,)
@@ -69,7 +69,7 @@ class TensorRTEngine(Engine):
             return False, "the tensorrt backend needs cuda-python for its CUDA runtime calls: pip install cuda-python"
         try:
             n = check_cuda(cudart().cudaGetDeviceCount(), "cudaGetDeviceCount")
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:  # noqa: BLE001 - any CUDA failure means: no usable device
             return False, f"no usable CUDA device ({e})"
         if not n:
             return False, "no CUDA device"

@@ -32,7 +32,7 @@ class TorchEngine(Engine):
             torch.set_num_threads(int(self.options["threads"]))
         try:
             program = torch.export.load(str(path))
-        except Exception as e:  # noqa: BLE001 - any failure to deserialize is a bundle problem
+        except Exception as e:
             raise BundleError(
                 f"{path}: torch cannot load the exported program ({e}); rebuild with `{self.bundle.rebuild_hint}`"
             ) from e

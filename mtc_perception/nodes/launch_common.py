@@ -39,7 +39,7 @@ def perception_node(role: str, namespace: str, params: list, log_level: str = "i
 
 
 def _node(context: LaunchContext, role: str) -> list:
-    get = lambda name: LaunchConfiguration(name).perform(context)  # noqa: E731
+    get = lambda name: LaunchConfiguration(name).perform(context)  # noqa: E731 - a one-line accessor
     share = get_package_share_directory(PACKAGE)
     # role-dependent defaults are resolved here, not as argument defaults: launch configurations
     # are shared by every file included into one launch, so an argument default declared by the

@@ -9,7 +9,7 @@ pytest.importorskip(
 )
 
 import torch
-from helpers import X, fake_batch, task_loss_fn  # noqa: E402
+from helpers import X, fake_batch, task_loss_fn
 from torch import nn
 
 from compress.models import ModelConfig, build_model

@@ -13,12 +13,12 @@ pytest.importorskip(
     "a ROS 2 machine under colcon test may not have it",
 )
 
-from bag_helpers import mcap_read as _mcap_read  # noqa: E402
-from bag_helpers import rosbags_read as _rosbags_read  # noqa: E402
+from bag_helpers import mcap_read as _mcap_read
+from bag_helpers import rosbags_read as _rosbags_read
 
-from compress.cli import main as mtc_compress  # noqa: E402
-from mtc_perception.bags import DEFAULT_START_NS, stamp_to_ns  # noqa: E402
-from mtc_perception.imaging import compressed_to_bgr  # noqa: E402
+from compress.cli import main as mtc_compress
+from mtc_perception.bags import DEFAULT_START_NS, stamp_to_ns
+from mtc_perception.imaging import compressed_to_bgr
 
 
 @pytest.mark.parametrize("storage", ["mcap", "sqlite3"])

@@ -16,14 +16,14 @@ pytest.importorskip(
 )
 pytest.importorskip("onnxruntime")
 
-from bag_helpers import check_accounting as _accounting  # noqa: E402
-from bag_helpers import report_json as _json  # noqa: E402
+from bag_helpers import check_accounting as _accounting
+from bag_helpers import report_json as _json
 
-from compress.cli import main as mtc_compress  # noqa: E402
-from mtc_perception.bags import DEFAULT_START_NS, RecordingWriter, header  # noqa: E402
-from mtc_perception.bench.replay import BenchConfig, run_bench  # noqa: E402
-from mtc_perception.cli import main as mtc  # noqa: E402
-from mtc_perception.messages import detection_array  # noqa: E402
+from compress.cli import main as mtc_compress
+from mtc_perception.bags import DEFAULT_START_NS, RecordingWriter, header
+from mtc_perception.bench.replay import BenchConfig, run_bench
+from mtc_perception.cli import main as mtc
+from mtc_perception.messages import detection_array
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ROOT / "test" / "data" / "tiny_bundle"
@@ -113,7 +113,7 @@ def test_report_is_complete_and_a_model_agrees_perfectly_with_itself(dataset_bag
     assert "| teacher |" in md and "## Agreement" in md and "## Ground truth" in md and "## Harness" in md
     assert (out / "disagreement_mosaic.jpg").stat().st_size > 1000  # OpenCV only
     try:
-        import matplotlib  # noqa: F401
+        import matplotlib  # noqa: F401 - only whether it is installed
 
         assert (out / "latency_cdf.png").stat().st_size > 1000 and (out / "agreement.png").stat().st_size > 1000
         assert "![latency CDF](latency_cdf.png)" in md

@@ -9,12 +9,12 @@ pytest.importorskip(
     "a ROS 2 machine under colcon test may not have it",
 )
 
-import json  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-from pathlib import Path  # noqa: E402
+import json
+import subprocess
+import sys
+from pathlib import Path
 
-from compress.cli import main  # noqa: E402
+from compress.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 

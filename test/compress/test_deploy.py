@@ -12,15 +12,15 @@ pytest.importorskip(
     "a ROS 2 machine under colcon test may not have it",
 )
 
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
-from torch.nn import functional as F  # noqa: E402
+import torch
+from torch import nn
+from torch.nn import functional as F
 
-from compress.models import build_model  # noqa: E402
-from compress.models.config import ModelConfig  # noqa: E402
-from compress.models.deploy import DeploySegDecoder, RewriteError, UpConv, deploy_model, subpixel_weights  # noqa: E402
-from compress.prune import PruneConfig, prune  # noqa: E402
-from compress.prune.spec import spec_for  # noqa: E402
+from compress.models import build_model
+from compress.models.config import ModelConfig
+from compress.models.deploy import DeploySegDecoder, RewriteError, UpConv, deploy_model, subpixel_weights
+from compress.prune import PruneConfig, prune
+from compress.prune.spec import spec_for
 
 ANCHORS = ((4, 5, 8, 10, 12, 9), (20, 18, 30, 25, 40, 30), (60, 50, 90, 70, 120, 100))
 
@@ -122,7 +122,7 @@ def test_export_writes_rewritten_graph_and_checks_it_against_the_original(tmp_pa
     plain = export_bundle(ck, tmp_path / "plain", ExportConfig(img_size=(128, 96), parity_frames=2, rewrite=False))
     assert spec.graph.decoder_rewrite is True and plain.graph.decoder_rewrite is False
     assert json.loads((tmp_path / "fast" / "bundle.json").read_text())["graph"]["decoder_rewrite"] is True
-    ops = lambda d: [n.op_type for n in onnx.load(str(d / "model.onnx")).graph.node]  # noqa: E731
+    ops = lambda d: [n.op_type for n in onnx.load(str(d / "model.onnx")).graph.node]  # noqa: E731 - a one-line accessor
     fast, orig = ops(tmp_path / "fast"), ops(tmp_path / "plain")
     assert fast.count("DepthToSpace") == 6 and orig.count("DepthToSpace") == 0
     for k, v in spec.parity.max_abs_diff_normalized.items():

@@ -14,8 +14,8 @@ pytest.importorskip(
 )
 
 import torch
-from helpers import fake_batch, task_loss_fn  # noqa: E402
-from test_second_architecture import ResFPNNet  # noqa: E402
+from helpers import fake_batch, task_loss_fn
+from test_second_architecture import ResFPNNet
 
 from compress.models import ModelConfig, build_model
 from compress.models.profile import count_macs

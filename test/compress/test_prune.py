@@ -10,7 +10,7 @@ pytest.importorskip(
 
 import torch
 import torch_pruning as tp
-from helpers import X, fake_batch, task_loss_fn  # noqa: E402
+from helpers import X, fake_batch, task_loss_fn
 from torch import nn
 
 from compress.checkpoint import load_model, save_checkpoint

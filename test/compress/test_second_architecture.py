@@ -18,7 +18,7 @@ pytest.importorskip(
 import copy
 
 import torch
-from helpers import X, fake_batch, task_loss_fn  # noqa: E402
+from helpers import X, fake_batch, task_loss_fn
 from torch import nn
 from torch.nn import functional as F
 

@@ -14,15 +14,15 @@ REASON = "needs ROS 2 (rclpy, launch_testing): run `colcon test --packages-selec
 pytest.importorskip("rclpy", reason=REASON)
 pytest.importorskip("launch_testing", reason=REASON)
 
-import cv2  # noqa: E402
-import launch  # noqa: E402
-import launch_testing.actions  # noqa: E402
-import launch_testing.asserts  # noqa: E402
-import numpy as np  # noqa: E402
-from ament_index_python.packages import get_package_share_directory  # noqa: E402
-from launch.launch_description_sources import PythonLaunchDescriptionSource  # noqa: E402
+import cv2
+import launch
+import launch_testing.actions
+import launch_testing.asserts
+import numpy as np
+from ament_index_python.packages import get_package_share_directory
+from launch.launch_description_sources import PythonLaunchDescriptionSource
 
-from mtc_perception.bags import SourceFrame, WriteConfig, write_bag  # noqa: E402
+from mtc_perception.bags import SourceFrame, WriteConfig, write_bag
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 FRAMES = 12

@@ -10,10 +10,10 @@ REASON = "needs ROS 2 (rclpy, launch_testing): run `colcon test --packages-selec
 pytest.importorskip("rclpy", reason=REASON)
 pytest.importorskip("launch_testing", reason=REASON)
 
-import launch  # noqa: E402
-import launch_ros.actions  # noqa: E402
-import launch_testing.actions  # noqa: E402
-import launch_testing.asserts  # noqa: E402
+import launch
+import launch_ros.actions
+import launch_testing.actions
+import launch_testing.asserts
 
 MISSING = Path(__file__).resolve().parent / "no_such_bundle"
 

@@ -16,17 +16,17 @@ REASON = "needs ROS 2 (rclpy, launch_testing): run `colcon test --packages-selec
 rclpy = pytest.importorskip("rclpy", reason=REASON)
 pytest.importorskip("launch_testing", reason=REASON)
 
-import cv2  # noqa: E402
-import launch  # noqa: E402
-import launch_testing.actions  # noqa: E402
-import launch_testing.asserts  # noqa: E402
-import numpy as np  # noqa: E402
-from ament_index_python.packages import get_package_share_directory  # noqa: E402
-from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
-from launch.launch_description_sources import PythonLaunchDescriptionSource  # noqa: E402
-from rclpy.qos import qos_profile_sensor_data  # noqa: E402
-from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
-from vision_msgs.msg import Detection2DArray  # noqa: E402
+import cv2
+import launch
+import launch_testing.actions
+import launch_testing.asserts
+import numpy as np
+from ament_index_python.packages import get_package_share_directory
+from diagnostic_msgs.msg import DiagnosticArray
+from launch.launch_description_sources import PythonLaunchDescriptionSource
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import CompressedImage, Image
+from vision_msgs.msg import Detection2DArray
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 TOPIC = "/mtc_test/image_raw"

@@ -10,17 +10,17 @@ pytest.importorskip(
     reason="needs rosbags (real ROS 2 message definitions and CDR): `pip install rosbags`; `make test` installs it",
 )
 
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
-from rosbags.typesys import Stores, get_typestore  # noqa: E402
+import cv2
+import numpy as np
+from rosbags.typesys import Stores, get_typestore
 
-from mtc_perception.bench.live import LiveBench  # noqa: E402
-from mtc_perception.bench.report import ModelInfo  # noqa: E402
-from mtc_perception.bundle import Bundle  # noqa: E402
-from mtc_perception.imaging import bgr_to_image_fields  # noqa: E402
-from mtc_perception.messages import OUTPUT_PARTS, register_vision_msgs  # noqa: E402
-from mtc_perception.node_core import FrameProcessor  # noqa: E402
-from mtc_perception.perceptor import Perceptor  # noqa: E402
+from mtc_perception.bench.live import LiveBench
+from mtc_perception.bench.report import ModelInfo
+from mtc_perception.bundle import Bundle
+from mtc_perception.imaging import bgr_to_image_fields
+from mtc_perception.messages import OUTPUT_PARTS, register_vision_msgs
+from mtc_perception.node_core import FrameProcessor
+from mtc_perception.perceptor import Perceptor
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 
@@ -50,7 +50,7 @@ def _models(b):
 def test_outputs_match_their_frames_whatever_the_order_and_missing_ones_are_skipped(setup, tmp_path):
     b, frames, outs = setup
     lb = LiveBench(_models(b), total=8)  # 8 in the recording, 6 sent
-    stamp = lambda i: (100 + i) * 10**9  # noqa: E731
+    stamp = lambda i: (100 + i) * 10**9  # noqa: E731 - a one-line formula
     for i, f in enumerate(frames):
         lb.frame_sent(stamp(i), t_sent=10.0 + i, image=f)
     rng = np.random.default_rng(0)

@@ -101,13 +101,13 @@ def test_messages_serialize_with_the_input_header(store):
 # ---------------------------------------------------------------------------------------------
 # parameters, warnings, health, and a whole frame through the committed tiny bundle
 # ---------------------------------------------------------------------------------------------
-from pathlib import Path  # noqa: E402
+from pathlib import Path
 
-import cv2  # noqa: E402
-import yaml  # noqa: E402
+import cv2
+import yaml
 
-from mtc_perception.imaging import bgr_to_image_fields  # noqa: E402
-from mtc_perception.node_core import (  # noqa: E402
+from mtc_perception.imaging import bgr_to_image_fields
+from mtc_perception.node_core import (
     PARAMETERS,
     FrameProcessor,
     ParamError,
@@ -171,7 +171,7 @@ def test_warnings_are_rate_limited_per_kind_and_count_what_they_hold_back():
 
 def test_health_levels():
     base = {"rate_hz": 10.0, "latency_p50_ms": 20.0, "latency_p99_ms": 30.0, "last_error": "bad step"}
-    s = lambda r, p, f, k=0: {**base, "received": r, "processed": p, "failed": f, "skipped": k}  # noqa: E731
+    s = lambda r, p, f, k=0: {**base, "received": r, "processed": p, "failed": f, "skipped": k}  # noqa: E731 - a one-line record builder
     assert health(s(0, 0, 0), None, "/cam")[0] == "STALE"
     assert health(s(10, 8, 0, 2), s(0, 0, 0), "/cam")[0] == "OK"
     level, msg = health(s(20, 15, 3), s(10, 8, 0), "/cam")

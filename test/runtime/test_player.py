@@ -12,18 +12,18 @@ pytest.importorskip(
 )
 pytest.importorskip("onnxruntime")
 
-from pathlib import Path  # noqa: E402
+from pathlib import Path
 
-from mtc_perception.bags import Labels, SourceFrame, WriteConfig, write_bag  # noqa: E402
-from mtc_perception.bench.player import (  # noqa: E402
+from mtc_perception.bags import Labels, SourceFrame, WriteConfig, write_bag
+from mtc_perception.bench.player import (
     PLAYER_PARAMETERS,
     BenchPlayer,
     node_inputs,
     player_mode,
     validate_player_params,
 )
-from mtc_perception.node_core import FrameProcessor, ParamError  # noqa: E402
-from mtc_perception.perceptor import Perceptor  # noqa: E402
+from mtc_perception.node_core import FrameProcessor, ParamError
+from mtc_perception.perceptor import Perceptor
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 TINY = DATA / "tiny_bundle"

@@ -5,7 +5,7 @@ import pytest
 
 ort = pytest.importorskip("onnxruntime", reason="pip install onnxruntime")
 
-from mtc_perception.engines.onnxruntime_engine import session_options  # noqa: E402
+from mtc_perception.engines.onnxruntime_engine import session_options
 
 
 def test_defaults_are_the_runtime_s():
