@@ -23,15 +23,14 @@ from mtc_perception.host import cpu_name
 from .checkpoint import load_model, save_checkpoint
 from .config_io import to_dict
 from .pipeline import (
-    _check_single_process,
-    _fmt,
-    _split,
-    _summary_metrics,
     cpu_latency_ms,
     distill_config,
     evaluate_checkpoint,
+    format_metrics,
     prune_model,
     recalibrate_bn,
+    start_run,
+    summary_metrics,
     task_mean,
 )
 from .recipe import CompressRecipe
@@ -44,15 +43,16 @@ def ablate(recipe: CompressRecipe, progress: bool = True) -> dict[str, Any]:
     from .prune import ratio_for_budget, spec_for
     from .train import train
 
-    _check_single_process()
-    out = Path(recipe.out)
-    out.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    teacher, tck = load_model(recipe.teacher)
-    tcfg = tck.get("train_config", {})
-    img_size = tuple(tcfg.get("img_size", (320, 192)))
-    train_ds = _split(tck, recipe.data, tcfg.get("train_split", "train"), img_size)
-    val_ds = _split(tck, recipe.data, tcfg.get("val_split", "val"), img_size)
+    run = start_run(recipe)
+    out, t0, teacher, tck, img_size, train_ds, val_ds = (
+        run.out,
+        run.t0,
+        run.teacher,
+        run.tck,
+        run.img_size,
+        run.train_ds,
+        run.val_ds,
+    )
     st = recipe.prune.for_model(img_size)  # the recipe's PruneConfig at the teacher's input size
     # uniform per-layer pruning: one channel ratio gives every criterion the same widths; global
     # pruning or the sensitivity allocation: every criterion meets the same params/MACs budget
@@ -73,12 +73,12 @@ def ablate(recipe: CompressRecipe, progress: bool = True) -> dict[str, Any]:
             "model": name,
             "distilled": distilled,
             "checkpoint": str(path),
-            **_summary_metrics(res),
+            **summary_metrics(res),
             "latency_ms": cpu_latency_ms(m, img_size, lat.latency_iters, lat.latency_threads)["median_ms"],
             "seconds": round(seconds, 1),
         }
         r["task_mean"] = task_mean(r)
-        log.info("%s%s: %s; mean %.4f", name, " + distill" if distilled else "", _fmt(r), r["task_mean"])
+        log.info("%s%s: %s; mean %.4f", name, " + distill" if distilled else "", format_metrics(r), r["task_mean"])
         with (out / "ablation.partial.jsonl").open("a") as f:
             f.write(json.dumps(r) + "\n")
         return r
@@ -101,7 +101,9 @@ def ablate(recipe: CompressRecipe, progress: bool = True) -> dict[str, Any]:
         rep = prune_model(model, pc, train_ds, st.batch_size, st.seed)
         recalibrate_bn(model, train_ds, st.recalibrate_batches, seed=st.seed)
         pruned = out / crit / "pruned.pt"
-        save_checkpoint(pruned, model, prune_report=rep.to_dict(), parent=recipe.teacher, train_config=tcfg)
+        save_checkpoint(
+            pruned, model, prune_report=rep.to_dict(), parent=recipe.teacher, train_config=tck.get("train_config", {})
+        )
         rows.append({**row(crit, False, pruned, time.perf_counter() - t), "channel_ratio": rep.channel_ratio})
         if epochs > 0:
             runs = []

@@ -30,10 +30,6 @@ BUDGETS = ("ratio", "params", "macs", "latency")
 CRITERIA_NAMES = ("task-aware", "taylor", "hessian", "magnitude", "random")
 
 
-def _size(text: str) -> tuple[int, int]:
-    return parse_size(text)
-
-
 def _net_size(text: str) -> tuple[int, int]:
     """A network input size WIDTHxHEIGHT (stride 32: multiples of 32)."""
     return parse_size(text, multiple_of=32)
@@ -400,7 +396,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--bag-frames", type=int, default=60, help="validation frames recorded into the demo bag")
     d.add_argument(
         "--bag-size",
-        type=_size,
+        type=parse_size,
         help="resize the demo bag's frames to WIDTHxHEIGHT (default: synthroad's 640x360)",
     )
     d.add_argument("--force", action="store_true", help="redo every stage instead of reusing finished ones")
@@ -430,7 +426,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--train", type=int, default=2000, help="number of training images")
     s.add_argument("--val", type=int, default=500, help="number of validation images")
     s.add_argument("--seed", type=int, default=0, help="generator seed (same seed -> same dataset)")
-    s.add_argument("--size", type=_size, default=(640, 360), help="image size WIDTHxHEIGHT")
+    s.add_argument("--size", type=parse_size, default=(640, 360), help="image size WIDTHxHEIGHT")
     s.add_argument("--workers", type=int, default=1, help="generator processes")
     s.set_defaults(fn=cmd_synth)
 

@@ -17,6 +17,7 @@ import logging
 import os
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +45,7 @@ __all__ = [
 ]
 
 
-def _split(ckpt: dict[str, Any], data: str | None, split: str, img_size: tuple[int, int]):
+def split_dataset(ckpt: dict[str, Any], data: str | None, split: str, img_size: tuple[int, int]):
     return split_of_run(
         ckpt.get("train_config", {}),
         data,
@@ -190,7 +191,7 @@ def cpu_latency_ms(
     }
 
 
-def _summary_metrics(res: dict[str, Any]) -> dict[str, float]:
+def summary_metrics(res: dict[str, Any]) -> dict[str, float]:
     d, v, l_ = res["detection"], res["drivable"], res["lane"]
     return {
         "params": res["params"],
@@ -209,7 +210,7 @@ def task_mean(m: dict[str, float]) -> float:
     return (m["map50"] + m["recall"] + m["drivable_miou"] + m["lane_iou"]) / 4
 
 
-def _check_single_process() -> None:
+def check_single_process() -> None:
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise ValueError(
             "compress/ablate run their stages in one process; for multi-GPU, run `mtc-compress prune`, then "
@@ -217,23 +218,53 @@ def _check_single_process() -> None:
         )
 
 
-def compress(recipe: CompressRecipe, progress: bool = True) -> dict[str, Any]:
-    """Run the recipe end to end; returns (and writes to ``<out>/metrics.json``) the summary."""
-    _check_single_process()
+@dataclass(frozen=True)
+class RecipeRun:
+    """What every recipe command starts from: the output folder, the start time, the teacher (model
+    and checkpoint), its input size and the two splits of its dataset."""
+
+    out: Path
+    t0: float
+    teacher: nn.Module
+    tck: dict[str, Any]
+    img_size: tuple[int, int]
+    train_ds: Any
+    val_ds: Any
+
+
+def start_run(recipe: CompressRecipe) -> RecipeRun:
+    """One process, the output folder made, the teacher loaded and its dataset's splits indexed."""
+    check_single_process()
     out = Path(recipe.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     teacher, tck = load_model(recipe.teacher)
     tcfg = tck.get("train_config", {})
-    img_size = tuple(tcfg.get("img_size", (320, 192)))
-    train_ds = _split(tck, recipe.data, tcfg.get("train_split", "train"), img_size)
-    val_ds = _split(tck, recipe.data, tcfg.get("val_split", "val"), img_size)
+    w, h = tcfg.get("img_size", (320, 192))
+    img_size = (int(w), int(h))
+    train_ds = split_dataset(tck, recipe.data, tcfg.get("train_split", "train"), img_size)
+    val_ds = split_dataset(tck, recipe.data, tcfg.get("val_split", "val"), img_size)
+    return RecipeRun(out, t0, teacher, tck, img_size, train_ds, val_ds)
+
+
+def compress(recipe: CompressRecipe, progress: bool = True) -> dict[str, Any]:
+    """Run the recipe end to end; returns (and writes to ``<out>/metrics.json``) the summary."""
+    run = start_run(recipe)
+    out, t0, teacher, tck, img_size, train_ds, val_ds = (
+        run.out,
+        run.t0,
+        run.teacher,
+        run.tck,
+        run.img_size,
+        run.train_ds,
+        run.val_ds,
+    )
     stages: dict[str, float] = {}
 
     t = time.perf_counter()
     teacher_res = evaluate_checkpoint(recipe.teacher, val_ds, recipe)
     stages["eval_teacher"] = time.perf_counter() - t
-    log.info("teacher %s: %s", recipe.teacher, _fmt(_summary_metrics(teacher_res)))
+    log.info("teacher %s: %s", recipe.teacher, format_metrics(summary_metrics(teacher_res)))
 
     st = recipe.prune.for_model(img_size)  # the recipe's PruneConfig at the teacher's input size
     sched = _Schedule(st, teacher)
@@ -244,7 +275,7 @@ def compress(recipe: CompressRecipe, progress: bool = True) -> dict[str, Any]:
     t = time.perf_counter()
     student_res = evaluate_checkpoint(student_path, val_ds, recipe)
     stages["eval_student"] = time.perf_counter() - t
-    tm, sm = _summary_metrics(teacher_res), _summary_metrics(student_res)
+    tm, sm = summary_metrics(teacher_res), summary_metrics(student_res)
     summary = {
         "recipe": to_dict(dataclasses.replace(recipe, prune=st)),
         "teacher": {"checkpoint": recipe.teacher, **tm},
@@ -263,7 +294,7 @@ def compress(recipe: CompressRecipe, progress: bool = True) -> dict[str, Any]:
         "conventions": student_res["conventions"],
     }
     (out / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
-    log.info("student %s: %s", student_path, _fmt(sm))
+    log.info("student %s: %s", student_path, format_metrics(sm))
     return summary
 
 
@@ -358,7 +389,7 @@ def _prune_and_recover(
     return current, model, reports
 
 
-def _fmt(m: dict[str, float]) -> str:
+def format_metrics(m: dict[str, float]) -> str:
     return (
         f"{m['params'] / 1e6:.2f}M params, {m['gmacs']:.3f} GMACs, R {m['recall']:.3f}, mAP50 {m['map50']:.3f}, "
         f"drivable mIoU {m['drivable_miou']:.3f}, lane acc {m['lane_acc']:.3f}, lane IoU {m['lane_iou']:.3f}"
