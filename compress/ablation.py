@@ -43,16 +43,7 @@ def ablate(recipe: CompressRecipe, progress: bool = True) -> dict[str, Any]:
     from .prune import ratio_for_budget, spec_for
     from .train import train
 
-    run = start_run(recipe)
-    out, t0, teacher, tck, img_size, train_ds, val_ds = (
-        run.out,
-        run.t0,
-        run.teacher,
-        run.tck,
-        run.img_size,
-        run.train_ds,
-        run.val_ds,
-    )
+    out, t0, teacher, tck, img_size, train_ds, val_ds = start_run(recipe)
     st = recipe.prune.for_model(img_size)  # the recipe's PruneConfig at the teacher's input size
     # uniform per-layer pruning: one channel ratio gives every criterion the same widths; global
     # pruning or the sensitivity allocation: every criterion meets the same params/MACs budget

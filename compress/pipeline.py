@@ -17,9 +17,8 @@ import logging
 import os
 import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
@@ -218,8 +217,7 @@ def check_single_process() -> None:
         )
 
 
-@dataclass(frozen=True)
-class RecipeRun:
+class RecipeRun(NamedTuple):
     """What every recipe command starts from: the output folder, the start time, the teacher (model
     and checkpoint), its input size and the two splits of its dataset."""
 
@@ -249,16 +247,7 @@ def start_run(recipe: CompressRecipe) -> RecipeRun:
 
 def compress(recipe: CompressRecipe, progress: bool = True) -> dict[str, Any]:
     """Run the recipe end to end; returns (and writes to ``<out>/metrics.json``) the summary."""
-    run = start_run(recipe)
-    out, t0, teacher, tck, img_size, train_ds, val_ds = (
-        run.out,
-        run.t0,
-        run.teacher,
-        run.tck,
-        run.img_size,
-        run.train_ds,
-        run.val_ds,
-    )
+    out, t0, teacher, tck, img_size, train_ds, val_ds = start_run(recipe)
     stages: dict[str, float] = {}
 
     t = time.perf_counter()
