@@ -174,7 +174,8 @@ def cmd_bag(a: argparse.Namespace) -> int:
 
 
 def cmd_bench(a: argparse.Namespace) -> int:
-    """Exit codes: 0 done; 1 a model failed every frame (report written); 2 bad input; 130 / 143
+    """Exit codes: 0 done; 2 bad input (also a damaged recording or a model that failed every frame:
+    the report is written); 130 / 143
     interrupted by SIGINT / SIGTERM (the report of what was measured is written, except before the
     models were loaded: nothing was measured yet)."""
     from .bench.replay import BenchConfig, Interrupted, exit_code_of, run_bench, summary_text

@@ -50,7 +50,8 @@ def _finish(
     ax.set_ylabel(ylabel)
     ax.set_ylim(*ylim)
     ax.grid(alpha=0.3)
-    ax.legend(loc=legend, fontsize=8)
+    if ax.get_legend_handles_labels()[0]:  # no model processed a frame: no legend
+        ax.legend(loc=legend, fontsize=8)
     ax.set_title(title)
     import io
 

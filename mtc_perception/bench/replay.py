@@ -32,9 +32,10 @@ complete; the output bag is closed (its metadata written) on every path. Frames 
 skipped, so ``processed + failed + skipped == total``. A signal before the models are loaded ends
 the run with no report (nothing was measured yet), with the same exit codes.
 
-Exit codes (:meth:`Replay.exit_code`): 0 done; 1 a model failed every frame that decoded (the
-report is written: a broken model is a result, not bad input); 2 bad input (``--out``, a damaged
-recording, no frame decodable); 130 / 143 interrupted.
+Exit codes (:meth:`Replay.exit_code`), the project's convention (0 done, 2 bad input, 1 an
+internal error): 2 for ``--out``, a damaged recording, no frame decodable, and a model that failed
+every frame that decoded (a broken bundle is bad input; the report is written and the log names
+the model and its first error); 130 / 143 interrupted.
 """
 
 from __future__ import annotations
@@ -64,7 +65,9 @@ from .report.files import rewrite_report
 
 log = logging.getLogger(__name__)
 
-EXIT_OK, EXIT_MODEL_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
+EXIT_OK, EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 2, 130, 143
+#: a model failed every frame that decoded: a broken bundle is bad input (the report is written)
+EXIT_MODEL_FAILED = EXIT_BAD_INPUT
 #: failed frames named one by one in the log; the rest are counted at the end (all are in frames.csv)
 LOG_FAILURES = 10
 
@@ -517,8 +520,8 @@ class Replay:
         return rep, paths
 
     def exit_code(self, rep: dict[str, Any], paths: dict[str, Path]) -> int:
-        """130 / 143 interrupted (SIGINT / SIGTERM); 2 a damaged recording or no frame decodable;
-        1 a model failed every frame that decoded; 0 otherwise."""
+        """130 / 143 interrupted (SIGINT / SIGTERM); 2 a damaged recording, no frame decodable or a
+        model that failed every frame that decoded; 0 otherwise."""
         processed = sum(m["frames"]["processed"] for m in rep["models"].values())
         if self.interrupted or self.signals.signum is not None:
             return exit_code_of(self.signals.signum)

@@ -220,6 +220,21 @@ def test_signal_while_the_report_is_written_is_deferred(tmp_path, bag, monkeypat
     assert len(_rows(out)) == 6 and "Interrupted (SIGINT)" in (out / "report.md").read_text()
 
 
+def test_signal_while_the_models_load_exits_without_a_report(tmp_path, bag, monkeypatch, logs):
+    before = _handlers()
+    real = R.Replay._load_models
+
+    def load(self):
+        _kill(signal.SIGTERM)
+        return real(self)
+
+    monkeypatch.setattr(R.Replay, "_load_models", load)
+    out = tmp_path / "rep"
+    assert mtc(_args(bag, out)) == 143
+    assert not (out / "report.json").exists() and "interrupted before anything was measured" in logs.text
+    assert _handlers() == before
+
+
 _CHILD = textwrap.dedent(
     """
     import sys, time
@@ -401,24 +416,20 @@ def test_mixed_image_and_compressed_image_on_one_topic(tmp_path, storage):
 # --- a model that fails every frame ------------------------------------------------------------------
 
 
-def test_a_model_failing_every_frame_exits_1_with_the_report(tmp_path, bag, monkeypatch, logs):
+def test_a_model_failing_every_frame_exits_2_with_the_report(tmp_path, bag, monkeypatch, logs):
     real = R.infer
     state = {"n": 0}
 
-    def infer(p, image):  # the student is the second model of each frame
+    def broken(image):
+        raise RuntimeError("broken student")
+
+    def infer(p, image):  # the student is the second model of each frame; frame.infer catches its error
         state["n"] += 1
-        if state["n"] % 2 == 0:
-            return R.infer.__wrapped__(p, image) if hasattr(R.infer, "__wrapped__") else _fail()
-        return real(p, image)
-
-    def _fail():
-        from mtc_perception.frame import Inference
-
-        return Inference(error="inference failed: RuntimeError: broken student")
+        return real(broken if state["n"] % 2 == 0 else p, image)
 
     monkeypatch.setattr(R, "infer", infer)
     out = tmp_path / "rep"
-    assert mtc(_args(bag, out)) == R.EXIT_MODEL_FAILED == 1
+    assert mtc(_args(bag, out)) == R.EXIT_MODEL_FAILED == 2
     rep = _json(out)
     check_accounting(rep, 6)
     assert rep["models"]["student"]["frames"] == {"total": 6, "processed": 0, "failed": 6, "skipped": 0}
