@@ -35,7 +35,8 @@ the run with no report (nothing was measured yet), with the same exit codes.
 Exit codes (:meth:`Replay.exit_code`), the project's convention (0 done, 2 bad input, 1 an
 internal error): 2 for ``--out``, a damaged recording, no frame decodable, and a model that failed
 every frame that decoded (a broken bundle is bad input; the report is written and the log names
-the model and its first error); 130 / 143 interrupted.
+the model and its first error); 1 the replay stopped on an unexpected error (the report of what
+was measured is written, the traceback logged, ``meta.error``); 130 / 143 interrupted.
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ from .report.files import rewrite_report
 log = logging.getLogger(__name__)
 
 EXIT_OK, EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 2, 130, 143
+EXIT_INTERNAL = 1  # the replay stopped on an unexpected error (the report is written)
 #: a model failed every frame that decoded: a broken bundle is bad input (the report is written)
 EXIT_MODEL_FAILED = EXIT_BAD_INPUT
 #: failed frames named one by one in the log; the rest are counted at the end (all are in frames.csv)
@@ -73,6 +75,7 @@ LOG_FAILURES = 10
 
 __all__ = [
     "EXIT_BAD_INPUT",
+    "EXIT_INTERNAL",
     "EXIT_INTERRUPTED",
     "EXIT_MODEL_FAILED",
     "EXIT_OK",
@@ -285,6 +288,7 @@ class Replay:
         self.interrupted = self.stopped_at_limit = False
         self.interrupted_during: str | None = None
         self.in_flight: tuple[int, int] | None = None  # (index, stamp) of the frame being processed
+        self.crashed: str | None = None  # what stopped the replay, when not the recording or a signal
         self.failures = 0  # failed (frame, model) pairs, for the rate-limited log
         self.other_type_frames = 0  # frames of another message type than the topic's, not in the output bag
         self.last_good: tuple[int, int] | None = None
@@ -355,19 +359,20 @@ class Replay:
                 if cfg.max_frames is not None and self.counts["read"] >= cfg.max_frames:
                     self.stopped_at_limit = True
                     break
+                self.in_flight = (self.counts["read"], m.log_time_ns)  # from here on the frame is counted
                 self.counts["read"] += 1
                 progress.update(self.frame(m, t0, out))
                 if on_frame is not None:
                     on_frame(self.counts["read"])
         except KeyboardInterrupt:
             self._interrupt("the replay")
-            if self.in_flight is not None:  # read, not scored: skipped, with the reason
-                index, stamp = self.in_flight
-                how = signal.Signals(self.signals.signum).name if self.signals.signum else "Ctrl-C"
-                reason = f"interrupted ({how}) while this frame was processed"
-                self.builder.add_frame(stamp, {n: ModelOutput(reason=reason) for n in self.perceptors}, index=index)
-                self.builder.warnings.append(f"frame {index} was in flight when the run was interrupted: skipped")
-                self.in_flight = None
+            how = signal.Signals(self.signals.signum).name if self.signals.signum else "Ctrl-C"
+            self._skip_in_flight(f"interrupted ({how}) while this frame was processed")
+        except Exception as e:  # a bug or an unexpected library error: the report of what was measured first
+            self.signals.deferred = True
+            self.crashed = f"{type(e).__name__}: {e}"
+            log.exception("the replay stopped after %d frames: %s", self.counts["read"], self.crashed)
+            self._skip_in_flight(f"the replay stopped on this frame: {self.crashed}")
         finally:
             self.signals.deferred = True  # nothing may cut the close short; the caller writes the report next
             progress.close()
@@ -375,6 +380,15 @@ class Replay:
                 t3 = time.perf_counter()
                 out.close()
                 self.harness["output_bag"] += (time.perf_counter() - t3) * 1e3
+
+    def _skip_in_flight(self, reason: str) -> None:
+        """The frame read but not scored when the run stopped: skipped for every model, with ``reason``."""
+        if self.in_flight is None:
+            return
+        index, stamp = self.in_flight
+        self.builder.add_frame(stamp, {n: ModelOutput(reason=reason) for n in self.perceptors}, index=index)
+        self.builder.warnings.append(f"frame {index} was in flight when the run stopped: skipped ({reason})")
+        self.in_flight = None
 
     def label(self, m: BagMessage, t0: float) -> None:
         """A label message -> the builder's ground truth (a bad one is counted, not fatal)."""
@@ -387,16 +401,17 @@ class Replay:
             self.unknown_classes += unknown
             self.harness["decode"] += (time.perf_counter() - t1) * 1e3
         except Exception as e:  # noqa: BLE001 - a bad label must not stop the run
-            self.builder.add_label_error(part, f"{m.topic} at log time {m.log_time_ns}: {type(e).__name__}: {e}")
+            with self.signals.protect():
+                self.builder.add_label_error(part, f"{m.topic} at log time {m.log_time_ns}: {type(e).__name__}: {e}")
             return
-        self.builder.add_ground_truth(stamp, part, value)
+        with self.signals.protect():
+            self.builder.add_ground_truth(stamp, part, value)
 
     def frame(self, m: BagMessage, t0: float, out: OutputBag | None) -> str:
         """A camera message through both models (decoded once), scored and written to the output
         bag; returns the progress text."""
         index = self.counts["read"] - 1
         stamp = m.log_time_ns
-        self.in_flight = (index, stamp)
         try:
             msg = self.reader.deserialize(m)
             stamp = stamp_to_ns(msg.header.stamp)
@@ -446,7 +461,9 @@ class Replay:
 
     # -- the report ------------------------------------------------------------------------------
     def error(self) -> str | None:
-        """What damaged the recording and how far it was read, or None."""
+        """What damaged the recording (or stopped the replay) and how far it was read, or None."""
+        if self.crashed:
+            return f"the replay stopped: {self.crashed} — {self.builder.given} frames were reported"
         if not self.reader.error:
             return None
         where = (
@@ -459,8 +476,8 @@ class Replay:
     def write_report(self) -> tuple[dict[str, Any], dict[str, Path]]:
         """Frames never reached, warnings and ``meta`` into the builder; the report's files."""
         cfg, b = self.cfg, self.builder
-        total = max(self.info.count or 0, self.counts["read"])
-        not_reached = total - self.counts["read"]
+        total = max(self.info.count or 0, b.given)
+        not_reached = total - b.given
         signame = signal.Signals(self.signals.signum).name if self.signals.signum else None
         if self.failures > LOG_FAILURES:
             log.warning(
@@ -479,6 +496,8 @@ class Replay:
                 if self.interrupted
                 else f"--max-frames {cfg.max_frames}"
                 if self.stopped_at_limit
+                else f"the replay stopped: {self.crashed}"
+                if self.crashed
                 else "the recording is damaged"
                 if self.reader.error
                 else "not read"
@@ -520,12 +539,16 @@ class Replay:
         return rep, paths
 
     def exit_code(self, rep: dict[str, Any], paths: dict[str, Path]) -> int:
-        """130 / 143 interrupted (SIGINT / SIGTERM); 2 a damaged recording, no frame decodable or a
-        model that failed every frame that decoded; 0 otherwise."""
+        """130 / 143 interrupted (SIGINT / SIGTERM); 1 the replay stopped on an unexpected error; 2 a
+        damaged recording, no frame decodable or a model that failed every frame that decoded; 0
+        otherwise."""
         processed = sum(m["frames"]["processed"] for m in rep["models"].values())
         if self.interrupted or self.signals.signum is not None:
             return exit_code_of(self.signals.signum)
         error = self.error()
+        if self.crashed:
+            log.error("%s; the report covers what was measured: %s", error, paths["report_json"])
+            return EXIT_INTERNAL
         if error:
             log.error("recording damaged: %s; the report covers what was read: %s", error, paths["report_json"])
             return EXIT_BAD_INPUT

@@ -235,6 +235,27 @@ def test_signal_while_the_models_load_exits_without_a_report(tmp_path, bag, monk
     assert _handlers() == before
 
 
+def test_an_unexpected_error_mid_replay_still_writes_the_report(tmp_path, bag, monkeypatch, logs):
+    real, calls = R.decode, []
+
+    def decode(msg):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("a bug in the harness")
+        return real(msg)
+
+    monkeypatch.setattr(R, "decode", decode)
+    out = tmp_path / "rep"
+    assert mtc(_args(bag, out, "--output-bag")) == R.EXIT_INTERNAL == 1
+    rep = _json(out)
+    check_accounting(rep, 6)
+    assert rep["models"]["teacher"]["frames"] == {"total": 6, "processed": 2, "failed": 0, "skipped": 4}
+    assert "RuntimeError: a bug in the harness" in rep["meta"]["error"]
+    assert "a bug in the harness" in _rows(out)[2]["teacher_error"]
+    assert "the replay stopped after 3 frames: RuntimeError: a bug in the harness" in logs.text
+    assert (out / "replay_bag" / "metadata.yaml").is_file()
+
+
 _CHILD = textwrap.dedent(
     """
     import sys, time

@@ -252,6 +252,11 @@ class ReportBuilder:
 
     # -- output ----------------------------------------------------------------------------------
     @property
+    def given(self) -> int:
+        """Frames given to :meth:`add_frame` so far."""
+        return self._frames
+
+    @property
     def total(self) -> int:
         return self._frames + self._not_reached
 
