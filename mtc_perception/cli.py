@@ -174,7 +174,11 @@ def cmd_bag(a: argparse.Namespace) -> int:
 
 
 def cmd_bench(a: argparse.Namespace) -> int:
-    from .bench.replay import BenchConfig, run_bench, summary_text
+    """Exit codes: 0 done; 2 bad input (also a damaged recording or a model that failed every frame:
+    the report is written); 130 / 143
+    interrupted by SIGINT / SIGTERM (the report of what was measured is written, except before the
+    models were loaded: nothing was measured yet)."""
+    from .bench.replay import BenchConfig, Interrupted, exit_code_of, run_bench, summary_text
 
     cfg = BenchConfig(
         bag=Path(a.bag),
@@ -196,7 +200,12 @@ def cmd_bench(a: argparse.Namespace) -> int:
         md5=not a.no_md5,
         progress=not a.no_progress,
     )
-    res = run_bench(cfg)
+    try:
+        res = run_bench(cfg)
+    except KeyboardInterrupt as e:  # before the models were loaded: nothing measured, no report
+        signum = e.signum if isinstance(e, Interrupted) else None
+        log.warning("interrupted before anything was measured; no report written in %s", cfg.out)
+        return exit_code_of(signum)
     print(summary_text(res.report))
     print(f"report: {res.paths['report_md']} ({res.paths['report_json'].name})")
     return res.exit_code

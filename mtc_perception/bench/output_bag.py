@@ -32,15 +32,21 @@ class OutputBag:
     def __init__(self, path: Path, storage: str, distro: str, topic: str, msgtype: str, models: Iterable[str]) -> None:
         self.topic = topic
         self.writer = RecordingWriter(path, storage, distro).__enter__()
-        self.writer.add_topic(topic, msgtype)
-        self._topics = {n: model_topics(n) for n in models}
-        for topics in self._topics.values():
-            for part, name in topics.items():
-                self.writer.add_topic(name, OUTPUT_TYPES[part])
+        try:
+            self.writer.add_topic(topic, msgtype)
+            self._topics = {n: model_topics(n) for n in models}
+            for topics in self._topics.values():
+                for part, name in topics.items():
+                    self.writer.add_topic(name, OUTPUT_TYPES[part])
+        except BaseException:
+            self.close()  # never a bag without metadata
+            raise
 
     def write(self, log_time_ns: int, raw: Any, header: Any, outputs: Mapping[str, ModelOutput]) -> None:
-        """The frame's recorded bytes, then each model's outputs that processed it."""
-        self.writer.write_raw(self.topic, log_time_ns, raw)
+        """The frame's recorded bytes (``raw`` None: not written, e.g. a message of another type than
+        the topic's), then each model's outputs that processed it."""
+        if raw is not None:
+            self.writer.write_raw(self.topic, log_time_ns, raw)
         for n, o in outputs.items():
             if o.perception is not None:
                 for part, msg in perception_messages(self.writer.types, header, o.perception).items():

@@ -1,6 +1,12 @@
 """Pictures of a benchmark report: latency CDF per model, per-frame agreement over time (matplotlib,
 Agg backend: no display needed) and a mosaic of the frames where the models disagree most (OpenCV:
-each row the reference's overlay beside the candidate's, drawn by :func:`mtc_perception.viz.draw`)."""
+each row the reference's overlay beside the candidate's, drawn by :func:`mtc_perception.viz.draw`).
+
+Fixed pixel budgets whatever the frames: the plots have a fixed figure size and dpi; each mosaic
+tile is the frame fitted into a :data:`TILE` box (letterboxed, any aspect ratio down to 1 px), at
+most :data:`MAX_MOSAIC_ROWS` rows, so the mosaic is at most about 4 Mpixel. Files are written
+atomically; a picture that does not encode raises (the report records it, see
+:mod:`mtc_perception.bench.report.files`)."""
 
 from __future__ import annotations
 
@@ -9,6 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from .atomic import atomic_write
+
+#: (width, height) of one mosaic tile: each frame is fitted into it whatever its shape
+TILE = (480, 270)
+#: most frames in the disagreement mosaic (rows of reference | candidate)
+MAX_MOSAIC_ROWS = 12
+_CAPTION = 24
 
 
 def _pyplot() -> Any:
@@ -36,12 +50,18 @@ def _finish(
     ax.set_ylabel(ylabel)
     ax.set_ylim(*ylim)
     ax.grid(alpha=0.3)
-    ax.legend(loc=legend, fontsize=8)
+    if ax.get_legend_handles_labels()[0]:  # no model processed a frame: no legend
+        ax.legend(loc=legend, fontsize=8)
     ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    import io
+
+    try:
+        fig.tight_layout()
+        buf = io.BytesIO()
+        fig.savefig(buf, format=path.suffix.lstrip(".") or "png")
+    finally:
+        plt.close(fig)
+    return atomic_write(path, buf.getvalue())
 
 
 def latency_cdf(path: Path, latencies: Mapping[str, Sequence[float]]) -> Path:
@@ -87,27 +107,42 @@ def agreement_over_time(path: Path, rows: Sequence[Mapping[str, Any]], names: tu
     )
 
 
-def mosaic_image(worst: Sequence[tuple], names: tuple[str, str | None], width: int = 480) -> np.ndarray:
-    """Rows of (reference overlay | candidate overlay), each captioned with the frame and its scores.
+def fit_tile(img: np.ndarray, box: tuple[int, int] = TILE) -> np.ndarray:
+    """``img`` scaled to fit ``box`` (w, h) keeping its aspect ratio (each side >= 1 px), centred
+    on black: always exactly ``box``, whatever the frame's shape."""
+    import cv2
+
+    bw, bh = box
+    h, w = img.shape[:2]
+    s = min(bw / w, bh / h)
+    tw, th = max(1, min(bw, round(w * s))), max(1, min(bh, round(h * s)))
+    tile = np.zeros((bh, bw, 3), np.uint8)
+    x, y = (bw - tw) // 2, (bh - th) // 2
+    tile[y : y + th, x : x + tw] = cv2.resize(img, (tw, th), interpolation=cv2.INTER_AREA)
+    return tile
+
+
+def mosaic_image(worst: Sequence[tuple], names: tuple[str, str | None], box: tuple[int, int] = TILE) -> np.ndarray:
+    """Rows of (reference overlay | candidate overlay), each captioned with the frame and its scores;
+    every tile is ``box`` whatever the frame's shape, at most :data:`MAX_MOSAIC_ROWS` rows.
     ``worst``: (index, stamp_ns, image, reference perception, candidate perception, agreement)."""
     import cv2
 
     from ..viz import draw
 
     rows = []
-    for i, stamp, img, rp, cp, a in worst:
-        h, w = img.shape[:2]
-        s = width / w
+    bw = box[0]
+    for i, stamp, img, rp, cp, a in list(worst)[:MAX_MOSAIC_ROWS]:
         tiles = []
         for name, p in ((names[0], rp), (names[1], cp)):
-            t = cv2.resize(draw(img, p), (width, max(1, round(h * s))), interpolation=cv2.INTER_AREA)
-            cv2.rectangle(t, (0, 0), (width, 22), (0, 0, 0), -1)
+            t = fit_tile(draw(img, p), box)
+            cv2.rectangle(t, (0, 0), (bw, 22), (0, 0, 0), -1)
             cv2.putText(
                 t, f"{name}  frame {i}", (6, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA
             )
             tiles.append(t)
         row = np.concatenate([tiles[0], np.full((tiles[0].shape[0], 4, 3), 255, np.uint8), tiles[1]], 1)
-        cap = np.zeros((24, row.shape[1], 3), np.uint8)
+        cap = np.zeros((_CAPTION, row.shape[1], 3), np.uint8)
         cv2.putText(
             cap,
             f"stamp {stamp}  det F1 {a['det_f1']:.2f}  drivable IoU {a['drivable_iou']:.2f}  lane IoU {a['lane_iou']:.2f}",
@@ -123,12 +158,18 @@ def mosaic_image(worst: Sequence[tuple], names: tuple[str, str | None], width: i
 
 
 def write_mosaic(out: Path, worst: Sequence[tuple], names: tuple[str, str | None]) -> dict[str, Path]:
+    """``disagreement_mosaic.jpg`` (nothing without frames); an image OpenCV cannot encode raises
+    ``RuntimeError`` naming the file."""
     import cv2
 
     if not worst:
         return {}
     p = out / "disagreement_mosaic.jpg"
-    cv2.imwrite(str(p), mosaic_image(worst, names), [int(cv2.IMWRITE_JPEG_QUALITY), 90])
+    img = mosaic_image(worst, names)
+    ok, buf = cv2.imencode(".jpg", img, [int(cv2.IMWRITE_JPEG_QUALITY), 90])
+    if not ok:
+        raise RuntimeError(f"OpenCV could not encode {p} ({img.shape[1]}x{img.shape[0]})")
+    atomic_write(p, buf.tobytes())
     return {"mosaic": p}
 
 

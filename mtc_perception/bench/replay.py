@@ -18,17 +18,39 @@ the report (:meth:`Replay.write_report`). Label topics (``<gt_prefix>/detections
 Bad recordings: a missing camera topic is a :class:`~mtc_perception.bags.TopicNotFound` listing
 the topics there are; a damaged file is read up to its last good message, the report is written
 and the error is in ``meta.error`` (exit code 2); a frame that does not decode is failed for both
-models and the run goes on; Ctrl-C stops the run and still writes the report (``meta.interrupted``,
-exit code 130). Frames never reached are skipped, so ``processed + failed + skipped == total``.
+models and the run goes on (every failed frame is named: ``frames.csv``'s ``<model>_status`` and
+``<model>_error``, the report's count per kind of error with its first frames, the log's first
+:data:`LOG_FAILURES`); a camera topic whose connections have different types (``Image`` and
+``CompressedImage``) is decoded message by message by each one's own type.
+
+Nothing measured is lost: ``--out`` is checked before anything runs (:func:`check_out`, exit code
+2); SIGINT and SIGTERM (:class:`Signals`, installed for the run and restored after) stop the hash
+or the replay and the report of what was measured is written, the frame in flight counted as
+skipped with the reason (``meta.interrupted``, ``meta.signal``, ``meta.interrupted_during``; exit
+code 130 for SIGINT, 143 for SIGTERM); a signal while the report is written is deferred until it is
+complete; the output bag is closed (its metadata written) on every path. Frames never reached are
+skipped, so ``processed + failed + skipped == total``. A signal before the models are loaded ends
+the run with no report (nothing was measured yet), with the same exit codes.
+
+Exit codes (:meth:`Replay.exit_code`), the project's convention (0 done, 2 bad input, 1 an
+internal error): 2 for ``--out``, a damaged recording, no frame decodable, and a model that failed
+every frame that decoded (a broken bundle is bad input; the report is written and the log names
+the model and its first error); 1 the replay stopped on an unexpected error (the report of what
+was measured is written, the traceback logged, ``meta.error``); 130 / 143 interrupted.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
+import os
+import signal
 import sys
+import tempfile
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,19 +62,32 @@ from ..messages import GT_PREFIX, stamp_to_ns
 from .output_bag import OUTPUT_BAG, OutputBag, prepare_output_bag
 from .recording import choose_topic, label_topics, label_value, recording_meta
 from .report import ModelInfo, ModelOutput, ReportBuilder, write_report
+from .report.files import rewrite_report
 
 log = logging.getLogger(__name__)
 
-EXIT_OK, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 2, 130
+EXIT_OK, EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 2, 130, 143
+EXIT_INTERNAL = 1  # the replay stopped on an unexpected error (the report is written)
+#: a model failed every frame that decoded: a broken bundle is bad input (the report is written)
+EXIT_MODEL_FAILED = EXIT_BAD_INPUT
+#: failed frames named one by one in the log; the rest are counted at the end (all are in frames.csv)
+LOG_FAILURES = 10
 
 __all__ = [
     "EXIT_BAD_INPUT",
+    "EXIT_INTERNAL",
     "EXIT_INTERRUPTED",
+    "EXIT_MODEL_FAILED",
     "EXIT_OK",
+    "EXIT_TERMINATED",
     "OUTPUT_BAG",
     "BenchConfig",
     "BenchResult",
+    "Interrupted",
     "Replay",
+    "Signals",
+    "check_out",
+    "exit_code_of",
     "choose_topic",
     "run_bench",
     "summary_text",
@@ -90,6 +125,85 @@ class BenchConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(self).items()}
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM during a run (``signum``); a KeyboardInterrupt, so it stops what Ctrl-C stops."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def exit_code_of(signum: int | None) -> int:
+    """130 for SIGINT (or a plain KeyboardInterrupt), 143 for SIGTERM."""
+    return EXIT_TERMINATED if signum == signal.SIGTERM else EXIT_INTERRUPTED
+
+
+class Signals:
+    """SIGINT and SIGTERM for one run (a context manager: installed on entry, the previous handlers
+    restored on exit; only in the main thread, elsewhere a no-op). The first signal is kept in
+    ``signum``. It raises :class:`Interrupted` where it lands, except inside :meth:`protect` (raised
+    when the protected block ends) and once :attr:`deferred` is set (the report is being written:
+    recorded, never raised)."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self.deferred = False
+        self._depth = 0
+        self._pending = False
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> Signals:
+        if threading.current_thread() is threading.main_thread():
+            for s in (signal.SIGINT, signal.SIGTERM):
+                self._old[s] = signal.signal(s, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for s, h in self._old.items():
+            signal.signal(s, h)
+        self._old.clear()
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signum is None:
+            self.signum = signum
+        if self.deferred:
+            log.warning("%s: finishing the report first", signal.Signals(signum).name)
+            return
+        if self._depth:
+            self._pending = True
+            return
+        raise Interrupted(signum)
+
+    @contextlib.contextmanager
+    def protect(self) -> Iterator[None]:
+        """A block a signal must not cut in two (scoring a frame, writing the output bag)."""
+        self._depth += 1
+        try:
+            yield
+        finally:
+            self._depth -= 1
+        if not self._depth and self._pending and not self.deferred:
+            self._pending = False
+            assert self.signum is not None  # set with _pending
+            raise Interrupted(self.signum)
+
+
+def check_out(out: Path) -> None:
+    """``--out`` is (or can be made) a writable directory, before anything is measured; else a
+    :class:`BagError` naming it."""
+    if out.exists() and not out.is_dir():
+        raise BagError(f"--out {out} is a file, not a directory: choose a directory for the report (or move the file)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".mtc-bench-probe.", dir=out)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise BagError(
+            f"--out {out} is not a writable directory ({e.strerror or e}): choose another --out or fix its permissions"
+        ) from None
 
 
 @dataclass
@@ -131,8 +245,16 @@ class _Progress:
 class Replay:
     """One replay run, step by step. ``harness`` collects the harness' own time (ms) by kind."""
 
-    def __init__(self, cfg: BenchConfig, reader: BagReader, harness: dict[str, float], started: float) -> None:
+    def __init__(
+        self,
+        cfg: BenchConfig,
+        reader: BagReader,
+        harness: dict[str, float],
+        started: float,
+        signals: Signals | None = None,
+    ) -> None:
         self.cfg, self.reader, self.harness = cfg, reader, harness
+        self.signals = signals or Signals()
         # the recording: camera topic, label topics, output bag
         self.topic = choose_topic(reader, cfg.topic)
         self.info = reader.topics[self.topic]
@@ -147,9 +269,7 @@ class Replay:
                 f"teacher classes {list(self.class_names)} differ from student classes "
                 f"{list(self.perceptors['student'].class_names)}; detection agreement compares class ids"
             )
-        t = time.perf_counter()
-        self.md5 = md5_of(cfg.bag) if cfg.md5 else None
-        harness["hash"] = (time.perf_counter() - t) * 1e3
+        self.md5: str | None = None
         # the scoring
         self.builder = ReportBuilder(
             [ModelInfo.from_bundle(n, p.bundle, p.backend) for n, p in self.perceptors.items()],
@@ -166,8 +286,36 @@ class Replay:
             "limit": cfg.max_frames,
         }
         self.interrupted = self.stopped_at_limit = False
+        self.interrupted_during: str | None = None
+        self.in_flight: tuple[int, int] | None = None  # (index, stamp) of the frame being processed
+        self.crashed: str | None = None  # what stopped the replay, when not the recording or a signal
+        self.failures = 0  # failed (frame, model) pairs, for the rate-limited log
+        self.other_type_frames = 0  # frames of another message type than the topic's, not in the output bag
         self.last_good: tuple[int, int] | None = None
         self.unknown_classes = 0
+
+    def _interrupt(self, during: str) -> None:
+        self.signals.deferred = True  # from here on the run only reports
+        self.interrupted, self.interrupted_during = True, during
+        how = signal.Signals(self.signals.signum).name if self.signals.signum else "Ctrl-C"
+        log.warning(
+            "%s during %s after %d frames; writing the report for what was measured",
+            how,
+            during,
+            self.counts["read"],
+        )
+
+    def hash(self) -> None:
+        """The md5 of the recording for ``meta.bag`` (unless ``--no-md5``); a signal stops it and the run."""
+        if not self.cfg.md5:
+            return
+        t = time.perf_counter()
+        try:
+            self.md5 = md5_of(self.cfg.bag)
+        except KeyboardInterrupt:
+            self._interrupt("hashing")
+        finally:
+            self.harness["hash"] = (time.perf_counter() - t) * 1e3
 
     def _load_models(self) -> tuple[dict[str, Any], float]:
         from ..perceptor import Perceptor
@@ -194,9 +342,10 @@ class Replay:
         )
         try:
             if self.output_bag is not None:
-                out = OutputBag(
-                    self.output_bag, self.reader.storage, cfg.distro, self.topic, self.info.msgtype, self.perceptors
-                )
+                with self.signals.protect():
+                    out = OutputBag(
+                        self.output_bag, self.reader.storage, cfg.distro, self.topic, self.info.msgtype, self.perceptors
+                    )
             it = iter(self.reader.messages([self.topic, *self.gt.values()]))
             while True:
                 t0 = time.perf_counter()
@@ -210,19 +359,36 @@ class Replay:
                 if cfg.max_frames is not None and self.counts["read"] >= cfg.max_frames:
                     self.stopped_at_limit = True
                     break
+                self.in_flight = (self.counts["read"], m.log_time_ns)  # from here on the frame is counted
                 self.counts["read"] += 1
                 progress.update(self.frame(m, t0, out))
                 if on_frame is not None:
                     on_frame(self.counts["read"])
         except KeyboardInterrupt:
-            self.interrupted = True
-            log.warning("interrupted after %d frames; writing the report for what was measured", self.counts["read"])
+            self._interrupt("the replay")
+            how = signal.Signals(self.signals.signum).name if self.signals.signum else "Ctrl-C"
+            self._skip_in_flight(f"interrupted ({how}) while this frame was processed")
+        except Exception as e:  # a bug or an unexpected library error: the report of what was measured first
+            self.signals.deferred = True
+            self.crashed = f"{type(e).__name__}: {e}"
+            log.exception("the replay stopped after %d frames: %s", self.counts["read"], self.crashed)
+            self._skip_in_flight(f"the replay stopped on this frame: {self.crashed}")
         finally:
+            self.signals.deferred = True  # nothing may cut the close short; the caller writes the report next
             progress.close()
-            if out is not None:
+            if out is not None:  # on every path: a bag without metadata is unreadable
                 t3 = time.perf_counter()
                 out.close()
                 self.harness["output_bag"] += (time.perf_counter() - t3) * 1e3
+
+    def _skip_in_flight(self, reason: str) -> None:
+        """The frame read but not scored when the run stopped: skipped for every model, with ``reason``."""
+        if self.in_flight is None:
+            return
+        index, stamp = self.in_flight
+        self.builder.add_frame(stamp, {n: ModelOutput(reason=reason) for n in self.perceptors}, index=index)
+        self.builder.warnings.append(f"frame {index} was in flight when the run stopped: skipped ({reason})")
+        self.in_flight = None
 
     def label(self, m: BagMessage, t0: float) -> None:
         """A label message -> the builder's ground truth (a bad one is counted, not fatal)."""
@@ -235,9 +401,11 @@ class Replay:
             self.unknown_classes += unknown
             self.harness["decode"] += (time.perf_counter() - t1) * 1e3
         except Exception as e:  # noqa: BLE001 - a bad label must not stop the run
-            self.builder.add_label_error(part, f"{m.topic} at log time {m.log_time_ns}: {type(e).__name__}: {e}")
+            with self.signals.protect():
+                self.builder.add_label_error(part, f"{m.topic} at log time {m.log_time_ns}: {type(e).__name__}: {e}")
             return
-        self.builder.add_ground_truth(stamp, part, value)
+        with self.signals.protect():
+            self.builder.add_ground_truth(stamp, part, value)
 
     def frame(self, m: BagMessage, t0: float, out: OutputBag | None) -> str:
         """A camera message through both models (decoded once), scored and written to the output
@@ -259,27 +427,43 @@ class Replay:
             r = infer(p, decoded.image)
             if r.error:
                 outputs[n] = ModelOutput(error=r.error)
+                self._log_failure(index, stamp, f"{n}: {r.error}")
                 continue
             timings = {**r.perception.timings, "decode": decoded.decode_ms}
             outputs[n] = ModelOutput(r.perception, r.latency_ms + decoded.decode_ms, timings)
-        self.builder.add_frame(stamp, outputs, image=decoded.image, index=index)
-        self.last_good = (index, stamp)
-        if out is not None:
-            t3 = time.perf_counter()
-            out.write(m.log_time_ns, m.raw, msg.header, outputs)
-            self.harness["output_bag"] += (time.perf_counter() - t3) * 1e3
+        with self.signals.protect():
+            self.builder.add_frame(stamp, outputs, image=decoded.image, index=index)
+            self.in_flight = None
+            self.last_good = (index, stamp)
+            if out is not None:
+                t3 = time.perf_counter()
+                raw = m.raw if m.msgtype == self.info.msgtype else None
+                self.other_type_frames += raw is None
+                out.write(m.log_time_ns, raw, msg.header, outputs)
+                self.harness["output_bag"] += (time.perf_counter() - t3) * 1e3
         return " ".join(f"{n} {o.latency_ms:.0f}ms" for n, o in outputs.items() if o.latency_ms is not None)
 
     def _failed_frame(self, stamp: int, index: int, err: str) -> str:
-        self.counts["decode_failed"] += 1
-        if self.counts["decode_failed"] <= 3:
-            log.warning("frame %d (stamp %d): %s; counted as failed", index + 1, stamp, err)
-        self.builder.add_frame(stamp, {n: ModelOutput(error=err) for n in self.perceptors}, index=index)
+        with self.signals.protect():
+            self.counts["decode_failed"] += 1
+            self._log_failure(index, stamp, err)
+            self.builder.add_frame(stamp, {n: ModelOutput(error=err) for n in self.perceptors}, index=index)
+            self.in_flight = None
         return "decode failed"
+
+    def _log_failure(self, index: int, stamp: int, err: str) -> None:
+        """The first :data:`LOG_FAILURES` failures one by one; the rest are counted in :meth:`write_report`."""
+        self.failures += 1
+        if self.failures <= LOG_FAILURES:
+            log.warning("frame %d (stamp %d): %s; counted as failed", index, stamp, err)
+            if self.failures == LOG_FAILURES:
+                log.warning("further failed frames are not logged one by one; all are in frames.csv")
 
     # -- the report ------------------------------------------------------------------------------
     def error(self) -> str | None:
-        """What damaged the recording and how far it was read, or None."""
+        """What damaged the recording (or stopped the replay) and how far it was read, or None."""
+        if self.crashed:
+            return f"the replay stopped: {self.crashed} — {self.builder.given} frames were reported"
         if not self.reader.error:
             return None
         where = (
@@ -292,14 +476,28 @@ class Replay:
     def write_report(self) -> tuple[dict[str, Any], dict[str, Path]]:
         """Frames never reached, warnings and ``meta`` into the builder; the report's files."""
         cfg, b = self.cfg, self.builder
-        total = max(self.info.count or 0, self.counts["read"])
-        not_reached = total - self.counts["read"]
+        total = max(self.info.count or 0, b.given)
+        not_reached = total - b.given
+        signame = signal.Signals(self.signals.signum).name if self.signals.signum else None
+        if self.failures > LOG_FAILURES:
+            log.warning(
+                "%d more failed frames not logged; every frame's status and error: %s",
+                self.failures - LOG_FAILURES,
+                cfg.out / "frames.csv",
+            )
+        if self.other_type_frames:
+            b.warnings.append(
+                f"{self.other_type_frames} frames of {self.topic} are not {self.info.msgtype} (the topic mixes "
+                "message types); they were decoded by their own type, and the output bag has their outputs only"
+            )
         if not_reached:
             reason = (
-                "interrupted (Ctrl-C)"
+                f"interrupted ({signame or 'Ctrl-C'}) during {self.interrupted_during}"
                 if self.interrupted
                 else f"--max-frames {cfg.max_frames}"
                 if self.stopped_at_limit
+                else f"the replay stopped: {self.crashed}"
+                if self.crashed
                 else "the recording is damaged"
                 if self.reader.error
                 else "not read"
@@ -319,22 +517,38 @@ class Replay:
                 "frames": self.counts,
                 "config": cfg.to_dict(),
                 "interrupted": self.interrupted,
+                "signal": signame,
+                "interrupted_during": self.interrupted_during,
                 "error": self.error(),
                 "load_s": self.load_s,
             }
         )
+        self.signals.deferred = True  # a signal from here on is recorded; the report is finished first
         paths = write_report(b, cfg.out, plots=cfg.plots)
         if self.output_bag is not None:
             paths["output_bag"] = self.output_bag
-        assert b.last_report is not None  # written just now
-        return b.last_report, paths
+        rep = b.last_report
+        if rep is None:  # written just now
+            raise RuntimeError("the report was not written")
+        if self.signals.signum is not None and not self.interrupted:  # arrived while the report was written
+            self.interrupted, self.interrupted_during = True, "the report"
+            name = signal.Signals(self.signals.signum).name
+            rep["meta"].update({"interrupted": True, "signal": name, "interrupted_during": "the report"})
+            rep["meta"]["warnings"].append(f"{name} while the report was written: deferred until it was complete")
+            rewrite_report(b, cfg.out)
+        return rep, paths
 
     def exit_code(self, rep: dict[str, Any], paths: dict[str, Path]) -> int:
-        """130 interrupted; 2 a damaged recording or no frame processed; 0 otherwise."""
+        """130 / 143 interrupted (SIGINT / SIGTERM); 1 the replay stopped on an unexpected error; 2 a
+        damaged recording, no frame decodable or a model that failed every frame that decoded; 0
+        otherwise."""
         processed = sum(m["frames"]["processed"] for m in rep["models"].values())
-        if self.interrupted:
-            return EXIT_INTERRUPTED
+        if self.interrupted or self.signals.signum is not None:
+            return exit_code_of(self.signals.signum)
         error = self.error()
+        if self.crashed:
+            log.error("%s; the report covers what was measured: %s", error, paths["report_json"])
+            return EXIT_INTERNAL
         if error:
             log.error("recording damaged: %s; the report covers what was read: %s", error, paths["report_json"])
             return EXIT_BAD_INPUT
@@ -346,7 +560,14 @@ class Replay:
                 paths["report_md"],
             )
             return EXIT_BAD_INPUT
-        return EXIT_OK
+        decoded = self.counts["read"] - self.counts["decode_failed"]
+        broken = [n for n, m in rep["models"].items() if decoded and not m["frames"]["processed"]]
+        for n in broken:
+            first = rep["models"][n]["errors"][0]["first"] if rep["models"][n]["errors"] else "no output"
+            log.error(
+                "%s failed every frame (%d decoded); first error: %s; see %s", n, decoded, first, paths["report_md"]
+            )
+        return EXIT_MODEL_FAILED if broken else EXIT_OK
 
 
 def run_bench(cfg: BenchConfig, on_frame: Callable[[int], None] | None = None) -> BenchResult:
@@ -355,16 +576,24 @@ def run_bench(cfg: BenchConfig, on_frame: Callable[[int], None] | None = None) -
     as Ctrl-C does)."""
     started = time.perf_counter()
     harness = {"read": 0.0, "decode": 0.0, "hash": 0.0, "output_bag": 0.0}
-    t = time.perf_counter()
-    reader = BagReader(cfg.bag, cfg.distro)
-    harness["read"] += (time.perf_counter() - t) * 1e3
-    try:
-        replay = Replay(cfg, reader, harness, started)
-        replay.run(on_frame)
-        rep, paths = replay.write_report()
-    finally:
-        reader.close()
-    return BenchResult(rep, paths, replay.exit_code(rep, paths))
+    check_out(cfg.out)
+    with Signals() as signals:
+        t = time.perf_counter()
+        reader = BagReader(cfg.bag, cfg.distro)
+        harness["read"] += (time.perf_counter() - t) * 1e3
+        try:
+            replay = Replay(cfg, reader, harness, started, signals)
+            try:
+                replay.hash()
+                if not replay.interrupted:
+                    replay.run(on_frame)
+            except KeyboardInterrupt:  # between the steps
+                replay._interrupt("the replay")
+            rep, paths = replay.write_report()
+        finally:
+            signals.deferred = True
+            reader.close()
+        return BenchResult(rep, paths, replay.exit_code(rep, paths))
 
 
 def summary_text(rep: dict[str, Any]) -> str:

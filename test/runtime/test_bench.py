@@ -186,8 +186,8 @@ def test_report_builder_numbers_and_accounting(tmp_path):
     assert rep["models"]["student"]["frames"] == {"total": 5, "processed": 1, "failed": 1, "skipped": 3}
     assert rep["models"]["teacher"]["latency_ms"]["mean"] == pytest.approx(12.0)
     assert rep["models"]["student"]["errors"] == [
-        {"kind": "inference failed", "count": 1, "first": "inference failed: boom"}
-    ]
+        {"kind": "inference failed: boom", "count": 1, "first": "inference failed: boom", "frames": [1]}
+    ]  # issue 17: the kind is the whole message (numbers as #), with the first frames of each kind
     ag = rep["agreement"]
     assert ag["frames"] == 1 and ag["detection"]["recall"] == pytest.approx(0.5)
     # COCO AP with the reference as ground truth: the student's best-scored box is wrong (P=0 at R=0),

@@ -4,6 +4,7 @@ the report dict (speed, frame accounting, agreement, ground-truth metrics)."""
 from __future__ import annotations
 
 import heapq
+import re
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -19,6 +20,17 @@ from .matching import Group, StampMatcher
 from .stats import latency_stats, present_class_iou
 
 SCHEMA = 1
+#: frame indices kept per error kind (``models.<m>.errors[].frames``)
+FIRST_FRAMES = 5
+#: distinct error kinds kept per model; further kinds are counted under ``OTHER_KIND``
+MAX_KINDS = 20
+OTHER_KIND = "other errors"
+
+
+def error_kind(error: str) -> str:
+    """The kind of an error message: the message with its numbers replaced by ``#`` (sizes, byte
+    counts and indices vary between frames failing for the same cause), at most 100 characters."""
+    return re.sub(r"\d+", "#", error)[:100]
 
 
 class _ModelAcc:
@@ -28,6 +40,7 @@ class _ModelAcc:
         self.stages: dict[str, list[float]] = {k: [] for k in STAGES}
         self.errors: Counter[str] = Counter()
         self.first_error: dict[str, str] = {}
+        self.error_frames: dict[str, list[int]] = {}
         self.gt_det = DetectionMetrics(nc)
         self.gt_drv = SegMetrics()
         self.gt_lane = SegMetrics()
@@ -134,6 +147,7 @@ class ReportBuilder:
             acc.status[st] += 1
             row[f"{m.name}_status"] = st
             row[f"{m.name}_latency_ms"] = None
+            row[f"{m.name}_error"] = out.error or out.reason
             if st == "processed" and out.latency_ms is not None:
                 acc.latency.append(float(out.latency_ms))
                 row[f"{m.name}_latency_ms"] = float(out.latency_ms)
@@ -141,9 +155,14 @@ class ReportBuilder:
                     if k in out.stage_ms:
                         acc.stages[k].append(float(out.stage_ms[k]))
             elif st == "failed":
-                kind = out.error.split(":", 1)[0][:80]
+                kind = error_kind(out.error)
+                if kind not in acc.errors and len(acc.errors) >= MAX_KINDS:
+                    kind = OTHER_KIND
                 acc.errors[kind] += 1
                 acc.first_error.setdefault(kind, out.error)
+                frames = acc.error_frames.setdefault(kind, [])
+                if len(frames) < FIRST_FRAMES:
+                    frames.append(i)
         agreement = None
         ref = outputs.get(self.reference, ModelOutput())
         cand = outputs.get(self.candidate, ModelOutput()) if self.candidate else ModelOutput()
@@ -233,6 +252,11 @@ class ReportBuilder:
 
     # -- output ----------------------------------------------------------------------------------
     @property
+    def given(self) -> int:
+        """Frames given to :meth:`add_frame` so far."""
+        return self._frames
+
+    @property
     def total(self) -> int:
         return self._frames + self._not_reached
 
@@ -252,7 +276,10 @@ class ReportBuilder:
             "stage_ms": {k: (float(np.mean(v)) if v else None) for k, v in acc.stages.items()},
             "throughput_fps": (processed / busy) if busy > 0 else None,
             "frames": {"total": self.total, "processed": processed, "failed": failed, "skipped": skipped},
-            "errors": [{"kind": k, "count": n, "first": acc.first_error[k]} for k, n in acc.errors.most_common()],
+            "errors": [
+                {"kind": k, "count": n, "first": acc.first_error[k], "frames": acc.error_frames[k]}
+                for k, n in acc.errors.most_common()
+            ],
         }
 
     def _agreement(self) -> dict[str, Any] | None:

@@ -47,12 +47,14 @@ class ModelOutput:
     """One model on one frame. ``perception`` set: processed; ``error`` set: failed; neither:
     skipped (the model never answered this frame). ``latency_ms`` is the frame's end-to-end time
     through the model (decode + preprocess + infer + postprocess offline; receive -> output live);
-    ``stage_ms`` its parts where known."""
+    ``stage_ms`` its parts where known. ``reason``: why a skipped frame was skipped (e.g. the run
+    was interrupted while it was in flight), in ``frames.csv``'s error column."""
 
     perception: Any = None  # Perception-like: boxes (N,4), scores (N,), class_ids (N,), drivable, lane (H,W {0,1})
     latency_ms: float | None = None
     stage_ms: Mapping[str, float] = field(default_factory=dict)
     error: str = ""
+    reason: str = ""
 
     @property
     def status(self) -> str:

@@ -30,7 +30,8 @@ def markdown(rep: dict[str, Any]) -> str:
         lines.append(f"Host `{host.get('hostname')}`: {host.get('cpu')}; GPU: {host.get('gpu') or 'none'}.")
     lines.append("Backends: " + ", ".join(f"{n} = {b}" for n, b in meta.get("backends", {}).items()) + ".")
     if meta.get("interrupted"):
-        lines.append("\n**Interrupted (Ctrl-C): the figures cover the frames measured before it.**")
+        how = meta.get("signal") or "Ctrl-C"
+        lines.append(f"\n**Interrupted ({how}): the figures cover the frames measured before it.**")
     if meta.get("error"):
         lines.append(f"\n**Recording damaged: {meta['error']}** — figures cover the frames up to the last good one.")
     for w in meta.get("warnings", []):
@@ -58,9 +59,22 @@ def markdown(rep: dict[str, Any]) -> str:
     ]
     for n, m in models.items():
         lines.append(f"| {n} | " + " | ".join(_f(m["stage_ms"].get(k)) for k in STAGES) + " |")
-    for n, m in models.items():
-        for e in m.get("errors", []):
-            lines.append(f"\n{n}: {e['count']} x {e['first']}")
+    errors = [(n, e) for n, m in models.items() for e in m.get("errors", [])]
+    if errors:
+        lines += [
+            "",
+            "## Failed frames",
+            "",
+            "Per model and kind of error (numbers in the message replaced by #); every frame's status and "
+            "error are in `frames.csv`.",
+            "",
+            "| model | count | first frames | first error |",
+            "|---|---|---|---|",
+        ]
+        for n, e in errors:
+            first = e["first"].replace("|", "\\|").replace("\n", " ")
+            frames = ", ".join(str(i) for i in e.get("frames", []))
+            lines.append(f"| {n} | {e['count']} | {frames} | {first} |")
     a = rep.get("agreement")
     if a:
         d = a["detection"]
@@ -125,6 +139,10 @@ def markdown(rep: dict[str, Any]) -> str:
         "agreement.png": "agreement over time",
         "disagreement_mosaic.jpg": "where they disagree most (reference | model)",
     }
-    if meta.get("plots"):
-        lines += ["", "## Plots", ""] + [f"![{titles.get(p, p)}]({p})" for p in meta["plots"]]
+    plots = meta.get("plots") or {}
+    written = [p for p in plots.values() if isinstance(p, str)]
+    failed = {k: p["error"] for k, p in plots.items() if isinstance(p, dict)}
+    if written or failed:
+        lines += ["", "## Plots", ""] + [f"![{titles.get(p, p)}]({p})" for p in written]
+        lines += [f"\n{k}: not written ({err})" for k, err in failed.items()]
     return "\n".join(lines) + "\n"
