@@ -423,6 +423,7 @@ class Bundle:
         return self.root / rel if rel else None
 
     def require_file(self, kind: str) -> Path:
+        self.check_files()  # again: a link may have changed since the bundle was loaded
         p = self.file(kind)
         if p is None:
             raise BundleError(
