@@ -10,6 +10,7 @@ pytest.importorskip(
     "a ROS 2 machine under colcon test may not have it",
 )
 
+import dataclasses
 import io
 import json
 import pickle
@@ -244,3 +245,42 @@ def test_the_load_guard_alone_stops_each_payload(honest_pt2, tmp_path, kind):
             torch.export.load(io.BytesIO(make(honest_pt2, marker)))
     assert not marker.exists()
     assert torch.load is not None and torch.export.load(io.BytesIO(honest_pt2))  # restored afterwards
+
+
+# ---------------------------------------------------------------------------------------------
+# mtc-compress export --out never deletes what is not a bundle
+
+
+def test_export_refuses_to_replace_a_folder_that_is_not_a_bundle(tmp_path, synth_root):
+    from compress.checkpoint import save_checkpoint
+    from compress.cli import main
+    from compress.export import ExportConfig, ExportError, export_bundle
+    from compress.models import ModelConfig, build_model
+
+    precious = tmp_path / "photos"
+    precious.mkdir()
+    (precious / "holiday.jpg").write_bytes(b"keep me")
+    afile = tmp_path / "notes.txt"
+    afile.write_text("keep me")
+    for out, what in ((precious, "a folder without bundle.json"), (afile, "a file")):
+        # refused before the checkpoint is even read (it does not exist here): nothing is deleted
+        with pytest.raises(ExportError, match=rf"--out {out} exists and is {what}, not a model bundle.*--force"):
+            export_bundle(tmp_path / "missing.pt", out, ExportConfig(img_size=(128, 96)))
+        assert main(["export", "--ckpt", str(tmp_path / "missing.pt"), "--out", str(out)]) == 2
+    assert (precious / "holiday.jpg").read_bytes() == b"keep me" and afile.read_text() == "keep me"
+    # a stale OUT.partial that an export did not make is kept too
+    stray = tmp_path / "b.partial"
+    stray.mkdir()
+    with pytest.raises(ExportError, match=r"b\.partial exists and is a folder without \.mtc-export-partial"):
+        export_bundle(tmp_path / "missing.pt", tmp_path / "b", ExportConfig(img_size=(128, 96)))
+    stray.rmdir()
+
+    ck = save_checkpoint(
+        tmp_path / "m.pt", build_model(ModelConfig(size="tiny")).eval(), train_config={"data": str(synth_root)}
+    )
+    cfg = ExportConfig(img_size=(128, 96), parity_frames=1, simplify=False)
+    export_bundle(ck, tmp_path / "b", cfg)
+    export_bundle(ck, tmp_path / "b", cfg)  # an existing bundle is replaced
+    assert (tmp_path / "b" / "bundle.json").is_file() and not (tmp_path / "b" / ".mtc-export-partial").exists()
+    export_bundle(ck, precious, dataclasses.replace(cfg, force=True))  # --force replaces anything
+    assert (precious / "bundle.json").is_file() and not (precious / "holiday.jpg").exists()
