@@ -258,3 +258,88 @@ def test_no_backend_is_tried_for_an_unloadable_bundle(tmp_path, case, monkeypatc
         with pytest.raises(BundleError, match=str(d / "bundle.json")):
             create_engine(backend, d)
     assert tried == []
+
+
+# ---------------------------------------------------------------------------------------------
+# fuzz: seeded bundle.json mutations; only BundleError (or a valid bundle) comes out
+
+FUZZ_VALUES = [
+    None,
+    0,
+    -1,
+    1,
+    2**70,
+    1e308,
+    float("nan"),
+    float("inf"),
+    True,
+    "",
+    "x",
+    "../x",
+    "/abs",
+    [],
+    [0],
+    [1, 2, 3],
+    [[]],
+    {},
+    {"a": 1},
+    "vehicle",
+    8193,
+    96,
+    [0, 0, 0],
+    ["a"],
+    "model.onnx",
+]
+
+
+def _paths(node, prefix=()):
+    yield prefix
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from _paths(v, (*prefix, k))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from _paths(v, (*prefix, i))
+
+
+def _mutate(meta, rng):
+    for _ in range(rng.randint(1, 3)):
+        paths = [p for p in _paths(meta) if p]
+        p = rng.choice(paths)
+        parent = meta
+        for k in p[:-1]:
+            parent = parent[k]
+        op = rng.random()
+        if op < 0.15 and isinstance(parent, dict):
+            del parent[p[-1]]
+        elif op < 0.25 and isinstance(parent, dict):
+            parent["extra_" + str(rng.randint(0, 9))] = rng.choice(FUZZ_VALUES)
+        else:
+            parent[p[-1]] = copy.deepcopy(rng.choice(FUZZ_VALUES))
+    return meta
+
+
+def test_fuzzed_bundle_json_raises_only_bundle_error(tmp_path):
+    """A few hundred seeded mutations (MTC_FUZZ_CASES for a longer run): each either loads, with sane
+    sizes, or fails with BundleError naming bundle.json; nothing else comes out."""
+    import random
+
+    rng = random.Random(17)
+    n = int(os.environ.get("MTC_FUZZ_CASES", "300"))
+    d = _bundle(tmp_path)
+    f = d / "bundle.json"
+    outcomes = {"loaded": 0, "refused": 0}
+    for i in range(n):
+        meta = _mutate(copy.deepcopy(RAW), rng)
+        f.write_text(json.dumps(meta))  # NaN / Infinity are written as JSON's extensions: read back too
+        try:
+            b = Bundle.load(d)
+        except BundleError as e:
+            assert str(e).startswith(str(f)) or str(d) in str(e), (i, str(e))
+            assert len(str(e)) < 1000, (i, len(str(e)))
+            outcomes["refused"] += 1
+            continue
+        w, h = b.input_size
+        assert 0 < w <= 8192 and 0 < h <= 8192 and b.output_names and all(n in b.output_shapes for n in b.output_names)
+        outcomes["loaded"] += 1
+    assert outcomes["refused"] > n // 2 and outcomes["loaded"] > 0, outcomes
