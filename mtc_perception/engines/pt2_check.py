@@ -12,7 +12,8 @@ compiled into a Python function by ``program.module()``; and node targets may na
 :func:`check_program` reads the archive with torch's own zip reader (so it sees what the loader sees) and
 accepts only what an honest export of this project contains: the listed members, raw (non-pickled) tensor
 payloads, sample inputs readable with ``weights_only=True``, no symbolic expressions, no guards code, ATen
-operators and ``getitem`` only, no control characters that could end a comment in generated code.
+operators and ``getitem`` only, names of letters, digits, ``_`` and ``.`` (FX writes parameter and
+buffer names into the Python source it generates), no control characters that could end a comment there.
 :func:`no_unpickling` is the second line: while the program loads, ``torch.load`` is forced to
 ``weights_only=True`` and the pickle entry points the loader uses raise, so a path this check missed
 fails instead of running a payload.
@@ -45,6 +46,7 @@ FIXED_MEMBERS = {
 WEIGHT = re.compile(r"weight_[0-9]+")
 CONSTANT = re.compile(r"tensor_[0-9]+")
 ALLOWED_TARGETS = re.compile(r"torch\.ops\.aten\.[A-Za-z0-9_]+\.[A-Za-z0-9_]+|_operator\.getitem")
+NAME = re.compile(r"[A-Za-z0-9_.]*")  # node, parameter, buffer and constant names (FX pastes them into code)
 CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\x85\u2028\u2029]")
 MAX_JSON = 64 << 20  # a model.json or payload config larger than this is refused unread
 
@@ -74,6 +76,8 @@ def _payloads(
     if not isinstance(cfg, dict) or not isinstance(cfg.get("config"), dict) or set(cfg) != {"config"}:
         raise _refuse(path, f"the {kind} config is not a JSON object {{'config': {{...}}}}", fix)
     for fqn, meta in cfg["config"].items():
+        if not NAME.fullmatch(fqn):
+            raise _refuse(path, f"{kind} name {fqn[:80]!r} has characters other than letters, digits, _ and .", fix)
         name = meta.get("path_name") if isinstance(meta, dict) else None
         if not isinstance(meta, dict) or meta.get("use_pickle") is not False:
             raise _refuse(path, f"{kind} {str(fqn)[:80]!r} is stored with pickle (use_pickle is not false)", fix)
@@ -93,6 +97,8 @@ def _walk_program(node: Any, path: Path, fix: str, key: str = "") -> None:
                 raise _refuse(path, f"model.json has the key {str(k)[:80]!r} (control characters)", fix)
             if k in ("expr_str", "as_expr", "as_custom_obj", "as_graph") and v is not None:
                 raise _refuse(path, f"model.json has {k!r} (symbolic shapes, custom objects or subgraphs)", fix)
+            if (k in ("name", "fqn") or k.endswith("_name")) and isinstance(v, str) and not NAME.fullmatch(v):
+                raise _refuse(path, f"model.json has the {k} {v[:80]!r} (only letters, digits, _ and .)", fix)
             if k == "target" and isinstance(v, str) and not ALLOWED_TARGETS.fullmatch(v):
                 raise _refuse(path, f"model.json calls {v[:80]!r} (only ATen operators are accepted)", fix)
             _walk_program(v, path, fix, k)

@@ -225,8 +225,17 @@ def test_a_pt2_outside_the_bundle_is_not_loaded(honest_pt2, tmp_path):
             r"calls 'torch\.load'",
         ),
         (lambda m: m.update({"data/sample_inputs/model.pt": pickle.dumps(_Touch("/nonexistent/x"))}), r"sample inputs"),
+        (
+            lambda m: m.update(
+                {
+                    k: m[k].replace(b'"conv.weight"', b'"c.we\\"+exec(chr(49))+\\"ight"')
+                    for k in ("models/model.json", "data/weights/model_weights_config.json")
+                }
+            ),
+            r"weight name 'c\.we\"\+exec",
+        ),
     ],
-    ids=["legacy weights", "aoti library", "guards code", "non-aten target", "pickled sample inputs"],
+    ids=["legacy weights", "aoti library", "guards code", "non-aten target", "pickled sample inputs", "code in a name"],
 )
 def test_other_ways_to_run_code_are_refused(honest_pt2, tmp_path, edit, found):
     with pytest.raises(BundleError, match=found):
