@@ -241,6 +241,7 @@ def cmd_export(a: argparse.Namespace) -> int:
         calib=a.calib,
         workspace_gb=a.workspace,
         rewrite=not a.no_rewrite,
+        force=a.force,
     )
     spec = export_bundle(a.ckpt, a.out, cfg)
     p = spec.parity
@@ -576,7 +577,12 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     ex.add_argument("--ckpt", required=True, help="checkpoint (.pt) to export")
-    ex.add_argument("--out", required=True, help="bundle directory (replaced if it exists)")
+    ex.add_argument(
+        "--out",
+        required=True,
+        help="bundle directory (an existing bundle there is replaced; anything else needs --force)",
+    )
+    ex.add_argument("--force", action="store_true", help="replace --out even where it is not a model bundle")
     ex.add_argument(
         "--size",
         type=_net_size,

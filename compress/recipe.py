@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config_io import ConfigFileError, FieldError, from_dict, read_yaml
+from .config_io import ConfigFileError, FieldError, from_dict, read_yaml, show
 from .prune import CRITERIA, BudgetError, PruneConfig
 from .prune import budget as budgets
 
@@ -145,7 +145,9 @@ def check_distill(distill: dict[str, Any], where: str = "recipe distill") -> Non
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(distill) - known)
     if unknown:
-        raise ConfigFileError(f"{where}: unknown key(s) {unknown}; known: {sorted(known - set(DISTILL_SET_BY_RECIPE))}")
+        raise ConfigFileError(
+            f"{where}: unknown key(s) {show(unknown)}; known: {sorted(known - set(DISTILL_SET_BY_RECIPE))}"
+        )
     for k, what in DISTILL_SET_BY_RECIPE.items():
         if k in distill:
             raise ConfigFileError(f"{where}.{k}: set by the recipe ({what}); remove it from distill:")

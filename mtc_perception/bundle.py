@@ -25,6 +25,7 @@ from .jsonrecord import OMIT_NONE, ObjectReader, is_number, show, to_dict
 SCHEMA = 1  # what export writes
 READABLE_SCHEMAS = (1,)  # what this runtime reads
 FILE_KINDS = ("onnx", "torch", "engine")
+MAX_INPUT_SIDE = 8192  # pixels per side of the network input (a 100000x100000 input would ask for 112 GiB)
 REEXPORT = "re-export the bundle with `mtc-compress export --ckpt CKPT --out DIR`"
 
 
@@ -57,8 +58,8 @@ class InputSpec:
     def read(cls, r: ObjectReader) -> InputSpec:
         return cls(
             name=r.text("name"),
-            height=r.integer("height"),
-            width=r.integer("width"),
+            height=r.integer("height", high=MAX_INPUT_SIDE),
+            width=r.integer("width", high=MAX_INPUT_SIDE),
             color=r.text("color", choices=("RGB", "BGR")),
             scale=r.number("scale", positive=True),
             mean=r.numbers("mean", 3),  # type: ignore[arg-type]
@@ -423,6 +424,7 @@ class Bundle:
         return self.root / rel if rel else None
 
     def require_file(self, kind: str) -> Path:
+        self.check_files()  # again: a link may have changed since the bundle was loaded
         p = self.file(kind)
         if p is None:
             raise BundleError(

@@ -28,6 +28,7 @@ class ExportConfig:
     # decoders rewritten for inference (compress.models.deploy): same outputs, work moved before
     # the nearest upsamples; parity is checked against the original model either way
     rewrite: bool = True
+    force: bool = False  # replace OUT even where it is not a bundle (no bundle.json)
 
     def __post_init__(self) -> None:
         w, h = self.img_size or (32, 32)

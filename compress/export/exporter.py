@@ -2,7 +2,9 @@
 (checked), the torch exported program, ``bundle.json`` (:class:`mtc_perception.bundle.BundleSpec`),
 parity against torch, and optionally a TensorRT 10 engine.
 
-Everything is written into ``OUT.partial`` and renamed to ``OUT`` only when every check passed.
+Everything is written into ``OUT.partial`` and renamed to ``OUT`` only when every check passed. An
+existing ``OUT`` is replaced only where it is a bundle (has ``bundle.json``) or ``force`` is set; a
+stale ``OUT.partial`` only where an earlier export made it (its marker file) or ``force`` is set.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from ..checkpoint import load_model
 from ..models import count_macs, count_params
 from ..models.deploy import deploy_model, is_rewritten
 from .config import ExportConfig
+from .errors import ExportError
 from .onnx import check_onnx, export_onnx, simplify_onnx
 from .parity import parity
 from .wrapper import INPUT_NAME, OUTPUT_NAMES, ExportWrapper
@@ -43,6 +46,28 @@ from .wrapper import INPUT_NAME, OUTPUT_NAMES, ExportWrapper
 log = logging.getLogger(__name__)
 
 SEG_ACTIVATION = "none (logits; > 0 means p > 0.5)"
+PARTIAL_MARKER = ".mtc-export-partial"  # in OUT.partial while an export writes it
+
+
+def _replaceable(path: Path, mine: str, force: bool) -> None:
+    """Raise :class:`ExportError` unless ``path`` is absent, holds ``mine`` (bundle.json, or the partial
+    marker), or ``force`` is set."""
+    if force or not (path.exists() or path.is_symlink()):
+        return
+    if path.is_dir() and not path.is_symlink() and (path / mine).is_file():
+        return
+    what = "a symlink" if path.is_symlink() else "a file" if not path.is_dir() else f"a folder without {mine}"
+    raise ExportError(
+        f"--out {path} exists and is {what}, not a model bundle: the export would delete it; choose another "
+        "--out, remove it yourself, or pass --force to replace it"
+    )
+
+
+def _remove(path: Path) -> None:
+    if path.is_symlink() or (path.exists() and not path.is_dir()):
+        path.unlink()
+    elif path.exists():
+        shutil.rmtree(path)
 
 
 def find_frames(directory: str | Path, limit: int) -> list[Path]:
@@ -158,6 +183,9 @@ def bundle_spec(
 def export_bundle(ckpt_path: str | Path, out: str | Path, cfg: ExportConfig) -> BundleSpec:
     """Write the bundle directory ``out``; returns its bundle.json."""
     out = Path(out)
+    tmp = out.with_name(out.name + ".partial")
+    _replaceable(out, "bundle.json", cfg.force)  # before any work: nothing measured is lost to a bad --out
+    _replaceable(tmp, PARTIAL_MARKER, cfg.force)
     model, ckpt = load_model(ckpt_path)
     model.eval().float()
     reference = ExportWrapper(model).eval()  # what parity compares against: the checkpoint's own graph
@@ -169,10 +197,10 @@ def export_bundle(ckpt_path: str | Path, out: str | Path, cfg: ExportConfig) -> 
             f"no frames for the parity check: {ckpt_path} does not name a dataset with images/val; pass --frames DIR"
         )
     frames = find_frames(frames_dir, cfg.parity_frames)
-    tmp = out.with_name(out.name + ".partial")
-    if tmp.exists():
-        shutil.rmtree(tmp)
+    _replaceable(tmp, PARTIAL_MARKER, cfg.force)
+    _remove(tmp)
     tmp.mkdir(parents=True)
+    (tmp / PARTIAL_MARKER).write_text("written by mtc-compress export; removed when the bundle is complete\n")
 
     shapes, simplified = write_onnx(wrapper, tmp / "model.onnx", size, cfg)
     write_program(wrapper, tmp / "model.pt2", size)
@@ -198,8 +226,9 @@ def export_bundle(ckpt_path: str | Path, out: str | Path, cfg: ExportConfig) -> 
         )
     BundleSpec.from_dict(spec.to_dict(), str(tmp / "bundle.json"))  # what is written reads back
     spec.write(tmp)
-    if out.exists():
-        shutil.rmtree(out)
+    (tmp / PARTIAL_MARKER).unlink()
+    _replaceable(out, "bundle.json", cfg.force)  # again: OUT may have appeared while the export ran
+    _remove(out)
     tmp.rename(out)
     w, h = size
     log.info(

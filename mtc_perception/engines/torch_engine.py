@@ -1,4 +1,7 @@
-"""torch backend (the reference): runs the bundle's exported program on CPU or CUDA."""
+"""torch backend (the reference): runs the bundle's exported program on CPU or CUDA.
+
+The program is read into memory once, checked by :func:`.pt2_check.check_program` (nothing in it can be
+unpickled or executed) and loaded from those same bytes under :func:`.pt2_check.no_unpickling`."""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ import numpy as np
 from mtc_perception.bundle import BundleError
 
 from .base import Engine, EngineUnavailable, register
+from .pt2_check import check_program, no_unpickling
 
 
 @register("torch")
@@ -30,8 +34,19 @@ class TorchEngine(Engine):
             raise EngineUnavailable(f"device {dev!r} asked for but this torch has no CUDA device; use device cpu")
         if self.options.get("threads"):
             torch.set_num_threads(int(self.options["threads"]))
+        import io
+
+        data = path.read_bytes()
+        fix = (
+            "a bundle's model.pt2 holds raw tensors and ATen operators only: do not use this file; rebuild it "
+            f"from a trusted checkpoint with `{self.bundle.rebuild_hint}`, or use --backend onnxruntime"
+        )
+        check_program(data, path, fix)
         try:
-            program = torch.export.load(str(path))
+            with no_unpickling(path, fix):
+                program = torch.export.load(io.BytesIO(data))
+        except BundleError:
+            raise
         except Exception as e:
             raise BundleError(
                 f"{path}: torch cannot load the exported program ({e}); rebuild with `{self.bundle.rebuild_hint}`"

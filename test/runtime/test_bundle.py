@@ -89,10 +89,14 @@ def _set(path: str, value):
 
 
 MALFORMED = [
-    ("input.height", None, r"input\.height must be a positive integer, got null"),
-    ("input.height", 0, r"input\.height must be a positive integer, got 0"),
-    ("input.height", "96", r'input\.height must be a positive integer, got "96"'),
-    ("input.width", True, r"input\.width must be a positive integer, got true"),
+    ("input.height", None, r"input\.height must be an integer in \[1, 8192\], got null"),
+    ("input.height", 0, r"input\.height must be an integer in \[1, 8192\], got 0"),
+    ("input.height", "96", r'input\.height must be an integer in \[1, 8192\], got "96"'),
+    ("input.height", 100000, r"input\.height must be an integer in \[1, 8192\], got 100000"),
+    ("input.width", 100000, r"input\.width must be an integer in \[1, 8192\], got 100000"),
+    ("input.width", True, r"input\.width must be an integer in \[1, 8192\], got true"),
+    ("input", "images", r'input must be a JSON object, got "images"'),
+    ("input.std", [0, 0, 0], r"input\.std must be a list of 3 numbers, each > 0, got \[0, 0, 0\]"),
     ("input.width", KeyError, r"missing field 'input\.width'"),
     ("input.std", [1.0, 0.0, 1.0], r"input\.std must be a list of 3 numbers, each > 0, got \[1\.0, 0\.0, 1\.0\]"),
     ("input.std", [1.0, -1.0, 1.0], r"input\.std must be .* each > 0"),
@@ -116,8 +120,10 @@ MALFORMED = [
     ("segmentation.drivable.output", 5, r"segmentation\.drivable\.output must be a non-empty string, got 5"),
     ("outputs", {}, r"outputs must be a non-empty JSON object"),
     ("outputs", KeyError, r"missing field 'outputs'"),
+    ("outputs.det", 5, r"outputs\.det must be a list of positive integers or dynamic dimension names, got 5"),
     ("outputs.det", [1, -1, 6], r"outputs\.det must be a list of positive integers or dynamic dimension names"),
     ("files", "model.onnx", r'files must be a JSON object, got "model\.onnx"'),
+    ("files", ["model.onnx"], r'files must be a JSON object, got \["model\.onnx"\]'),
     ("files.onnx", KeyError, r"missing field 'files\.onnx'"),
     ("files.onnx", None, r"files\.onnx must be a relative path inside the bundle directory"),
     ("files.onnx", "../model.onnx", r"files\.onnx must be a relative path inside the bundle directory.*\.\./model"),
@@ -157,7 +163,7 @@ def test_other_schemas_and_non_objects_are_refused(tmp_path):
         Bundle.load(d)
     with pytest.raises(BundleError, match="not a model bundle"):
         Bundle.load(tmp_path / "nothing")
-    with pytest.raises(BundleError, match=r"^where\.json: input\.height must be a positive integer, got null"):
+    with pytest.raises(BundleError, match=r"^where\.json: input\.height must be an integer in \[1, 8192\], got null"):
         BundleSpec.from_dict(_edited(_set("input.height", None)), "where.json")
 
 
@@ -207,3 +213,133 @@ def test_the_input_section_alone_builds_the_preprocessor():
         name="images", height=96, width=128, color="BGR", scale=1 / 255, mean=(0, 0, 0), std=(1, 1, 1), pad_value=0
     )
     assert spec.layout == "NCHW" and spec.dtype == "float32" and spec.dynamic_batch is False
+
+
+def test_a_huge_declared_input_is_refused_before_any_allocation(tmp_path):
+    """A bundle.json declaring 100000x100000 (112 GiB as float32) fails at load, in a few kB."""
+    import tracemalloc
+
+    from mtc_perception.bundle import MAX_INPUT_SIDE
+
+    d = _bundle(tmp_path, lambda m: m["input"].update(height=100000, width=100000))
+    tracemalloc.start()
+    try:
+        with pytest.raises(BundleError, match=rf"input\.height must be an integer in \[1, {MAX_INPUT_SIDE}\]"):
+            Bundle.load(d)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 5 * 2**20, peak
+    ok = _bundle(tmp_path, lambda m: m["input"].update(height=MAX_INPUT_SIDE, width=MAX_INPUT_SIDE), "max")
+    assert Bundle.load(ok).input_size == (MAX_INPUT_SIDE, MAX_INPUT_SIDE)
+
+
+UNLOADABLE = {
+    "files.onnx null": _set("files.onnx", None),
+    "files.onnx ../x": _set("files.onnx", "../x.onnx"),
+    "files.onnx absolute": _set("files.onnx", "/tmp/x.onnx"),
+    "files a list": _set("files", ["model.onnx"]),
+    "input a string": _set("input", "images"),
+    "outputs empty": _set("outputs", {}),
+}
+
+
+@pytest.mark.parametrize("case", list(UNLOADABLE))
+def test_no_backend_is_tried_for_an_unloadable_bundle(tmp_path, case, monkeypatch):
+    """--backend auto (and every backend) stops at bundle.json: it never falls through to torch."""
+    from mtc_perception.engines import ENGINES, create_engine
+
+    tried = []
+    for cls in ENGINES.values():
+        monkeypatch.setattr(cls, "load", lambda self, _n=cls.name: tried.append(_n))
+    d = _bundle(tmp_path, UNLOADABLE[case])
+    (d / "model.pt2").write_bytes(b"never opened")
+    for backend in ("auto", "torch"):
+        with pytest.raises(BundleError, match=str(d / "bundle.json")):
+            create_engine(backend, d)
+    assert tried == []
+
+
+# ---------------------------------------------------------------------------------------------
+# fuzz: seeded bundle.json mutations; only BundleError (or a valid bundle) comes out
+
+FUZZ_VALUES = [
+    None,
+    0,
+    -1,
+    1,
+    2**70,
+    1e308,
+    float("nan"),
+    float("inf"),
+    True,
+    "",
+    "x",
+    "../x",
+    "/abs",
+    [],
+    [0],
+    [1, 2, 3],
+    [[]],
+    {},
+    {"a": 1},
+    "vehicle",
+    8193,
+    96,
+    [0, 0, 0],
+    ["a"],
+    "model.onnx",
+]
+
+
+def _paths(node, prefix=()):
+    yield prefix
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from _paths(v, (*prefix, k))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from _paths(v, (*prefix, i))
+
+
+def _mutate(meta, rng):
+    for _ in range(rng.randint(1, 3)):
+        paths = [p for p in _paths(meta) if p]
+        p = rng.choice(paths)
+        parent = meta
+        for k in p[:-1]:
+            parent = parent[k]
+        op = rng.random()
+        if op < 0.15 and isinstance(parent, dict):
+            del parent[p[-1]]
+        elif op < 0.25 and isinstance(parent, dict):
+            parent["extra_" + str(rng.randint(0, 9))] = rng.choice(FUZZ_VALUES)
+        else:
+            parent[p[-1]] = copy.deepcopy(rng.choice(FUZZ_VALUES))
+    return meta
+
+
+def test_fuzzed_bundle_json_raises_only_bundle_error(tmp_path):
+    """A few hundred seeded mutations (MTC_FUZZ_CASES for a longer run): each either loads, with sane
+    sizes, or fails with BundleError naming bundle.json; nothing else comes out."""
+    import random
+
+    rng = random.Random(17)
+    n = int(os.environ.get("MTC_FUZZ_CASES", "300"))
+    d = _bundle(tmp_path)
+    f = d / "bundle.json"
+    outcomes = {"loaded": 0, "refused": 0}
+    for i in range(n):
+        meta = _mutate(copy.deepcopy(RAW), rng)
+        f.write_text(json.dumps(meta))  # NaN / Infinity are written as JSON's extensions: read back too
+        try:
+            b = Bundle.load(d)
+        except BundleError as e:
+            assert str(e).startswith(str(f)) or str(d) in str(e), (i, str(e))
+            assert len(str(e)) < 1000, (i, len(str(e)))
+            outcomes["refused"] += 1
+            continue
+        w, h = b.input_size
+        assert 0 < w <= 8192 and 0 < h <= 8192 and b.output_names and all(n in b.output_shapes for n in b.output_names)
+        outcomes["loaded"] += 1
+    assert outcomes["refused"] > n // 2 and outcomes["loaded"] > 0, outcomes
