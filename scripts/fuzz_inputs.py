@@ -36,6 +36,7 @@ import argparse
 import contextlib
 import json
 import os
+import platform
 import shutil
 import struct
 import subprocess
@@ -89,9 +90,28 @@ class Summary:
     def add(self, family: str, outcome: str, case: Case | None = None, detail: str = "") -> None:
         self.counts.setdefault(family, Counter())[outcome] += 1
         if case is not None and is_failure(outcome):
+            last = detail.strip().splitlines()[-1][:70] if detail.strip() else ""
             self.failures.append(
-                {"family": family, "index": case.index, "what": case.what, "outcome": outcome, "detail": detail[-800:]}
+                {
+                    "family": family,
+                    "index": case.index,
+                    "what": case.what,
+                    "outcome": outcome,
+                    "error": last,
+                    "detail": detail[-800:],
+                }
             )
+
+    def examples(self, per_kind: int = 5) -> list[dict[str, Any]]:
+        """The first ``per_kind`` failing cases of each (family, outcome, error message start)."""
+        seen: Counter = Counter()
+        out = []
+        for f in self.failures:
+            key = (f["family"], f["outcome"], f["error"][:40])
+            seen[key] += 1
+            if seen[key] <= per_kind:
+                out.append(f)
+        return out
 
     def merge(self, other: Summary) -> None:
         for fam, c in other.counts.items():
@@ -620,8 +640,10 @@ def main(argv: list[str] | None = None) -> int:
         "cases_per_family": a.cases,
         "wall_s": round(wall, 1),
         "counts": {fam: dict(sorted(c.items())) for fam, c in sorted(s.counts.items())},
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": f"{platform.node()}: {platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
         "failures": failures,
-        "failing_cases": s.failures[:200],
+        "failing_cases": s.examples(),  # the first few of each kind; every one reproduces from (seed, index)
     }
     text = json.dumps(out, indent=2)
     if a.out:
