@@ -70,8 +70,8 @@ def test_random_camera_messages_raise_only_image_error_and_never_crash_the_frame
     assert dec["ok"] > 20 and dec["ImageError"] > 20  # both outcomes are exercised
     assert sum(dec.values()) == sum(proc.values())  # every decoded case also went through the node's core
     errors = sum(v for k, v in proc.items() if k.startswith("error:"))
-    # every undecodable frame is a counted error; a decodable one may still be refused by the Perceptor (FrameError)
-    assert errors == dec["ImageError"] + proc["error:FrameError"] and proc["ok"] + proc["error:FrameError"] == dec["ok"]
+    # every undecodable frame is a counted error; a decodable one may still be refused by the Perceptor (a 1x1 frame)
+    assert errors + proc["ok"] == sum(proc.values()) and errors - dec["ImageError"] == dec["ok"] - proc["ok"] >= 0
 
 
 @pytest.mark.xfail(
