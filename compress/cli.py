@@ -156,6 +156,7 @@ def cmd_eval(a: argparse.Namespace) -> int:
     d, v, l_ = res["detection"], res["drivable"], res["lane"]
     print(
         f"{a.ckpt}: {res['params'] / 1e6:.2f}M params, {res['gmacs']:.3f} GMACs @ {res['macs_at']}, {res['images']} images"
+        f", {res['skipped']} skipped ({res['skipped_at_indexing']} while indexing, {res['skipped_at_loading']} while loading)"
     )
     print(
         f"  detection  P {d['precision']:.3f}  R {d['recall']:.3f}  mAP50 {d['map50']:.3f}  mAP50-95 {d['map50_95']:.3f}"

@@ -57,6 +57,7 @@ def evaluate(
 ) -> dict[str, Any]:
     """Run ``model`` over ``loader`` and return detection / drivable / lane metrics."""
     from .data import LoadStats, iterate
+    from .data.dataset import index_skipped
 
     m = model.module if hasattr(model, "module") else model
     was_training = m.training
@@ -98,7 +99,9 @@ def evaluate(
         "drivable": drivable_metrics(drv_m.compute()),
         "lane": lane_metrics(lane_m.compute()),
         "images": n_img,
-        "skipped": stats.skipped,
+        "skipped": index_skipped(loader) + stats.skipped,  # samples of the split not evaluated, by either cause
+        "skipped_at_indexing": index_skipped(loader),
+        "skipped_at_loading": stats.skipped,
         "seconds": round(wall, 2),
         "model_ms_per_image": round(1000 * t_model / max(n_img, 1), 2),
         "conventions": CONVENTIONS.format(conf=conf_thres, iou=iou_thres, max_det=max_det, ap_method=ap_method),

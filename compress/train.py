@@ -283,7 +283,15 @@ def _train_epoch(run: _Run, epoch: int, stats: Any, progress: bool) -> dict[str,
         "epoch_seconds": round(ep_time, 2),
         "train_images_per_s": round(n_ep * dist.world_size / max(ep_time, 1e-9), 2),
         "skipped": stats.skipped,
+        "skipped_at_indexing": _index_skips(run),
     }
+
+
+def _index_skips(run: _Run) -> dict[str, int]:
+    """Samples of each split dropped while indexing (skip mode); the loaders' LoadStats never see them."""
+    from .data.dataset import index_skipped
+
+    return {"train": index_skipped(run.train_loader), "val": index_skipped(run.val_loader)}
 
 
 def _end_epoch(run: _Run, epoch: int, record: dict[str, Any], evaluate_now: bool) -> None:
@@ -296,6 +304,7 @@ def _end_epoch(run: _Run, epoch: int, record: dict[str, Any], evaluate_now: bool
         run.last_metrics = evaluate(eval_model, run.val_loader, run.device, max_batches=cfg.eval_max_batches)
         record["val"] = {k: run.last_metrics[k] for k in ("detection", "drivable", "lane")}
         record["val"]["images"] = run.last_metrics["images"]
+        record["val"]["skipped"] = run.last_metrics["skipped"]
         record["fitness"] = fitness(run.last_metrics)
     train_state = {
         "epoch": epoch,
@@ -360,6 +369,7 @@ def _summary(run: _Run, epoch: int, wall: float, stats: Any) -> dict[str, Any]:
         "world_size": dist.world_size,
         "device": str(run.device),
         "skipped": stats.skipped,
+        "skipped_at_indexing": _index_skips(run),
     }
     if dist.distributed:
         # evidence that the processes trained one model on disjoint shards

@@ -251,9 +251,16 @@ class SplitIndex:
         return int(sum(len(s.boxes) for s in self.samples))
 
 
-def _list_files(directory: Path, exts: Iterable[str]) -> dict[str, Path]:
+def _list_files(directory: Path, exts: Iterable[str]) -> tuple[dict[str, Path], dict[str, list[Path]]]:
+    """Files by stem, and the stems several files share (``a.jpg`` + ``a.png``: one label cannot
+    tell them apart, so neither is used and the caller reports both)."""
     exts = tuple(exts)
-    return {p.stem: p for p in sorted(directory.iterdir()) if p.is_file() and p.suffix.lower() in exts}
+    by_stem: dict[str, list[Path]] = {}
+    for p in sorted(directory.iterdir()):
+        if p.is_file() and p.suffix.lower() in exts:
+            by_stem.setdefault(p.stem, []).append(p)
+    files = {stem: ps[0] for stem, ps in by_stem.items() if len(ps) == 1}
+    return files, {stem: ps for stem, ps in by_stem.items() if len(ps) > 1}
 
 
 def _find_mask(
@@ -277,7 +284,7 @@ def index_split(cfg: DataConfig) -> SplitIndex:
     """Index a split: list files, parse every label once and validate.
 
     Errors found here (malformed JSON, unknown category, empty box, label without image, image
-    without label, missing mask) raise DatasetError when ``cfg.on_error == "raise"``; with
+    without label, missing mask, several images sharing one stem) raise DatasetError when ``cfg.on_error == "raise"``; with
     ``"skip"`` the sample is dropped, counted in ``SplitIndex.skipped`` and logged.
     """
     out = SplitIndex()
@@ -290,7 +297,15 @@ def index_split(cfg: DataConfig) -> SplitIndex:
 
     img_dir = cfg.images_path()
     _require_dir(img_dir, "image", "check root/split or image_dir")
-    images = _list_files(img_dir, IMAGE_EXTENSIONS)
+    images, shared = _list_files(img_dir, IMAGE_EXTENSIONS)
+
+    def duplicate(stem: str) -> None:
+        names = " and ".join(cfg.display(p) for p in shared[stem])
+        bad(
+            f"{names}: {len(shared[stem])} images share the stem {stem!r} in one split, so its one label "
+            "cannot tell them apart; keep one image per stem (rename or delete the others) or pass --on-error skip"
+        )
+
     da_dir, ll_dir = cfg.drivable_path(), cfg.lane_path()
     mask_fix = (
         "generate the masks, point drivable_dir/lane_dir at them, or disable the task (use_drivable/use_lane: false)"
@@ -325,7 +340,10 @@ def index_split(cfg: DataConfig) -> SplitIndex:
         lbl_dir = cfg.labels_path()
         _require_dir(lbl_dir, "detection label", "expected det_annotations/<split>/ under root")
         labels = {p.stem: p for p in sorted(lbl_dir.iterdir()) if p.suffix.lower() == ".json"}
-        for stem in sorted(set(labels) | set(images)):
+        for stem in sorted(set(labels) | set(images) | set(shared)):
+            if stem in shared:  # neither image is used: which one the label describes is unknown
+                duplicate(stem)
+                continue
             lbl = labels.get(stem)
             if lbl is None:
                 bad(
@@ -389,6 +407,9 @@ def index_split(cfg: DataConfig) -> SplitIndex:
                 continue
             seen.add(stem)
             image = img_dir / name
+            if not image.is_file() and stem in shared:  # named by stem only, and several images have it
+                duplicate(stem)
+                continue
             if not image.is_file():
                 image = images.get(stem, image)
             if not image.is_file():
@@ -400,7 +421,7 @@ def index_split(cfg: DataConfig) -> SplitIndex:
                 bad(str(exc))
                 continue
             add(stem, image, where, boxes)
-        unlisted = len(set(images) - seen)
+        unlisted = len((set(images) | set(shared)) - seen)
         if unlisted:
             logger.info(
                 "%d images in %s have no entry in %s and are not part of this split", unlisted, img_dir, lbl_path.name

@@ -36,7 +36,7 @@ from compress.data.errors import DatasetError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["LoadStats", "MultiTaskDataset", "build_loader", "check_batch", "collate", "iterate"]
+__all__ = ["LoadStats", "MultiTaskDataset", "build_loader", "check_batch", "collate", "index_skipped", "iterate"]
 
 
 def _read(path: Path, flags: int, what: str, shown: str) -> np.ndarray:
@@ -251,6 +251,18 @@ class LoadStats:
 
     skipped: int = 0
     messages: list[str] = field(default_factory=list)
+
+
+def index_skipped(data: Any) -> int:
+    """Samples dropped while indexing the split behind ``data`` (a loader, a ``Subset`` or a
+    :class:`MultiTaskDataset`; 0 for anything else): the skips a :class:`LoadStats` never sees."""
+    for _ in range(8):  # loader -> Subset -> dataset
+        if isinstance(data, MultiTaskDataset):
+            return data.skipped
+        data = getattr(data, "dataset", None)
+        if data is None:
+            break
+    return 0
 
 
 def check_batch(batch: dict[str, Any], stats: LoadStats | None = None) -> dict[str, Any]:

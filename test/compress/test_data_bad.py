@@ -15,6 +15,7 @@ from pathlib import Path
 
 from conftest_data import (
     N_TRAIN,
+    N_VAL,
     SYNTH_SIZE,
     read_label,
     stems,
@@ -224,3 +225,85 @@ def test_missing_image_after_indexing(synth_copy: Path) -> None:
     (synth_copy / "images" / "train" / f"{stem}.jpg").unlink()
     with pytest.raises(DatasetError, match=rf"^images/train/{stem}\.jpg: image file not found"):
         _load_all(ds, workers=0)
+
+
+# --- several images with one stem (a.jpg + a.png), skips counted in eval and training ------
+
+
+def _add_png_twin(root: Path, split: str = "train", k: int = 1) -> str:
+    """images/<split>/<stem>.png beside <stem>.jpg (same pixels, another file)."""
+    import cv2
+
+    stem = stems(root, split)[k]
+    img = cv2.imread(str(root / "images" / split / f"{stem}.jpg"))
+    cv2.imwrite(str(root / "images" / split / f"{stem}.png"), img)
+    return stem
+
+
+def test_two_images_sharing_a_stem_are_named_never_one_dropped(synth_copy: Path, caplog) -> None:
+    stem = _add_png_twin(synth_copy)
+    with pytest.raises(DatasetError) as exc:
+        MultiTaskDataset(_cfg(synth_copy, "raise"), img_size=SIZE)
+    msg = str(exc.value)
+    assert msg.startswith(f"images/train/{stem}.jpg and images/train/{stem}.png: 2 images share the stem {stem!r}")
+    assert "--on-error skip" in msg and "rename or delete" in msg
+
+    caplog.set_level("WARNING", logger="compress.data.bdd")
+    ds = MultiTaskDataset(_cfg(synth_copy, "skip"), img_size=SIZE)
+    assert len(ds) == N_TRAIN - 1 and ds.skipped == 1  # neither image is used: the label fits only one of them
+    assert stem not in {s.stem for s in ds.samples}
+    assert f"images/train/{stem}.jpg and images/train/{stem}.png" in caplog.text and stem in ds.index_skipped[0]
+
+
+def test_official_labels_naming_a_stem_two_images_share(synth_copy: Path) -> None:
+    stem = _add_png_twin(synth_copy)
+    entries = to_official(synth_copy, "train")
+    for e in entries:
+        if Path(e["name"]).stem == stem:
+            e["name"] = f"{stem}.jpeg"  # no such file: only the stem can match, and it matches two
+    lj = synth_copy / "det_train.json"
+    lj.write_text(json.dumps(entries))
+    kw = dict(label_format="bdd_official", label_json=lj, image_dir=synth_copy / "images" / "train")
+    with pytest.raises(DatasetError, match=rf"{stem}\.jpg and .*{stem}\.png: 2 images share the stem"):
+        MultiTaskDataset(DataConfig(**kw, on_error="raise"), img_size=SIZE)
+    ds = MultiTaskDataset(DataConfig(**kw, on_error="skip"), img_size=SIZE)
+    assert len(ds) == N_TRAIN - 1 and ds.skipped == 1
+    lj.write_text(json.dumps(to_official(synth_copy, "train")))  # exact file names are not ambiguous
+    assert len(MultiTaskDataset(DataConfig(**kw, on_error="raise"), img_size=SIZE)) == N_TRAIN
+
+
+def test_index_skips_are_reported_by_eval_and_training(synth_copy: Path, tmp_path: Path, capsys, caplog) -> None:
+    from compress.cli import main
+    from compress.train import TrainConfig, train
+
+    _add_png_twin(synth_copy, "train")  # one training sample skipped while indexing
+    (synth_copy / "det_annotations" / "val" / f"{stems(synth_copy, 'val')[0]}.json").unlink()  # one val sample
+    cfg = TrainConfig(
+        data=str(synth_copy),
+        out=str(tmp_path / "run"),
+        model_size="tiny",
+        img_size=(128, 96),
+        epochs=1,
+        batch_size=2,
+        workers=0,
+        eval_interval=1,
+        max_train_batches=1,
+        on_error="skip",
+        seed=0,
+    )
+    s = train(cfg, progress=False)
+    assert s["skipped_at_indexing"] == {"train": 1, "val": 1} and s["skipped"] == 0
+    recs = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert recs[0]["skipped_at_indexing"] == {"train": 1, "val": 1} and recs[0]["val"]["skipped"] == 1
+    assert recs[0]["val"]["images"] == N_VAL - 1
+
+    out = tmp_path / "eval.json"
+    args = ["-q", "eval", "--ckpt", s["best"], "--workers", "0", "--batch-size", "2", "--on-error", "skip"]
+    assert main([*args, "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["images"] == N_VAL - 1 and res["skipped"] == 1  # not 'skipped 0'
+    assert res["skipped_at_indexing"] == 1 and res["skipped_at_loading"] == 0
+    assert "1 skipped (1 while indexing, 0 while loading)" in capsys.readouterr().out
+    caplog.set_level("ERROR")
+    assert main(["-q", "eval", "--ckpt", s["best"], "--workers", "0", "--on-error", "raise"]) == 2
+    assert "image has no label file" in caplog.text  # raise mode stops on it, naming the file
