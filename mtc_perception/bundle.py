@@ -25,6 +25,7 @@ from .jsonrecord import OMIT_NONE, ObjectReader, is_number, show, to_dict
 SCHEMA = 1  # what export writes
 READABLE_SCHEMAS = (1,)  # what this runtime reads
 FILE_KINDS = ("onnx", "torch", "engine")
+MAX_JSON_BYTES = 1 << 20  # an exported bundle.json is a few kB
 MAX_INPUT_SIDE = 8192  # pixels per side of the network input (a 100000x100000 input would ask for 112 GiB)
 REEXPORT = "re-export the bundle with `mtc-compress export --ckpt CKPT --out DIR`"
 
@@ -364,10 +365,20 @@ class Bundle:
                 f"{root} is not a model bundle: {f} does not exist; create one with "
                 "`mtc-compress export --ckpt CKPT --out DIR`"
             )
+        size = f.stat().st_size
+        if size > MAX_JSON_BYTES:
+            raise BundleError(
+                f"{f}: {size} bytes, more than a bundle.json can be ({MAX_JSON_BYTES}); it is not an exported bundle: "
+                f"{REEXPORT}"
+            )
         try:
-            data = json.loads(f.read_text())
-        except json.JSONDecodeError as e:
-            raise BundleError(f"{f}: not valid JSON ({e}); re-export the bundle") from e
+            data = json.loads(f.read_bytes().decode("utf-8"))
+        except UnicodeDecodeError as e:
+            raise BundleError(f"{f}: not UTF-8 text ({e.reason} at byte {e.start}); {REEXPORT}") from e
+        except RecursionError as e:
+            raise BundleError(f"{f}: nested too deeply to be a bundle.json; {REEXPORT}") from e
+        except ValueError as e:  # JSONDecodeError, and integers past Python's digit limit
+            raise BundleError(f"{f}: not valid JSON ({str(e)[:200]}); {REEXPORT}") from e
         b = cls(root, BundleSpec.from_dict(data, str(f)))
         b.check_files()
         return b
@@ -379,6 +390,11 @@ class Bundle:
             rel = getattr(self.spec.files, kind)
             if rel is None:
                 continue
+            if "\x00" in rel:
+                raise BundleError(
+                    f"{self.root / 'bundle.json'}: files.{kind} {show(rel)} holds a NUL character; "
+                    f"a file name cannot: {REEXPORT}"
+                )
             p = (self.root / rel).resolve()
             if p != top and top not in p.parents:
                 raise BundleError(
