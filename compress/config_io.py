@@ -8,7 +8,6 @@ exhaust memory nor flood the message."""
 from __future__ import annotations
 
 import dataclasses
-import reprlib
 import types
 import typing
 from pathlib import Path
@@ -16,58 +15,11 @@ from typing import Any, TypeVar
 
 import yaml
 
+from mtc_perception.safe_yaml import MAX_SHOWN, MAX_YAML_NODES, BoundedLoader, show
+
+__all__ = ["MAX_SHOWN", "MAX_YAML_NODES", "BoundedLoader", "show"]  # (they live in the runtime: both halves read YAML)
+
 T = TypeVar("T")
-
-MAX_YAML_NODES = 100_000  # nodes of a YAML document with every alias expanded (configs here have < 1,000)
-MAX_SHOWN = 200  # characters of a value's repr in an error message
-
-
-def show(value: Any) -> str:
-    """``repr(value)`` for an error message, cut at :data:`MAX_SHOWN` characters."""
-    r = reprlib.Repr()  # attributes, not keywords: Python 3.10 and 3.11
-    r.maxstring = r.maxother = MAX_SHOWN
-    r.maxlist = r.maxtuple = r.maxdict = r.maxset = 20
-    r.maxlevel = 4
-    text = r.repr(value)
-    return text if len(text) <= MAX_SHOWN else text[: MAX_SHOWN - 3] + "..."
-
-
-class BoundedLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that counts the nodes of each document with its aliases expanded (each
-    node counted once per place it appears) before anything is constructed; more than
-    :data:`MAX_YAML_NODES`, or an alias inside its own anchor, is a ``yaml.YAMLError``."""
-
-    def compose_document(self) -> Any:
-        node = super().compose_document()
-        sizes: dict[int, int] = {}
-
-        def size(n: Any) -> int:
-            key = id(n)
-            if key in sizes:
-                if sizes[key] < 0:
-                    raise yaml.YAMLError("an alias refers to the node that contains it (a recursive anchor)")
-                return sizes[key]
-            sizes[key] = -1
-            total = 1
-            if isinstance(n, yaml.SequenceNode):
-                children = n.value
-            elif isinstance(n, yaml.MappingNode):
-                children = [x for pair in n.value for x in pair]
-            else:
-                children = []
-            for c in children:
-                total += size(c)
-                if total > MAX_YAML_NODES:
-                    raise yaml.YAMLError(
-                        f"its aliases expand to more than {MAX_YAML_NODES} nodes (an alias bomb?); "
-                        "write the values out or use fewer aliases"
-                    )
-            sizes[key] = total
-            return total
-
-        if node is not None:
-            size(node)
-        return node
 
 
 class ConfigFileError(ValueError):

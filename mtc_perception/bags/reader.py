@@ -23,8 +23,10 @@ def _metadata(bagdir: Path) -> dict[str, Any] | None:
     """rosbag2's metadata.yaml as a dict, or None when missing or unreadable."""
     import yaml
 
+    from ..safe_yaml import load_yaml
+
     try:
-        return yaml.safe_load((bagdir / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+        return load_yaml((bagdir / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
     except (OSError, yaml.YAMLError, KeyError, TypeError):
         return None
 
