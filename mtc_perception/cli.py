@@ -120,16 +120,16 @@ def cmd_infer(a: argparse.Namespace) -> int:
             log.error("%s: %s; skipped (counted as failed)", name, error)
             continue
         res = infer(perceptor, frame)
-        overlay = None
-        if not res.error:
+        error = res.error
+        if not error:
             try:
                 overlay = draw(frame, res.perception)
             except Exception as e:  # noqa: BLE001 - one unusable frame must not end the run
-                res.error = f"drawing the overlay failed: {type(e).__name__}: {e}"
-        if res.error:
+                error = f"drawing the overlay failed: {type(e).__name__}: {e}"
+        if error:
             h, w = frame.shape[:2]
-            failures.append({"frame": name, "error": f"{w}x{h} frame: {res.error}"})
-            log.error("%s: %dx%d frame: %s; skipped (counted as failed)", name, w, h, res.error)
+            failures.append({"frame": name, "error": f"{w}x{h} frame: {error}"})
+            log.error("%s: %dx%d frame: %s; skipped (counted as failed)", name, w, h, error)
             continue
         p = res.perception
         n += 1
