@@ -42,17 +42,31 @@ def run_demo(args: list[str], verbose: bool = False) -> int:
 
 
 def _frames(src: Path):
-    """(name, BGR frame) from an image, a directory of images or a video; unreadable images are
-    yielded as (name, None) so that they are reported, not skipped silently."""
+    """(name, BGR frame, error) from an image, a directory of images or a video. Image files are
+    read by :func:`~mtc_perception.imaging.read_image` (any file name; size-checked before decoding;
+    a truncated JPEG is an error); an unreadable one is yielded as (name, None, why) so that it is
+    reported, not skipped silently. ``name`` is the path relative to ``src`` with its extension, as
+    printable text (:func:`~mtc_perception.imaging.display_path`)."""
     import cv2
 
+    from .imaging import ImageError, display_path, read_image
+
+    def read(f: Path, name: str):
+        try:
+            return name, read_image(f), ""
+        except (ImageError, OSError) as e:
+            return name, None, str(e)
+
     if not src.exists():
-        raise FileNotFoundError(f"--input {src} does not exist; give an image, a directory of images or a video")
+        raise FileNotFoundError(
+            f"--input {display_path(src)} does not exist; give an image, a directory of images or a video"
+        )
     if src.is_dir():
-        files = list_images(src, what="--input")
-        for f in files:
-            yield f.relative_to(src).with_suffix("").as_posix().replace("/", "_"), cv2.imread(str(f), cv2.IMREAD_COLOR)
+        for f in list_images(src, what="--input"):
+            yield read(f, display_path(f.relative_to(src).as_posix()))
     elif src.suffix.lower() in VIDEO_EXTS:
+        if display_path(src) != str(src):
+            raise ValueError(f"--input {display_path(src)}: OpenCV opens videos by UTF-8 names only; rename the file")
         cap = cv2.VideoCapture(str(src))
         if not cap.isOpened():
             raise FileNotFoundError(f"{src} cannot be opened as a video")
@@ -61,20 +75,34 @@ def _frames(src: Path):
             ok, frame = cap.read()
             if not ok:
                 break
-            yield f"{src.stem}_{i:06d}", frame
+            yield f"{src.stem}_{i:06d}", frame, ""
             i += 1
         cap.release()
     elif src.suffix.lower() in IMAGE_EXTS:
-        yield src.stem, cv2.imread(str(src), cv2.IMREAD_COLOR)
+        yield read(src, display_path(src.name))
     else:
         raise ValueError(
-            f"--input {src}: unknown file type; use {IMAGE_EXTS} images, a directory of them, or {VIDEO_EXTS} videos"
+            f"--input {display_path(src)}: unknown file type; use {IMAGE_EXTS} images, a directory of them, "
+            f"or {VIDEO_EXTS} videos"
         )
+
+
+def output_stem(name: str, taken: set[str]) -> str:
+    """The file name (without the .jpg / .json ending) of frame ``name``'s outputs: its relative
+    path with ``/`` as ``_`` and its extension kept (``a.jpg`` and ``a.png`` do not collide); a
+    name already ``taken`` (compared case-insensitively) gets ``~2``, ``~3``, ... Adds it to ``taken``."""
+    stem = name.replace("/", "_")
+    out, k = stem, 2
+    while out.casefold() in taken:
+        out, k = f"{stem}~{k}", k + 1
+    taken.add(out.casefold())
+    return out
 
 
 def cmd_infer(a: argparse.Namespace) -> int:
     import cv2
 
+    from .frame import infer
     from .perceptor import Perceptor
     from .viz import draw
 
@@ -82,40 +110,57 @@ def cmd_infer(a: argparse.Namespace) -> int:
     log.info("bundle %s on %s", a.bundle, perceptor.backend)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    n = failed = 0
+    n = 0
+    failures: list[dict[str, str]] = []
     totals: dict[str, float] = {}
-    for name, frame in _frames(Path(a.input)):
+    taken: set[str] = set()
+    for name, frame, error in _frames(Path(a.input)):
         if frame is None:
-            failed += 1
-            log.error("%s: unreadable image; skipped (counted as failed)", name)
+            failures.append({"frame": name, "error": error})
+            log.error("%s: %s; skipped (counted as failed)", name, error)
             continue
-        p = perceptor(frame)
+        res = infer(perceptor, frame)
+        error = res.error
+        if not error:
+            try:
+                overlay = draw(frame, res.perception)
+            except Exception as e:  # noqa: BLE001 - one unusable frame must not end the run
+                error = f"drawing the overlay failed: {type(e).__name__}: {e}"
+        if error:
+            h, w = frame.shape[:2]
+            failures.append({"frame": name, "error": f"{w}x{h} frame: {error}"})
+            log.error("%s: %dx%d frame: %s; skipped (counted as failed)", name, w, h, error)
+            continue
+        p = res.perception
         n += 1
         for k, v in p.timings.items():
             totals[k] = totals.get(k, 0.0) + v
-        cv2.imwrite(str(out / f"{name}.jpg"), draw(frame, p))
-        (out / f"{name}.json").write_text(
+        stem = output_stem(name, taken)
+        ok, jpg = cv2.imencode(".jpg", overlay)
+        if not ok:
+            raise RuntimeError(f"{name}: the overlay could not be encoded as JPEG")
+        (out / f"{stem}.jpg").write_bytes(jpg.tobytes())
+        (out / f"{stem}.json").write_text(
             json.dumps({"frame": name, "backend": perceptor.backend, **p.to_dict()}, indent=1) + "\n"
         )
     summary = {
         "frames": n,
-        "failed": failed,
+        "failed": len(failures),
         "backend": perceptor.backend,
         "mean_ms": {k: round(v / max(n, 1), 3) for k, v in totals.items()},
+        "failures": failures,
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps(summary, indent=2))
-    return 0 if failed == 0 else 1
+    return 0 if not failures else 1
 
 
 def source_frames(src: Path):
     """``--input`` (a video or a directory of images) as frames to record; an unreadable image
-    is a frame without an image, so that it is reported, not skipped silently."""
+    is a frame without an image (``error`` says why), so that it is reported, not skipped silently."""
     from .bags import SourceFrame
 
-    return (
-        SourceFrame(name, img, error="" if img is not None else "not a readable image") for name, img in _frames(src)
-    )
+    return (SourceFrame(name, img, error=error) for name, img, error in _frames(src))
 
 
 def bag_config(a: argparse.Namespace):
@@ -278,7 +323,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     i.add_argument("--bundle", required=True, help="model bundle directory (from mtc-compress export)")
     i.add_argument("--input", required=True, help="an image, a directory of images, or a video")
-    i.add_argument("--out", required=True, help="output directory: <frame>.jpg overlays, <frame>.json, summary.json")
+    i.add_argument(
+        "--out",
+        required=True,
+        help="output directory: <frame>.jpg overlays, <frame>.json (<frame>: the input's relative path with its "
+        "extension, / as _), summary.json",
+    )
     i.add_argument(
         "--backend",
         default="auto",

@@ -33,6 +33,7 @@ from compress.data.augment import (
 )
 from compress.data.bdd import DataConfig, Sample, index_split, map_drivable, map_lane
 from compress.data.errors import DatasetError
+from mtc_perception.imaging import ImageError, read_image
 
 logger = logging.getLogger(__name__)
 
@@ -40,8 +41,11 @@ __all__ = ["LoadStats", "MultiTaskDataset", "build_loader", "check_batch", "coll
 
 
 def _read(path: Path, flags: int, what: str, shown: str) -> np.ndarray:
+    """One image or mask file through the runtime's checked reader
+    (:func:`mtc_perception.imaging.read_image`: size-checked before decoding, a truncated JPEG is an
+    error, as in ``mtc infer`` / ``mtc bag`` / ``mtc bench``)."""
     try:
-        buf = np.fromfile(path, dtype=np.uint8)
+        return read_image(path, flags=flags)
     except FileNotFoundError:
         raise DatasetError(
             f"{shown}: {what} file not found (it was present when the split was "
@@ -49,13 +53,8 @@ def _read(path: Path, flags: int, what: str, shown: str) -> np.ndarray:
         ) from None
     except OSError as exc:
         raise DatasetError(f"{shown}: cannot read {what} ({exc}); check the file or pass --on-error skip") from None
-    img = cv2.imdecode(buf, flags) if buf.size else None
-    if img is None:
-        raise DatasetError(
-            f"{shown}: cannot decode {what} (empty, truncated or not an image); "
-            "replace the file or pass --on-error skip"
-        )
-    return img
+    except ImageError as exc:
+        raise DatasetError(f"{shown}: cannot decode {what} ({exc}); replace the file or pass --on-error skip") from None
 
 
 class MultiTaskDataset(Dataset):

@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 
 from mtc_perception.bags import BagError, Labels, SourceFrame
+from mtc_perception.imaging import ImageError, display_path, read_image
 
 from .bdd import DataConfig, index_split, map_drivable, map_lane
 
@@ -39,18 +40,24 @@ def dataset_frames(
     if not index.samples:
         raise BagError(f"no samples in split {split!r} of {root}")
     for s in index.samples:
-        img = cv2.imread(str(s.image), cv2.IMREAD_COLOR)
-        if img is None:
-            yield SourceFrame(s.stem, None, error=f"{s.image}: not a readable image")
+        try:
+            img = read_image(s.image)
+        except (ImageError, OSError) as e:
+            yield SourceFrame(s.stem, None, error=str(e))
             continue
         masks = []
         for path, fn in ((s.drivable, lambda raw: map_drivable(raw, drivable_mapping)), (s.lane, map_lane)):
-            raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED) if path is not None else None
-            if path is not None and (raw is None or raw.shape[:2] != img.shape[:2]):
+            try:
+                raw = read_image(path, flags=cv2.IMREAD_UNCHANGED) if path is not None else None
+            except (ImageError, OSError) as e:
+                yield SourceFrame(s.stem, None, error=f"unreadable mask: {e}")
+                break
+            if raw is not None and raw.shape[:2] != img.shape[:2]:
                 yield SourceFrame(
                     s.stem,
                     None,
-                    error=f"{path}: unreadable mask or size differs from the image {img.shape[1]}x{img.shape[0]}",
+                    error=f"{display_path(path)}: the mask is {raw.shape[1]}x{raw.shape[0]} but the image "
+                    f"{img.shape[1]}x{img.shape[0]}",
                 )
                 break
             masks.append(fn(raw) if raw is not None else None)

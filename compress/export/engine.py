@@ -90,10 +90,9 @@ def build_engine(
 
 def _calibrator(trt: Any, onnx_path: Path, frames: list[Path], cache: Path):
     """Entropy calibrator over dataset frames, preprocessed exactly as the Perceptor does."""
-    import cv2
-
     from mtc_perception.bundle import Bundle
     from mtc_perception.engines.tensorrt_engine import check_cuda, cudart
+    from mtc_perception.imaging import ImageError, read_image
     from mtc_perception.perceptor import Preprocessor
 
     if not frames:
@@ -114,10 +113,11 @@ def _calibrator(trt: Any, onnx_path: Path, frames: list[Path], cache: Path):
 
         def get_batch(self, names):
             while self.i < len(frames):
-                img = cv2.imread(str(frames[self.i]), cv2.IMREAD_COLOR)
                 self.i += 1
-                if img is None:
-                    log.warning("calibration frame %s is unreadable; skipped", frames[self.i - 1])
+                try:
+                    img = read_image(frames[self.i - 1])
+                except (ImageError, OSError) as e:
+                    log.warning("calibration frame skipped: %s", e)
                     continue
                 x, _ = pre([img])
                 x = np.ascontiguousarray(x)

@@ -25,9 +25,8 @@ def _normalized(outs: dict[str, np.ndarray], w: int, h: int) -> dict[str, np.nda
 def parity(bundle_dir: Path, wrapper: nn.Module, frames: list[Path], tolerance: float) -> Parity:
     """The bundle in ``bundle_dir`` on ONNX Runtime vs ``wrapper`` in torch; raises :class:`ExportError`
     when a normalized output (boxes / input size, probabilities) differs by more than ``tolerance``."""
-    import cv2
-
     from mtc_perception.engines import create_engine
+    from mtc_perception.imaging import ImageError, read_image
     from mtc_perception.perceptor import Preprocessor
 
     bundle = Bundle.load(bundle_dir)
@@ -37,9 +36,10 @@ def parity(bundle_dir: Path, wrapper: nn.Module, frames: list[Path], tolerance: 
     worst = dict.fromkeys(OUTPUT_NAMES, 0.0)
     raw = dict.fromkeys(OUTPUT_NAMES, 0.0)
     for f in frames:
-        img = cv2.imread(str(f), cv2.IMREAD_COLOR)
-        if img is None:
-            raise ExportError(f"parity frame {f} cannot be read as an image")
+        try:
+            img = read_image(f)
+        except (ImageError, OSError) as e:
+            raise ExportError(f"parity frame: {e}") from None
         x, _ = pre([img])
         ort_out = eng.infer(x)
         with torch.no_grad():

@@ -7,6 +7,8 @@ or Jazzy message definitions."""
 from __future__ import annotations
 
 import logging
+import math
+import shutil
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +16,7 @@ from typing import Any, cast
 
 import numpy as np
 
+from ..imaging import DEFAULT_LIMITS
 from ..messages import CAMERA_TYPES, LABEL_TYPES, detection_array, gt_topics, mask_image
 from .base import (
     CAMERA_TOPIC,
@@ -31,6 +34,12 @@ from .base import (
 from .source import SourceFrame, resize_frame
 
 log = logging.getLogger(__name__)
+
+#: the frame rates ``mtc bag`` stamps with (frames per second): one frame in 1000 s to one per microsecond,
+#: so that every stamp is distinct and strictly increasing
+MIN_FPS, MAX_FPS = 1e-3, 1e6
+#: builtin_interfaces/Time.sec is an int32
+_MAX_STAMP_NS = (2**31 - 1) * 10**9
 
 
 class RecordingWriter:
@@ -103,8 +112,21 @@ class WriteConfig:
             raise BagError(f"storage {self.storage!r}: use one of {STORAGES}")
         if self.transport not in TRANSPORTS:
             raise BagError(f"transport {self.transport!r}: use one of {TRANSPORTS}")
-        if not self.fps > 0:
-            raise BagError(f"fps must be > 0, got {self.fps}")
+        if not (isinstance(self.fps, (int, float)) and math.isfinite(self.fps) and MIN_FPS <= self.fps <= MAX_FPS):
+            raise BagError(
+                f"fps {self.fps!r} is not a usable frame rate: give a number from {MIN_FPS:g} to {MAX_FPS:g} "
+                "frames per second (--fps), e.g. 10"
+            )
+        if self.resize is not None:
+            r = self.resize
+            if not (len(r) == 2 and all(isinstance(v, int) and v > 0 for v in r)):
+                raise BagError(
+                    f"resize {r!r} must be WIDTHxHEIGHT with two positive integers (--resize), e.g. 1280x720"
+                )
+            try:
+                DEFAULT_LIMITS.check(r[0], r[1], "resize")
+            except ValueError as e:
+                raise BagError(f"{e} (--resize)") from None
         if self.limit is not None and self.limit < 1:
             raise BagError(f"limit must be >= 1, got {self.limit}")
         if not 1 <= self.jpeg_quality <= 100:
@@ -149,8 +171,41 @@ def write_bag(
 ) -> WriteSummary:
     """Record ``frames`` into a new bag at ``path``. A frame whose image is None is not written
     (there is nothing to write) but listed in ``WriteSummary.unreadable``. Labels, where present,
-    go to ``<gt_prefix>/{detections, drivable_mask, lane_mask}`` with the frame's header and log time."""
-    period_ns = round(1e9 / cfg.fps)
+    go to ``<gt_prefix>/{detections, drivable_mask, lane_mask}`` with the frame's header and log time.
+
+    The bag is written under ``.<name>.partial/`` next to ``path`` and moved to ``path`` once it is
+    closed with its metadata; on any failure (an exception, Ctrl-C, no frame recorded) the partial
+    bag is removed, so ``path`` is either a complete bag or absent."""
+    path = Path(path)
+    if path.exists():
+        raise BagError(f"{path} exists; rosbag2 writers never overwrite: remove it or choose another path")
+    staging = path.parent / f".{path.name}.partial"
+    if staging.exists():
+        raise BagError(
+            f"{staging} exists (left by an interrupted `mtc bag`?); remove it or choose another --out than {path}"
+        )
+    if not path.parent.is_dir():
+        raise BagError(f"the folder of {path} does not exist; create {path.parent} first")
+    staging.mkdir()
+    try:
+        out = _write(staging / path.name, frames, cfg, progress)
+        if out.frames == 0:
+            shown = "; ".join(out.unreadable[:3]) + ("; ..." if len(out.unreadable) > 3 else "")
+            raise BagError(
+                f"no frame could be recorded into {path} ({len(out.unreadable)} unreadable: {shown}); "
+                "nothing was written"
+            )
+        (staging / path.name).rename(path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    out.path = path
+    return out
+
+
+def _write(
+    path: Path, frames: Iterable[SourceFrame], cfg: WriteConfig, progress: Callable[[int], None] | None
+) -> WriteSummary:
+    period_ns = round(1e9 / cfg.fps)  # >= 1000: MAX_FPS, so the stamps strictly increase
     out = WriteSummary(Path(path), cfg.storage, cfg.distro)
     gt = gt_topics(cfg.gt_prefix)
     with RecordingWriter(path, cfg.storage, cfg.distro) as w:
@@ -165,6 +220,11 @@ def write_bag(
             frame = resize_frame(frame, cfg.resize)
             image = cast(np.ndarray, frame.image)  # not None: checked above, resizing keeps it
             stamp = cfg.start_ns + out.frames * period_ns
+            if stamp > _MAX_STAMP_NS:
+                raise BagError(
+                    f"frame {out.frames} ({frame.name}) would be stamped {stamp} ns, past what a ROS 2 "
+                    f"Time holds (int32 seconds); record fewer frames (--limit) or a higher --fps than {cfg.fps:g}"
+                )
             hdr = header(w.ts, stamp, cfg.frame_id)
             w.write(cfg.topic, stamp, camera_message(w.ts, hdr, image, cfg.transport, cfg.jpeg_quality))
             out.size = (image.shape[1], image.shape[0])
@@ -185,6 +245,4 @@ def write_bag(
             if progress is not None:
                 progress(out.frames)
         out.topics = dict(w.counts)
-    if out.frames == 0:
-        raise BagError(f"no frame could be recorded into {path} ({len(out.unreadable)} unreadable)")
     return out

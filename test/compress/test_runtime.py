@@ -274,9 +274,12 @@ def test_infer_command_writes_overlays_and_json(bundle_dir, synth_root, tmp_path
     assert rc == 1  # one frame failed, and it is counted, not dropped
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["frames"] == 3 and summary["failed"] == 1
-    rec = json.loads((tmp_path / "out" / "f0.json").read_text())
+    assert (
+        summary["failures"][0]["frame"] == "broken.jpg" and "not a decodable image" in summary["failures"][0]["error"]
+    )
+    rec = json.loads((tmp_path / "out" / "f0.jpg.json").read_text())
     assert rec["image_size"] == [320, 180] and "detections" in rec and rec["timings_ms"]["infer"] > 0
-    assert cv2.imread(str(tmp_path / "out" / "f0.jpg")).shape == (180, 320, 3)
+    assert cv2.imread(str(tmp_path / "out" / "f0.jpg.jpg")).shape == (180, 320, 3)
     assert main(["infer", "--bundle", str(tmp_path), "--input", str(src), "--out", str(tmp_path / "x")]) == 2
 
 
