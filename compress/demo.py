@@ -154,11 +154,12 @@ class Demo:
         import cv2
         import numpy as np
 
+        from mtc_perception.imaging import read_image
         from mtc_perception.perceptor import Perceptor
         from mtc_perception.viz import draw
 
         frames = sorted((self.out / "synthroad" / "images" / "val").glob("*.jpg"))
-        frame = cv2.imread(str(frames[min(3, len(frames) - 1)]))
+        frame = read_image(frames[min(3, len(frames) - 1)])
         d = self.out / "overlays"
         d.mkdir(exist_ok=True)
         tiles = []

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from mtc_perception.host import cpu_name
+from mtc_perception.imaging import read_image
 from mtc_perception.inputs import list_images
 from mtc_perception.perceptor import STAGES, Perceptor
 
@@ -38,9 +39,7 @@ def load_frames(directory: str | Path, size: tuple[int, int], limit: int) -> lis
     files = list_images(directory, what="--frames")[:limit]
     frames = []
     for f in files:
-        img = cv2.imread(str(f), cv2.IMREAD_COLOR)
-        if img is None:
-            raise ValueError(f"{f} is not a readable image")
+        img = read_image(f)  # ImageError naming the file for anything unreadable, too large or truncated
         frames.append(
             cv2.resize(img, size, interpolation=cv2.INTER_LINEAR) if (img.shape[1], img.shape[0]) != size else img
         )

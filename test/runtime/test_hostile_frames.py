@@ -208,14 +208,13 @@ def test_read_image_reads_any_file_name_and_names_the_file(tmp_path):
 
 
 def test_no_command_reads_image_files_with_cv2_imread():
-    """Every image file goes through imaging.read_image (the bench helper's engines.py is listed
-    separately until it switches)."""
+    """Every image file goes through imaging.read_image."""
     root = Path(__file__).resolve().parents[2]
     offenders = [
         str(p.relative_to(root))
         for d in ("mtc_perception", "compress")
         for p in (root / d).rglob("*.py")
-        if "cv2.imread(" in p.read_text() and p.name not in ("demo.py",) and "bench" not in p.parts
+        if "cv2.imread(" in p.read_text()
     ]
     assert offenders == []
 
