@@ -4,6 +4,7 @@ complete message."""
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import shutil
@@ -75,10 +76,10 @@ def _decompress(data: bytes, compression: str, size: int) -> bytes:
 
             return zstandard.ZstdDecompressor().decompress(data, max_output_size=size)
         except ImportError:
-            try:
-                from compression import zstd  # Python 3.14
+            try:  # the standard library's zstd (Python 3.14's `compression` package), then its backport
+                zstd = importlib.import_module("compression.zstd")
             except ImportError:
-                from backports import zstd
+                zstd = importlib.import_module("backports.zstd")
             return zstd.decompress(data)
     if compression == "lz4":
         import lz4.frame
