@@ -1,6 +1,6 @@
 """``mtc``: the runtime command. ``mtc infer`` runs a model bundle on images or a video; ``mtc bag``
 records frames into a rosbag2 (a dataset split with its labels: ``mtc-compress bag --dataset``);
-``mtc bench`` replays a rosbag2 through teacher and student and writes the benchmark report. ``mtc demo`` runs ``mtc-compress demo`` (the
+``mtc bench`` replays a rosbag2 through a teacher and any number of students and writes the benchmark report. ``mtc demo`` runs ``mtc-compress demo`` (the
 demo trains, so it lives in the offline half; the runtime never imports it).
 
 Exit codes: 0 success, 2 bad input (message says what and how to fix), 1 internal error.
@@ -225,10 +225,13 @@ def cmd_bench(a: argparse.Namespace) -> int:
     models were loaded: nothing was measured yet)."""
     from .bench.replay import BenchConfig, Interrupted, exit_code_of, run_bench, summary_text
 
+    teacher_name, teacher, student, students = bench_models(a.teacher, a.student)
     cfg = BenchConfig(
         bag=Path(a.bag),
-        teacher=Path(a.teacher),
-        student=Path(a.student),
+        teacher=teacher,
+        student=student,
+        students=students,
+        teacher_name=teacher_name,
         out=Path(a.out),
         backend=a.backend,
         topic=a.topic,
@@ -254,6 +257,21 @@ def cmd_bench(a: argparse.Namespace) -> int:
     print(summary_text(res.report))
     print(f"report: {res.paths['report_md']} ({res.paths['report_json'].name})")
     return res.exit_code
+
+
+def bench_models(teacher: str, students: list[str]) -> tuple[str, Path, Path | None, tuple[tuple[str, Path], ...]]:
+    """``--teacher [NAME=]DIR`` and the ``--student [NAME=]DIR`` list -> (teacher name, teacher
+    bundle, the one unnamed student of the one-student form (named ``student``) or None, the other
+    (name, bundle) pairs). The teacher is ``teacher`` unless named; with several students an
+    unnamed one takes its bundle directory's name. Names are checked by
+    :class:`~mtc_perception.bench.replay.BenchConfig`."""
+    from .bench.names import default_name, parse_model_spec
+
+    t_name, t_path = parse_model_spec(teacher)
+    specs = [parse_model_spec(s) for s in students]
+    if len(specs) == 1 and specs[0][0] is None:  # `--teacher T --student S`, as before several students
+        return t_name or "teacher", Path(t_path), Path(specs[0][1]), ()
+    return t_name or "teacher", Path(t_path), None, tuple((n or default_name(p), Path(p)) for n, p in specs)
 
 
 def add_bag_arguments(g: argparse.ArgumentParser) -> None:
@@ -345,7 +363,11 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     b.add_argument(
-        "--bundle", action="append", required=True, help="NAME=BUNDLE_DIR (repeat; the first is the reference)"
+        "--bundle",
+        action="append",
+        required=True,
+        help="[NAME=]BUNDLE_DIR (repeat; the first is the reference every other is compared with; names default "
+        "to the directory's name and must differ)",
     )
     b.add_argument("--frames", required=True, help="directory of images (resized to --size)")
     b.add_argument("--size", type=parse_size, default=(1280, 720), help="frame size WIDTHxHEIGHT")
@@ -370,6 +392,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["all", "extended", "basic"],
         help="ONNX Runtime graph optimization level (default: extended)",
     )
+    b.add_argument(
+        "--profile",
+        action="store_true",
+        help="after the timed runs, profile each bundle under ONNX Runtime (every frame once): time per op type "
+        "as ms per frame and %% of the node time, in engines.json/md",
+    )
     b.add_argument("--out", default="runs/bench/engines", help="output directory: engines.json, engines.md")
     b.set_defaults(fn=lambda a: __import__("mtc_perception.bench.engines", fromlist=["main"]).main(a))
     g = sub.add_parser(
@@ -382,12 +410,23 @@ def build_parser() -> argparse.ArgumentParser:
     g.set_defaults(fn=cmd_bag)
     r = sub.add_parser(
         "bench",
-        help="replay a rosbag2 through teacher and student: speed, agreement, accuracy report",
+        help="replay a rosbag2 through a teacher and one or more students: speed, agreement, accuracy report",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     r.add_argument("--bag", required=True, help="rosbag2 directory (mcap or sqlite3), or a single .mcap/.db3 file")
-    r.add_argument("--teacher", required=True, help="teacher model bundle directory (the reference of the agreement)")
-    r.add_argument("--student", required=True, help="student model bundle directory")
+    r.add_argument(
+        "--teacher",
+        required=True,
+        help="[NAME=]BUNDLE_DIR: the teacher, the reference of every agreement (named teacher unless NAME=)",
+    )
+    r.add_argument(
+        "--student",
+        action="append",
+        required=True,
+        help="[NAME=]BUNDLE_DIR: a student (repeat for several, e.g. --student fast=bundles/fast --student "
+        "int8=bundles/fast_int8); one unnamed student is named student, several take their directory's name; "
+        "names must differ",
+    )
     r.add_argument(
         "--out", required=True, help="output directory: report.json, report.md, frames.csv, plots[, replay_bag]"
     )
@@ -395,7 +434,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--backend",
         default="auto",
         choices=["auto", "tensorrt", "onnxruntime", "torch"],
-        help="inference backend of both models",
+        help="inference backend of every model",
     )
     r.add_argument(
         "--topic",
@@ -406,10 +445,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--output-bag",
         action="store_true",
-        help="also write OUT/replay_bag: the camera topic plus /teacher/* and /student/* detections and masks, same stamps",
+        help="also write OUT/replay_bag: the camera topic plus every model's /<name>/* detections and masks, same stamps",
     )
-    r.add_argument("--conf", type=float, default=0.25, help="detection confidence threshold of both models")
-    r.add_argument("--iou", type=float, default=0.45, help="NMS IoU threshold of both models")
+    r.add_argument("--conf", type=float, default=0.25, help="detection confidence threshold of every model")
+    r.add_argument("--iou", type=float, default=0.45, help="NMS IoU threshold of every model")
     r.add_argument("--gt-prefix", default="/ground_truth", help="label topics to score against, when the bag has them")
     r.add_argument(
         "--distro",

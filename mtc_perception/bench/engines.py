@@ -1,10 +1,13 @@
 """Engine benchmark: bundles side by side through the Perceptor on the same frames.
 
-``mtc bench-engines --bundle teacher=B1 --bundle student=B2 --frames DIR --size 1280x720
---backend onnxruntime --out runs/bench/engines`` writes ``engines.json`` and ``engines.md``: per
-bundle the stage times (mean / p50 / p90 ms), throughput, the Perceptor's own share (preprocess
-+ postprocess relative to engine time), and every bundle's speed-up over the first — overall and
-per round, the bundles taking turns on blocks of frames (``--block``, see :func:`bench`).
+``mtc bench-engines --bundle teacher=B1 --bundle student=B2 [--bundle int8=B3 ...] --frames DIR
+--size 1280x720 --backend onnxruntime [--profile] --out runs/bench/engines`` writes ``engines.json``
+and ``engines.md``: per bundle its precision (bundle.json ``versions.precision``, ``fp32`` where
+missing), the stage times (mean / p50 / p90 ms), throughput, the Perceptor's own share (preprocess
++ postprocess relative to engine time), and every bundle compared with the first, the reference
+(``meta.reference``): speed-up overall and per round, the bundles taking turns on blocks of frames
+(``--block``, see :func:`bench`), and of the engine time alone. ``--profile`` adds, after the timed
+runs, each bundle's time per op type under ONNX Runtime's profiler (:mod:`.profile`).
 """
 
 from __future__ import annotations
@@ -20,6 +23,10 @@ from mtc_perception.host import cpu_name
 from mtc_perception.imaging import read_image
 from mtc_perception.inputs import list_images
 from mtc_perception.perceptor import STAGES, Perceptor
+
+from .names import check_names, default_name, parse_model_spec
+from .profile import profile_bundle, profile_markdown
+from .report.inputs import bundle_precision
 
 
 def _stats(v: list[float]) -> dict[str, float]:
@@ -88,11 +95,11 @@ def bench(
         for f in frames[:warmup]:
             p(f)
 
-    info: dict[str, tuple[str, Any, list[int]]] = {}  # backend, bundle.json's provenance, input size
+    info: dict[str, tuple[str, Any, list[int], str]] = {}  # backend, provenance, input size, precision
 
     def keep_info(n: str) -> None:
         p = perceptors[n]
-        info[n] = (p.backend, p.bundle.spec.provenance, list(p.bundle.input_size))
+        info[n] = (p.backend, p.bundle.spec.provenance, list(p.bundle.input_size), bundle_precision(p.bundle))
 
     if block > 0:
         for n in names:
@@ -114,13 +121,14 @@ def bench(
             del perceptors[n]  # one engine at a time
     results: dict[str, Any] = {}
     for n in names:
-        backend_used, m, input_size = info[n]
+        backend_used, m, input_size, precision = info[n]
         stage = {k: _stats(v) for k, v in per_stage[n].items()}
         own = stage["preprocess"]["mean"] + stage["postprocess"]["mean"]
         count = len(per_stage[n]["infer"])
         results[n] = {
             "bundle": str(bundles[n]),
             "backend": backend_used,
+            "precision": precision,
             "input": input_size,
             "params": m.params,
             "macs": m.macs,
@@ -142,6 +150,7 @@ def bench(
     first = results[names[0]]
     for r in results.values():
         r["speedup_vs_first"] = r["throughput_fps"] / first["throughput_fps"]
+        r["infer_speedup_vs_first"] = first["stage_ms"]["infer"]["mean"] / r["stage_ms"]["infer"]["mean"]
     return results
 
 
@@ -153,34 +162,73 @@ def _rounds(r: dict[str, Any]) -> str:
 def markdown(report: dict[str, Any]) -> str:
     m = report["meta"]
     how = f"bundles taking turns on blocks of {m['block']} frames" if m.get("block") else "one bundle after the other"
+    ref = m.get("reference") or next(iter(report["models"]))
     lines = [
         f"# Engine benchmark\n\n{m['frames']} frames at {m['frame_size'][0]}x{m['frame_size'][1]} x {m['runs']} run(s), {how}, backend "
-        f"{m['backend']} {m.get('engine_options') or ''}, {m['machine']}.\n",
-        "| model | params | GMACs | input | throughput (fps) | speed-up | speed-up per round (median, min-max) | infer ms (mean / p90) | "
-        "preprocess ms | postprocess ms | Perceptor share of engine time |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        f"{m['backend']} {m.get('engine_options') or ''}, {m['machine']}. Speed-ups are against {ref}, the reference.\n",
+        "| model | precision | params | GMACs | input | throughput (fps) | speed-up | speed-up per round (median, min-max) | "
+        "infer ms (mean / p90) | infer speed-up | preprocess ms | postprocess ms | Perceptor share of engine time |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in report["models"].items():
         s = r["stage_ms"]
         lines.append(
-            f"| {name} | {(r['params'] or 0) / 1e6:.2f}M | {(r['macs'] or 0) / 1e9:.3f} | {r['input'][0]}x{r['input'][1]} | "
-            f"{r['throughput_fps']:.1f} | {r['speedup_vs_first']:.2f}x | {_rounds(r)} | {s['infer']['mean']:.2f} / {s['infer']['p90']:.2f} | "
+            f"| {name} | {r.get('precision') or 'fp32'} | {(r['params'] or 0) / 1e6:.2f}M | {(r['macs'] or 0) / 1e9:.3f} | "
+            f"{r['input'][0]}x{r['input'][1]} | {r['throughput_fps']:.1f} | {r['speedup_vs_first']:.2f}x | {_rounds(r)} | "
+            f"{s['infer']['mean']:.2f} / {s['infer']['p90']:.2f} | {r.get('infer_speedup_vs_first', 1.0):.2f}x | "
             f"{s['preprocess']['mean']:.2f} | {s['postprocess']['mean']:.2f} | {100 * r['perceptor_share_of_engine']:.1f}% |"
         )
+    profiled = {n: r["profile"] for n, r in report["models"].items() if r.get("profile")}
+    if profiled:
+        first = next(iter(profiled.values()))
+        lines += [
+            "",
+            "## Time per op type",
+            "",
+            f"ONNX Runtime's profiler ({first['backend']}) in a pass of its own after the timed runs, every frame once "
+            "after a warm-up: each op type's kernel time per frame and its share of the session's node time.",
+        ]
+        for n, prof in profiled.items():
+            lines += ["", *profile_markdown(n, prof, report["models"][n].get("precision", ""))]
     return "\n".join(lines) + "\n"
 
 
+def named_bundles(specs: list[str]) -> dict[str, str]:
+    """``--bundle [NAME=]DIR`` list -> {name: dir} in order; an unnamed bundle takes its directory's
+    name; names checked (:func:`~mtc_perception.bench.names.check_names`: none twice)."""
+    pairs = []
+    for spec in specs:
+        name, path = parse_model_spec(spec)
+        pairs.append((name or default_name(path), path))
+    check_names([n for n, _ in pairs], "bundle")
+    return dict(pairs)
+
+
+def profile(
+    bundles: dict[str, str],
+    frames: list[np.ndarray],
+    threads: int | None = None,
+    warmup: int = 5,
+    conf: float = 0.25,
+    **engine_options: Any,
+) -> dict[str, dict[str, Any]]:
+    """Every bundle's time per op type (:func:`~mtc_perception.bench.profile.profile_bundle`), one
+    after the other: run after :func:`bench`, never during it."""
+    return {
+        n: profile_bundle(path, frames, threads=threads, warmup=warmup, conf=conf, **engine_options)
+        for n, path in bundles.items()
+    }
+
+
 def main(a: Any) -> int:
-    bundles = {}
-    for spec in a.bundle:
-        name, _, path = spec.partition("=")
-        if not path:
-            name, path = Path(spec).name, spec
-        bundles[name] = path
+    bundles = named_bundles(a.bundle)
     frames = load_frames(a.frames, a.size, a.max_frames)
     opts = {"graph_optimization": a.graph_optimization} if a.graph_optimization else {}
     block = getattr(a, "block", 10)
     models = bench(bundles, frames, a.backend, a.runs, threads=a.threads, block=block, **opts)
+    if getattr(a, "profile", False):  # after the timed runs: the profiler costs time per node
+        for n, prof in profile(bundles, frames, threads=a.threads, **opts).items():
+            models[n]["profile"] = prof
     report = {
         "meta": {
             "frames": len(frames),
@@ -192,6 +240,8 @@ def main(a: Any) -> int:
             "engine_options": opts,
             "machine": cpu_name(),
             "frames_dir": str(a.frames),
+            "reference": next(iter(bundles)),
+            "profile": bool(getattr(a, "profile", False)),
         },
         "models": models,
     }

@@ -29,7 +29,7 @@ from .report import GroundTruthBoxes, ModelInfo, ModelOutput, ReportBuilder, Sta
 
 
 class LiveBench:
-    """``models``: reference (teacher) first, then the candidate (student); their names are the
+    """``models``: reference (teacher) first, then the candidates (students); their names are the
     namespaces of the nodes. ``total``: frames of the camera topic in the recording."""
 
     def __init__(

@@ -1,11 +1,11 @@
 """Offline replay benchmark (``mtc bench``): every camera frame of a rosbag2 recording through the
-teacher and the student, speed and accuracy side by side, into the benchmark report
-(:mod:`mtc_perception.bench.report`).
+teacher and any number of students, speed and accuracy side by side, into the benchmark report
+(:mod:`mtc_perception.bench.report`); each student is compared with the teacher.
 
 Per frame: the message is read and deserialized (harness ``read``), converted to a BGR image once
 (harness ``decode``; it is also each model's ``stage_ms.decode``, since a node pays it per model),
-then each model runs through its :class:`~mtc_perception.perceptor.Perceptor`; its latency is
-decode + the Perceptor's wall time. Decoding, inference and the output bag's messages are the
+then the models take turns on it (teacher first, then the students in order), each through its
+:class:`~mtc_perception.perceptor.Perceptor`; its latency is decode + the Perceptor's wall time. Decoding, inference and the output bag's messages are the
 node's own functions (:mod:`mtc_perception.frame`, :func:`mtc_perception.messages.perception_messages`).
 
 The run's steps are the methods of :class:`Replay`: open the recording and pick the topics
@@ -17,8 +17,8 @@ the report (:meth:`Replay.write_report`). Label topics (``<gt_prefix>/detections
 
 Bad recordings: a missing camera topic is a :class:`~mtc_perception.bags.TopicNotFound` listing
 the topics there are; a damaged file is read up to its last good message, the report is written
-and the error is in ``meta.error`` (exit code 2); a frame that does not decode is failed for both
-models and the run goes on (every failed frame is named: ``frames.csv``'s ``<model>_status`` and
+and the error is in ``meta.error`` (exit code 2); a frame that does not decode is failed for every
+model and the run goes on (every failed frame is named: ``frames.csv``'s ``<model>_status`` and
 ``<model>_error``, the report's count per kind of error with its first frames, the log's first
 :data:`LOG_FAILURES`); a camera topic whose connections have different types (``Image`` and
 ``CompressedImage``) is decoded message by message by each one's own type.
@@ -59,6 +59,7 @@ from ..bags import BagError, BagMessage, BagReader, md5_of
 from ..frame import decode, infer
 from ..host import host_info
 from ..messages import GT_PREFIX, stamp_to_ns
+from .names import check_names
 from .output_bag import OUTPUT_BAG, OutputBag, prepare_output_bag
 from .recording import choose_topic, label_topics, label_value, recording_meta
 from .report import ModelInfo, ModelOutput, ReportBuilder, write_report
@@ -96,11 +97,16 @@ __all__ = [
 
 @dataclass(frozen=True)
 class BenchConfig:
-    """One replay run. ``topic`` None picks the camera topic (see :func:`choose_topic`)."""
+    """One replay run. ``topic`` None picks the camera topic (see :func:`choose_topic`).
+
+    The models (:attr:`models`): the teacher (``teacher_name``, the reference), then ``student``
+    (named ``student``: the one-student form) if given, then ``students`` ((name, bundle) pairs).
+    Names are checked here (:func:`~mtc_perception.bench.names.check_names`: tokens, none twice);
+    at least one student."""
 
     bag: Path
     teacher: Path
-    student: Path
+    student: Path | None
     out: Path
     backend: str = "auto"
     topic: str | None = None
@@ -116,15 +122,34 @@ class BenchConfig:
     warmup: int = 3
     md5: bool = True
     progress: bool = True
+    students: tuple[tuple[str, Path], ...] = ()
+    teacher_name: str = "teacher"
 
     def __post_init__(self) -> None:
         if self.max_frames is not None and self.max_frames < 1:
             raise BagError(f"--max-frames must be >= 1, got {self.max_frames}")
         if self.threads is not None and self.threads < 1:
             raise BagError(f"--threads must be >= 1, got {self.threads}")
+        if self.student is None and not self.students:
+            raise ValueError("no student: give at least one --student [NAME=]BUNDLE_DIR to compare with the teacher")
+        check_names(n for n, _ in self._pairs())
+
+    def _pairs(self) -> list[tuple[str, Path]]:
+        pairs = [(self.teacher_name, Path(self.teacher))]
+        if self.student is not None:
+            pairs.append(("student", Path(self.student)))
+        return pairs + [(n, Path(p)) for n, p in self.students]
+
+    @property
+    def models(self) -> dict[str, Path]:
+        """Name -> bundle directory: the teacher first, then the students in order."""
+        return dict(self._pairs())
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(self).items()}
+        d = {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(self).items()}
+        d["students"] = {n: str(p) for n, p in self.students}
+        d["models"] = {n: str(p) for n, p in self.models.items()}
+        return d
 
 
 class Interrupted(KeyboardInterrupt):
@@ -263,12 +288,14 @@ class Replay:
         self.output_bag = prepare_output_bag(cfg.out) if cfg.output_bag else None
         # the models
         self.perceptors, self.load_s = self._load_models()
-        self.class_names = tuple(self.perceptors["teacher"].class_names)
-        if tuple(self.perceptors["student"].class_names) != self.class_names:
-            warnings.append(
-                f"teacher classes {list(self.class_names)} differ from student classes "
-                f"{list(self.perceptors['student'].class_names)}; detection agreement compares class ids"
-            )
+        teacher = cfg.teacher_name
+        self.class_names = tuple(self.perceptors[teacher].class_names)
+        for n, p in self.perceptors.items():
+            if tuple(p.class_names) != self.class_names:
+                warnings.append(
+                    f"{teacher} classes {list(self.class_names)} differ from {n} classes "
+                    f"{list(p.class_names)}; detection agreement compares class ids"
+                )
         self.md5: str | None = None
         # the scoring
         self.builder = ReportBuilder(
@@ -325,7 +352,7 @@ class Replay:
         opts = {"threads": cfg.threads} if cfg.threads else {}
         perceptors = {
             name: Perceptor(path, backend=cfg.backend, conf=cfg.conf, iou=cfg.iou, **opts)
-            for name, path in (("teacher", cfg.teacher), ("student", cfg.student))
+            for name, path in cfg.models.items()
         }
         for p in perceptors.values():
             if cfg.warmup > 0:
@@ -408,8 +435,8 @@ class Replay:
             self.builder.add_ground_truth(stamp, part, value)
 
     def frame(self, m: BagMessage, t0: float, out: OutputBag | None) -> str:
-        """A camera message through both models (decoded once), scored and written to the output
-        bag; returns the progress text."""
+        """A camera message through every model in turn (decoded once), scored and written to the
+        output bag; returns the progress text."""
         index = self.counts["read"] - 1
         stamp = m.log_time_ns
         try:
@@ -598,22 +625,25 @@ def run_bench(cfg: BenchConfig, on_frame: Callable[[int], None] | None = None) -
 
 def summary_text(rep: dict[str, Any]) -> str:
     """A few lines for the terminal: speed, agreement and the frame accounting."""
+
+    def g(v: Any) -> str:
+        return f"{v:.3f}" if v is not None else "–"
+
     lines = []
+    width = max(8, *(len(n) for n in rep["models"]))
     for n, m in rep["models"].items():
         lat, f = m["latency_ms"], m["frames"]
         mean = f"{lat['mean']:.1f}" if lat["mean"] is not None else "–"
         p99 = f"{lat['p99']:.1f}" if lat["p99"] is not None else "–"
         fps = f"{m['throughput_fps']:.1f}" if m["throughput_fps"] else "–"
         lines.append(
-            f"{n:>8}: latency mean {mean} ms, p99 {p99} ms, {fps} fps; frames {f['processed']} processed, "
-            f"{f['failed']} failed, {f['skipped']} skipped of {f['total']}"
+            f"{n:>{width}} ({m.get('precision') or 'fp32'}): latency mean {mean} ms, p99 {p99} ms, {fps} fps; "
+            f"frames {f['processed']} processed, {f['failed']} failed, {f['skipped']} skipped of {f['total']}"
         )
-    a = rep.get("agreement")
-    if a:
-
-        def g(v: Any) -> str:
-            return f"{v:.3f}" if v is not None else "–"
-
+    agreements = rep.get("agreements") or (
+        {rep["agreement"]["model"]: rep["agreement"]} if rep.get("agreement") else {}
+    )
+    for a in agreements.values():
         lines.append(
             f"agreement ({a['model']} vs {a['reference']}, {a['frames']} frames): mAP50 {g(a['detection']['map50'])}, "
             f"recall {g(a['detection']['recall'])}, drivable mIoU {g(a['drivable']['miou'])}, lane IoU {g(a['lane']['iou'])}"

@@ -18,7 +18,10 @@ DEFAULT_GRAPH_OPTIMIZATION = "extended"
 
 
 def session_options(
-    threads: int | None = None, graph_optimization: str | None = None, spin: bool = False
+    threads: int | None = None,
+    graph_optimization: str | None = None,
+    spin: bool = False,
+    profile_prefix: str | None = None,
 ) -> Any:  # onnxruntime.SessionOptions
     """The ``onnxruntime.SessionOptions`` the runtime runs every model with — the one definition, also
     used where models are timed offline (the pruning's latency budget, scripts/speed_breakdown.py), so
@@ -26,7 +29,10 @@ def session_options(
 
     ``threads``: intra-op threads (None: ONNX Runtime's default, every core); ``graph_optimization``:
     ``extended`` (default), ``all`` or ``basic`` (see :class:`OnnxRuntimeEngine`); ``spin``: let idle
-    worker threads spin (default off, inter- and intra-op)."""
+    worker threads spin (default off, inter- and intra-op); ``profile_prefix``: record ONNX Runtime's
+    profile (a JSON trace of every node's kernel time per run) into ``<profile_prefix>_<date>.json``,
+    written by ``InferenceSession.end_profiling()`` (``mtc bench-engines --profile``; never while
+    timing: the profiler costs time per node)."""
     import onnxruntime as ort
 
     levels = {
@@ -43,6 +49,9 @@ def session_options(
     so.graph_optimization_level = levels[level]
     so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
     so.add_session_config_entry("session.inter_op.allow_spinning", "1" if spin else "0")
+    if profile_prefix:
+        so.enable_profiling = True
+        so.profile_file_prefix = str(profile_prefix)
     return so
 
 
@@ -56,7 +65,8 @@ class OnnxRuntimeEngine(Engine):
     pruned widths here, docs/RESULTS.md "ONNX Runtime settings"), ``spin``
     (default False: worker threads sleep between runs instead of spinning; spinning threads of
     one idle session halve the speed of another on the same cores, e.g. teacher and student
-    nodes side by side)."""
+    nodes side by side), ``profile`` (a file prefix: ONNX Runtime's profiler records every run,
+    :meth:`end_profiling` writes the trace; for ``mtc bench-engines --profile`` only)."""
 
     requires = ("onnxruntime",)
     file_kind = "onnx"
@@ -80,7 +90,8 @@ class OnnxRuntimeEngine(Engine):
         threads = self.options.get("threads")
         level = str(self.options.get("graph_optimization") or DEFAULT_GRAPH_OPTIMIZATION)
         spin = bool(self.options.get("spin", False))
-        so = session_options(int(threads) if threads else None, level, spin)
+        profile = self.options.get("profile")
+        so = session_options(int(threads) if threads else None, level, spin, str(profile) if profile else None)
         try:
             self.session = ort.InferenceSession(str(path), sess_options=so, providers=wanted)
         except Exception as e:  # onnxruntime raises its own exception types
@@ -118,10 +129,17 @@ class OnnxRuntimeEngine(Engine):
             + (f", {threads} threads" if threads else "")
             + f", graph optimization {level}"
             + (", spinning" if spin else "")
+            + (", profiling" if profile else "")
         )
         self.providers = in_use
         self.loaded = True
         return self
+
+    def end_profiling(self) -> str:
+        """Stop the profiler (option ``profile``) and write its trace; returns the file's path."""
+        if not self.options.get("profile"):
+            raise RuntimeError(f"{self.bundle.root}: the session was not created with the profile option")
+        return str(self.session.end_profiling())
 
     def _run(self, x: np.ndarray) -> dict[str, np.ndarray]:
         outs = self.session.run(self.output_names, {self.bundle.input_name: x})

@@ -73,7 +73,8 @@ def test_report_is_complete_and_a_model_agrees_perfectly_with_itself(dataset_bag
         == 0
     )
     rep = _json(out)
-    assert set(rep) == {"schema", "meta", "models", "agreement", "ground_truth"}
+    assert set(rep) == {"schema", "meta", "models", "agreement", "agreements", "ground_truth"}
+    assert rep["agreements"] == {"student": rep["agreement"]}  # one agreement per student
     meta = rep["meta"]
     for k in ("host", "backends", "bag", "frames", "config", "harness_ms", "harness_share", "interrupted", "error"):
         assert k in meta, k

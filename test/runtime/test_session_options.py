@@ -47,3 +47,11 @@ def test_the_offline_timers_use_it():
     for f in ("compress/prune/latency.py", "scripts/speed_breakdown.py"):
         text = (root / f).read_text()
         assert "session_options(" in text and "export_onnx(" in text and "torch.onnx.export" not in text, f
+
+
+def test_profiling_is_a_flag_of_the_one_factory(tmp_path):
+    """`mtc bench-engines --profile` profiles through session_options, not a SessionOptions of its own."""
+    assert session_options().enable_profiling is False
+    so = session_options(threads=1, profile_prefix=str(tmp_path / "p"))
+    assert so.enable_profiling is True and so.profile_file_prefix == str(tmp_path / "p")
+    assert so.intra_op_num_threads == 1  # the other options as without profiling

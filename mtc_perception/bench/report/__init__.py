@@ -1,5 +1,5 @@
-"""The benchmark report: a reference model (the teacher) and a candidate (the student) frame by
-frame -> ``report.json``, ``report.md``, ``frames.csv`` and plots. ROS-free (numpy; OpenCV and
+"""The benchmark report: a reference model (the teacher) and any number of candidates (the
+students) frame by frame -> ``report.json``, ``report.md``, ``frames.csv`` and plots. ROS-free (numpy; OpenCV and
 matplotlib only for the pictures), shared by the offline replay (``mtc bench``) and a live ROS
 benchmark node, so both write the same shape (DESIGN, "Benchmark report").
 
@@ -30,7 +30,8 @@ Frame accounting, per model: every frame given to :meth:`ReportBuilder.add_frame
 counted by :meth:`ReportBuilder.add_not_reached` are skipped for every model. Hence
 ``processed + failed + skipped == total`` by construction.
 
-Agreement (candidate vs reference, over the frames both processed): detection mAP50 and recall
+Agreement (each candidate vs the reference, over the frames both processed; ``agreements.<candidate>``,
+and ``agreement`` = the first candidate's, the key of the one-student report): detection mAP50 and recall
 with the reference's detections as ground truth (COCO 101-point AP, so a model compared with
 itself scores exactly 1; the YOLOv5 integration caps at 0.995), drivable mIoU and lane IoU from
 one confusion matrix over all those frames. Ground-truth metrics follow YOLOP's conventions

@@ -1,5 +1,6 @@
-"""The report builder: per-frame results of one or two models (and labels, paired by stamp) ->
-the report dict (speed, frame accounting, agreement, ground-truth metrics)."""
+"""The report builder: per-frame results of a reference model and any number of candidates (and
+labels, paired by stamp) -> the report dict (speed, frame accounting, agreement of each candidate
+with the reference, ground-truth metrics)."""
 
 from __future__ import annotations
 
@@ -48,14 +49,36 @@ class _ModelAcc:
         self.busy_s: float | None = None
 
 
-class ReportBuilder:
-    """Collects per-frame results of one or two models and writes the benchmark report.
+class _AgreeAcc:
+    """One candidate against the reference, over the frames both processed."""
 
-    ``models``: the reference first (the teacher), then the candidate (the student); agreement is
-    the candidate against the reference. ``gt_parts``: which label streams the recording carries
+    def __init__(self, nc: int) -> None:
+        self.frames = 0
+        self.det = DetectionMetrics(nc, ap_method="coco")
+        self.drv = SegMetrics()
+        self.lane = SegMetrics()
+
+    def add(self, rp: Any, cp: Any) -> dict[str, float]:
+        """The frame's agreement (detection F1, drivable and lane IoU, disagreement), accumulated."""
+        self.frames += 1
+        self.det.update(cp.boxes, cp.scores, cp.class_ids, rp.boxes, rp.class_ids)
+        a = {"det_f1": detection_f1(rp, cp), "drivable_iou": 0.0, "lane_iou": 0.0}
+        if np.shape(rp.drivable) == np.shape(cp.drivable) and np.shape(rp.lane) == np.shape(cp.lane):
+            a["drivable_iou"] = fg_iou(self.drv.update(cp.drivable, rp.drivable))
+            a["lane_iou"] = fg_iou(self.lane.update(cp.lane, rp.lane))
+        a["disagreement"] = 1.0 - (a["det_f1"] + a["drivable_iou"] + a["lane_iou"]) / 3
+        return a
+
+
+class ReportBuilder:
+    """Collects per-frame results of the models and writes the benchmark report.
+
+    ``models``: the reference first (the teacher), then any number of candidates (the students);
+    each candidate's agreement is against the reference. ``gt_parts``: which label streams the recording carries
     (subset of ``("detections", "drivable", "lane")``); labels are paired with frames by stamp
     (:class:`StampMatcher`, up to ``max_pending`` frames apart). ``mosaic`` frames with the
-    largest disagreement are kept (image + both perceptions) for the mosaic. ``meta`` is merged
+    largest disagreement (of the candidate that disagrees most) are kept (image + every model's
+    perception) for the mosaic. ``meta`` is merged
     into the report's ``meta``; ``harness_ms`` collects the harness' own time (``read``,
     ``decode``, ... in ms), and :meth:`write` adds ``report`` and the shares of the wall time
     since ``started`` (a ``time.perf_counter()`` value; default: construction).
@@ -70,8 +93,8 @@ class ReportBuilder:
         max_pending: int = 32,
         started: float | None = None,
     ) -> None:
-        if not 1 <= len(models) <= 2:
-            raise ValueError(f"a report compares one or two models (reference, candidate), got {len(models)}")
+        if not models:
+            raise ValueError("a report needs at least one model (the reference)")
         names = [m.name for m in models]
         if len(set(names)) != len(names):
             raise ValueError(f"model names must differ, got {names}")
@@ -88,10 +111,7 @@ class ReportBuilder:
         self._frames = 0
         self._not_reached = 0
         self._rows: list[dict[str, Any]] = []
-        self._agree_frames = 0
-        self._agree_det = DetectionMetrics(len(self.class_names), ap_method="coco")
-        self._agree_drv = SegMetrics()
-        self._agree_lane = SegMetrics()
+        self._agree = {m.name: _AgreeAcc(len(self.class_names)) for m in models[1:]}
         self._mosaic_k = mosaic
         self._worst: list[tuple[float, int, Any]] = []
         self.gt_parts = tuple(gt_parts)
@@ -108,7 +128,13 @@ class ReportBuilder:
         return self.models[0].name
 
     @property
+    def candidates(self) -> list[str]:
+        """Every model compared with the reference, in order."""
+        return [m.name for m in self.models[1:]]
+
+    @property
     def candidate(self) -> str | None:
+        """The first candidate (the one of a teacher-vs-student report), or None."""
         return self.models[1].name if len(self.models) > 1 else None
 
     def add_frame(
@@ -120,8 +146,8 @@ class ReportBuilder:
     ) -> dict[str, float] | None:
         """Record one input frame: each model's :class:`ModelOutput` (a model missing from
         ``outputs`` is skipped for this frame). ``image`` (BGR, optional) feeds the mosaic.
-        Returns the frame's agreement (see :func:`frame_agreement`) when both models processed it.
-        Its own time (scoring) goes to ``harness_ms["score"]``."""
+        Returns the first candidate's agreement on the frame (see :func:`frame_agreement`) when it and
+        the reference processed it (every candidate's is in :attr:`rows`). Its own time (scoring) goes to ``harness_ms["score"]``."""
         t0 = time.perf_counter()
         try:
             return self._add_frame(stamp_ns, outputs, image, index)
@@ -163,32 +189,26 @@ class ReportBuilder:
                 frames = acc.error_frames.setdefault(kind, [])
                 if len(frames) < FIRST_FRAMES:
                     frames.append(i)
-        agreement = None
-        ref = outputs.get(self.reference, ModelOutput())
-        cand = outputs.get(self.candidate, ModelOutput()) if self.candidate else ModelOutput()
-        if ref.perception is not None and cand.perception is not None:
-            rp, cp = ref.perception, cand.perception
-            self._agree_frames += 1
-            self._agree_det.update(cp.boxes, cp.scores, cp.class_ids, rp.boxes, rp.class_ids)
-            agreement = {"det_f1": detection_f1(rp, cp), "drivable_iou": 0.0, "lane_iou": 0.0}
-            if np.shape(rp.drivable) == np.shape(cp.drivable) and np.shape(rp.lane) == np.shape(cp.lane):
-                agreement["drivable_iou"] = fg_iou(self._agree_drv.update(cp.drivable, rp.drivable))
-                agreement["lane_iou"] = fg_iou(self._agree_lane.update(cp.lane, rp.lane))
-            agreement["disagreement"] = (
-                1.0 - (agreement["det_f1"] + agreement["drivable_iou"] + agreement["lane_iou"]) / 3
-            )
-            row.update(agreement)
-            if image is not None and self._mosaic_k > 0:
-                item = (agreement["disagreement"], -i, (i, int(stamp_ns), image, rp, cp, agreement))
-                if len(self._worst) < self._mosaic_k:
-                    heapq.heappush(self._worst, item)
-                elif item[:2] > self._worst[0][:2]:
-                    heapq.heapreplace(self._worst, item)
+        agreements: dict[str, dict[str, float]] = {}
+        rp = outputs.get(self.reference, ModelOutput()).perception
+        for c, acc_c in self._agree.items():
+            cp = outputs.get(c, ModelOutput()).perception
+            if rp is not None and cp is not None:
+                agreements[c] = acc_c.add(rp, cp)
+                row.update({f"{c}_{k}": v for k, v in agreements[c].items()})
+        if agreements and image is not None and self._mosaic_k > 0:
+            perceptions = tuple(outputs.get(m.name, ModelOutput()).perception for m in self.models)
+            worst = max(a["disagreement"] for a in agreements.values())
+            item = (worst, -i, (i, int(stamp_ns), image, *perceptions, agreements))
+            if len(self._worst) < self._mosaic_k:
+                heapq.heappush(self._worst, item)
+            elif item[:2] > self._worst[0][:2]:
+                heapq.heapreplace(self._worst, item)
         self._rows.append(row)
         if self._matcher is not None:
             preds = {name: o.perception for name, o in outputs.items() if o.perception is not None}
             self._take(self._matcher.add(stamp_ns, "frame", preds))
-        return agreement
+        return agreements.get(self.candidate) if self.candidate else None
 
     def add_ground_truth(self, stamp_ns: int, part: str, value: GroundTruthBoxes | np.ndarray) -> None:
         """A label of the frame stamped ``stamp_ns``: ``"detections"`` (:class:`GroundTruthBoxes`),
@@ -268,6 +288,7 @@ class ReportBuilder:
         return {
             "bundle": m.bundle,
             "backend": m.backend,
+            "precision": m.precision,
             "params": m.params,
             "macs": m.macs,
             "macs_at": m.macs_at,
@@ -282,16 +303,15 @@ class ReportBuilder:
             ],
         }
 
-    def _agreement(self) -> dict[str, Any] | None:
-        if self.candidate is None:
-            return None
-        det = self._agree_det.compute()
+    def _agreement(self, candidate: str) -> dict[str, Any]:
+        acc = self._agree[candidate]
+        det = acc.det.compute()
         has_ref = det["num_gt"] > 0
-        drv, lane = present_class_iou(self._agree_drv.cm), present_class_iou(self._agree_lane.cm)
+        drv, lane = present_class_iou(acc.drv.cm), present_class_iou(acc.lane.cm)
         return {
             "reference": self.reference,
-            "model": self.candidate,
-            "frames": self._agree_frames,
+            "model": candidate,
+            "frames": acc.frames,
             "detection": {
                 "map50": det["map50"] if has_ref else None,
                 "recall": det["recall"] if has_ref else None,
@@ -380,13 +400,18 @@ class ReportBuilder:
         }
         meta["warnings"] = list(meta.get("warnings", [])) + self.warnings
         meta["backends"] = {m.name: m.backend for m in self.models}
+        meta["reference"] = self.reference
+        meta["precisions"] = {m.name: m.precision for m in self.models}
         if self.harness_ms:
             meta["harness_ms"] = dict(self.harness_ms)
+        agreements = {c: self._agreement(c) for c in self.candidates}
         return {
             "schema": SCHEMA,
             "meta": meta,
             "models": {m.name: self._model_block(m) for m in self.models},
-            "agreement": self._agreement(),
+            # the first candidate's (the one of a teacher-vs-student report), as before there were several
+            "agreement": agreements[self.candidate] if self.candidate else None,
+            "agreements": agreements,
             "ground_truth": self._ground_truth(),
         }
 
@@ -400,6 +425,7 @@ class ReportBuilder:
         return {m.name: list(self._acc[m.name].latency) for m in self.models}
 
     def worst_frames(self) -> list[Any]:
-        """The kept frames of largest disagreement, worst first: (index, stamp, image, reference
-        perception, candidate perception, agreement)."""
+        """The kept frames of largest disagreement, worst first: (index, stamp, image, each model's
+        perception in :attr:`models` order (None where it did not process the frame), {candidate:
+        agreement} of the candidates that did)."""
         return [item[2] for item in sorted(self._worst, reverse=True)]

@@ -33,14 +33,17 @@ CORE_HARNESS = ("read", "decode", "report")
 
 #: the report's pictures: key in ``paths`` and ``meta.plots`` -> file name
 PLOT_FILES = {"latency_cdf": "latency_cdf.png", "agreement": "agreement.png", "mosaic": "disagreement_mosaic.jpg"}
+#: a candidate's per-frame agreement columns in ``frames.csv`` (``<candidate>_det_f1``, ...)
+AGREEMENT_COLUMNS = ("det_f1", "drivable_iou", "lane_iou", "disagreement")
 
 
 def frames_csv(b: ReportBuilder) -> str:
-    """``frames.csv``: one row per frame, each model's status, latency and error."""
+    """``frames.csv``: one row per frame, each model's status, latency and error, then each
+    candidate's agreement with the reference (empty where either did not process the frame)."""
     cols = (
         ["index", "stamp_ns"]
         + [f"{m.name}_{k}" for m in b.models for k in ("status", "latency_ms", "error")]
-        + ["det_f1", "drivable_iou", "lane_iou", "disagreement"]
+        + [f"{c}_{k}" for c in b.candidates for k in AGREEMENT_COLUMNS]
     )
     buf = io.StringIO()
     w = csv.DictWriter(buf, cols, extrasaction="ignore")
@@ -118,7 +121,7 @@ def _planned(b: ReportBuilder, plots: bool) -> list[str]:
     if not plots:
         return []
     keys = ["latency_cdf"]
-    if b.candidate is not None and any("det_f1" in r for r in b.rows):
+    if any(f"{c}_det_f1" in r for r in b.rows for c in b.candidates):
         keys.append("agreement")
     if b.worst_frames():
         keys.append("mosaic")
@@ -144,7 +147,7 @@ def _draw_plots(b: ReportBuilder, out: Path) -> tuple[dict[str, Any], bool]:
     from .. import plots as P
 
     results: dict[str, Any] = {}
-    names = (b.reference, b.candidate)
+    names = (b.reference, *b.candidates)
     keys = _planned(b, True)
     try:
         for key in keys:

@@ -25,10 +25,12 @@ class ModelInfo:
     macs_at: str | None = None
     input_size: tuple[int, int] | None = None  # network input (w, h)
     class_names: tuple[str, ...] = ()
+    precision: str = "fp32"  # bundle.json's versions.precision (fp32 where it says nothing): int8 shows
 
     @classmethod
     def from_bundle(cls, name: str, bundle: Any, backend: str = "") -> ModelInfo:
-        """From a :class:`~mtc_perception.bundle.Bundle` (params / MACs from its provenance)."""
+        """From a :class:`~mtc_perception.bundle.Bundle` (params / MACs from its provenance, the
+        precision from its versions)."""
         prov = bundle.spec.provenance
         return cls(
             name,
@@ -39,7 +41,14 @@ class ModelInfo:
             prov.macs_at,
             tuple(bundle.input_size),
             tuple(bundle.class_names),
+            bundle_precision(bundle),
         )
+
+
+def bundle_precision(bundle: Any) -> str:
+    """A bundle's numeric precision: bundle.json's ``versions.precision`` (``int8`` for a quantized
+    model), ``fp32`` where it says nothing."""
+    return str(getattr(bundle.spec.versions, "precision", None) or "fp32")
 
 
 @dataclass

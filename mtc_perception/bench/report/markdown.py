@@ -15,7 +15,7 @@ def markdown(rep: dict[str, Any]) -> str:
     """``report.md``: the report's tables."""
     meta, models = rep["meta"], rep["models"]
     names = list(models)
-    title = " vs ".join(reversed(names)) if len(names) == 2 else names[0]
+    title = f"{', '.join(names[1:])} vs {names[0]}" if len(names) > 1 else names[0]
     bag = meta.get("bag", {})
     fr = meta.get("frames", {})
     lines = [f"# Benchmark: {title}", ""]
@@ -40,13 +40,15 @@ def markdown(rep: dict[str, Any]) -> str:
         "",
         "## Speed",
         "",
-        "| model | params | GMACs | latency mean | p50 | p90 | p99 | max (ms) | throughput (fps) | processed | failed | skipped | total |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| model | precision | params | GMACs | latency mean | p50 | p90 | p99 | max (ms) | throughput (fps) | "
+        "processed | failed | skipped | total |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for n, m in models.items():
         lat, f = m["latency_ms"], m["frames"]
         lines.append(
-            f"| {n} | {_f(m['params'] and m['params'] / 1e6, '{:.2f}M')} | {_f(m['macs'] and m['macs'] / 1e9, '{:.3f}')} | "
+            f"| {n} | {m.get('precision') or 'fp32'} | {_f(m['params'] and m['params'] / 1e6, '{:.2f}M')} | "
+            f"{_f(m['macs'] and m['macs'] / 1e9, '{:.3f}')} | "
             f"{_f(lat['mean'])} | {_f(lat['p50'])} | {_f(lat['p90'])} | {_f(lat['p99'])} | {_f(lat['max'])} | "
             f"{_f(m['throughput_fps'], '{:.1f}')} | {f['processed']} | {f['failed']} | {f['skipped']} | {f['total']} |"
         )
@@ -75,22 +77,27 @@ def markdown(rep: dict[str, Any]) -> str:
             first = e["first"].replace("|", "\\|").replace("\n", " ")
             frames = ", ".join(str(i) for i in e.get("frames", []))
             lines.append(f"| {n} | {e['count']} | {frames} | {first} |")
-    a = rep.get("agreement")
-    if a:
-        d = a["detection"]
+    agreements = rep.get("agreements") or (
+        {rep["agreement"]["model"]: rep["agreement"]} if rep.get("agreement") else {}
+    )
+    if agreements:
+        ref = next(iter(agreements.values()))["reference"]
         lines += [
             "",
-            f"## Agreement ({a['model']} against {a['reference']} as reference)",
+            f"## Agreement (against {ref} as reference)",
             "",
-            "| frames | det mAP50 | det recall | det precision | drivable mIoU | lane IoU |",
-            "|---|---|---|---|---|---|",
-            (
-                f"| {a['frames']} | {_f(d['map50'], '{:.3f}')} | {_f(d['recall'], '{:.3f}')} | {_f(d['precision'], '{:.3f}')} | "
-                f"{_f(a['drivable']['miou'], '{:.3f}')} | {_f(a['lane']['iou'], '{:.3f}')} |"
-            ),
-            "",
-            f"Reference boxes: {d['reference_boxes']}, model boxes: {d['model_boxes']} (AP: {d['ap_method']} 101-point).",
+            "| model | frames | det mAP50 | det recall | det precision | drivable mIoU | lane IoU | reference boxes | model boxes |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
+        for n, a in agreements.items():
+            d = a["detection"]
+            lines.append(
+                f"| {n} | {a['frames']} | {_f(d['map50'], '{:.3f}')} | {_f(d['recall'], '{:.3f}')} | "
+                f"{_f(d['precision'], '{:.3f}')} | {_f(a['drivable']['miou'], '{:.3f}')} | {_f(a['lane']['iou'], '{:.3f}')} | "
+                f"{d['reference_boxes']} | {d['model_boxes']} |"
+            )
+        d = next(iter(agreements.values()))["detection"]
+        lines += ["", f"AP: {d['ap_method']} 101-point, the reference's detections as ground truth."]
     g = rep.get("ground_truth")
     if g:
         lines += [
@@ -137,7 +144,7 @@ def markdown(rep: dict[str, Any]) -> str:
     titles = {
         "latency_cdf.png": "latency CDF",
         "agreement.png": "agreement over time",
-        "disagreement_mosaic.jpg": "where they disagree most (reference | model)",
+        "disagreement_mosaic.jpg": "where they disagree most (reference | each model)",
     }
     plots = meta.get("plots") or {}
     written = [p for p in plots.values() if isinstance(p, str)]
