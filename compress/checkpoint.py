@@ -1,7 +1,10 @@
 """Checkpoints: architecture as plain data + state dict, loadable with ``weights_only=True``.
 
 A checkpoint never pickles a module or any object: a file from an untrusted source cannot run
-code when loaded, and a pruned model is rebuilt from its config (every layer width included).
+code when loaded, and a pruned model is rebuilt from its config (every layer width included). A
+network prepared for quantization-aware training also records its scheme (``qat``, plain data):
+loading rebuilds the float network, fake-quantizes it the same way (``compress.quantize.qat``) and
+loads the state dict, which holds the scales and zero points as tensors.
 """
 
 from __future__ import annotations
@@ -31,13 +34,25 @@ def save_checkpoint(path: str | Path, model: nn.Module, **extra: Any) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     m = model.module if hasattr(model, "module") else model
+    qat = getattr(m, "qat_scheme", None)  # a QAT network (compress.quantize.qat): its scheme as plain data
     payload = {
         "format": FORMAT,
         "version": VERSION,
         "model_config": config_of(m).to_dict(),
         "state_dict": {k: v.detach().cpu() for k, v in m.state_dict().items()},
+        **({"qat": qat.to_dict()} if qat is not None else {}),
         **extra,
     }
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def add_to_checkpoint(path: str | Path, **extra: Any) -> Path:
+    """Add plain-data ``extra`` entries to the checkpoint at ``path`` (atomically, weights unchanged)."""
+    path = Path(path)
+    payload = {**load_checkpoint(path), **extra}
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save(payload, tmp)
     os.replace(tmp, path)
@@ -76,6 +91,13 @@ def model_from_checkpoint(
         model = build_model(cfg)
     except (ConfigError, TypeError, KeyError) as e:
         raise CheckpointError(f"{path}: its model config cannot be built: {e}") from e
+    if "qat" in ckpt:
+        from .quantize.qat import QatError, QatScheme, prepare_qat
+
+        try:
+            prepare_qat(model, QatScheme.from_dict(ckpt["qat"], f"{path}: qat"))
+        except QatError as e:
+            raise CheckpointError(f"{path}: its QAT scheme cannot be applied: {e}") from e
     state = ckpt[key]
     missing, unexpected = [], []
     own = model.state_dict()

@@ -212,6 +212,16 @@ def cmd_prune(a: argparse.Namespace) -> int:
     return 0
 
 
+def _rewrite_stages(text: str) -> tuple[str, ...]:
+    from .models.deploy import REWRITE_STAGES
+
+    stages = tuple(t.strip() for t in text.split(",") if t.strip())
+    unknown = [t for t in stages if t not in REWRITE_STAGES]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown decoder stage(s) {unknown}; choose from {','.join(REWRITE_STAGES)}")
+    return stages
+
+
 def _imgsz_deprecated(text: str) -> tuple[int, int]:
     """The old ``--imgsz HEIGHTxWIDTH`` (YOLOP's order) -> (width, height), with a deprecation message."""
     try:
@@ -242,6 +252,8 @@ def cmd_export(a: argparse.Namespace) -> int:
         calib=a.calib,
         workspace_gb=a.workspace,
         rewrite=not a.no_rewrite,
+        rewrite_stages=a.rewrite_stages,
+        fold_bn=not a.no_fold_bn,
         force=a.force,
     )
     spec = export_bundle(a.ckpt, a.out, cfg)
@@ -600,6 +612,17 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="export the decoders as trained instead of with their work moved before the upsamples "
         "(compress.models.deploy; same outputs, checked by the parity run)",
+    )
+    ex.add_argument(
+        "--rewrite-stages",
+        type=_rewrite_stages,
+        help="decoder stages to rewrite, comma-separated from csp1,c3,out (default: the checkpoint's deploy "
+        "target's choice, else all; scripts/deploy_choices.py measures which win on this machine)",
+    )
+    ex.add_argument(
+        "--no-fold-bn",
+        action="store_true",
+        help="keep the BatchNorm after each CSP Concat as a separate node (default: folded; same function)",
     )
     ex.add_argument(
         "--frames", help="images for the ONNX Runtime vs torch parity check (default: the checkpoint's val images)"

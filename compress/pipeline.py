@@ -1,7 +1,8 @@
-"""Recipe stages: teacher -> prune (one-shot or iterative with recovery) -> distill -> eval.
+"""Recipe stages: teacher -> prune (one-shot or iterative with recovery) -> distill -> eval [-> quantize].
 
 ``mtc-compress compress --recipe R`` (:func:`compress`) writes ``<out>/student.pt`` and
-``<out>/metrics.json`` (teacher, student, deltas, the prune reports and stage wall times). The
+``<out>/metrics.json`` (teacher, student, deltas, the prune reports and stage wall times); with a
+``quantize:`` section also the FP32 and INT8 bundles of the student (:mod:`compress.quantize.stage`). The
 recipe is :class:`compress.recipe.CompressRecipe` (loaded and validated by
 :func:`compress.recipe.load_recipe`); its prune section is a PruneConfig, and each step of the
 iterative schedule is derived from it (:func:`compress.prune.budget.step_targets`,
@@ -23,7 +24,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
-from .checkpoint import load_model, save_checkpoint
+from .checkpoint import add_to_checkpoint, load_model, save_checkpoint
 from .config_io import from_dict, to_dict
 from .data.run_data import split_of_run
 from .prune import budget
@@ -247,7 +248,8 @@ def start_run(recipe: CompressRecipe) -> RecipeRun:
 
 def compress(recipe: CompressRecipe, progress: bool = True) -> dict[str, Any]:
     """Run the recipe end to end; returns (and writes to ``<out>/metrics.json``) the summary."""
-    out, t0, teacher, tck, img_size, train_ds, val_ds = start_run(recipe)
+    run = start_run(recipe)
+    out, t0, teacher, tck, img_size, train_ds, val_ds = run
     stages: dict[str, float] = {}
 
     t = time.perf_counter()
@@ -261,9 +263,16 @@ def compress(recipe: CompressRecipe, progress: bool = True) -> dict[str, Any]:
 
     student_path = out / "student.pt"
     shutil.copyfile(current, student_path)
+    if recipe.deploy is not None:  # the export reads the graph choices from the checkpoint
+        add_to_checkpoint(student_path, deploy=recipe.deploy.to_dict())
     t = time.perf_counter()
     student_res = evaluate_checkpoint(student_path, val_ds, recipe)
     stages["eval_student"] = time.perf_counter() - t
+    quantized = None
+    if recipe.quantize.mode is not None:
+        from .quantize.stage import quantize_stage
+
+        quantized = quantize_stage(recipe, run, student_path, stages, progress)
     tm, sm = summary_metrics(teacher_res), summary_metrics(student_res)
     summary = {
         "recipe": to_dict(dataclasses.replace(recipe, prune=st)),
@@ -276,6 +285,7 @@ def compress(recipe: CompressRecipe, progress: bool = True) -> dict[str, Any]:
             **({"latency": 1 - sched.relative_latency(model)} if sched.meter is not None else {}),
         },
         "prune_steps": reports,
+        **({"quantize": quantized} if quantized is not None else {}),
         "stage_seconds": {k: round(v, 1) for k, v in stages.items()},
         "wall_seconds": round(time.perf_counter() - t0, 1),
         "img_size": list(img_size),
@@ -339,6 +349,8 @@ def _prune_and_recover(
     st, base = sched.st, sched.base
     current, reports = recipe.teacher, []
     model = teacher
+    if recipe.deploy is not None and recipe.deploy.act and recipe.deploy.act != teacher.cfg.act:
+        current, model = _swap_activation(recipe, teacher, tck, train_ds, out, stages, progress)
     for i in range(st.steps):
         t = time.perf_counter()
         cfg = sched.step_config(model, i)
@@ -376,6 +388,44 @@ def _prune_and_recover(
             current = str(pruned)
         model, _ = load_model(current)
     return current, model, reports
+
+
+def _swap_activation(
+    recipe: CompressRecipe,
+    teacher: nn.Module,
+    tck: dict[str, Any],
+    train_ds: Any,
+    out: Path,
+    stages: dict[str, float],
+    progress: bool,
+) -> tuple[str, nn.Module]:
+    """The deploy target's activation in place of the teacher's, before any pruning: the same widths
+    and weights with the new activation, BatchNorm re-estimated, then ``act_recovery_epochs`` of
+    distillation from the unchanged teacher (feature and output distillation carry it across).
+    Pruning then scores channels of a network that already computes with the deployed activation,
+    and every latency the budget pairs with the teacher is the deployed student's."""
+    from .models.deploy import with_activation
+    from .train import train
+
+    assert recipe.deploy is not None and recipe.deploy.act
+    t = time.perf_counter()
+    model = with_activation(teacher, recipe.deploy.act)
+    recalibrate_bn(model, train_ds, recipe.prune.recalibrate_batches, seed=recipe.prune.seed)
+    swapped = out / "act" / "swapped.pt"
+    save_checkpoint(swapped, model, parent=recipe.teacher, train_config=tck.get("train_config", {}))
+    current = str(swapped)
+    log.info(
+        "activation %s -> %s (deploy target %s); %d distillation epoch(s) before pruning",
+        teacher.cfg.act,
+        recipe.deploy.act,
+        recipe.deploy.backend,
+        recipe.deploy.act_recovery_epochs,
+    )
+    if recipe.deploy.act_recovery_epochs > 0:
+        cfg_d = distill_config(recipe, tck, current, out / "act" / "recover", recipe.deploy.act_recovery_epochs)
+        current = train(cfg_d, progress=progress)["best"]
+    stages["activation_swap"] = time.perf_counter() - t
+    return current, load_model(current)[0]
 
 
 def format_metrics(m: dict[str, float]) -> str:

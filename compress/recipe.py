@@ -5,7 +5,7 @@ A recipe is loaded into :class:`CompressRecipe`. Its ``prune:`` section *is* a
 epochs, BatchNorm recalibration, the data batch size and seed); the input size comes from the
 teacher's training run. :func:`load_recipe` checks every field before any work is done: unknown
 keys, budget and targets, criterion and its arguments, the distillation's TrainConfig fields, the
-ablation's criteria and seeds. Each error is a :class:`~compress.config_io.ConfigFileError`
+ablation's criteria and seeds, the quantization stage (:class:`QuantizeStage`). Each error is a :class:`~compress.config_io.ConfigFileError`
 naming the file, the field and the fix.
 """
 
@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .config_io import ConfigFileError, FieldError, from_dict, read_yaml, show
+from .models.deploy import DeployTarget
 from .prune import CRITERIA, BudgetError, PruneConfig
 from .prune import budget as budgets
 
@@ -81,6 +82,78 @@ class AblationConfig:
             raise FieldError("latency_threads", f"must be >= 1 (or unset), got {self.latency_threads}")
 
 
+PTQ_METHODS = ("minmax", "entropy", "percentile")  # compress.quantize.ptq.METHODS (ONNX Runtime's calibrations)
+QAT_METHODS = ("minmax", "histogram", "moving_average")  # compress.quantize.qat.METHODS (activation ranges)
+QAT_ONLY = ("epochs", "lr", "calib_batches", "batch_size", "averaging_constant", "tolerance")
+PTQ_ONLY = ("calib_frames", "percentile")
+
+
+@dataclass(frozen=True)
+class QuantizeStage:
+    """``quantize:``, run after the distillation on the student: ``ptq`` (ONNX Runtime's post-training
+    calibration of the exported FP32 student, compress.quantize.ptq) or ``qat`` (fine-tuning with
+    fake quantization and the recipe's distillation losses, compress.quantize.qat). Both write the FP32
+    bundle ``<out>/student_fp32`` and the INT8 bundle ``<out>/<name>``. A mode's options are refused in
+    the other mode; unset options take the defaults below. ``mode`` unset: no quantization."""
+
+    mode: str | None = None  # ptq | qat
+    method: str | None = None  # ptq: minmax | entropy | percentile; qat: minmax | histogram | moving_average
+    name: str = "student_int8"  # the INT8 bundle's directory in out:
+    parity_frames: int = 8  # validation frames for the INT8-vs-FP32 record
+    # ptq
+    calib_frames: int | None = None  # training frames the ranges come from (default 128)
+    percentile: float | None = None  # method percentile's cut (default 99.999)
+    # qat
+    epochs: int | None = None  # fine-tuning epochs (default 2)
+    lr: float | None = None  # AdamW learning rate (default 1e-4; cosine decay, no warm-up)
+    calib_batches: int | None = None  # training batches the initial activation ranges come from (default 8)
+    batch_size: int | None = None  # default: the distill section's
+    averaging_constant: float | None = None  # method moving_average (default 0.01)
+    tolerance: float | None = None  # ONNX Runtime vs the fake-quantized torch net, normalized outputs (default 0.05)
+
+    def __post_init__(self) -> None:
+        if self.mode is None:
+            given = [f.name for f in dataclasses.fields(self) if getattr(self, f.name) not in (None, f.default)]
+            if given:
+                raise FieldError("mode", f"missing; set mode: qat or mode: ptq (the section sets {given})")
+            return
+        if self.mode not in ("ptq", "qat"):
+            raise FieldError(
+                "mode", f"{show(self.mode)} is unknown; use ptq (post-training) or qat (quantization-aware)"
+            )
+        other, other_mode = (PTQ_ONLY, "ptq") if self.mode == "qat" else (QAT_ONLY, "qat")
+        for k in other:
+            if getattr(self, k) is not None:
+                raise FieldError(k, f"is a {other_mode} option; remove it (mode is {self.mode})")
+        methods = QAT_METHODS if self.mode == "qat" else PTQ_METHODS
+        if self.method is not None and self.method not in methods:
+            raise FieldError("method", f"{show(self.method)} is not a {self.mode} method; use one of {list(methods)}")
+        if self.averaging_constant is not None and self.method != "moving_average":
+            raise FieldError("averaging_constant", "is for method: moving_average only; remove it or set that method")
+        if self.percentile is not None and self.method != "percentile":
+            raise FieldError("percentile", "is for method: percentile only; remove it or set that method")
+        if not self.name or self.name in (".", "..") or not all(c.isalnum() or c in "_.-" for c in self.name):
+            raise FieldError("name", f"{show(self.name)} must be a plain directory name (letters, digits, _ . -)")
+        if self.name == "student_fp32":
+            raise FieldError("name", "student_fp32 is the FP32 bundle's directory; choose another name")
+        checks = (
+            ("parity_frames", 0, None),
+            ("calib_frames", 1, None),
+            ("epochs", 1, None),
+            ("calib_batches", 1, None),
+            ("batch_size", 1, None),
+        )
+        for k, low, _ in checks:
+            v = getattr(self, k)
+            if v is not None and v < low:
+                raise FieldError(k, f"must be >= {low}, got {v}")
+        for k, high in (("lr", None), ("averaging_constant", 1.0), ("percentile", 100.0), ("tolerance", None)):
+            v = getattr(self, k)
+            if v is not None and (v <= 0 or (high is not None and v > high)):
+                bound = f"in (0, {high}]" if high is not None else "> 0"
+                raise FieldError(k, f"must be {bound}, got {v}")
+
+
 @dataclass(frozen=True)
 class CompressRecipe:
     teacher: str  # teacher checkpoint
@@ -95,6 +168,9 @@ class CompressRecipe:
     eval_workers: int = 1
     eval_max_batches: int | None = None  # None: the whole validation split
     ablation: AblationConfig = field(default_factory=AblationConfig)
+    # the backend the student is built for and the graph choices made for it (activation swap,
+    # width multiple, decoder rewrite, BatchNorm folding): compress.models.deploy.DeployTarget
+    deploy: DeployTarget | None = None
 
     def __post_init__(self) -> None:
         if self.eval_batch_size < 1:
@@ -113,6 +189,10 @@ QUICK = {  # `ablate --quick` / `compress --quick`: a smoke run of every stage (
     "eval_max_batches": 2,
     "ablation": {"distill_epochs": 1, "latency_iters": 3},
 }
+QUICK_QUANTIZE = {  # added to a recipe's quantize: section under --quick
+    "qat": {"epochs": 1, "calib_batches": 2, "parity_frames": 2},
+    "ptq": {"calib_frames": 8, "parity_frames": 2},
+}
 
 
 def load_recipe(path: str | Path, overrides: dict[str, Any] | None = None, quick: bool = False) -> CompressRecipe:
@@ -120,6 +200,9 @@ def load_recipe(path: str | Path, overrides: dict[str, Any] | None = None, quick
     data = read_yaml(path, "recipe", "; see config/compress/ for examples")
     if quick:
         data = _merge(data, QUICK)
+        q = data.get("quantize")
+        if isinstance(q, dict) and q.get("mode") in QUICK_QUANTIZE:
+            data["quantize"] = _merge(q, QUICK_QUANTIZE[q["mode"]])
     data = _merge(data, {k: v for k, v in (overrides or {}).items() if v is not None})
     where = str(path)
     prune = data.get("prune")
@@ -128,13 +211,35 @@ def load_recipe(path: str | Path, overrides: dict[str, Any] | None = None, quick
             f"{where}.prune.img_size: the input size comes from the teacher's training run; remove it "
             "(latency_size sets the deployment size a latency budget is timed at)"
         )
-    recipe = from_dict(CompressRecipe, data, where)
+    deploy = _deploy_target(data, where)
+    recipe = from_dict(CompressRecipe, {k: v for k, v in data.items() if k != "deploy"}, where)
+    recipe = dataclasses.replace(recipe, deploy=deploy)
     check_distill(recipe.distill, f"{where}.distill")
     try:
         budgets.check_runtime(recipe.prune)
     except BudgetError as e:
         raise ConfigFileError(f"{where}.prune.{e.field}: {e}") from None
     return recipe
+
+
+def _deploy_target(data: dict[str, Any], where: str) -> DeployTarget | None:
+    """The recipe's ``deploy:`` section; it also sets ``prune.round_to`` (the backend's width multiple)
+    unless the prune section sets it itself, and then both must agree."""
+    section = data.get("deploy")
+    if section is None:
+        return None
+    deploy = from_dict(DeployTarget, section, f"{where}.deploy")
+    prune = data.get("prune")
+    if isinstance(prune, dict):
+        if "round_to" in prune and int(prune["round_to"]) != deploy.width_multiple:
+            raise ConfigFileError(
+                f"{where}.prune.round_to: {prune['round_to']} disagrees with deploy (backend {deploy.backend!r}, "
+                f"round_to {deploy.width_multiple}); set the width multiple in one place (deploy.round_to)"
+            )
+        data["prune"] = {**prune, "round_to": deploy.width_multiple}
+    else:
+        data["prune"] = {"round_to": deploy.width_multiple}
+    return deploy
 
 
 def check_distill(distill: dict[str, Any], where: str = "recipe distill") -> None:

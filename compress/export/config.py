@@ -28,6 +28,10 @@ class ExportConfig:
     # decoders rewritten for inference (compress.models.deploy): same outputs, work moved before
     # the nearest upsamples; parity is checked against the original model either way
     rewrite: bool = True
+    # which decoder stages (compress.models.deploy.REWRITE_STAGES); None: the checkpoint's deploy
+    # target's choice, else all of them
+    rewrite_stages: tuple[str, ...] | None = None
+    fold_bn: bool = True  # BatchNorm after each CSP Concat folded into its convolutions (same function)
     force: bool = False  # replace OUT even where it is not a bundle (no bundle.json)
 
     def __post_init__(self) -> None:

@@ -36,7 +36,7 @@ from mtc_perception.processing import PAD_VALUE
 
 from ..checkpoint import load_model
 from ..models import count_macs, count_params
-from ..models.deploy import deploy_model, is_rewritten
+from ..models.deploy import REWRITE_STAGES, deploy_model, rewritten_stages
 from .config import ExportConfig
 from .errors import ExportError
 from .onnx import check_onnx, export_onnx, simplify_onnx
@@ -114,6 +114,24 @@ def write_program(wrapper: nn.Module, path: Path, size: tuple[int, int]) -> None
     torch.export.save(torch.export.export(wrapper, (torch.zeros(1, 3, h, w),)), str(path))
 
 
+def graph_spec(wrapper: nn.Module, model: nn.Module, folded: bool, deploy: dict[str, Any]) -> GraphSpec:
+    """bundle.json's graph section: which exact rewrites the exported graph carries and the deploy target."""
+    stages = rewritten_stages(wrapper)
+    done = [f"decoder stages {', '.join(stages)} computed before their nearest upsamples"] if stages else []
+    if folded:
+        done.append("BatchNorm after each CSP Concat folded into its convolutions")
+    return GraphSpec(
+        decoder_rewrite=bool(stages),
+        note=("; ".join(done) + " (compress.models.deploy); same function")
+        if done
+        else "the checkpoint's graph as trained",
+        rewrite_stages=stages,
+        bn_folded=folded,
+        activation=getattr(getattr(model, "cfg", None), "act", None),
+        deploy=deploy or None,
+    )
+
+
 def bundle_spec(
     model: nn.Module,
     ckpt: dict[str, Any],
@@ -123,7 +141,7 @@ def bundle_spec(
     size: tuple[int, int],
     shapes: dict[str, list[Any]],
     simplified: str | bool,
-    rewritten: bool,
+    graph: GraphSpec,
 ) -> BundleSpec:
     """bundle.json before parity (the parity check loads the bundle it describes)."""
     import onnx
@@ -158,12 +176,7 @@ def bundle_spec(
         ),
         segmentation=SegmentationSpec(HeadSpec("drivable", SEG_ACTIVATION), HeadSpec("lane", SEG_ACTIVATION)),
         outputs={n: tuple(s) for n, s in shapes.items()},
-        graph=GraphSpec(
-            decoder_rewrite=rewritten,
-            note="segmentation decoders computed before their nearest upsamples (compress.models.deploy); same function"
-            if rewritten
-            else "the checkpoint's graph as trained",
-        ),
+        graph=graph,
         files=FilesSpec(onnx="model.onnx", torch="model.pt2", engine=None),
         provenance=Provenance(
             checkpoint=str(ckpt_path),
@@ -189,7 +202,16 @@ def export_bundle(ckpt_path: str | Path, out: str | Path, cfg: ExportConfig) -> 
     model, ckpt = load_model(ckpt_path)
     model.eval().float()
     reference = ExportWrapper(model).eval()  # what parity compares against: the checkpoint's own graph
-    wrapper = ExportWrapper(deploy_model(model)).eval() if cfg.rewrite else reference
+    deploy = ckpt.get("deploy") or {}  # a recipe's deploy target (compress.models.deploy.DeployTarget)
+    stages = (
+        ()
+        if not cfg.rewrite
+        else cfg.rewrite_stages
+        if cfg.rewrite_stages is not None
+        else tuple(deploy.get("rewrite", REWRITE_STAGES))
+    )
+    fold = cfg.fold_bn and bool(deploy.get("fold_bn", True))
+    wrapper = ExportWrapper(deploy_model(model, rewrite=stages, fold_bn_after_concat=fold)).eval()
     size = input_size(ckpt_path, ckpt, cfg)
     frames_dir = cfg.frames or default_frames_dir(ckpt)
     if frames_dir is None:
@@ -204,8 +226,8 @@ def export_bundle(ckpt_path: str | Path, out: str | Path, cfg: ExportConfig) -> 
 
     shapes, simplified = write_onnx(wrapper, tmp / "model.onnx", size, cfg)
     write_program(wrapper, tmp / "model.pt2", size)
-    rewritten = cfg.rewrite and is_rewritten(wrapper)
-    spec = bundle_spec(model, ckpt, ckpt_path, cfg, cfg.name or out.name, size, shapes, simplified, rewritten)
+    graph = graph_spec(wrapper, model, fold, deploy)
+    spec = bundle_spec(model, ckpt, ckpt_path, cfg, cfg.name or out.name, size, shapes, simplified, graph)
     spec.write(tmp)
     import onnxruntime
 

@@ -19,15 +19,26 @@ run-to-run noise; docs/RESULTS.md):
   with the shuffle). Zero padding maps onto zero padding: the upsampled row -1 is padding, and so
   is low-resolution row -1 that phase 0 reads there.
 
+A third identity removes the one BatchNorm ONNX Runtime cannot fuse: a CSP block normalizes the
+*concatenation* of its two paths (``bn(cat(cv3(y), cv2(x)))``), and a BatchNorm after a Concat
+has no convolution to fold into. Per channel it is an affine map, so it splits into one affine map
+per concatenated part and each folds into the (bias-free) convolution that produced that part:
+``cat(cv3'(y), cv2'(x))`` with ``cv3' = bn[:c3] o cv3`` and ``cv2' = bn[c3:] o cv2`` (:func:`fold_csp_bn`).
+
 :func:`deploy_model` returns a copy of a :class:`~compress.models.yolop.MultiTaskNet` whose
-decoders compute this way; outputs equal the original's up to float rounding (checked by the
-export's parity run and by ``test/compress/test_deploy.py``). It is for inference only: BatchNorm is folded
-with the running statistics. Models without YOLOP's decoder are returned unchanged.
+decoders compute this way and whose CSP BatchNorms are folded; outputs equal the original's up to
+float rounding (checked by the export's parity run and by ``test/compress/test_deploy.py``). Which
+decoder stages are rewritten is a choice (``rewrite``: a subset of :data:`REWRITE_STAGES`): the
+sub-pixel form trades upsampled work for a DepthToSpace, which wins or not by backend and width
+(``scripts/deploy_choices.py`` measures it; the export records the choice in bundle.json). It is
+for inference only: BatchNorm is folded with the running statistics. Models that are not a
+:class:`~compress.models.yolop.MultiTaskNet` are returned as an unchanged copy.
 """
 
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -145,17 +156,34 @@ class UpCSP(nn.Module):
         return self.cv4(self.act(self.bn(torch.cat((y1, y2), 1))))
 
 
-class DeploySegDecoder(nn.Module):
-    """:class:`SegDecoder` with every convolution after an upsample rewritten (see the module doc)."""
+class _Up(nn.Module):
+    """``f(upsample_nearest_x2(x))``: a decoder stage kept as trained."""
 
-    def __init__(self, dec: SegDecoder, name: str) -> None:
+    def __init__(self, f: nn.Module) -> None:
         super().__init__()
+        self.f = f
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.f(upsample2(x))
+
+
+# the decoder stages that read an upsampled tensor, in order: each may run in the sub-pixel form
+REWRITE_STAGES = ("csp1", "c3", "out")
+
+
+class DeploySegDecoder(nn.Module):
+    """:class:`SegDecoder` with the convolutions after its upsamples rewritten (see the module doc);
+    ``stages``: which of :data:`REWRITE_STAGES` (default all)."""
+
+    def __init__(self, dec: SegDecoder, name: str, stages: tuple[str, ...] = REWRITE_STAGES) -> None:
+        super().__init__()
+        self.stages = tuple(s for s in REWRITE_STAGES if s in stages)
         self.c1 = dec.c1
-        self.csp1 = UpCSP(dec.csp1, f"{name}.csp1")
+        self.csp1 = UpCSP(dec.csp1, f"{name}.csp1") if "csp1" in stages else _Up(dec.csp1)
         self.c2 = dec.c2
-        self.c3 = UpConv.from_block(dec.c3, f"{name}.c3")
+        self.c3 = UpConv.from_block(dec.c3, f"{name}.c3") if "c3" in stages else _Up(dec.c3)
         self.csp2 = dec.csp2
-        self.out = UpConv(dec.out, where=f"{name}.out")
+        self.out = UpConv(dec.out, where=f"{name}.out") if "out" in stages else _Up(dec.out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.csp1(self.c1(x))
@@ -164,18 +192,127 @@ class DeploySegDecoder(nn.Module):
 
 
 @torch.no_grad()
-def deploy_model(model: nn.Module) -> nn.Module:
-    """An inference copy of ``model`` with its YOLOP decoders rewritten; other models are
-    returned as an unchanged copy. The copy is in eval mode (BatchNorm folded from running stats)."""
+def fold_csp_bn(block: BottleneckCSP | UpCSP) -> None:
+    """Fold ``block.bn`` (after the Concat of ``cv3`` and ``cv2``) into those two convolutions in
+    place; ``block.bn`` becomes Identity."""
+    if not isinstance(block.bn, nn.BatchNorm2d):
+        return
+    c3 = block.cv3.out_channels
+    parts = []
+    for conv, sl in ((block.cv3, slice(0, c3)), (block.cv2, slice(c3, None))):
+        bn = nn.BatchNorm2d(conv.out_channels, eps=block.bn.eps).eval()
+        bn.running_mean.copy_(block.bn.running_mean[sl])
+        bn.running_var.copy_(block.bn.running_var[sl])
+        bn.weight.copy_(block.bn.weight[sl])
+        bn.bias.copy_(block.bn.bias[sl])
+        w, b = fold_bn(conv, bn)
+        new = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, bias=True)
+        new.weight.copy_(w)
+        new.bias.copy_(b)
+        parts.append(new)
+    block.cv3, block.cv2 = parts
+    block.bn = nn.Identity()
+
+
+@torch.no_grad()
+def deploy_model(
+    model: nn.Module, rewrite: tuple[str, ...] | bool = REWRITE_STAGES, fold_bn_after_concat: bool = True
+) -> nn.Module:
+    """An inference copy of ``model`` in eval mode: the YOLOP decoders' stages in ``rewrite`` (a subset
+    of :data:`REWRITE_STAGES`; True: all, False or (): none) in the sub-pixel form, and every CSP
+    block's BatchNorm after the Concat folded into its convolutions (``fold_bn_after_concat``).
+    Models that are not a :class:`MultiTaskNet` are returned as an unchanged copy."""
+    stages = REWRITE_STAGES if rewrite is True else () if rewrite is False else tuple(rewrite)
+    unknown = sorted(set(stages) - set(REWRITE_STAGES))
+    if unknown:
+        raise RewriteError(f"decoder rewrite stages {unknown} unknown; choose from {list(REWRITE_STAGES)}")
     m = copy.deepcopy(model).eval()
     if not isinstance(m, MultiTaskNet):
         return m
     for name in ("drivable", "lane"):
         dec = getattr(m, name)
-        if isinstance(dec, SegDecoder):
-            setattr(m, name, DeploySegDecoder(dec, name).eval())
+        if isinstance(dec, SegDecoder) and stages:
+            setattr(m, name, DeploySegDecoder(dec, name, stages).eval())
+    if fold_bn_after_concat:
+        for mod in list(m.modules()):
+            if isinstance(mod, (BottleneckCSP, UpCSP)):
+                fold_csp_bn(mod)
     return m
 
 
 def is_rewritten(model: nn.Module) -> bool:
-    return any(isinstance(mod, DeploySegDecoder) for mod in model.modules())
+    return bool(rewritten_stages(model))
+
+
+def rewritten_stages(model: nn.Module) -> tuple[str, ...]:
+    """The decoder stages of ``model`` in the sub-pixel form (empty: none)."""
+    for mod in model.modules():
+        if isinstance(mod, DeploySegDecoder):
+            return mod.stages
+    return ()
+
+
+# ---------------------------------------------------------------------------------------------
+# the deployment target of a student: what the recipe chooses for speed, recorded in the bundle
+
+# channel multiples each backend's kernels want: ONNX Runtime's AVX-512 CPU kernels block channels by
+# 16 (NCHWc), TensorRT's FP16 tensor cores by 8, its INT8 kernels by 32. Layers narrower than the
+# multiple keep their width (pruning never widens a layer).
+BACKEND_ROUND_TO: dict[str, int] = {"onnxruntime-cpu": 16, "tensorrt-fp16": 8, "tensorrt-int8": 32}
+ACTIVATIONS = ("silu", "relu", "hardswish", "leaky")
+
+
+@dataclass(frozen=True)
+class DeployTarget:
+    """A recipe's ``deploy:`` section: the backend the student is built for and the graph choices
+    that make it fast there (each measured: ``scripts/deploy_choices.py``, docs/RESULTS.md).
+
+    ``act``: the student's activation (None: the teacher's); the swap happens before pruning and is
+    followed by ``act_recovery_epochs`` of distillation from the unchanged teacher. ``round_to``:
+    width multiple of the pruned layers (None: :data:`BACKEND_ROUND_TO` of ``backend``).
+    ``rewrite``: decoder stages exported in the sub-pixel form (:data:`REWRITE_STAGES`).
+    ``fold_bn``: BatchNorm after the CSP Concat folded at export."""
+
+    backend: str = "onnxruntime-cpu"
+    act: str | None = None
+    act_recovery_epochs: int = 2
+    round_to: int | None = None
+    rewrite: tuple[str, ...] = REWRITE_STAGES
+    fold_bn: bool = True
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKEND_ROUND_TO:
+            raise ValueError(f"deploy backend {self.backend!r} unknown; use one of {sorted(BACKEND_ROUND_TO)}")
+        if self.act is not None and self.act not in ACTIVATIONS:
+            raise ValueError(f"deploy act {self.act!r} unknown; use one of {list(ACTIVATIONS)} (or leave it unset)")
+        if self.act_recovery_epochs < 0:
+            raise ValueError(f"deploy act_recovery_epochs must be >= 0, got {self.act_recovery_epochs}")
+        if self.round_to is not None and self.round_to < 1:
+            raise ValueError(f"deploy round_to must be >= 1 (or unset: the backend's), got {self.round_to}")
+        unknown = sorted(set(self.rewrite) - set(REWRITE_STAGES))
+        if unknown:
+            raise ValueError(f"deploy rewrite stages {unknown} unknown; choose from {list(REWRITE_STAGES)}")
+
+    @property
+    def width_multiple(self) -> int:
+        return self.round_to or BACKEND_ROUND_TO[self.backend]
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "backend": self.backend,
+            "act": self.act,
+            "act_recovery_epochs": self.act_recovery_epochs,
+            "round_to": self.width_multiple,
+            "rewrite": list(self.rewrite),
+            "fold_bn": self.fold_bn,
+        }
+
+
+def with_activation(model: MultiTaskNet, act: str) -> MultiTaskNet:
+    """A copy of ``model`` with every activation replaced by ``act`` (same widths and weights:
+    activations hold no parameters)."""
+    from .yolop import build_model, config_of
+
+    new = build_model(config_of(model).replace(act=act))
+    new.load_state_dict(model.state_dict())
+    return new.train(model.training)

@@ -18,7 +18,19 @@ from torch.nn import functional as F
 
 from compress.models import build_model
 from compress.models.config import ModelConfig
-from compress.models.deploy import DeploySegDecoder, RewriteError, UpConv, deploy_model, subpixel_weights
+from compress.models.deploy import (
+    DeploySegDecoder,
+    DeployTarget,
+    RewriteError,
+    UpConv,
+    UpCSP,
+    deploy_model,
+    fold_csp_bn,
+    rewritten_stages,
+    subpixel_weights,
+    with_activation,
+)
+from compress.models.yolop import BottleneckCSP, WidthResolver, extract_widths
 from compress.prune import PruneConfig, prune
 from compress.prune.spec import spec_for
 
@@ -79,8 +91,66 @@ def test_rewritten_model_matches_original(size):
         ta, tb = getattr(a, k), getattr(b, k)
         assert ta.shape == tb.shape
         assert torch.allclose(ta, tb, atol=1e-4, rtol=1e-4), (k, (ta - tb).abs().max())
+    for pa, pb in zip(a.det, b.det):  # the CSP BatchNorm fold changes the rounding only
+        assert torch.allclose(pa, pb, atol=1e-4, rtol=1e-4), (pa - pb).abs().max()
+    d0 = deploy_model(m, fold_bn_after_concat=False)  # the rewrite alone leaves detection untouched
+    with torch.no_grad():
+        for pa, pb in zip(a.det, d0(x).det):
+            assert torch.equal(pa, pb)
+
+
+@pytest.mark.parametrize("stages", [(), ("csp1",), ("out",), ("c3", "out"), ("csp1", "c3", "out")])
+@pytest.mark.parametrize("fold", [False, True])
+def test_every_rewrite_subset_and_the_fold_compute_the_same_function(stages, fold):
+    torch.manual_seed(2)
+    m = _randomize_bn(build_model(ModelConfig(size="tiny", anchors=ANCHORS)))
+    d = deploy_model(m, rewrite=stages, fold_bn_after_concat=fold)
+    assert rewritten_stages(d) == stages
+    concat_bns = [x.bn for x in d.modules() if isinstance(x, (BottleneckCSP, UpCSP))]
+    assert concat_bns and all(isinstance(bn, nn.Identity if fold else nn.BatchNorm2d) for bn in concat_bns)
+    x = torch.randn(1, 3, 96, 128)
+    with torch.no_grad():
+        a, b = m(x), d(x)
+    for k in ("drivable", "lane"):
+        assert torch.allclose(getattr(a, k), getattr(b, k), atol=1e-4, rtol=1e-4)
     for pa, pb in zip(a.det, b.det):
-        assert torch.equal(pa, pb)
+        assert torch.allclose(pa, pb, atol=1e-4, rtol=1e-4)
+
+
+def test_unknown_rewrite_stage_is_refused():
+    m = build_model(ModelConfig(size="tiny", anchors=ANCHORS))
+    with pytest.raises(RewriteError, match="'c9'.*csp1"):
+        deploy_model(m, rewrite=("c9",))
+
+
+def test_fold_csp_bn_splits_the_concat_batchnorm_per_part():
+    torch.manual_seed(3)
+    csp = _randomize_bn(BottleneckCSP(6, "b", WidthResolver(ModelConfig(size="tiny")), 16, 1, False, "silu"))
+    x = torch.randn(2, 6, 5, 7)
+    with torch.no_grad():
+        ref = csp(x)
+        fold_csp_bn(csp)
+        assert isinstance(csp.bn, nn.Identity) and csp.cv3.bias is not None and csp.cv2.bias is not None
+        assert torch.allclose(csp(x), ref, atol=1e-5)
+
+
+def test_activation_swap_keeps_widths_and_weights():
+    m = _randomize_bn(build_model(ModelConfig(size="tiny", anchors=ANCHORS)))
+    r = with_activation(m, "relu")
+    assert r.cfg.act == "relu" and extract_widths(r) == extract_widths(m)
+    assert all(torch.equal(a, b) for a, b in zip(m.state_dict().values(), r.state_dict().values()))
+    assert any(isinstance(x, nn.ReLU) for x in r.modules()) and not any(isinstance(x, nn.SiLU) for x in r.modules())
+
+
+def test_deploy_target_defaults_and_errors():
+    assert DeployTarget().width_multiple == 16 and DeployTarget(backend="tensorrt-int8").width_multiple == 32
+    assert DeployTarget(round_to=8).to_dict()["round_to"] == 8
+    with pytest.raises(ValueError, match="backend 'tpu' unknown"):
+        DeployTarget(backend="tpu")
+    with pytest.raises(ValueError, match="act 'gelu' unknown"):
+        DeployTarget(act="gelu")
+    with pytest.raises(ValueError, match="rewrite stages"):
+        DeployTarget(rewrite=("x",))
 
 
 def test_rewritten_pruned_model_matches_original():
@@ -125,5 +195,20 @@ def test_export_writes_rewritten_graph_and_checks_it_against_the_original(tmp_pa
     ops = lambda d: [n.op_type for n in onnx.load(str(d / "model.onnx")).graph.node]  # noqa: E731 - a one-line accessor
     fast, orig = ops(tmp_path / "fast"), ops(tmp_path / "plain")
     assert fast.count("DepthToSpace") == 6 and orig.count("DepthToSpace") == 0
+    assert (
+        spec.graph.rewrite_stages == ("csp1", "c3", "out") and spec.graph.bn_folded and spec.graph.activation == "silu"
+    )
+    assert "BatchNormalization" not in fast  # every BatchNorm folded (ONNX export + the CSP fold)
+    out_only = export_bundle(
+        ck, tmp_path / "out_only", ExportConfig(img_size=(128, 96), parity_frames=2, rewrite_stages=("out",))
+    )
+    assert ops(tmp_path / "out_only").count("DepthToSpace") == 2 and out_only.graph.rewrite_stages == ("out",)
+    # a recipe's deploy target travels in the checkpoint and decides the export's default
+    from compress.checkpoint import add_to_checkpoint
+
+    add_to_checkpoint(ck, deploy={**DeployTarget(rewrite=("c3",)).to_dict()})
+    chosen = export_bundle(ck, tmp_path / "chosen", ExportConfig(img_size=(128, 96), parity_frames=2))
+    assert chosen.graph.rewrite_stages == ("c3",) and chosen.graph.deploy["backend"] == "onnxruntime-cpu"
+    assert ops(tmp_path / "chosen").count("DepthToSpace") == 2
     for k, v in spec.parity.max_abs_diff_normalized.items():
         assert v < 1e-4, (k, v)

@@ -55,6 +55,11 @@ BAD = [
     ({"prune": {"max_layer_ratio": 1.5}}, r"prune\.max_layer_ratio"),
     ({"prune": {"latency_size": [4, 4]}}, r"prune\.latency_size: .*\(width, height\)"),
     ({"prune": {"img_size": [320, 192]}}, r"prune\.img_size: the input size comes from the teacher"),
+    ({"deploy": {"backend": "tpu"}}, r"deploy: deploy backend 'tpu' unknown"),
+    ({"deploy": {"act": "gelu"}}, r"deploy: deploy act 'gelu' unknown"),
+    ({"deploy": {"rewrite": ["c9"]}}, r"deploy: deploy rewrite stages \['c9'\] unknown"),
+    ({"deploy": {"speed": 1}}, r"deploy: unknown key\(s\) \['speed'\]"),
+    ({"deploy": {"backend": "tensorrt-int8"}, "prune": {"round_to": 8}}, r"prune\.round_to: 8 disagrees with deploy"),
     ({"distill": {"epochz": 1}}, r"distill: unknown key\(s\) \['epochz'\]"),
     ({"distill": {"out": "x"}}, r"distill\.out: set by the recipe"),
     ({"distill": {"lr": "fast"}}, r"distill\.lr: expected a number"),
@@ -140,3 +145,19 @@ def test_config_errors_name_the_field():
     with pytest.raises(BudgetError) as e:
         PruneStage(steps=0)
     assert e.value.field == "steps"
+
+
+def test_deploy_section_sets_the_width_multiple_of_its_backend(tmp_path):
+    r = load_recipe(_write(tmp_path, deploy={"backend": "onnxruntime-cpu", "act": "relu"}))
+    assert r.deploy.act == "relu" and r.deploy.width_multiple == 16 and r.prune.round_to == 16
+    r = load_recipe(_write(tmp_path, deploy={"backend": "tensorrt-int8"}, prune={"target": 0.4, "round_to": 32}))
+    assert r.prune.round_to == 32
+    assert load_recipe(_write(tmp_path)).deploy is None and load_recipe(_write(tmp_path)).prune.round_to == 8
+
+
+def test_shipped_deploy_recipe_loads():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    r = load_recipe(root / "config" / "compress" / "synthroad_deploy.yaml")
+    assert r.deploy is not None and r.prune.budget == "latency" and r.prune.round_to == r.deploy.width_multiple
