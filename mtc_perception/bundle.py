@@ -6,7 +6,7 @@ Its content is one typed tree of frozen dataclasses (:class:`BundleSpec` and its
 Perceptor and the engines read attributes, never keys. :meth:`BundleSpec.from_dict` checks every
 field's type and value and fails with the file, the field path, what was expected and the fix.
 
-The module is longer than most (~440 lines) because it is the whole contract in one place: every
+The module is longer than most (~620 lines) because it is the whole contract in one place: every
 section of the file beside its own checks, so a field is added, typed and validated in one spot.
 Only the standard library is used here, so the runtime can read a bundle on a machine without
 torch, onnxruntime or TensorRT.
@@ -28,6 +28,7 @@ FILE_KINDS = ("onnx", "torch", "engine")
 MAX_JSON_BYTES = 1 << 20  # an exported bundle.json is a few kB
 MAX_INPUT_SIDE = 8192  # pixels per side of the network input (a 100000x100000 input would ask for 112 GiB)
 REEXPORT = "re-export the bundle with `mtc-compress export --ckpt CKPT --out DIR`"
+REQUANTIZE = "re-quantize the FP32 bundle with `mtc-compress quantize --bundle FP32 --calib SOURCE --out DIR`"
 
 
 class BundleError(ValueError):
@@ -257,6 +258,131 @@ class Parity:
         )
 
 
+QUANT_METHODS = ("minmax", "entropy", "percentile", "qat")  # post-training calibrations, quantization-aware training
+CALIB_KINDS = ("dataset", "folder", "bag", "training")
+INT8_TYPES = ("int8", "uint8")
+
+
+def _float_map(r: ObjectReader, key: str, low: float = 0.0, high: float | None = None) -> dict[str, float]:
+    v = r.get(key, True)
+    if not isinstance(v, dict) or not all(
+        is_number(x) and x >= low and (high is None or x <= high) for x in v.values()
+    ):
+        r.fail(key, f"a JSON object of output name -> number in [{low}, {high if high is not None else 'inf'}]", v)
+    return {k: float(x) for k, x in v.items()}
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The frames an INT8 model's activation ranges came from: ``kind`` dataset (``source`` = the root,
+    ``split``), folder, bag (``topic``) or training (quantization-aware training); ``frames`` used of the
+    ``available`` ones; ``digest``: md5 of the used frames' pixels (the same frames give the same digest)."""
+
+    kind: str
+    source: str
+    frames: int
+    available: int | None = field(default=None, metadata=OMIT_NONE)
+    split: str | None = field(default=None, metadata=OMIT_NONE)
+    topic: str | None = field(default=None, metadata=OMIT_NONE)
+    digest: str | None = field(default=None, metadata=OMIT_NONE)
+
+    @classmethod
+    def read(cls, r: ObjectReader) -> Calibration:
+        return cls(
+            kind=r.text("kind", choices=CALIB_KINDS),
+            source=r.text("source"),
+            frames=r.integer("frames", low=0),
+            available=r.integer("available", False, low=0),
+            split=r.text("split", False),
+            topic=r.text("topic", False),
+            digest=r.text("digest", False),
+        )
+
+
+@dataclass(frozen=True)
+class QuantParity:
+    """INT8 vs the FP32 source bundle, both on ONNX Runtime, on frames the calibration did not use
+    (``independent`` false where the source had no others): measured figures, not a pass/fail check.
+    ``max_abs_diff_normalized``: per output (boxes / input size, probabilities); ``mask_agreement`` /
+    ``mask_iou``: drivable and lane masks (IoU 1.0 where both are empty); ``detections``: boxes of FP32,
+    of INT8, and matched (same class, IoU >= ``match_iou``) at confidence ``conf``."""
+
+    frames: int
+    independent: bool
+    max_abs_diff_normalized: dict[str, float]
+    mask_agreement: dict[str, float]
+    mask_iou: dict[str, float]
+    detections: dict[str, float]
+    conf: float = 0.25
+    match_iou: float = 0.5
+    backend: str = ""
+
+    @classmethod
+    def read(cls, r: ObjectReader) -> QuantParity:
+        return cls(
+            frames=r.integer("frames", low=0),
+            independent=r.flag("independent", False),
+            max_abs_diff_normalized=_float_map(r, "max_abs_diff_normalized"),
+            mask_agreement=_float_map(r, "mask_agreement", high=1.0),
+            mask_iou=_float_map(r, "mask_iou", high=1.0),
+            detections=_float_map(r, "detections"),
+            conf=r.number("conf"),
+            match_iou=r.number("match_iou", positive=True),
+            backend=r.text("backend", False) or "",
+        )
+
+
+@dataclass(frozen=True)
+class Quantization:
+    """How an INT8 bundle's ``model.onnx`` (QuantizeLinear/DequantizeLinear nodes) was made: ``method``
+    (``minmax``, ``entropy``, ``percentile``: post-training calibration; ``qat``), the weight and activation
+    types, per-channel weights, the calibration, the nodes kept in float (name -> the rule that chose it,
+    ``float_rule`` saying the rule), the FP32 bundle it came from, the ONNX Runtime that made it, and the
+    INT8-vs-FP32 parity. Present only in INT8 bundles; such a bundle has no torch program (it would run
+    the FP32 weights) and ``versions.precision`` says ``int8``."""
+
+    method: str
+    weight_type: str
+    activation_type: str
+    per_channel: bool
+    symmetric_weights: bool = True
+    symmetric_activations: bool = False
+    precision: str = "int8"
+    format: str = "QDQ"
+    calibration: Calibration | None = field(default=None, metadata=OMIT_NONE)
+    float_nodes: dict[str, str] = field(default_factory=dict)
+    float_rule: str = ""
+    source_bundle: str | None = field(default=None, metadata=OMIT_NONE)
+    onnxruntime: str | None = field(default=None, metadata=OMIT_NONE)
+    parity: QuantParity | None = field(default=None, metadata=OMIT_NONE)
+
+    @classmethod
+    def read(cls, r: ObjectReader) -> Quantization:
+        nodes = r.get("float_nodes", False)
+        if nodes is not None and (
+            not isinstance(nodes, dict) or not all(isinstance(v, str) and v for v in nodes.values())
+        ):
+            r.fail("float_nodes", "a JSON object of node name -> rule (non-empty strings)", nodes)
+        calib = r.sub("calibration", tuple(f.name for f in dataclasses.fields(Calibration)), required=False)
+        par = r.sub("parity", tuple(f.name for f in dataclasses.fields(QuantParity)), required=False)
+        return cls(
+            method=r.text("method", choices=QUANT_METHODS),
+            weight_type=r.text("weight_type", choices=INT8_TYPES),
+            activation_type=r.text("activation_type", choices=INT8_TYPES),
+            per_channel=r.flag("per_channel", False),
+            symmetric_weights=r.flag("symmetric_weights", True),
+            symmetric_activations=r.flag("symmetric_activations", False),
+            precision=r.text("precision", False, ("int8",)) or "int8",
+            format=r.text("format", False, ("QDQ",)) or "QDQ",
+            calibration=Calibration.read(calib) if calib is not None else None,
+            float_nodes=dict(nodes or {}),
+            float_rule=r.text("float_rule", False) or "",
+            source_bundle=r.text("source_bundle", False),
+            onnxruntime=r.text("onnxruntime", False),
+            parity=QuantParity.read(par) if par is not None else None,
+        )
+
+
 _SECTIONS: dict[str, tuple[Any, tuple[str, ...]]] = {  # field -> (section class with .read, its fields)
     "input": (InputSpec, tuple(f.name for f in dataclasses.fields(InputSpec))),
     "detection": (DetectionSpec, tuple(f.name for f in dataclasses.fields(DetectionSpec))),
@@ -266,6 +392,7 @@ _SECTIONS: dict[str, tuple[Any, tuple[str, ...]]] = {  # field -> (section class
     "provenance": (Provenance, tuple(f.name for f in dataclasses.fields(Provenance))),
     "versions": (Versions, tuple(f.name for f in dataclasses.fields(Versions))),
     "parity": (Parity, tuple(f.name for f in dataclasses.fields(Parity))),
+    "quantization": (Quantization, tuple(f.name for f in dataclasses.fields(Quantization))),
 }
 
 
@@ -285,6 +412,7 @@ class BundleSpec:
     provenance: Provenance = field(default_factory=Provenance)
     versions: Versions = field(default_factory=Versions)
     parity: Parity | None = field(default=None, metadata=OMIT_NONE)
+    quantization: Quantization | None = field(default=None, metadata=OMIT_NONE)  # INT8 bundles only
 
     @property
     def output_names(self) -> list[str]:
@@ -341,6 +469,17 @@ class BundleSpec:
                     f"{where}: {path} is {n!r} but outputs has no such entry (it has {sorted(spec.outputs)}); "
                     + REEXPORT
                 )
+        q = spec.quantization
+        if q is not None and not (spec.versions.precision or "").startswith(q.precision):  # int8, int8+fp16
+            raise BundleError(
+                f"{where}: quantization.precision is {q.precision!r} but versions.precision is "
+                f"{show(spec.versions.precision)}; an INT8 bundle says int8 in both: {REQUANTIZE}"
+            )
+        if q is not None and spec.files.torch is not None:
+            raise BundleError(
+                f"{where}: an INT8 bundle (quantization section) names a torch file {spec.files.torch!r}; the torch "
+                f"backend would run FP32 weights in its name: remove files.torch or {REQUANTIZE}"
+            )
         return spec
 
 
@@ -442,6 +581,12 @@ class Bundle:
     def require_file(self, kind: str) -> Path:
         self.check_files()  # again: a link may have changed since the bundle was loaded
         p = self.file(kind)
+        if p is None and kind == "torch" and self.spec.quantization is not None:
+            raise BundleError(
+                f"{self.root}: an INT8 bundle has no torch program (the torch backend runs FP32 programs only, and "
+                "this bundle's FP32 weights are not its model); run it with --backend onnxruntime, or tensorrt "
+                "with an engine built from its Q/DQ ONNX"
+            )
         if p is None:
             raise BundleError(
                 f"{self.root}: the bundle has no {kind} file (bundle.json files.{kind} is empty); "
@@ -457,6 +602,16 @@ class Bundle:
 
     @property
     def rebuild_hint(self) -> str:
+        q = self.spec.quantization
+        if q is not None and q.method == "qat":
+            return f"re-export the quantization-aware-trained model into {self.root} (compress.quantize.qat)"
+        if q is not None:
+            cal = q.calibration
+            source = (f"{cal.source}:{cal.split}" if cal.split else cal.source) if cal else "SOURCE"
+            return (
+                f"mtc-compress quantize --bundle {q.source_bundle or 'FP32_BUNDLE'} --calib {source} "
+                f"--method {q.method} --out {self.root}"
+            )
         src = self.spec.provenance.checkpoint or "CKPT"
         w, h = self.input_size
         return f"mtc-compress export --ckpt {src} --out {self.root} --size {w}x{h}"

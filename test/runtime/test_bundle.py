@@ -343,3 +343,103 @@ def test_fuzzed_bundle_json_raises_only_bundle_error(tmp_path):
         assert 0 < w <= 8192 and 0 < h <= 8192 and b.output_names and all(n in b.output_shapes for n in b.output_names)
         outcomes["loaded"] += 1
     assert outcomes["refused"] > n // 2 and outcomes["loaded"] > 0, outcomes
+
+
+# ---------------------------------------------------------------------------------------------
+# the quantization section (INT8 bundles; compress/quantize writes it)
+
+QUANT = {
+    "method": "minmax",
+    "weight_type": "int8",
+    "activation_type": "uint8",
+    "per_channel": True,
+    "symmetric_weights": True,
+    "symmetric_activations": False,
+    "precision": "int8",
+    "format": "QDQ",
+    "calibration": {
+        "kind": "bag",
+        "source": "rec.mcap",
+        "frames": 8,
+        "available": 20,
+        "topic": "/camera/image_raw",
+        "digest": "0" * 32,
+    },
+    "float_nodes": {"/model/detect/m.0/Conv": "head_output_conv", "/Sigmoid": "after_head_output_conv"},
+    "float_rule": "walk back from every graph output",
+    "source_bundle": "bundles/fp32",
+    "onnxruntime": "1.32.0",
+    "parity": {
+        "frames": 4,
+        "independent": True,
+        "max_abs_diff_normalized": {"det": 0.01, "drivable": 0.02, "lane": 0.03},
+        "mask_agreement": {"drivable": 0.99, "lane": 0.98},
+        "mask_iou": {"drivable": 0.97, "lane": 0.9},
+        "detections": {"fp32": 10, "int8": 9, "matched": 9, "f1": 0.947},
+        "conf": 0.25,
+        "match_iou": 0.5,
+        "backend": "onnxruntime",
+    },
+}
+
+
+def _int8(meta):
+    meta["quantization"] = copy.deepcopy(QUANT)
+    meta["versions"]["precision"] = "int8"
+
+
+def test_an_int8_bundle_reads_typed_and_writes_back(tmp_path):
+    from mtc_perception.bundle import Quantization
+
+    assert Bundle.load(TINY).spec.quantization is None  # a bundle without the section still reads
+    d = _bundle(tmp_path, _int8)
+    b = Bundle.load(d)
+    q = b.spec.quantization
+    assert isinstance(q, Quantization) and q.method == "minmax" and q.per_channel is True
+    assert q.weight_type == "int8" and q.activation_type == "uint8" and b.spec.versions.precision == "int8"
+    assert q.calibration is not None and q.calibration.kind == "bag" and q.calibration.topic == "/camera/image_raw"
+    assert q.calibration.frames == 8 and q.calibration.split is None
+    assert q.float_nodes["/model/detect/m.0/Conv"] == "head_output_conv"
+    assert q.parity is not None and q.parity.mask_iou["lane"] == 0.9 and q.parity.detections["matched"] == 9
+    written = b.spec.to_dict()
+    assert written["quantization"]["calibration"] == QUANT["calibration"]  # optional None fields left out
+    assert BundleSpec.from_dict(written) == b.spec
+    assert "mtc-compress quantize --bundle bundles/fp32 --calib rec.mcap --method minmax" in b.rebuild_hint
+
+
+QUANT_MALFORMED = [
+    ("quantization.method", "fp8", r"quantization\.method must be one of \['minmax', 'entropy', 'percentile', 'qat'\]"),
+    ("quantization.weight_type", "int4", r"quantization\.weight_type must be one of \['int8', 'uint8'\]"),
+    ("quantization.per_channel", "yes", r"quantization\.per_channel must be true or false"),
+    ("quantization.float_nodes", ["/Sigmoid"], r"quantization\.float_nodes must be a JSON object of node name -> rule"),
+    ("quantization.calibration.kind", "video", r"quantization\.calibration\.kind must be one of \['dataset'"),
+    ("quantization.calibration.frames", -1, r"quantization\.calibration\.frames must be an integer in \[0, inf\]"),
+    (
+        "quantization.parity.mask_iou",
+        {"lane": 1.5},
+        r"quantization\.parity\.mask_iou must be a JSON object .* \[0\.0, 1",
+    ),
+    ("quantization.calibraton", {}, r"unknown field\(s\) \['calibraton'\] in quantization"),
+    ("versions.precision", "fp32", r"quantization\.precision is 'int8' but versions\.precision is \"fp32\""),
+    ("files.torch", "model.pt2", r"an INT8 bundle .* names a torch file 'model\.pt2'.*FP32 weights"),
+]
+
+
+@pytest.mark.parametrize("field,value,message", QUANT_MALFORMED, ids=[f for f, _, _ in QUANT_MALFORMED])
+def test_a_malformed_quantization_section_is_named_at_load(tmp_path, field, value, message):
+    def edit(meta):
+        _int8(meta)
+        _set(field, value)(meta)
+
+    d = _bundle(tmp_path, edit)
+    with pytest.raises(BundleError, match=message) as e:
+        Bundle.load(d)
+    assert str(e.value).startswith(str(d / "bundle.json") + ": ")
+    assert "mtc-compress" in str(e.value)  # the fix
+
+
+def test_an_int8_bundle_asks_for_another_backend_than_torch(tmp_path):
+    b = Bundle.load(_bundle(tmp_path, _int8))
+    with pytest.raises(BundleError, match=r"an INT8 bundle has no torch program .* --backend onnxruntime"):
+        b.require_file("torch")
+    assert b.require_file("onnx") == b.root / "model.onnx"
