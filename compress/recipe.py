@@ -171,6 +171,7 @@ class CompressRecipe:
     # the backend the student is built for and the graph choices made for it (activation swap,
     # width multiple, decoder rewrite, BatchNorm folding): compress.models.deploy.DeployTarget
     deploy: DeployTarget | None = None
+    quantize: QuantizeStage = field(default_factory=QuantizeStage)  # mode unset: no quantization stage
 
     def __post_init__(self) -> None:
         if self.eval_batch_size < 1:
