@@ -1,5 +1,5 @@
 """``mtc-compress``: the offline half (data, teacher training, evaluation, pruning, distillation, recipes,
-export, and ``demo``: the whole mission on synthroad).
+export, INT8 quantization, and ``demo``: the whole mission on synthroad).
 
 Exit codes: 0 success; 2 a problem with the user's input (bad arguments, config, data or
 checkpoint: the message says what and how to fix it); 1 an unexpected internal error.
@@ -28,6 +28,7 @@ log = logging.getLogger("mtc-compress")
 # test_prune checks them against compress.prune.budget_names() and compress.prune.CRITERIA
 BUDGETS = ("ratio", "params", "macs", "latency")
 CRITERIA_NAMES = ("task-aware", "taylor", "hessian", "magnitude", "random")
+QUANT_METHODS = ("minmax", "entropy", "percentile")  # compress.quantize.ptq.METHODS (checked by test_quantize)
 
 
 def _net_size(text: str) -> tuple[int, int]:
@@ -274,6 +275,46 @@ def cmd_export(a: argparse.Namespace) -> int:
                 if p
                 else None,
                 "versions": spec.to_dict()["versions"],
+            },
+            indent=2,
+        )
+    )
+    return 0
+
+
+def cmd_quantize(a: argparse.Namespace) -> int:
+    from .quantize import PtqConfig, export_then_quantize, parse_source, quantize_bundle
+
+    if a.size and not a.ckpt:
+        raise ValueError("--size applies to --ckpt (the export before quantizing); a --bundle keeps its input size")
+    cfg = PtqConfig(
+        method=a.method,
+        frames=a.frames,
+        parity_frames=a.parity_frames,
+        percentile=a.percentile,
+        name=a.name,
+        force=a.force,
+        engine=a.engine,
+        fp16=a.fp16,
+        workspace_gb=a.workspace,
+    )
+    calib = parse_source(a.calib, a.topic)
+    out = (
+        quantize_bundle(a.bundle, calib, a.out, cfg)
+        if a.bundle
+        else export_then_quantize(a.ckpt, a.size, calib, a.out, cfg)
+    )
+    from mtc_perception.bundle import Bundle
+
+    written = Bundle.load(out).spec.to_dict()
+    q = written["quantization"]
+    print(
+        json.dumps(
+            {
+                "bundle": str(out),
+                "files": written["files"],
+                "quantization": {k: v for k, v in q.items() if k != "float_nodes"},
+                "float_nodes": len(q["float_nodes"]),
             },
             indent=2,
         )
@@ -642,6 +683,52 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--calib", help="directory of calibration images for --int8 (dataset frames)")
     ex.add_argument("--workspace", type=float, default=2.0, help="TensorRT workspace limit in GiB")
     ex.set_defaults(fn=cmd_export)
+    qz = sub.add_parser(
+        "quantize",
+        help="FP32 bundle (or checkpoint) -> INT8 bundle: ONNX Runtime post-training quantization to a Q/DQ ONNX "
+        "(head output convs and the decode kept float), calibrated on a dataset split, image folder or rosbag2",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    src = qz.add_mutually_exclusive_group(required=True)
+    src.add_argument("--bundle", help="the FP32 model bundle to quantize")
+    src.add_argument("--ckpt", help="a checkpoint: exported to a temporary FP32 bundle first (mtc-compress export)")
+    qz.add_argument(
+        "--calib",
+        required=True,
+        help="calibration frames: ROOT:SPLIT (a dataset split, e.g. data/synthroad:val), an image folder, or a "
+        "rosbag2 recording (directory, .mcap or .db3)",
+    )
+    qz.add_argument("--out", required=True, help="the INT8 bundle directory (an existing bundle there is replaced)")
+    qz.add_argument("--force", action="store_true", help="replace --out even where it is not a model bundle")
+    qz.add_argument(
+        "--method",
+        choices=QUANT_METHODS,
+        default="minmax",
+        help="activation range calibration (entropy: KL over 512-bin histograms, slow on large models)",
+    )
+    qz.add_argument(
+        "--frames", type=int, default=128, help="calibration frames, spread evenly over the source (an error if fewer)"
+    )
+    qz.add_argument(
+        "--parity-frames",
+        type=int,
+        default=8,
+        help="frames the calibration did not use, for the INT8-vs-FP32 record in bundle.json",
+    )
+    qz.add_argument("--percentile", type=float, default=99.999, help="--method percentile: the range's percentile")
+    qz.add_argument(
+        "--topic", help="rosbag2 camera topic (default: /camera/image_raw, its /compressed, or the only image topic)"
+    )
+    qz.add_argument("--size", type=_net_size, help="--ckpt: network input WIDTHxHEIGHT (default: the training size)")
+    qz.add_argument("--name", help="bundle name (default: the directory name)")
+    qz.add_argument(
+        "--engine",
+        action="store_true",
+        help="also build a TensorRT 10 engine from the Q/DQ ONNX (explicit quantization; needs an NVIDIA GPU)",
+    )
+    qz.add_argument("--fp16", action="store_true", help="--engine: the float-kept layers in FP16")
+    qz.add_argument("--workspace", type=float, default=2.0, help="TensorRT workspace limit in GiB")
+    qz.set_defaults(fn=cmd_quantize)
     for name, fn, text in (
         ("compress", cmd_compress, "teacher -> prune -> distill -> eval from a recipe (student.pt + metrics.json)"),
         (

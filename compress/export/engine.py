@@ -1,10 +1,13 @@
 """The export's TensorRT step: a TensorRT 10 engine built from the bundle's ONNX file (GPU machines only).
 
 TensorRT 10 API: ``create_network(0)`` (explicit batch is the only mode), ``OnnxParser``,
-``set_memory_pool_limit(WORKSPACE)``, ``BuilderFlag.FP16`` / ``INT8`` with an
-``IInt8EntropyCalibrator2`` over dataset frames, a timing cache, ``build_serialized_network``
-(None on failure). Asking for a precision the GPU has no fast path for is an error, never a silent
-downgrade. Pin ``tensorrt>=10,<11``: 11 drops the FP16/INT8 builder flags and calibrators.
+``set_memory_pool_limit(WORKSPACE)``, ``BuilderFlag.FP16`` / ``INT8``, a timing cache,
+``build_serialized_network`` (None on failure). INT8 (:func:`int8_mode`): an ONNX with
+QuantizeLinear/DequantizeLinear nodes (an INT8 bundle, ``mtc-compress quantize``) is built by *explicit
+quantization* — the INT8 flag, no calibrator, TensorRT reads the scales from the Q/DQ nodes; an FP32 ONNX
+with ``--int8`` goes through the implicit ``IInt8EntropyCalibrator2`` over dataset frames, deprecated since
+TensorRT 10.1 (a warning says so). Asking for a precision the GPU has no fast path for is an error, never
+a silent downgrade. Pin ``tensorrt>=10,<11``: 11 drops the FP16/INT8 builder flags and calibrators.
 """
 
 from __future__ import annotations
@@ -37,6 +40,23 @@ def _require_tensorrt():
     return trt
 
 
+QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
+
+
+def has_qdq(onnx_path: Path) -> bool:
+    """Whether the ONNX file holds QuantizeLinear / DequantizeLinear nodes (an explicitly quantized model)."""
+    import onnx
+
+    return any(n.op_type in QDQ_OPS for n in onnx.load(str(onnx_path), load_external_data=False).graph.node)
+
+
+def int8_mode(qdq: bool, int8: bool) -> str | None:
+    """How TensorRT builds INT8: ``explicit`` where the ONNX has Q/DQ nodes (their scales; no calibrator),
+    ``implicit`` where ``--int8`` asks for it on an FP32 ONNX (a calibrator; deprecated since TensorRT 10.1),
+    else None (no INT8)."""
+    return "explicit" if qdq else "implicit" if int8 else None
+
+
 def build_engine(
     onnx_path: Path, engine_path: Path, cfg: ExportConfig, calib_frames: list[Path], cache_path: Path
 ) -> dict[str, Any]:
@@ -65,13 +85,24 @@ def build_engine(
             )
         config.set_flag(trt.BuilderFlag.FP16)
         precision = "fp16"
-    if cfg.int8:
+    mode = int8_mode(has_qdq(onnx_path), cfg.int8)
+    if mode:
         if not builder.platform_has_fast_int8:
             raise ExportError(
-                f"--int8 asked for but {gpu['gpu']} (sm {gpu['compute_capability']}) has no fast INT8; drop --int8"
+                f"INT8 ({'the Q/DQ model ' + str(onnx_path) if mode == 'explicit' else '--int8'}) asked for but "
+                f"{gpu['gpu']} (sm {gpu['compute_capability']}) has no fast INT8; "
+                + ("use the FP32 bundle it was quantized from" if mode == "explicit" else "drop --int8")
             )
         config.set_flag(trt.BuilderFlag.INT8)
-        config.int8_calibrator = _calibrator(trt, onnx_path, calib_frames, cache_path.with_name("int8.cache"))
+        if mode == "implicit":
+            log.warning(
+                "--int8 on an FP32 ONNX uses TensorRT's implicit INT8 calibrator, deprecated since TensorRT 10.1; "
+                "quantize the bundle instead (mtc-compress quantize --bundle B --calib SOURCE --out Q --engine), "
+                "which builds from explicit Q/DQ scales"
+            )
+            config.int8_calibrator = _calibrator(trt, onnx_path, calib_frames, cache_path.with_name("int8.cache"))
+        else:
+            log.info("%s has Q/DQ nodes: explicit quantization (TensorRT reads their scales; no calibrator)", onnx_path)
         precision = "int8" + ("+fp16" if cfg.fp16 else "")
     if cfg.dynamic_batch:
         profile = builder.create_optimization_profile()
