@@ -315,5 +315,12 @@ def export_then_quantize(
             from ..data.bdd import DataConfig
 
             frames = str(DataConfig(root=calib.path, split=calib.split or "val").images_path())
-        export_bundle(ckpt, fp32, ExportConfig(img_size=size, frames=frames))
+        try:
+            export_bundle(ckpt, fp32, ExportConfig(img_size=size, frames=frames))
+        except FileNotFoundError as e:
+            raise QuantizeError(
+                f"--ckpt {ckpt}: the export before quantizing needs image frames for its parity check ({e}); "
+                "export it yourself (mtc-compress export --ckpt CKPT --frames DIR --out FP32) and quantize "
+                "that with --bundle FP32"
+            ) from None
         return quantize_bundle(fp32, calib, out, cfg, source_label=f"FP32 export of {ckpt} (temporary)")

@@ -573,3 +573,14 @@ def test_the_engine_build_quantizes_explicitly_from_qdq(
     assert built["precision"] == ("int8" if flags else "fp32") and (tmp_path / "m.engine").read_bytes() == b"plan"
     assert engine.int8_mode(True, False) == "explicit" and engine.int8_mode(False, True) == "implicit"
     assert engine.int8_mode(False, False) is None
+
+
+def test_a_checkpoint_without_data_and_a_bag_asks_for_an_fp32_bundle(synth_root, tmp_path):
+    from compress.quantize import export_then_quantize
+    from mtc_perception.bags import SourceFrame, WriteConfig, write_bag
+
+    ck = save_checkpoint(tmp_path / "m.pt", build_model(ModelConfig(size="tiny")))  # names no dataset
+    write_bag(tmp_path / "rec", [SourceFrame(str(i), f) for i, f in enumerate(_val(synth_root, 2))], WriteConfig())
+    with pytest.raises(QuantizeError, match=r"--ckpt .*m\.pt: the export before quantizing needs image frames"):
+        export_then_quantize(ck, SIZE, parse_source(str(tmp_path / "rec")), tmp_path / "q", PtqConfig(frames=1))
+    assert not (tmp_path / "q").exists()
