@@ -165,12 +165,29 @@ class FilesSpec:
 
 @dataclass(frozen=True)
 class GraphSpec:
+    """How the exported graph differs from the trained network (same function) and what it was built for."""
+
     decoder_rewrite: bool = False
     note: str = ""
+    rewrite_stages: tuple[str, ...] = ()  # decoder stages in the sub-pixel (DepthToSpace) form
+    bn_folded: bool = False  # BatchNorm after each CSP Concat folded into its convolutions
+    activation: str | None = field(default=None, metadata=OMIT_NONE)  # silu, relu, hardswish, leaky
+    # the recipe's deploy target (backend, activation, width multiple, rewrite, folding), when it had one
+    deploy: dict[str, Any] | None = field(default=None, metadata=OMIT_NONE)
 
     @classmethod
     def read(cls, r: ObjectReader) -> GraphSpec:
-        return cls(r.flag("decoder_rewrite", False), r.text("note", False) or "")
+        stages = r.get("rewrite_stages", False) or []
+        if not isinstance(stages, list) or not all(isinstance(x, str) and x for x in stages):
+            r.fail("rewrite_stages", 'a list of decoder stage names (e.g. ["csp1", "c3", "out"])', stages)
+        return cls(
+            r.flag("decoder_rewrite", False),
+            r.text("note", False) or "",
+            tuple(stages),
+            r.flag("bn_folded", False),
+            r.text("activation", False),
+            r.mapping("deploy"),
+        )
 
 
 @dataclass(frozen=True)
@@ -388,7 +405,7 @@ _SECTIONS: dict[str, tuple[Any, tuple[str, ...]]] = {  # field -> (section class
     "detection": (DetectionSpec, tuple(f.name for f in dataclasses.fields(DetectionSpec))),
     "segmentation": (SegmentationSpec, ("drivable", "lane")),
     "files": (FilesSpec, FILE_KINDS),
-    "graph": (GraphSpec, ("decoder_rewrite", "note")),
+    "graph": (GraphSpec, tuple(f.name for f in dataclasses.fields(GraphSpec))),
     "provenance": (Provenance, tuple(f.name for f in dataclasses.fields(Provenance))),
     "versions": (Versions, tuple(f.name for f in dataclasses.fields(Versions))),
     "parity": (Parity, tuple(f.name for f in dataclasses.fields(Parity))),
