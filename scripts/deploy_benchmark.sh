@@ -50,3 +50,4 @@ $MTC bench-engines "${bundles[@]}" --frames "$DATA/images/val" --size 1280x720 -
 evals=(--eval "teacher=$OUT/eval/teacher.json")
 for n in relu_full step1 student; do [ -f "$OUT/eval/$n.json" ] && evals+=(--eval "$n=$OUT/eval/$n.json"); done
 $PY scripts/frontier.py --engines "$OUT/engines/engines.json" "${evals[@]}" --out docs/img/deploy_frontier.png --json "$OUT/frontier.json"
+$PY scripts/frontier.py --engines "$OUT/engines/engines.json" --replay "$OUT/replay/report.json" --out docs/img/deploy_frontier_deployed.png --json "$OUT/frontier_deployed.json"

@@ -91,13 +91,27 @@ def plot(rows: list[dict[str, Any]], target: float, out: Path) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--engines", required=True, help="engines.json of an mtc bench-engines run over every model")
-    p.add_argument("--eval", action="append", required=True, help="NAME=eval.json (first: the reference)")
+    p.add_argument("--eval", action="append", default=[], help="NAME=eval.json (first: the reference)")
+    p.add_argument(
+        "--replay",
+        help="report.json of an mtc bench run on a labelled recording: every model's ground-truth accuracy as "
+        "deployed (conf 0.25), INT8 bundles included, instead of --eval (its teacher is the reference)",
+    )
     p.add_argument("--target-speedup", type=float, default=2.5)
     p.add_argument("--out", default="docs/img/frontier.png")
     p.add_argument("--json", default="runs/bench/frontier/frontier.json")
     a = p.parse_args()
     engines = json.loads(Path(a.engines).read_text())
-    evals = {}
+    evals: dict[str, dict[str, Any]] = {}
+    if a.replay:
+        rep = json.loads(Path(a.replay).read_text())
+        gt = rep.get("ground_truth") or {}
+        ref = rep["meta"].get("reference") or next(iter(rep["models"]))
+        evals = {n: gt[n] for n in [ref, *(m for m in rep["models"] if m != ref)] if gt.get(n)}
+        if not evals:
+            raise SystemExit(f"--replay {a.replay}: the recording had no labels (no ground_truth block)")
+    elif not a.eval:
+        raise SystemExit("give --eval NAME=eval.json ... or --replay report.json")
     for item in a.eval:
         name, _, path = item.partition("=")
         evals[name] = json.loads(Path(path).read_text())
