@@ -445,3 +445,28 @@ def test_compress_quick_with_qat_writes_the_int8_bundle(teacher, tmp_path, synth
     x, _ = Preprocessor(b)([_frames(synth_root, 1)[0]])
     outs = eng.infer(x)
     assert outs["det"].shape[-1] == 6 and np.isfinite(outs["drivable"]).all()
+
+
+def test_compress_quick_with_ptq_calls_the_post_training_path(teacher, tmp_path):
+    from mtc_perception.bundle import Bundle
+
+    recipe = {
+        "teacher": teacher,
+        "out": str(tmp_path / "out"),
+        "prune": {"criterion": "magnitude", "budget": "params", "target": 0.3, "round_to": 4, "steps": 1},
+        "distill": {"epochs": 0},
+        "eval_batch_size": 4,
+        "eval_workers": 0,
+        "quantize": {"mode": "ptq", "method": "percentile", "percentile": 99.99},
+    }
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    assert main(["-q", "compress", "--recipe", str(path), "--quick"]) == 0
+    out = tmp_path / "out"
+    q = json.loads((out / "metrics.json").read_text())["quantize"]
+    assert q["mode"] == "ptq" and q["method"] == "percentile" and q["bundle"] == str(out / "student_int8")
+    assert q["calibration"]["kind"] == "dataset" and q["calibration"]["split"] == "train"
+    assert q["calibration"]["frames"] == 8  # --quick: calib_frames 8
+    s = Bundle.load(out / "student_int8").spec
+    assert s.quantization.method == "percentile" and s.quantization.source_bundle == str(out / "student_fp32")
+    assert not (out / "student_qat.pt").exists()
