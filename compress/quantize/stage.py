@@ -58,20 +58,31 @@ def quantize_stage(
     that metrics.json keeps under ``quantize`` (stage wall times go into ``stages``)."""
     q = recipe.quantize
     t = time.perf_counter()
-    fp32 = export_fp32(student, run)
+    fp32 = export_fp32(student, run, deploy_size(recipe, run))
     stages["export_fp32"] = time.perf_counter() - t
     if q.mode == "ptq":
         return _ptq(recipe, run, fp32, stages)
     return _qat(recipe, run, student, fp32, stages, progress)
 
 
-def export_fp32(student: Path, run: RecipeRun) -> Path:
+def export_fp32(student: Path, run: RecipeRun, size: tuple[int, int]) -> Path:
     """``<out>/student_fp32``: the FP32 bundle of the distilled student (parity on validation frames)."""
     from ..export import ExportConfig, export_bundle
 
     out = run.out / FP32_BUNDLE
-    export_bundle(student, out, ExportConfig(frames=str(run.val_ds.cfg.images_path()), name=FP32_BUNDLE))
+    export_bundle(
+        student,
+        out,
+        ExportConfig(img_size=size, frames=str(run.val_ds.cfg.images_path()), name=FP32_BUNDLE),
+    )
     return out
+
+
+def deploy_size(recipe: CompressRecipe, run: RecipeRun) -> tuple[int, int]:
+    """The bundles' input (width, height): the size the recipe's latency budget timed the student at
+    (``prune.latency_size``: the deployment input), else the teacher's training size."""
+    w, h = recipe.prune.latency_size or run.img_size
+    return int(w), int(h)
 
 
 def _source_of(ds: Any) -> Any:
@@ -233,7 +244,8 @@ def write_qat_bundle(
     val = _source_of(run.val_ds)
     with tempfile.TemporaryDirectory(prefix="mtc-qat-") as tmp:
         path = Path(tmp) / "model.onnx"
-        export_qat_onnx(model, path, run.img_size)
+        src = Bundle.load(fp32).spec.input  # the FP32 source bundle's input size
+        export_qat_onnx(model, path, (src.width, src.height))
         simplify_onnx(path)
         proto = onnx.load(str(path))
         if name_nodes(proto):

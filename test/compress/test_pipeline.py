@@ -262,3 +262,43 @@ def test_recipe_loss_keys_override_the_teachers():
     r = CompressRecipe(teacher="t.pt", distill={"loss": {"w_det": 2.0}})
     c = distill_config(r, {"train_config": {"loss": {"w_det": 1.0, "box": 0.07}}}, "init.pt", Path("o"))
     assert c.loss.w_det == 2.0 and c.loss.box == 0.07  # the teacher's other loss settings stay
+
+
+def test_compress_for_a_deploy_target_swaps_the_activation_first(teacher, tmp_path):
+    """deploy: {act: relu}: the SiLU teacher's copy becomes ReLU before pruning (recovered by a
+    distillation run), widths follow the backend's multiple, and the student carries the target to
+    the export, which writes it into bundle.json's graph section."""
+    recipe = _recipe(
+        tmp_path,
+        teacher,
+        deploy={"backend": "onnxruntime-cpu", "act": "relu", "act_recovery_epochs": 1, "rewrite": ["out"]},
+        prune={"criterion": "magnitude", "budget": "params", "target": 0.3, "steps": 1, "batches": 2},
+        distill={"epochs": 1, "batch_size": 4, "workers": 0, "max_train_batches": 2, "eval_max_batches": 1},
+    )
+    assert main(["-q", "compress", "--recipe", str(recipe)]) == 0
+    out = tmp_path / "out"
+    m = json.loads((out / "metrics.json").read_text())
+    assert "activation_swap" in m["stage_seconds"] and (out / "act" / "recover" / "best.pt").is_file()
+    assert m["recipe"]["prune"]["round_to"] == 16
+    student, ck = load_model(out / "student.pt")
+    assert student.cfg.act == "relu" and load_model(teacher)[0].cfg.act == "silu"
+    assert ck["deploy"] == {
+        "backend": "onnxruntime-cpu",
+        "act": "relu",
+        "act_recovery_epochs": 1,
+        "round_to": 16,
+        "rewrite": ["out"],
+        "fold_bn": True,
+    }
+    pruned = [
+        w for k, w in student.cfg.widths.items() if w != load_model(teacher)[0].cfg.widths.get(k, w)
+    ] or [w for w in student.cfg.widths.values()]
+    assert all(w % 16 == 0 for w in pruned if w >= 16)
+    # the swap's recovery run started from the ReLU copy, distilled from the SiLU teacher
+    rec_ck = load_checkpoint(out / "act" / "recover" / "best.pt")
+    assert rec_ck["model_config"]["act"] == "relu" and rec_ck["train_config"]["teacher"] == teacher
+    bundle = tmp_path / "bundle"
+    assert main(["-q", "export", "--ckpt", str(out / "student.pt"), "--out", str(bundle), "--parity-frames", "1"]) == 0
+    graph = json.loads((bundle / "bundle.json").read_text())["graph"]
+    assert graph["activation"] == "relu" and graph["rewrite_stages"] == ["out"] and graph["bn_folded"] is True
+    assert graph["deploy"]["backend"] == "onnxruntime-cpu"
