@@ -36,7 +36,6 @@ done
 
 BAG=runs/bags/val_1280x720_200
 mkdir -p runs/bags
-mkdir -p runs/bags
 [ -d "$BAG" ] || $MC bag --dataset "$DATA" --split val --limit 200 --resize 1280x720 --out "$BAG"
 
 models=()
