@@ -17,7 +17,7 @@ NP1_TESTS = test/runtime test/ros
 .PHONY: venv test test-main test-numpy1 lint demo clean-demo help
 
 help:
-	@echo "make demo   # the whole mission on synthroad: data, teacher, pruned+distilled student, bundles, rosbag, replay report"
+	@echo "make demo   # the whole mission on synthroad: data, teacher, two pruned+distilled students (accuracy, deployable), bundles, rosbag, replay report"
 	@echo "make test   # run the test suite (and the runtime tests again under numpy 1.x / OpenCV 4.6)"
 	@echo "make lint   # ruff (lint + format check) on the whole tree, mypy on mtc_perception/ (pyproject.toml)"
 

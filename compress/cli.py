@@ -425,18 +425,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser(
         "demo",
-        help="the whole mission on generated synthroad scenes: data, teacher, student, bundles, bag, replay report",
+        help="the whole mission on generated synthroad scenes: data, teacher, two students, bundles, bag, replay "
+        "report",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        description="Generate synthroad, train a teacher, prune + distill a student, export both, record a "
-        "rosbag2 and replay it through both; print what compression cost and bought. Finished "
-        "stages are reused on a re-run.",
+        description="Generate synthroad, train a teacher, build two students from it (compress: the accuracy "
+        "student, MACs budget; deploy: the deployable one, the recipe's deploy: target and a latency budget), "
+        "export the three, record a rosbag2 and replay it through them; print what compression cost and bought. "
+        "Stages, in order: data, teacher, compress, deploy, export, bag, bench, overlays. Finished stages are "
+        "reused on a re-run; one that runs again makes every later one run again.",
     )
     d.add_argument("--out", default="runs/demo", help="working directory of the demo")
     d.add_argument(
         "--full",
         action="store_true",
-        help="benchmark-size configuration: 2000/500 images, config/train/teacher_synthroad.yaml and "
-        "config/compress/synthroad.yaml (about 2 hours on a 2-core CPU)",
+        help="benchmark-size configuration: 2000/500 images, config/train/teacher_synthroad.yaml, "
+        "config/compress/synthroad.yaml and synthroad_deploy.yaml (hours on a 2-core CPU)",
     )
     d.add_argument(
         "--recipe",
@@ -444,7 +447,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     d.add_argument(
         "--compress-recipe",
-        help="compression recipe (default: config/compress/demo.yaml, or synthroad.yaml with --full)",
+        help="the accuracy student's recipe, stage compress (default: config/compress/demo.yaml, or "
+        "synthroad.yaml with --full)",
+    )
+    d.add_argument(
+        "--deploy-recipe",
+        help="the deployable student's recipe, stage deploy (default: config/compress/demo_deploy.yaml, or "
+        "synthroad_deploy.yaml with --full)",
     )
     d.add_argument("--train-images", type=int, default=600, help="synthroad training images")
     d.add_argument("--val-images", type=int, default=150, help="synthroad validation images")
@@ -457,8 +466,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--force", action="store_true", help="redo every stage instead of reusing finished ones")
     d.add_argument(
         "--from-stage",
-        choices=["data", "teacher", "compress", "export", "bag", "bench", "overlays"],
-        help="redo this stage and the ones after it",
+        choices=["data", "teacher", "compress", "deploy", "export", "bag", "bench", "overlays"],
+        help="redo this stage and the ones after it, in the order listed (deploy: the deployable student "
+        "and what follows, the accuracy student reused)",
     )
     d.add_argument(
         "--publish-docs", action="store_true", help="copy the overlay and plots into docs/img (what the README shows)"

@@ -1,17 +1,21 @@
 """``mtc-compress demo``: the whole mission on the embedded default (synthroad), stage by stage.
 
-1. generate synthroad driving scenes          -> OUT/synthroad
-2. train a teacher                             -> OUT/teacher/best.pt (+ metrics.json)
-3. prune + distill a student (compress recipe) -> OUT/compress/student.pt (+ metrics.json)
-4. export both to ONNX bundles                 -> OUT/bundles/{teacher,student}
-5. record a rosbag2 of validation frames       -> OUT/demo_bag (MCAP, with label topics)
-6. replay it through teacher and student       -> OUT/bench/report.{json,md}, plots
-7. overlays of both models on one frame        -> OUT/overlays/
+1. data:     generate synthroad driving scenes          -> OUT/synthroad
+2. teacher:  train a teacher                            -> OUT/teacher/best.pt (+ metrics.json)
+3. compress: prune + distill the accuracy student       -> OUT/compress/student.pt (+ metrics.json)
+4. deploy:   the deployable student (a recipe with a    -> OUT/deploy/student.pt (+ metrics.json)
+             ``deploy:`` section and a latency budget)
+5. export:   the three to ONNX bundles                  -> OUT/bundles/{teacher,student,deploy}
+6. bag:      record a rosbag2 of validation frames      -> OUT/demo_bag (MCAP, with label topics)
+7. bench:    replay it through the three, one report    -> OUT/bench/report.{json,md}, plots
+8. overlays: the models' outputs on one frame           -> OUT/overlays/
 
 Every stage writes a marker when it finishes; a re-run reuses finished stages (``--force`` redoes
-them, ``--from-stage N`` redoes N and later ones). The end is a table of what compression cost
-and bought. It lives in the offline half because stages 1-4 need it (torch); stages 5-7 run the
-runtime (``mtc_perception``) through its public API only. ``mtc demo`` runs this command.
+them, ``--from-stage S`` redoes S and the ones after it; a stage that runs again makes every later
+one run again, so nothing downstream is reused from older inputs). The end is a table of what
+compression cost and bought, per student. It lives in the offline half because stages 1-5 need it
+(torch); stages 6-8 run the runtime (``mtc_perception``) through its public API only. ``mtc demo``
+runs this command.
 """
 
 from __future__ import annotations
@@ -27,7 +31,21 @@ from typing import Any
 log = logging.getLogger("mtc-compress.demo")
 ROOT = Path(__file__).resolve().parents[1]
 
-STAGES = ("data", "teacher", "compress", "export", "bag", "bench", "overlays")
+STAGES = ("data", "teacher", "compress", "deploy", "export", "bag", "bench", "overlays")
+STUDENTS = ("student", "deploy")  # the accuracy student (stage compress), the deployable one (stage deploy)
+# each student's stage: its recipe, the default and the --full one (config/compress/)
+STUDENT_STAGES = {
+    "student": ("compress", "demo.yaml", "synthroad.yaml"),
+    "deploy": ("deploy", "demo_deploy.yaml", "synthroad_deploy.yaml"),
+}
+
+
+def student_recipe(student: str, a: argparse.Namespace) -> Path:
+    """The compression recipe of ``student`` (:data:`STUDENT_STAGES`): ``--compress-recipe`` /
+    ``--deploy-recipe`` when given, else the demo's, or the benchmark's under ``--full``."""
+    given = a.compress_recipe if student == "student" else a.deploy_recipe
+    _, demo, full = STUDENT_STAGES[student]
+    return Path(given) if given else ROOT / "config" / "compress" / (full if a.full else demo)
 
 
 class Demo:
@@ -56,6 +74,7 @@ class Demo:
         t0 = time.perf_counter()
         result = fn()
         self.times[name] = time.perf_counter() - t0
+        self.redo_from = min(self.redo_from, i + 1)  # later stages used older inputs: they run again
         m.parent.mkdir(parents=True, exist_ok=True)
         m.write_text(
             json.dumps({"seconds": round(self.times[name], 1), "result": result}, indent=2, default=str) + "\n"
@@ -86,31 +105,36 @@ class Demo:
         s = train(cfg, progress=not self.a.quiet)
         return {"checkpoint": s["best"], "recipe": str(recipe), "wall_seconds": s["wall_seconds"]}
 
-    def compress(self) -> dict[str, Any]:
+    def _student(self, student: str) -> dict[str, Any]:
         from .pipeline import compress, load_recipe
 
-        recipe = (
-            Path(self.a.compress_recipe)
-            if self.a.compress_recipe
-            else ROOT / "config" / "compress" / ("synthroad.yaml" if self.a.full else "demo.yaml")
-        )
-        r = load_recipe(recipe, {"teacher": str(self.out / "teacher" / "best.pt"), "out": str(self.out / "compress")})
+        recipe = student_recipe(student, self.a)
+        d = self.out / STUDENT_STAGES[student][0]
+        r = load_recipe(recipe, {"teacher": str(self.out / "teacher" / "best.pt"), "out": str(d)})
         s = compress(r, progress=not self.a.quiet)
         return {
             "recipe": str(recipe),
-            "metrics": str(self.out / "compress" / "metrics.json"),
+            "metrics": str(d / "metrics.json"),
             "student": s["student"]["checkpoint"],
             "wall_seconds": s["wall_seconds"],
         }
+
+    def compress(self) -> dict[str, Any]:
+        """The accuracy student: pruned to a MACs budget and distilled (``config/compress/demo.yaml``)."""
+        return self._student("student")
+
+    def deploy(self) -> dict[str, Any]:
+        """The deployable student (``config/compress/demo_deploy.yaml``): the recipe's ``deploy:`` target
+        (ONNX Runtime on the CPU: ReLU, the width multiple), pruned to a measured-latency budget, distilled."""
+        return self._student("deploy")
 
     def export(self) -> dict[str, Any]:
         from .export import ExportConfig, export_bundle
 
         out = {}
-        for name, ckpt in (
-            ("teacher", self.out / "teacher" / "best.pt"),
-            ("student", self.out / "compress" / "student.pt"),
-        ):
+        ckpts = {"teacher": self.out / "teacher" / "best.pt"}
+        ckpts.update({n: self.out / STUDENT_STAGES[n][0] / "student.pt" for n in STUDENTS})
+        for name, ckpt in ckpts.items():  # a student's deploy target (activation, rewrite) is in its checkpoint
             d = self.out / "bundles" / name
             shutil.rmtree(d, ignore_errors=True)
             export_bundle(
@@ -138,7 +162,8 @@ class Demo:
         cfg = BenchConfig(
             bag=self.out / "demo_bag",
             teacher=self.out / "bundles" / "teacher",
-            student=self.out / "bundles" / "student",
+            student=None,
+            students=tuple((n, self.out / "bundles" / n) for n in STUDENTS),
             out=self.out / "bench",
             backend="onnxruntime",
             progress=not self.a.quiet,
@@ -162,18 +187,20 @@ class Demo:
         frame = read_image(frames[min(3, len(frames) - 1)])
         d = self.out / "overlays"
         d.mkdir(exist_ok=True)
-        tiles = []
-        for name in ("teacher", "student"):
+        tiles = {}
+        for name in ("teacher", *STUDENTS):
             p = Perceptor(self.out / "bundles" / name, backend="onnxruntime")
             img = draw(frame, p(frame))
             cv2.putText(img, name, (10, 30), cv2.FONT_HERSHEY_SIMPLEX, 1.0, (255, 255, 255), 2, cv2.LINE_AA)
             cv2.imwrite(str(d / f"{name}.jpg"), img)
-            tiles.append(img)
-        cv2.imwrite(str(d / "teacher_vs_student.jpg"), np.concatenate(tiles, axis=1))
+            tiles[name] = img
+        # teacher | accuracy student (the README's picture), and all three in a row
+        cv2.imwrite(str(d / "teacher_vs_student.jpg"), np.concatenate([tiles["teacher"], tiles["student"]], axis=1))
+        cv2.imwrite(str(d / "all_models.jpg"), np.concatenate(list(tiles.values()), axis=1))
         return {
-            "teacher": str(d / "teacher.jpg"),
-            "student": str(d / "student.jpg"),
+            **{n: str(d / f"{n}.jpg") for n in tiles},
             "side_by_side": str(d / "teacher_vs_student.jpg"),
+            "all_models": str(d / "all_models.jpg"),
         }
 
     # -- all -------------------------------------------------------------------------------------
@@ -182,15 +209,15 @@ class Demo:
         directory finds them)."""
         o = self.out
         return {
-            "compress_metrics": o / "compress" / "metrics.json",
+            **{f"{n}_metrics": o / STUDENT_STAGES[n][0] / "metrics.json" for n in STUDENTS},
             "report_json": o / "bench" / "report.json",
             "report_md": o / "bench" / "report.md",
             "latency_cdf": o / "bench" / "latency_cdf.png",
             "agreement": o / "bench" / "agreement.png",
             "mosaic": o / "bench" / "disagreement_mosaic.jpg",
             "side_by_side": o / "overlays" / "teacher_vs_student.jpg",
-            "teacher": o / "bundles" / "teacher",
-            "student": o / "bundles" / "student",
+            "all_models": o / "overlays" / "all_models.jpg",
+            **{n: o / "bundles" / n for n in ("teacher", *STUDENTS)},
             "bag": o / "demo_bag",
             "summary": o / "summary.json",
         }
@@ -211,69 +238,45 @@ class Demo:
         for k in ("latency_cdf", "agreement", "mosaic"):
             if P[k].is_file():
                 print(f"plot:     {P[k]}")
-        print(f"overlays: {P['side_by_side']}")
-        print(f"bundles:  {P['teacher']}\n          {P['student']}")
+        print(f"overlays: {P['side_by_side']}\n          {P['all_models']}")
+        print("bundles:  " + "\n          ".join(str(P[n]) for n in ("teacher", *STUDENTS)))
         print(f"bag:      {P['bag']}\nsummary:  {P['summary']}  (this run: {summary['wall_seconds']:.0f} s)")
         if self.a.publish_docs:
             self.publish(P)
         return 0
 
     def summary(self, P: dict[str, Path], bag: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-        comp = json.loads(P["compress_metrics"].read_text())
+        """The closing table (accuracy from each student's compression metrics, speed from the replay
+        report; the teacher's accuracy from the accuracy student's evaluation) and summary.json's figures."""
+        comp = {n: json.loads(P[f"{n}_metrics"].read_text()) for n in STUDENTS}
         rep = json.loads(P["report_json"].read_text())
         size = "x".join(str(v) for v in bag.get("frame_size") or ("?", "?"))
-        rows = {}
-        for name in ("teacher", "student"):
-            m, b = comp[name], rep["models"][name]
-            rows[name] = {
-                "params_M": m["params"] / 1e6,
-                "gmacs": m["gmacs"],
-                "latency_ms": b["latency_ms"]["mean"],
-                "fps": b["throughput_fps"],
-                "recall": m["recall"],
-                "map50": m["map50"],
-                "drivable_miou": m["drivable_miou"],
-                "lane_iou": m["lane_iou"],
-            }
-        t, s = rows["teacher"], rows["student"]
-        speedup = s["fps"] / t["fps"] if t["fps"] else float("nan")
-        cols = [
-            ("params (M)", "params_M", "{:.3f}"),
-            ("GMACs", "gmacs", "{:.3f}"),
-            ("latency (ms)", "latency_ms", "{:.1f}"),
-            ("fps", "fps", "{:.1f}"),
-            ("recall", "recall", "{:.3f}"),
-            ("mAP50", "map50", "{:.3f}"),
-            ("drv mIoU", "drivable_miou", "{:.3f}"),
-            ("lane IoU", "lane_iou", "{:.3f}"),
-        ]
-        head = f"{'':10}" + "".join(f"{c[0]:>13}" for c in cols)
+        rows = {"teacher": _row(comp["student"]["teacher"], rep["models"]["teacher"])}
+        rows.update({n: _row(comp[n]["student"], rep["models"][n]) for n in STUDENTS})
+        t = rows["teacher"]
+        speedups = {n: rows[n]["fps"] / t["fps"] if t["fps"] else float("nan") for n in STUDENTS}
         lines = [
-            f"mtc demo: teacher vs student on synthroad val ({comp['val_images']} images, accuracy) and the demo bag "
-            f"({rep['meta']['frames']['total']} frames at {size}, "
-            f"speed through the Perceptor, ONNX Runtime CPU)",
-            head,
+            f"mtc demo: accuracy on synthroad val ({comp['student']['val_images']} images), speed on the demo bag "
+            f"({rep['meta']['frames']['total']} frames at {size}, through the Perceptor, ONNX Runtime CPU)",
+            f"student: the accuracy student ({_budget_note(comp['student'])}); deploy: the deployable student "
+            f"({_budget_note(comp['deploy'])}); each change row: the student above it vs the teacher",
+            f"{'':10}" + "".join(f"{c[0]:>13}" for c in COLUMNS),
+            f"{'teacher':10}" + "".join(f"{c[2].format(t[c[1]]):>13}" for c in COLUMNS),
         ]
-        for name in ("teacher", "student"):
-            lines.append(f"{name:10}" + "".join(f"{c[2].format(rows[name][c[1]]):>13}" for c in cols))
-        delta = []
-        for _, k, _fmt in cols:
-            if k in ("params_M", "gmacs", "latency_ms"):
-                delta.append(f"{100 * (s[k] / t[k] - 1):+.1f}%")
-            elif k == "fps":
-                delta.append(f"x{speedup:.2f}")
-            else:
-                delta.append(f"{100 * (s[k] - t[k]):+.1f} pt")
-        lines.append(f"{'change':10}" + "".join(f"{d:>13}" for d in delta))
-        ag = rep.get("agreement") or {}
-        if ag:
-            det = ag.get("detection", {})
-            f = lambda v: "–" if v is None else f"{v:.3f}"  # noqa: E731 - a one-line formatter
-            lines.append(
-                f"student vs teacher on the bag: mAP50 {f(det.get('map50'))}, recall {f(det.get('recall'))}, "
-                f"drivable mIoU {f(ag.get('drivable', {}).get('miou'))}, lane IoU {f(ag.get('lane', {}).get('iou'))}"
-            )
-        return "\n".join(lines), {"rows": rows, "speedup": speedup, "agreement": ag}
+        for n in STUDENTS:
+            lines.append(f"{n:10}" + "".join(f"{c[2].format(rows[n][c[1]]):>13}" for c in COLUMNS))
+            lines.append(f"{'  change':10}" + "".join(f"{d:>13}" for d in _change(rows[n], t, speedups[n])))
+        agreements = rep.get("agreements") or {}
+        f = lambda v: "–" if v is None else f"{v:.3f}"  # noqa: E731 - a one-line formatter
+        for n in STUDENTS:
+            ag = agreements.get(n)
+            if ag:
+                det = ag.get("detection", {})
+                lines.append(
+                    f"{n} vs teacher on the bag: mAP50 {f(det.get('map50'))}, recall {f(det.get('recall'))}, "
+                    f"drivable mIoU {f(ag.get('drivable', {}).get('miou'))}, lane IoU {f(ag.get('lane', {}).get('iou'))}"
+                )
+        return "\n".join(lines), {"rows": rows, "speedups": speedups, "agreements": agreements}
 
     def publish(self, P: dict[str, Path]) -> None:
         """Copy the pictures the README shows into docs/img."""
@@ -284,6 +287,54 @@ class Demo:
             if P[k].is_file():
                 shutil.copy(P[k], d / name)
         log.info("pictures copied to %s", d)
+
+
+COLUMNS = (  # header, key of a row, format
+    ("params (M)", "params_M", "{:.3f}"),
+    ("GMACs", "gmacs", "{:.3f}"),
+    ("latency (ms)", "latency_ms", "{:.1f}"),
+    ("fps", "fps", "{:.1f}"),
+    ("recall", "recall", "{:.3f}"),
+    ("mAP50", "map50", "{:.3f}"),
+    ("drv mIoU", "drivable_miou", "{:.3f}"),
+    ("lane IoU", "lane_iou", "{:.3f}"),
+)
+
+
+def _row(m: dict[str, Any], b: dict[str, Any]) -> dict[str, float]:
+    """A table row: size and accuracy from the compression metrics ``m``, speed from the replay report's ``b``."""
+    return {
+        "params_M": m["params"] / 1e6,
+        "gmacs": m["gmacs"],
+        "latency_ms": b["latency_ms"]["mean"],
+        "fps": b["throughput_fps"],
+        "recall": m["recall"],
+        "map50": m["map50"],
+        "drivable_miou": m["drivable_miou"],
+        "lane_iou": m["lane_iou"],
+    }
+
+
+def _change(s: dict[str, float], t: dict[str, float], speedup: float) -> list[str]:
+    """Student ``s`` vs teacher ``t``: relative size and latency, throughput ratio, accuracy in points."""
+    out = []
+    for _, k, _fmt in COLUMNS:
+        if k in ("params_M", "gmacs", "latency_ms"):
+            out.append(f"{100 * (s[k] / t[k] - 1):+.1f}%")
+        elif k == "fps":
+            out.append(f"x{speedup:.2f}")
+        else:
+            out.append(f"{100 * (s[k] - t[k]):+.1f} pt")
+    return out
+
+
+def _budget_note(metrics: dict[str, Any]) -> str:
+    """A student's recipe in a few words, from its metrics.json: ``macs budget -60%, widths x4`` or
+    ``latency budget -40%, widths x4, relu (deploy onnxruntime-cpu)``."""
+    r = metrics.get("recipe") or {}
+    p, d = r.get("prune") or {}, r.get("deploy")
+    note = f"{p.get('budget')} budget -{100 * float(p.get('target', 0)):.0f}%, widths x{p.get('round_to')}"
+    return note + (f", {d.get('act') or 'the teacher activation'} (deploy {d.get('backend')})" if d else "")
 
 
 def run(a: argparse.Namespace) -> int:
