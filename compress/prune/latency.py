@@ -49,14 +49,19 @@ class _Flat(nn.Module):
         return tuple(self.flatten(self.model(x)))
 
 
-def widths_key(model: nn.Module) -> tuple[tuple[str, int, int], ...]:
-    """The model's conv / linear widths: two models with the same key time the same."""
-    key = []
+def widths_key(model: nn.Module) -> tuple[tuple[str, Any, Any], ...]:
+    """The model's conv / linear widths and its activation types: two models with the same key time
+    the same (a ReLU copy of a SiLU network has its widths but not its time)."""
+    key: list[tuple[str, Any, Any]] = []
+    acts: set[str] = set()
     for name, m in model.named_modules():
         if isinstance(m, nn.Conv2d):
             key.append((name, m.in_channels, m.out_channels))
         elif isinstance(m, nn.Linear):
             key.append((name, m.in_features, m.out_features))
+        elif not list(m.children()) and type(m).__module__.startswith("torch.nn.modules.activation"):
+            acts.add(type(m).__name__)
+    key.append(("activations", tuple(sorted(acts)), None))
     return tuple(key)
 
 

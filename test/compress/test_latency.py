@@ -130,3 +130,17 @@ def test_paired_timing_is_a_ratio_and_cached():
     assert meter.measured == 1 and 0 < r < 0.85, r  # most of the MACs gone: clearly faster (dev-cpu: ~0.5)
     assert meter.relative(m, ref) == r and meter.measured == 1
     assert meter(m) > 0 and meter.measured == 1  # the candidate's own minimum was kept from the paired run
+
+
+def test_a_relu_copy_is_not_the_silu_network_it_was_made_from():
+    """Same widths, another activation: another latency key, so the paired ratio is measured, not 1."""
+    from compress.models import build_model
+    from compress.models.config import ModelConfig
+    from compress.models.deploy import with_activation
+    from compress.prune.latency import widths_key
+
+    m = build_model(ModelConfig(size="tiny"))
+    r = with_activation(m, "relu")
+    assert widths_key(m) != widths_key(r)
+    assert [k for k in widths_key(m) if k[0] != "activations"] == [k for k in widths_key(r) if k[0] != "activations"]
+    assert ("activations", ("ReLU",), None) in widths_key(r) and ("activations", ("SiLU",), None) in widths_key(m)
