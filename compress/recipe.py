@@ -224,8 +224,9 @@ def load_recipe(path: str | Path, overrides: dict[str, Any] | None = None, quick
 
 
 def _deploy_target(data: dict[str, Any], where: str) -> DeployTarget | None:
-    """The recipe's ``deploy:`` section; it also sets ``prune.round_to`` (the backend's width multiple)
-    unless the prune section sets it itself, and then both must agree."""
+    """The recipe's ``deploy:`` section. It also sets ``prune.round_to`` (the backend's width multiple;
+    a prune section that sets it must agree) and makes measured latency the default budget (a speed
+    recipe budgets what it is for; ``prune.budget`` still chooses another)."""
     section = data.get("deploy")
     if section is None:
         return None
@@ -237,9 +238,9 @@ def _deploy_target(data: dict[str, Any], where: str) -> DeployTarget | None:
                 f"{where}.prune.round_to: {prune['round_to']} disagrees with deploy (backend {deploy.backend!r}, "
                 f"round_to {deploy.width_multiple}); set the width multiple in one place (deploy.round_to)"
             )
-        data["prune"] = {**prune, "round_to": deploy.width_multiple}
+        data["prune"] = {"budget": "latency", **prune, "round_to": deploy.width_multiple}
     else:
-        data["prune"] = {"round_to": deploy.width_multiple}
+        data["prune"] = {"budget": "latency", "round_to": deploy.width_multiple}
     return deploy
 
 

@@ -150,8 +150,11 @@ def test_config_errors_name_the_field():
 def test_deploy_section_sets_the_width_multiple_of_its_backend(tmp_path):
     r = load_recipe(_write(tmp_path, deploy={"backend": "onnxruntime-cpu", "act": "relu"}))
     assert r.deploy.act == "relu" and r.deploy.width_multiple == 16 and r.prune.round_to == 16
+    assert r.prune.budget == "latency"  # a deploy recipe budgets time unless it says otherwise
     r = load_recipe(_write(tmp_path, deploy={"backend": "tensorrt-int8"}, prune={"target": 0.4, "round_to": 32}))
     assert r.prune.round_to == 32
+    r = load_recipe(_write(tmp_path, deploy={"act": "relu"}, prune={"target": 0.4, "budget": "macs"}))
+    assert r.prune.budget == "macs"
     assert load_recipe(_write(tmp_path)).deploy is None and load_recipe(_write(tmp_path)).prune.round_to == 8
 
 
