@@ -409,6 +409,14 @@ def _swap_activation(
 
     assert recipe.deploy is not None and recipe.deploy.act
     t = time.perf_counter()
+    done = out / "act" / "done.json"  # a finished swap of the same teacher and target is reused (re-runs)
+    key = {"teacher": str(recipe.teacher), "act": recipe.deploy.act, "epochs": recipe.deploy.act_recovery_epochs}
+    if done.is_file() and json.loads(done.read_text()).get("key") == key:
+        current = json.loads(done.read_text())["checkpoint"]
+        if Path(current).is_file():
+            log.info("activation swap reused from %s (%s; delete %s to redo it)", current, key, done)
+            stages["activation_swap"] = 0.0
+            return current, load_model(current)[0]
     model = with_activation(teacher, recipe.deploy.act)
     recalibrate_bn(model, train_ds, recipe.prune.recalibrate_batches, seed=recipe.prune.seed)
     swapped = out / "act" / "swapped.pt"
@@ -425,6 +433,7 @@ def _swap_activation(
         cfg_d = distill_config(recipe, tck, current, out / "act" / "recover", recipe.deploy.act_recovery_epochs)
         current = train(cfg_d, progress=progress)["best"]
     stages["activation_swap"] = time.perf_counter() - t
+    done.write_text(json.dumps({"key": key, "checkpoint": str(current)}) + "\n")
     return current, load_model(current)[0]
 
 
