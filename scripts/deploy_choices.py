@@ -50,15 +50,16 @@ VARIANTS: dict[str, tuple[str | None, int | None, tuple[str, ...], bool]] = {
     "+ fold, relu": ("relu", None, ("csp1", "c3", "out"), True),
     "+ fold, hardswish": ("hardswish", None, ("csp1", "c3", "out"), True),
     "+ fold, relu, round 16": ("relu", 16, ("csp1", "c3", "out"), True),
-    "+ fold, relu, round 16, no rewrite": ("relu", 16, (), True),
+    "+ fold, relu, round 4": ("relu", 4, ("csp1", "c3", "out"), True),
 }
 
 
 def scaled(model: torch.nn.Module, scale: float, round_to: int, act: str | None) -> torch.nn.Module:
-    """``model``'s architecture with every prunable width x ``scale`` rounded to ``round_to``."""
+    """``model``'s architecture with every prunable width x ``scale`` rounded to ``round_to`` (never wider
+    than the original: pruning does not widen a layer)."""
     cfg = model.cfg
     widths = {
-        k: (v if k in PROTECTED else max(round_to, int(round(v * scale / round_to)) * round_to))
+        k: (v if k in PROTECTED else min(v, max(round_to, int(round(v * scale / round_to)) * round_to)))
         for k, v in extract_widths(model).items()
     }
     return build_model(cfg.replace(widths=widths, act=act or cfg.act)).eval()
