@@ -283,6 +283,7 @@ def cmd_export(a: argparse.Namespace) -> int:
 
 
 def cmd_quantize(a: argparse.Namespace) -> int:
+    from .checkpoint import load_checkpoint
     from .quantize import PtqConfig, export_then_quantize, parse_source, quantize_bundle
 
     if a.size and not a.ckpt:
@@ -299,11 +300,29 @@ def cmd_quantize(a: argparse.Namespace) -> int:
         workspace_gb=a.workspace,
     )
     calib = parse_source(a.calib, a.topic)
-    out = (
-        quantize_bundle(a.bundle, calib, a.out, cfg)
-        if a.bundle
-        else export_then_quantize(a.ckpt, a.size, calib, a.out, cfg)
-    )
+    qat_report: dict[str, Any] | None = None
+    if a.ckpt and "qat" in load_checkpoint(a.ckpt):  # quantization-aware trained: its ranges are in it
+        from .quantize.stage import QAT_TOLERANCE, qat_checkpoint_to_bundle
+
+        out, qat_report = qat_checkpoint_to_bundle(
+            a.ckpt,
+            calib,
+            a.out,
+            fp32=a.fp32,
+            size=a.size,
+            parity_frames=a.parity_frames,
+            tolerance=a.tolerance if a.tolerance is not None else QAT_TOLERANCE,
+            name=a.name,
+            force=a.force,
+        )
+    elif a.fp32 or a.tolerance is not None:
+        raise ValueError("--fp32 and --tolerance apply to a QAT checkpoint (--ckpt from a quantize: {mode: qat} run)")
+    else:
+        out = (
+            quantize_bundle(a.bundle, calib, a.out, cfg)
+            if a.bundle
+            else export_then_quantize(a.ckpt, a.size, calib, a.out, cfg)
+        )
     from mtc_perception.bundle import Bundle
 
     written = Bundle.load(out).spec.to_dict()
@@ -315,6 +334,7 @@ def cmd_quantize(a: argparse.Namespace) -> int:
                 "files": written["files"],
                 "quantization": {k: v for k, v in q.items() if k != "float_nodes"},
                 "float_nodes": len(q["float_nodes"]),
+                **({"onnxruntime_vs_torch": qat_report["onnxruntime_vs_torch"]} if qat_report else {}),
             },
             indent=2,
         )
@@ -339,8 +359,12 @@ def _recipe(a: argparse.Namespace):
 
 
 def cmd_compress(a: argparse.Namespace) -> int:
-    from .pipeline import compress
+    from .pipeline import compress, quantize_only
 
+    if a.quantize_only:
+        r = quantize_only(_recipe(a), a.quantize_only, progress=not a.quiet)
+        print(json.dumps({k: r[k] for k in ("checkpoint", "bundle", "fp32_bundle", "metrics") if k in r}, indent=2))
+        return 0
     s = compress(_recipe(a), progress=not a.quiet)
     t, st, d = s["teacher"], s["student"], s["delta"]
     print(
@@ -701,7 +725,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     src = qz.add_mutually_exclusive_group(required=True)
     src.add_argument("--bundle", help="the FP32 model bundle to quantize")
-    src.add_argument("--ckpt", help="a checkpoint: exported to a temporary FP32 bundle first (mtc-compress export)")
+    src.add_argument(
+        "--ckpt",
+        help="a checkpoint: exported to a temporary FP32 bundle first (mtc-compress export); a QAT checkpoint "
+        "(quantize: {mode: qat}) is exported with its own ranges, --calib then gives the parity frames only",
+    )
     qz.add_argument(
         "--calib",
         required=True,
@@ -730,6 +758,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--topic", help="rosbag2 camera topic (default: /camera/image_raw, its /compressed, or the only image topic)"
     )
     qz.add_argument("--size", type=_net_size, help="--ckpt: network input WIDTHxHEIGHT (default: the training size)")
+    qz.add_argument(
+        "--fp32",
+        help="QAT --ckpt: the FP32 bundle to compare with and take the input size from (default: the float network "
+        "QAT started from, exported at --size)",
+    )
+    qz.add_argument(
+        "--tolerance",
+        type=float,
+        help="QAT --ckpt: largest loss of agreement (mask IoU, detection F1) between ONNX Runtime and the "
+        "fake-quantized torch network on the parity frames (default 0.1)",
+    )
     qz.add_argument("--name", help="bundle name (default: the directory name)")
     qz.add_argument(
         "--engine",
@@ -758,6 +797,13 @@ def build_parser() -> argparse.ArgumentParser:
         c.add_argument(
             "--quick", action="store_true", help="smoke run: 1 distillation epoch of 2 batches, 2 val batches (CI)"
         )
+        if name == "compress":
+            c.add_argument(
+                "--quantize-only",
+                metavar="CKPT",
+                help="skip pruning and distillation: run the recipe's quantize: section on CKPT (e.g. the teacher, "
+                "for its own INT8 bundle; QAT distils it from the recipe's teacher)",
+            )
         c.set_defaults(fn=fn)
     g = sub.add_parser(
         "bag",

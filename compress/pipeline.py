@@ -297,6 +297,37 @@ def compress(recipe: CompressRecipe, progress: bool = True) -> dict[str, Any]:
     return summary
 
 
+def quantize_only(recipe: CompressRecipe, ckpt: str | Path, progress: bool = True) -> dict[str, Any]:
+    """The recipe's ``quantize:`` section on ``ckpt`` without pruning or distilling it (``mtc-compress
+    compress --quantize-only CKPT``): the FP32 bundle ``<out>/student_fp32``, the INT8 bundle and, for QAT,
+    ``<out>/student_qat.pt`` fine-tuned with the recipe's distillation losses against the recipe's teacher
+    (the teacher's own INT8 bundle: ``CKPT`` = the teacher). Writes ``<out>/metrics.json``: the FP32
+    checkpoint's and the quantized network's metrics on the validation split and the stage record."""
+    from .checkpoint import load_checkpoint
+
+    if recipe.quantize.mode is None:
+        raise ValueError(f"--quantize-only {ckpt}: the recipe has no quantize: section (mode: qat or ptq)")
+    load_checkpoint(ckpt)  # a clear error before any work
+    run = start_run(recipe)
+    stages: dict[str, float] = {}
+    t = time.perf_counter()
+    base = summary_metrics(evaluate_checkpoint(ckpt, run.val_ds, recipe))
+    stages["eval_fp32"] = time.perf_counter() - t
+    from .quantize.stage import quantize_stage
+
+    q = quantize_stage(recipe, run, Path(ckpt), stages, progress)
+    summary = {
+        "recipe": to_dict(recipe),
+        "quantize_only": str(ckpt),
+        "fp32": {"checkpoint": str(ckpt), **base},
+        "quantize": q,
+        "stage_seconds": {k: round(v, 1) for k, v in stages.items()},
+        "wall_seconds": round(time.perf_counter() - run.t0, 1),
+    }
+    (run.out / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return q
+
+
 class _Schedule:
     """The iterative schedule of a recipe: the teacher's quantities and, for a timed budget, the
     meter and an unpruned copy of the teacher that every later timing is paired with."""

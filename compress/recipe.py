@@ -109,7 +109,9 @@ class QuantizeStage:
     calib_batches: int | None = None  # training batches the initial activation ranges come from (default 8)
     batch_size: int | None = None  # default: the distill section's
     averaging_constant: float | None = None  # method moving_average (default 0.01)
-    tolerance: float | None = None  # ONNX Runtime vs the fake-quantized net: 99.9th pct, normalized (default 0.01)
+    tolerance: float | None = (
+        None  # ONNX Runtime vs the fake-quantized net: mask IoU / det F1 >= 1 - this (default 0.1)
+    )
 
     def __post_init__(self) -> None:
         if self.mode is None:
@@ -147,7 +149,7 @@ class QuantizeStage:
             v = getattr(self, k)
             if v is not None and v < low:
                 raise FieldError(k, f"must be >= {low}, got {v}")
-        for k, high in (("lr", None), ("averaging_constant", 1.0), ("percentile", 100.0), ("tolerance", None)):
+        for k, high in (("lr", None), ("averaging_constant", 1.0), ("percentile", 100.0), ("tolerance", 0.5)):
             v = getattr(self, k)
             if v is not None and (v <= 0 or (high is not None and v > high)):
                 bound = f"in (0, {high}]" if high is not None else "> 0"

@@ -200,6 +200,11 @@ def export_bundle(ckpt_path: str | Path, out: str | Path, cfg: ExportConfig) -> 
     _replaceable(out, "bundle.json", cfg.force)  # before any work: nothing measured is lost to a bad --out
     _replaceable(tmp, PARTIAL_MARKER, cfg.force)
     model, ckpt = load_model(ckpt_path)
+    if "qat" in ckpt:
+        raise ExportError(
+            f"{ckpt_path} is a QAT checkpoint (fake-quantized): its bundle is INT8; write it with "
+            f"`mtc-compress quantize --ckpt {ckpt_path} --calib FRAMES --out DIR` (the ranges come from the checkpoint)"
+        )
     model.eval().float()
     reference = ExportWrapper(model).eval()  # what parity compares against: the checkpoint's own graph
     deploy = ckpt.get("deploy") or {}  # a recipe's deploy target (compress.models.deploy.DeployTarget)

@@ -41,6 +41,7 @@ data, the state dict (scales, zero points and observer statistics are tensors in
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -75,6 +76,7 @@ class QatScheme:
     method: str = "minmax"  # activation ranges: minmax | histogram | moving_average
     averaging_constant: float = 0.01  # moving_average only
     float_convs: tuple[str, ...] = ()  # module paths of the convolutions kept in float
+    calibration_images: int = 0  # images the activation ranges were calibrated on (0: not recorded)
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -94,6 +96,7 @@ class QatScheme:
             "method": self.method,
             "averaging_constant": self.averaging_constant,
             "float_convs": list(self.float_convs),
+            "calibration_images": self.calibration_images,
             "weights": "int8 per output channel, symmetric",
             "activations": "int8 per tensor, symmetric (convolution inputs)",
         }
@@ -113,7 +116,10 @@ class QatScheme:
         method = d.get("method")
         if not isinstance(method, str):
             raise QatError(f"{where}.method: expected one of {list(METHODS)}, got {method!r}")
-        return cls(method=method, averaging_constant=float(ac), float_convs=tuple(convs))
+        n = d.get("calibration_images", 0)
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise QatError(f"{where}.calibration_images: expected a count >= 0, got {n!r}")
+        return cls(method=method, averaging_constant=float(ac), float_convs=tuple(convs), calibration_images=n)
 
 
 class _RangeAt127:
@@ -250,7 +256,7 @@ def prepare_qat(model: nn.Module, scheme: QatScheme | None = None) -> nn.Module:
         raise QatError("the model is prepared for QAT already")
     scheme = scheme or QatScheme()
     if not scheme.float_convs:
-        scheme = QatScheme(scheme.method, scheme.averaging_constant, float_convs_of(model))
+        scheme = dataclasses.replace(scheme, float_convs=float_convs_of(model))
     names = dict(model.named_modules())
     unknown = [p for p in scheme.float_convs if not isinstance(names.get(p), nn.Conv2d)]
     if unknown:

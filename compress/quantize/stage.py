@@ -16,8 +16,8 @@ Both modes first export the distilled student as the FP32 bundle ``<out>/student
   the head output convs have no Q/DQ, every other conv has Q/DQ on input and weight); written by
   :func:`compress.quantize.bundle.write_int8_bundle` (INT8 vs FP32 parity on validation frames);
   then ONNX Runtime vs the fake-quantized torch network on validation frames
-  (:func:`compress.quantize.qat_export.qat_parity`: the 99.9th percentile of the normalized difference
-  above ``tolerance`` removes the bundle and fails the stage) and the provenance of the QAT checkpoint
+  (:func:`compress.quantize.qat_export.qat_parity`: a mean drivable / lane mask IoU or detection F1
+  below ``1 - tolerance`` removes the bundle and fails the stage) and the provenance of the QAT checkpoint
   written into its bundle.json.
 """
 
@@ -47,7 +47,9 @@ log = logging.getLogger(__name__)
 FP32_BUNDLE = "student_fp32"
 # defaults of the quantize: section's unset options (compress.recipe.QuantizeStage)
 QAT_METHOD, QAT_EPOCHS, QAT_LR, QAT_CALIB_BATCHES, QAT_AVERAGING = "minmax", 2, 1e-4, 8, 0.01
-QAT_TOLERANCE = 0.01  # ONNX Runtime vs fake-quant torch: 99.9th percentile, normalized outputs (qat_export.qat_parity)
+QAT_TOLERANCE = (
+    0.1  # ONNX Runtime vs fake-quant torch: mean mask IoU / detection F1 >= 1 - this (qat_export.qat_parity)
+)
 PTQ_METHOD, PTQ_FRAMES, PTQ_PERCENTILE = "minmax", 128, 99.999
 
 
@@ -162,6 +164,7 @@ def _qat(
     model, ck = load_model(student)
     prepare_qat(model, scheme)
     n_calib = calibrate(model, calib_batches(run.train_ds, batch_size, q.calib_batches or QAT_CALIB_BATCHES, base.seed))
+    model.qat_scheme = dataclasses.replace(model.qat_scheme, calibration_images=n_calib)  # type: ignore[arg-type]
     calibrated = save_checkpoint(
         qdir / "calibrated.pt",
         model,
@@ -195,7 +198,17 @@ def _qat(
     qat_model, qck = load_model(student_qat)
     qat_model.eval()
     bundle, report = write_qat_bundle(
-        qat_model, qck, student_qat, student, fp32, run, q.name, q.parity_frames, q.tolerance or QAT_TOLERANCE, n_calib
+        qat_model,
+        qck,
+        student_qat,
+        student,
+        fp32,
+        run.out / q.name,
+        q.name,
+        training_calibration(run.train_ds, n_calib),
+        _source_of(run.val_ds),
+        q.parity_frames,
+        q.tolerance or QAT_TOLERANCE,
     )
     stages["export_int8"] = time.perf_counter() - t
     m = summary_metrics(res)
@@ -214,34 +227,57 @@ def _qat(
     }
 
 
+def training_calibration(train_ds: Any, images: int) -> Any:
+    """The bundle's calibration record of a QAT network: its ranges came from ``images`` training images."""
+    from mtc_perception.bundle import Calibration
+    from mtc_perception.imaging import display_path
+
+    cfg = train_ds.cfg
+    return Calibration(
+        kind="training",
+        source=display_path(cfg.root if cfg.root is not None else cfg.images_path()),
+        frames=images,
+        available=len(train_ds),
+        split=cfg.split,
+    )
+
+
 def write_qat_bundle(
     model: torch.nn.Module,
     ckpt: dict[str, Any],
     ckpt_path: Path,
-    parent: Path,
+    parent: Path | None,
     fp32: Path,
-    run: RecipeRun,
-    name: str,
+    out: Path,
+    name: str | None,
+    calibration: Any,
+    parity_source: Any,
     parity_frames: int,
     tolerance: float,
-    calib_images: int,
 ) -> tuple[Path, dict[str, Any]]:
-    """The QAT network ``model`` (checkpoint ``ckpt_path``) as the INT8 bundle ``<out>/<name>`` next to its
-    FP32 source bundle ``fp32``; returns the bundle and the record of its graph and parity."""
+    """The QAT network ``model`` (checkpoint ``ckpt_path``, fine-tuned from ``parent``) as the INT8 bundle
+    ``out`` next to its FP32 source bundle ``fp32`` (input size, names, the INT8-vs-FP32 record);
+    ``calibration``: where its activation ranges came from (:class:`mtc_perception.bundle.Calibration`);
+    ``parity_frames`` frames spread over ``parity_source`` (a :class:`compress.quantize.calib.CalibSource`)
+    for both parity records (INT8 vs FP32, and the gate :func:`compress.quantize.qat_export.qat_parity`
+    with ``tolerance``, whose failure removes the bundle). Returns the bundle and the record of its graph
+    and parity."""
     import onnx
 
-    from mtc_perception.bundle import Bundle, Calibration, Quantization
-    from mtc_perception.imaging import display_path
+    from mtc_perception.bundle import Bundle, Quantization
 
-    from ..export.exporter import _remove, find_frames
+    from ..export.exporter import _remove
     from ..export.onnx import simplify_onnx
     from .bundle import write_int8_bundle
     from .calib import frame_set, pick
     from .qat_export import export_qat_onnx, qat_parity
     from .rules import RULE, float_kept_rules, name_nodes
 
-    out = run.out / name
-    val = _source_of(run.val_ds)
+    images = pick(frame_set(parity_source), max(parity_frames, 1), required=False, what="parity").images
+    if not images:
+        raise QuantizeError(
+            f"{parity_source.path}: no decodable frame to check the QAT export on; give a source with images"
+        )
     with tempfile.TemporaryDirectory(prefix="mtc-qat-") as tmp:
         path = Path(tmp) / "model.onnx"
         src = Bundle.load(fp32).spec.input  # the FP32 source bundle's input size
@@ -252,7 +288,6 @@ def write_qat_bundle(
             onnx.save(proto, str(path))
         kept = float_kept_rules(proto)
         graph = check_qdq_placement(path, kept)
-        train_cfg = run.train_ds.cfg
         info = Quantization(
             method="qat",
             weight_type="int8",
@@ -260,22 +295,16 @@ def write_qat_bundle(
             per_channel=True,
             symmetric_weights=True,
             symmetric_activations=True,
-            calibration=Calibration(
-                kind="training",
-                source=display_path(train_cfg.root if train_cfg.root is not None else train_cfg.images_path()),
-                frames=calib_images,
-                available=len(run.train_ds),
-                split=train_cfg.split,
-            ),
+            calibration=calibration,
             float_nodes=kept,
             float_rule=RULE + "; in QAT those convolutions have no fake quantization (compress.quantize.qat)",
             source_bundle=str(fp32),
         )
-        images = pick(frame_set(val), parity_frames, required=False, what="parity").images if parity_frames else []
-        write_int8_bundle(fp32, path, out, info, parity_frames=images, parity_independent=True, name=name)
-    frames = find_frames(run.val_ds.cfg.images_path(), max(parity_frames, 1))
+        write_int8_bundle(
+            fp32, path, out, info, parity_frames=images[:parity_frames], parity_independent=True, name=name
+        )
     try:
-        par = qat_parity(out, model, frames, tolerance)
+        par = qat_parity(out, model, images, tolerance)
     except Exception:
         _remove(out)  # a Q/DQ file that does not compute what the QAT network computes is no bundle
         raise
@@ -286,7 +315,7 @@ def write_qat_bundle(
         provenance=dataclasses.replace(
             spec.provenance,
             checkpoint=str(ckpt_path),
-            parent=str(parent),
+            parent=str(parent) if parent is not None else spec.provenance.parent,
             train_config={k: tc.get(k) for k in ("data", "img_size", "init", "teacher")},
             metrics=ckpt.get("metrics") or None,
         ),
@@ -303,11 +332,14 @@ def write_qat_bundle(
         else None,
     }
     log.info(
-        "QAT INT8 bundle %s: %d convolutions with Q/DQ, %d kept float; ONNX Runtime vs torch (99.9th pct) %s",
+        "QAT INT8 bundle %s: %d convolutions with Q/DQ, %d kept float; Q/DQ file vs torch agreement %s "
+        "(ONNX Runtime's fused kernels %s; round-off floor %s)",
         out,
         len(graph["quantized_convs"]),
         len(graph["float_convs"]),
-        {k: f"{v:.2e}" for k, v in par["quantile_abs_diff_normalized"].items()},
+        {k: f"{v:.4f}" for k, v in par["agreement"].items()},
+        {k: f"{v:.4f}" for k, v in par["deployed"].items()},
+        {k: f"{v:.4f}" for k, v in par["roundoff_floor"].items()},
     )
     return out, report
 
@@ -333,3 +365,83 @@ def check_qdq_placement(path: Path, kept: dict[str, str]) -> dict[str, list[str]
             "with compress.quantize.qat.prepare_qat"
         )
     return {"quantized_convs": quantized, "float_convs": floats}
+
+
+def qat_checkpoint_to_bundle(
+    ckpt: str | Path,
+    parity_source: Any,
+    out: str | Path,
+    fp32: str | Path | None = None,
+    size: tuple[int, int] | None = None,
+    parity_frames: int = 8,
+    tolerance: float = QAT_TOLERANCE,
+    name: str | None = None,
+    force: bool = False,
+) -> tuple[Path, dict[str, Any]]:
+    """``mtc-compress quantize --ckpt QAT.pt``: a QAT checkpoint (its activation ranges are in it; nothing
+    is calibrated) as the INT8 bundle ``out``. ``fp32``: the FP32 bundle it is compared with and takes its
+    input size from; default: the float network QAT started from (the checkpoint's fine-tuning
+    ``init`` -> its ``parent``) exported to a temporary bundle at ``size`` (default its training size).
+    ``parity_source`` (a :class:`compress.quantize.calib.CalibSource`) gives the parity frames. Returns the
+    bundle and the record of its graph and parity (:func:`write_qat_bundle`)."""
+    from ..checkpoint import load_checkpoint, load_model
+    from ..export import ExportConfig, export_bundle
+    from ..export.exporter import _replaceable
+    from .calib import frame_set, pick
+    from .qat import is_qat
+
+    out = Path(out)
+    _replaceable(out, "bundle.json", force)
+    model, ck = load_model(ckpt)
+    if not is_qat(model):
+        raise QuantizeError(
+            f"{ckpt} is not a QAT checkpoint (no qat scheme); quantize it with --ckpt and --calib (PTQ)"
+        )
+    model.eval()
+    tc = ck.get("train_config", {})
+    calibration = None
+    parent: Path | None = None
+    init = tc.get("init")
+    if init and Path(init).is_file():  # <out>/qat/calibrated.pt: its parent is the FP32 student
+        init_ck = load_checkpoint(init)
+        parent = Path(init_ck["parent"]) if isinstance(init_ck.get("parent"), str) else None
+    from mtc_perception.bundle import Calibration
+
+    calibration = Calibration(
+        kind="training",
+        source=str(tc.get("data") or "unknown (not in the checkpoint)"),
+        frames=int(ck["qat"].get("calibration_images", 0)),
+    )
+    with tempfile.TemporaryDirectory(prefix="mtc-qat-fp32-") as tmp:
+        if fp32 is None:
+            if parent is None or not parent.is_file():
+                raise QuantizeError(
+                    f"{ckpt}: the float network QAT started from is not found (fine-tuning init {init!r}); "
+                    "pass the FP32 bundle to compare with: --fp32 BUNDLE"
+                )
+            if size is None and tc.get("img_size"):
+                size = (int(tc["img_size"][0]), int(tc["img_size"][1]))
+            pics = pick(frame_set(parity_source), 1, required=False, what="parity")
+            if not pics.images:
+                raise QuantizeError(f"{parity_source.path}: no decodable frame; give --calib a source with images")
+            fdir = Path(tmp) / "frames"
+            fdir.mkdir()
+            import cv2
+
+            cv2.imwrite(str(fdir / "frame.png"), pics.images[0])
+            fp32 = Path(tmp) / f"{out.name}-fp32"
+            export_bundle(parent, fp32, ExportConfig(img_size=size, frames=str(fdir)))
+            log.info("FP32 source: %s exported at %s to a temporary bundle", parent, size)
+        return write_qat_bundle(
+            model,
+            ck,
+            Path(ckpt),
+            parent,
+            Path(fp32),
+            out,
+            name,
+            calibration,
+            parity_source,
+            parity_frames,
+            tolerance,
+        )
