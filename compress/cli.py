@@ -479,7 +479,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="the deployable student's recipe, stage deploy (default: config/compress/demo_deploy.yaml, or "
         "synthroad_deploy.yaml with --full)",
     )
-    d.add_argument("--train-images", type=int, default=600, help="synthroad training images")
+    d.add_argument("--train-images", type=int, default=500, help="synthroad training images")
     d.add_argument("--val-images", type=int, default=150, help="synthroad validation images")
     d.add_argument("--bag-frames", type=int, default=60, help="validation frames recorded into the demo bag")
     d.add_argument(

@@ -3,7 +3,8 @@
 #   mtc-compress compress --recipe config/compress/synthroad_deploy.yaml
 # Every model built on the way is a point of the speed/accuracy frontier: the teacher, its ReLU copy
 # (act/recover), the student after prune step 1 (step1/recover), the final student, and INT8 (PTQ)
-# versions of the teacher and the final student (QAT too when the compress run had a quantize: stage).
+# versions of the teacher and the final student, PTQ and QAT (QAT where its checkpoint exists: the compress
+# run's quantize: stage, and the teacher's own, config/compress/synthroad_teacher_qat.yaml).
 #
 #   scripts/deploy_benchmark.sh [COMPRESS_OUT=runs/compress/synthroad_deploy] [OUT=runs/bench/deploy]
 #
@@ -34,12 +35,25 @@ for n in teacher student; do
     $MC quantize --bundle "bundles/deploy_$n" --calib "$DATA:train" --frames 128 --method minmax --out "bundles/deploy_${n}_int8" --name "${n}_int8"
 done
 
+# QAT (int8 bundles from quantization-aware checkpoints: the recipe's quantize: stage, and the teacher's own
+# by `mtc-compress compress --recipe config/compress/synthroad_teacher_qat.yaml --quantize-only runs/teacher/best.pt`),
+# compared with the FP32 bundles above; their torch (fake-quantized) eval beside the others
+TQ=${TQ:-runs/compress/teacher_qat}
+declare -A QCK=([student_qat]="$C/student_qat.pt" [teacher_qat]="$TQ/student_qat.pt")
+declare -A QFP=([student_qat]=bundles/deploy_student [teacher_qat]=bundles/deploy_teacher)
+for n in student_qat teacher_qat; do
+  [ -f "${QCK[$n]}" ] || { echo "skip $n: ${QCK[$n]} missing"; continue; }
+  [ -f "bundles/deploy_$n/bundle.json" ] || \
+    $MC quantize --ckpt "${QCK[$n]}" --fp32 "${QFP[$n]}" --calib "$DATA:val" --parity-frames 32 --out "bundles/deploy_$n" --name "$n"
+  [ -f "$OUT/eval/$n.json" ] || $MC eval --ckpt "${QCK[$n]}" --out "$OUT/eval/$n.json" --workers 1
+done
+
 BAG=runs/bags/val_1280x720_200
 mkdir -p runs/bags
 [ -d "$BAG" ] || $MC bag --dataset "$DATA" --split val --limit 200 --resize 1280x720 --out "$BAG"
 
 models=()
-for n in relu_full step1 student teacher_int8 student_int8 student_qat; do
+for n in relu_full step1 student teacher_int8 student_int8 teacher_qat student_qat; do
   [ -f "bundles/deploy_$n/bundle.json" ] && models+=("$n=bundles/deploy_$n")
 done
 students=(); bundles=(--bundle teacher=bundles/deploy_teacher)

@@ -134,7 +134,7 @@ def test_demo_recipes_fit_the_demo():
 
     r = load_recipe(ROOT / "config" / "compress" / "demo_deploy.yaml")
     teacher_size = tuple(yaml.safe_load((ROOT / "config" / "train" / "demo.yaml").read_text())["img_size"])
-    assert r.deploy is not None and r.deploy.act == "relu" and r.deploy.backend == "onnxruntime-cpu"
+    assert r.deploy is not None and r.deploy.act is None and r.deploy.backend == "onnxruntime-cpu"  # SiLU kept
     assert r.prune.budget == "latency" and tuple(r.prune.latency_size) == teacher_size
     assert r.teacher == "runs/demo/teacher/best.pt" and r.out == "runs/demo/deploy"
 
