@@ -1,8 +1,10 @@
 """ROS messages of the perception outputs, without rclpy: the table of output parts
 (:mod:`.parts`), the builders (:mod:`.build`), the readers back to arrays (:mod:`.read`) and the
-vision_msgs definitions for rosbags typestores (:mod:`.vision_msgs`)."""
+vision_msgs definitions for rosbags typestores (:mod:`.vision_msgs`); a serialized camera ``Image`` read in
+place, without rclpy or a copy (:mod:`.cdr_image`)."""
 
 from .build import Types, bgr_image, detection_array, mask_image, perception_messages
+from .cdr_image import CdrImage, image_view, pixel_view
 from .parts import (
     CAMERA_TOPIC,
     CAMERA_TYPES,
@@ -42,17 +44,20 @@ __all__ = [
     "OUTPUT_TYPES",
     "PARTS",
     "VISION_MSGS",
+    "CdrImage",
     "Part",
     "Types",
     "bgr_image",
     "detection_array",
     "detections_from_msg",
     "gt_topics",
+    "image_view",
     "mask_from_msg",
     "mask_image",
     "model_topics",
     "perception_from_messages",
     "perception_messages",
+    "pixel_view",
     "register_vision_msgs",
     "stamp_to_ns",
     "transport_of",
