@@ -14,7 +14,7 @@ setup(
         ("share/ament_index/resource_index/packages", ["resource/" + package_name]),
         ("share/" + package_name, ["package.xml"]),
         ("share/" + package_name + "/launch", glob("launch/*.launch.py")),
-        ("share/" + package_name + "/config", glob("config/*.yaml")),
+        ("share/" + package_name + "/config", glob("config/*.yaml") + glob("config/*.xml")),
         ("share/" + package_name + "/config/train", glob("config/train/*.yaml")),
         ("share/" + package_name + "/config/compress", glob("config/compress/*.yaml")),
         ("share/" + package_name + "/config/rviz", glob("config/rviz/*.rviz")),
@@ -27,10 +27,14 @@ setup(
         "compress": ["torch>=2.1", "tqdm", "torch-pruning>=1.5", "onnx", "onnxruntime", "onnxslim"],
         "onnx": ["onnxruntime"],
         "bag": ["rosbags>=0.10"],
+        # what the installed ROS 2 nodes need beyond package.xml's rosdep keys (no rosdep key for
+        # either): the default inference backend and the live benchmark's bag reader/player.
+        # test/import_guards.py REQUIRED fails `colcon test` loudly without them; docs/ROS.md, "Install"
+        "ros": ["onnxruntime", "rosbags>=0.10"],
         # `mtc bench` plots (the report itself needs none of it)
         "bench": ["rosbags>=0.10", "matplotlib"],
         # mcap + mcap-ros2-support: the independent reader the bag tests compare rosbags with
-        "test": ["pytest", "pycocotools", "rosbags>=0.10", "matplotlib", "mcap", "mcap-ros2-support"],
+        "test": ["pytest", "pycocotools", "rosbags>=0.10", "onnxruntime", "matplotlib", "mcap", "mcap-ros2-support"],
         # `make lint`: pinned so that a new release cannot turn CI red on unchanged code
         "lint": ["ruff==0.17.6", "mypy==2.4.1"],
     },

@@ -7,8 +7,8 @@ that plays it, matches both nodes' outputs to the frames by stamp and writes the
 
 ``player:=external`` plays the bag with ``ros2 bag play`` instead of the benchmark node's own
 player (rosbags -> the recorded CDR bytes published as they are); the old name ``player:=ros2bag``
-still works, with a deprecation warning. The launch ends when the report
-is written.
+still works, with a deprecation warning (the values are the node's own, ``PLAYER_VALUES``). The
+launch ends when the report is written. Needs ``rosbags`` (docs/ROS.md, "Install").
 """
 
 import os
@@ -28,7 +28,9 @@ from launch.events import Shutdown
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-from mtc_perception.nodes.launch_common import PACKAGE, perception_node
+from mtc_perception.bench.player import DISTRO_CHOICES, PLAYER_ALIASES, PLAYER_VALUES, PLAYERS
+from mtc_perception.node_core.params import PARAMETERS, ParamError, launch_overrides
+from mtc_perception.nodes.launch_common import DDS_CONFIG_DESCRIPTION, PACKAGE, dds_actions, perception_node
 
 ARGS = {
     "bag": ("", "rosbag2 recording to play (directory, .mcap or .db3). Required."),
@@ -37,9 +39,10 @@ ARGS = {
     "out": ("runs/bench/live", "Report directory."),
     "topic": ("", "Camera topic in the bag (empty: found in the bag)."),
     "player": (
-        "internal",
-        "internal (the benchmark node plays the bag) or external (`ros2 bag play`; the old name ros2bag "
-        "is accepted with a warning).",
+        PLAYERS[0],
+        "internal (the benchmark node plays the bag) or external (`ros2 bag play`); "
+        + ", ".join(f"the old name {old} is taken as {new} with a warning" for old, new in PLAYER_ALIASES.items())
+        + ".",
     ),
     "rate": ("1.0", "Playback speed factor."),
     "backend": ("auto", "Inference backend of both perception nodes."),
@@ -49,7 +52,15 @@ ARGS = {
         "to offer them every frame).",
     ),
     "drain": ("5.0", "Seconds to wait for outputs after the last frame."),
+    "distro": (
+        "",
+        f"Message definitions the bag is read with: {', '.join(DISTRO_CHOICES)}. Empty: $ROS_DISTRO (the report "
+        "records the one used).",
+    ),
+    "dds_config": ("", DDS_CONFIG_DESCRIPTION),
 }
+#: launch arguments restricted to a set of values (checked before anything starts)
+CHOICES = {"player": PLAYER_VALUES, "distro": ("", *DISTRO_CHOICES)}
 
 
 def _actions(context: LaunchContext) -> list:
@@ -57,11 +68,22 @@ def _actions(context: LaunchContext) -> list:
     for req in ("bag", "teacher_bundle", "student_bundle"):
         if not get(req):
             raise RuntimeError(f"launch argument {req}:= is required (see --show-args)")
+    for name, allowed in CHOICES.items():
+        if get(name) not in allowed:
+            raise RuntimeError(f"launch argument {name}:={get(name)!r}: expected one of {list(allowed)}")
+    try:  # the perception nodes' parameters, checked as the node checks them
+        node_params = launch_overrides(PARAMETERS, {"backend": get("backend"), "reliability": get("reliability")})
+    except ParamError as e:
+        raise RuntimeError(str(e)) from None
     from mtc_perception.bags import BagReader
-    from mtc_perception.bench.player import PLAYERS, node_inputs, player_mode
+    from mtc_perception.bench.player import distro_from_env, node_inputs, player_mode
     from mtc_perception.bench.recording import choose_topic
 
-    with BagReader(get("bag")) as reader:
+    try:
+        distro = get("distro") or distro_from_env(os.environ)
+    except ParamError as e:
+        raise RuntimeError(str(e)) from None
+    with BagReader(get("bag"), distro) as reader:
         topic = choose_topic(reader, get("topic") or None)
         msgtype = reader.topics[topic].msgtype
     try:
@@ -69,8 +91,6 @@ def _actions(context: LaunchContext) -> list:
     except ValueError as e:
         raise RuntimeError(str(e)) from None
     player = player_mode(get("player"))
-    if player not in PLAYERS:
-        raise RuntimeError(f"launch argument player:={get('player')}: expected one of {list(PLAYERS)}")
     share = get_package_share_directory(PACKAGE)
     nodes = []
     for role in ("teacher", "student"):
@@ -84,13 +104,12 @@ def _actions(context: LaunchContext) -> list:
                         "bundle": get(f"{role}_bundle"),
                         "image_topic": image_topic,
                         "input_transport": transport,
-                        "backend": get("backend"),
-                        "reliability": get("reliability"),
+                        **node_params,
                     },
                 ],
             )
         )
-    external = player == "external"
+    external = player == PLAYERS[1]  # external: `ros2 bag play`
     bench = Node(
         package=PACKAGE,
         executable="benchmark_node",
@@ -107,10 +126,12 @@ def _actions(context: LaunchContext) -> list:
                 "rate": float(get("rate")),
                 "drain": float(get("drain")),
                 "player": player,
+                "distro": distro,
             }
         ],
     )
     actions = [
+        *dds_actions(get("dds_config")),  # before the processes it applies to
         *nodes,
         bench,
         RegisterEventHandler(

@@ -15,7 +15,7 @@ for _p in (ROOT, Path(__file__).resolve().parent):
     if str(_p) not in sys.path:
         sys.path.insert(0, str(_p))
 
-from import_guards import missing, needed_modules
+from import_guards import guard
 
 # A test module that needs an optional package says so at module level:
 #     pytest.importorskip("torch", reason="...")      (the reason a literal or a module-level string constant)
@@ -24,6 +24,9 @@ from import_guards import missing, needed_modules
 # machine it imports every test module from its collection hook), and a skip raised there ends the
 # collection of the whole session instead of one module. The calls are found by parsing the file, so
 # any formatting of them (one line or several, a reason split over several strings) is recognised.
+# A package the installed nodes need (import_guards.REQUIRED: onnxruntime, rosbags) is declared the
+# same way, but its absence is one *failing* test per module, naming the package and its install
+# command: `colcon test` on a machine without it must fail, never pass having run nothing.
 
 
 class _Unavailable(pytest.Module):
@@ -33,14 +36,38 @@ class _Unavailable(pytest.Module):
         raise pytest.skip.Exception(self.skip_reason, allow_module_level=True)
 
 
+class _RequirementMissing(pytest.Item):
+    message = ""
+
+    def runtest(self) -> None:
+        pytest.fail(self.message, pytrace=False)
+
+    def reportinfo(self):
+        return self.path, None, self.name
+
+
+class _Unrunnable(pytest.Module):
+    message = ""
+
+    def collect(self):
+        item = _RequirementMissing.from_parent(self, name="required_dependency_missing")
+        item.message = self.message
+        return [item]
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_pycollect_makemodule(module_path: Path, parent: pytest.Collector) -> pytest.Module | None:
-    for mod, reason in needed_modules(Path(module_path).read_text()):
-        if missing(mod):
-            node = _Unavailable.from_parent(parent, path=Path(module_path))
-            node.skip_reason = reason
-            return node
-    return None
+    verdict = guard(Path(module_path).read_text(), Path(module_path).name)
+    if verdict is None:
+        return None
+    kind, text = verdict
+    if kind == "fail":
+        failing = _Unrunnable.from_parent(parent, path=Path(module_path))
+        failing.message = text
+        return failing
+    node = _Unavailable.from_parent(parent, path=Path(module_path))
+    node.skip_reason = text
+    return node
 
 
 @pytest.fixture(scope="session")

@@ -175,6 +175,7 @@ def qat_parity(
     from compress.export.wrapper import ExportWrapper
     from mtc_perception.bench.report.agreement import detection_f1, mask_iou
     from mtc_perception.bundle import Bundle
+    from mtc_perception.engines.onnxruntime_engine import session_options
     from mtc_perception.imaging import read_image
     from mtc_perception.perceptor import Perceptor
 
@@ -190,9 +191,11 @@ def qat_parity(
     w, h = bundle.input_size
     torch_net = ExportWrapper(model).eval()
     folded_net = ExportWrapper(deploy_qat(model)).eval()
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    reference = ort.InferenceSession(str(bundle.require_file("onnx")), so, providers=["CPUExecutionProvider"])
+    reference = ort.InferenceSession(
+        str(bundle.require_file("onnx")),
+        session_options(graph_optimization="disabled"),
+        providers=["CPUExecutionProvider"],
+    )
     diffs: dict[str, list[Any]] = {k: [] for k in names}
     raw = dict.fromkeys(names, 0.0)
     agree: dict[str, dict[str, list[float]]] = {

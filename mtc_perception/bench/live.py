@@ -8,11 +8,20 @@ The ``benchmark_node`` feeds it: :meth:`LiveBench.frame_sent` for every camera f
 :meth:`LiveBench.finish` when the bag has ended and the outputs have drained.
 
 Per model and frame: all three outputs arrived -> *processed*, with the end-to-end latency = the
-last of the three arrivals - the moment the frame was sent; anything less -> *skipped* (the node
-dropped the frame under load, failed on it, or an output was lost). The node's own
-``/diagnostics`` tell those apart; their last values go into ``meta.node_diagnostics``. Frames of
-the recording that were never sent (stopped early) are skipped for every model, so
-``processed + failed + skipped == total`` holds as offline.
+last of the three arrivals - the moment the frame was sent. A frame without its outputs was either
+rejected by the node (a bad frame, an inference error: the node publishes nothing and counts it
+``failed`` in its ``/diagnostics``) or never processed (dropped by the middleware, replaced in the
+node's newest-frame slot, an output lost). As offline, the first are *failed* and the rest
+*skipped*: the node's last ``failed`` count (at most its unanswered frames) moves that many from
+skipped to failed, named by its ``last_error``; frames.csv still marks every unanswered frame
+skipped, since the node's count says how many, not which. The nodes' last diagnostics stay in
+``meta.node_diagnostics``. Frames of the recording that were never sent (stopped early) are skipped
+for every model, so ``processed + failed + skipped == total`` holds as offline.
+
+``throughput_fps`` is the offline report's: processed frames over the model's busy time, the sum of
+its (here end-to-end) latencies — what the model with its transport sustains, not the rate the
+camera fed it. The rate of answered frames over the run's wall time, which the camera's rate caps,
+is ``meta.answered_fps`` per model.
 """
 
 from __future__ import annotations
@@ -26,6 +35,17 @@ import numpy as np
 
 from ..messages import OUTPUT_PARTS, perception_from_messages
 from .report import GroundTruthBoxes, ModelInfo, ModelOutput, ReportBuilder, StampMatcher, write_report
+
+
+def node_failures(values: Mapping[str, str]) -> tuple[int, str]:
+    """(frames the node failed on, its last error) from a perception node's ``/diagnostics``
+    key/values (strings); (0, "") where it published none or the count is unreadable."""
+    try:
+        n = int(values.get("failed", "0"))
+    except ValueError:
+        return 0, ""
+    error = values.get("last_error", "") or "rejected by the node (no error text in its diagnostics)"
+    return max(n, 0), f"node: {error}"
 
 
 class LiveBench:
@@ -51,6 +71,7 @@ class LiveBench:
         self.unknown = 0  # outputs whose stamp matches no frame that was sent
         self._done: set[int] = set()
         self.diagnostics: dict[str, dict[str, str]] = {}
+        self.answered = {m.name: 0 for m in self.models}  # frames with all three outputs, per model
 
     # -- input -----------------------------------------------------------------------------------
     def frame_sent(self, stamp_ns: int, t_sent: float, image: np.ndarray | None = None) -> None:
@@ -99,6 +120,7 @@ class LiveBench:
                         got[0][1], got[1][1], got[2][1], m.class_names or self.builder.class_names
                     )
                     outputs[m.name] = ModelOutput(perception=p, latency_ms=(t_last - t_sent) * 1e3)
+                    self.answered[m.name] += 1
                 except ValueError as e:  # a malformed output message
                     outputs[m.name] = ModelOutput(error=f"unreadable output: {e}")
             self._done.add(g.stamp_ns)
@@ -119,17 +141,22 @@ class LiveBench:
         if self.total > self.sent:
             self.builder.add_not_reached(self.total - self.sent, reason or "not played")
         b = self.builder
+        failed_from = {}
+        for m in self.models:
+            n, error = node_failures(self.diagnostics.get(m.name, {}))
+            if n:
+                failed_from[m.name] = b.add_unmatched_failures(m.name, n, error)
         b.meta.update(
             {
                 "frames_sent": self.sent,
                 "late_outputs": self.late,
                 "unknown_outputs": self.unknown,
                 "wall_s": round(wall_s, 3),
+                "answered_fps": {m.name: self.answered[m.name] / wall_s if wall_s > 0 else None for m in self.models},
+                "failed_from_node_diagnostics": failed_from,
                 "node_diagnostics": self.diagnostics,
             }
         )
-        for m in self.models:
-            b.set_busy_time(m.name, wall_s)
         write_report(b, out_dir, plots=plots)
         assert b.last_report is not None  # write_report sets it or raises
         return b.last_report

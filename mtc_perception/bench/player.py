@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..bags import BagMessage, BagReader, md5_of
+from ..bags import DISTROS, BagMessage, BagReader, md5_of
 from ..frame import decode
 from ..host import host_info
 from ..messages import GT_PREFIX, model_topics, stamp_to_ns, transport_of
@@ -37,6 +38,10 @@ log = logging.getLogger(__name__)
 PLAYERS = ("internal", "external")
 #: old names still accepted (with a warning) -> the current one
 PLAYER_ALIASES = {"ros2bag": "external"}
+#: every ``player`` value the node and ``benchmark.launch.py`` accept (the launch file's choices)
+PLAYER_VALUES = PLAYERS + tuple(PLAYER_ALIASES)
+#: message definitions the bag can be read with (rosbags typestores)
+DISTRO_CHOICES = tuple(DISTROS)
 
 PLAYER_PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("bag", "", "string", "rosbag2 recording (directory or .mcap/.db3) to play. Required."),
@@ -58,7 +63,8 @@ PLAYER_PARAMETERS: tuple[ParamSpec, ...] = (
         "internal",
         "string",
         "internal: this node plays the bag (publishes the recorded bytes at the recorded pace x rate); "
-        "external: `ros2 bag play` does, and this node watches the camera topic.",
+        "external: `ros2 bag play` does, and this node watches the camera topic (the old name ros2bag "
+        "is taken as external, with a warning).",
         choices=PLAYERS,
     ),
     ParamSpec(
@@ -69,7 +75,12 @@ PLAYER_PARAMETERS: tuple[ParamSpec, ...] = (
         range=(1e-3, 1e3),
     ),
     ParamSpec(
-        "distro", "humble", "string", "Message definitions used to read the bag (humble or jazzy).", ("humble", "jazzy")
+        "distro",
+        "",
+        "string",
+        "Message definitions used to read the bag (humble or jazzy). Empty: the ROS_DISTRO environment "
+        "variable of the running ROS 2 (humble where it is unset).",
+        ("", *DISTRO_CHOICES),
     ),
     ParamSpec(
         "start_timeout",
@@ -121,13 +132,31 @@ def player_mode(value: str) -> str:
     return value
 
 
-def validate_player_params(values: Mapping[str, Any]) -> PlayerParams:
+def distro_from_env(environ: Mapping[str, str]) -> str:
+    """The ``distro`` of an empty ``distro`` parameter: ``ROS_DISTRO`` of the running ROS 2
+    (``humble`` where it is unset, e.g. outside ROS). A distro without message definitions here is
+    an error that names the fix, never a silent humble."""
+    env = environ.get("ROS_DISTRO", "").strip().lower()
+    if not env:
+        return "humble"
+    if env not in DISTRO_CHOICES:
+        raise ParamError(
+            f"ROS_DISTRO={env!r} has no message definitions here (rosbags typestores: {list(DISTRO_CHOICES)}); "
+            "pass the closest one explicitly, e.g. distro:=jazzy"
+        )
+    return env
+
+
+def validate_player_params(values: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> PlayerParams:
     """The benchmark node's parameters checked against :data:`PLAYER_PARAMETERS`
-    (:func:`~mtc_perception.node_core.params.check_params`); the recording and both bundles are required."""
+    (:func:`~mtc_perception.node_core.params.check_params`); the recording and both bundles are required.
+    An empty ``distro`` comes from ``environ`` (default: the process environment), see :func:`distro_from_env`."""
     values = dict(values)
     if isinstance(values.get("player"), str):
         values["player"] = player_mode(values["player"])
     out = check_params(PLAYER_PARAMETERS, values)
+    if not out["distro"]:
+        out["distro"] = distro_from_env(os.environ if environ is None else environ)
     for req in ("bag", "teacher_bundle", "student_bundle"):
         if not out[req]:
             raise ParamError(

@@ -29,7 +29,8 @@ def session_options(
 
     ``threads``: intra-op threads (None: ONNX Runtime's default, every core); ``graph_optimization``:
     ``extended`` (default), ``all`` or ``basic`` (see :class:`OnnxRuntimeEngine`); ``spin``: let idle
-    worker threads spin (default off, inter- and intra-op); ``profile_prefix``: record ONNX Runtime's
+    worker threads spin (default off, inter- and intra-op); ``disabled`` runs the graph as written, no
+    fusion (the QAT export's reference: its Q/DQ pairs as the ONNX semantics define them; slow); ``profile_prefix``: record ONNX Runtime's
     profile (a JSON trace of every node's kernel time per run) into ``<profile_prefix>_<date>.json``,
     written by ``InferenceSession.end_profiling()`` (``mtc bench-engines --profile``; never while
     timing: the profiler costs time per node)."""
@@ -39,6 +40,7 @@ def session_options(
         "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
         "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
         "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "disabled": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
     }
     level = graph_optimization or DEFAULT_GRAPH_OPTIMIZATION
     if level not in levels:

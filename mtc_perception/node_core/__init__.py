@@ -6,7 +6,16 @@ The message builders are :mod:`mtc_perception.messages`. The rclpy glue is
 :mod:`mtc_perception.nodes.perception_node`."""
 
 from .diagnostics import Stats, diagnostic_array, health
-from .params import PARAMETERS, NodeParams, ParamError, ParamSpec, check_class_filter, check_params, validate_params
+from .params import (
+    PARAMETERS,
+    NodeParams,
+    ParamError,
+    ParamSpec,
+    check_class_filter,
+    check_params,
+    launch_overrides,
+    validate_params,
+)
 from .processor import FrameProcessor, FrameResult
 from .qos import qos_settings
 from .slot import FrameSlot
@@ -26,6 +35,7 @@ __all__ = [
     "check_params",
     "diagnostic_array",
     "health",
+    "launch_overrides",
     "qos_settings",
     "validate_params",
 ]

@@ -5,7 +5,7 @@ and config/teacher.yaml follow it); the benchmark player's table is
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -174,3 +174,40 @@ def check_class_filter(class_filter: Sequence[str], class_names: Sequence[str]) 
             f"parameter 'class_filter' names {missing}, which the bundle does not detect; "
             f"its classes are {list(class_names)}"
         )
+
+
+def _from_launch(p: ParamSpec, text: str) -> Any:
+    """One launch argument's text as ``p``'s type (launch arguments are strings)."""
+    s = text.strip()
+    if p.kind == "string":
+        return text
+    if p.kind == "bool":
+        if s.lower() in ("true", "false"):
+            return s.lower() == "true"
+        raise ParamError(f"launch argument {p.name}:={text!r}: expected true or false")
+    if p.kind == "string_array":
+        s = s[1:-1] if s.startswith("[") and s.endswith("]") else s
+        return [v.strip().strip("'\"") for v in s.split(",") if v.strip()]
+    try:
+        return int(s) if p.kind == "integer" else float(s)
+    except ValueError:
+        raise ParamError(
+            f"launch argument {p.name}:={text!r}: expected a{'n integer' if p.kind == 'integer' else ' number'}"
+        ) from None
+
+
+def launch_overrides(table: Sequence[ParamSpec], given: Mapping[str, str]) -> dict[str, Any]:
+    """Node parameters from launch arguments (``name:=text``; an empty text keeps the parameter
+    file's value and is left out), converted to each parameter's type and checked like the node
+    checks them, so ``reliability:=relaible`` stops the launch with the choices instead of starting
+    a node that ignores it. A string array is ``a,b`` or ``[a, b]``."""
+    specs = {p.name: p for p in table}
+    values = {name: _from_launch(specs[name], text) for name, text in given.items() if name in specs and text != ""}
+    unknown = sorted(set(given) - set(specs))
+    if unknown:
+        raise ParamError(f"unknown launch argument(s) {unknown}; the node's parameters are {sorted(specs)}")
+    try:
+        checked = check_params(table, values)
+    except ParamError as e:
+        raise ParamError(f"launch argument: {e}") from None
+    return {k: list(checked[k]) if isinstance(checked[k], tuple) else checked[k] for k in values}

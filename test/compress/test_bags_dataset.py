@@ -6,7 +6,9 @@ import cv2
 import numpy as np
 import pytest
 
-pytest.importorskip("rosbags")
+pytest.importorskip(
+    "rosbags", reason="needs rosbags (rosbag2 files): a required dependency, see import_guards.REQUIRED"
+)
 pytest.importorskip(
     "torch",
     reason="needs torch (the offline half, compress/): `make test` installs it; "

@@ -8,13 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("rosbags")
+pytest.importorskip(
+    "rosbags", reason="needs rosbags (rosbag2 files): a required dependency, see import_guards.REQUIRED"
+)
 pytest.importorskip(
     "torch",
     reason="needs torch (the offline half, compress/): `make test` installs it; "
     "a ROS 2 machine under colcon test may not have it",
 )
-pytest.importorskip("onnxruntime")
+pytest.importorskip("onnxruntime", reason="needs onnxruntime: a required dependency, see import_guards.REQUIRED")
 
 from bag_helpers import check_accounting as _accounting
 from bag_helpers import report_json as _json

@@ -229,7 +229,6 @@ def test_recalibrate_bn_measures_the_data(synth_root):
 def test_compress_to_a_measured_latency(teacher, tmp_path):
     """budget: latency — both steps time their candidates with ONNX Runtime; the student is
     measured once more at the end, against the teacher."""
-    pytest.importorskip("onnxruntime", reason="the latency budget needs onnxruntime")
     recipe = _recipe(
         tmp_path,
         teacher,

@@ -212,7 +212,6 @@ def test_prune_command_on_a_trained_checkpoint(synth_root, tmp_path):
     )
     assert rc == 2 and not (tmp_path / "x.pt").exists()
     # a params budget with a measured-latency side (ONNX Runtime at 256x192)
-    pytest.importorskip("onnxruntime", reason="the latency target needs onnxruntime")
     rc = main(
         [
             "-q",

@@ -13,6 +13,8 @@ import pytest
 REASON = "needs ROS 2 (rclpy, launch_testing): run `colcon test --packages-select mtc_perception` on a ROS 2 machine"
 pytest.importorskip("rclpy", reason=REASON)
 pytest.importorskip("launch_testing", reason=REASON)
+# the benchmark launch reads and plays the bag with rosbags: a failure, not a skip, where it is missing
+pytest.importorskip("rosbags", reason="needs rosbags: a required dependency, see import_guards.REQUIRED")
 
 import cv2
 import launch

@@ -10,7 +10,10 @@ import cv2
 import numpy as np
 import pytest
 
-pytest.importorskip("rosbags")
+pytest.importorskip(
+    "rosbags",
+    reason="needs rosbags (ROS 2 message definitions, CDR, rosbag2 files): a required dependency, see import_guards.REQUIRED",
+)
 
 from bag_helpers import mcap_read as _mcap_read
 from bag_helpers import rosbags_read as _rosbags_read

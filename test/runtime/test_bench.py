@@ -6,8 +6,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("rosbags")
-pytest.importorskip("onnxruntime")
+pytest.importorskip(
+    "rosbags",
+    reason="needs rosbags (ROS 2 message definitions, CDR, rosbag2 files): a required dependency, see import_guards.REQUIRED",
+)
+pytest.importorskip(
+    "onnxruntime", reason="needs onnxruntime (runs the tiny bundle): a required dependency, see import_guards.REQUIRED"
+)
 
 from bag_helpers import check_accounting as _accounting
 from bag_helpers import report_json as _json

@@ -8,7 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("onnxruntime")
+pytest.importorskip(
+    "onnxruntime", reason="needs onnxruntime (runs the tiny bundle): a required dependency, see import_guards.REQUIRED"
+)
 
 from mtc_perception.bench.profile import parse_trace
 from mtc_perception.cli import main as mtc

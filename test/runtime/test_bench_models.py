@@ -14,8 +14,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("rosbags")
-pytest.importorskip("onnxruntime")
+pytest.importorskip(
+    "rosbags",
+    reason="needs rosbags (ROS 2 message definitions, CDR, rosbag2 files): a required dependency, see import_guards.REQUIRED",
+)
+pytest.importorskip(
+    "onnxruntime", reason="needs onnxruntime (runs the tiny bundle): a required dependency, see import_guards.REQUIRED"
+)
 
 from bag_helpers import check_accounting
 from bag_helpers import report_json as _json
@@ -158,7 +163,7 @@ def test_a_teacher_and_three_students_one_of_them_failing_frames(tmp_path, monke
 
 
 def test_plots_show_every_model(tmp_path, monkeypatch):
-    pytest.importorskip("matplotlib")
+    pytest.importorskip("matplotlib", reason="the plots need matplotlib (optional: the report itself does not)")
     bag = _bag(tmp_path / "bag", n=3)
     seen = {}
     real_cdf, real_mosaic = P.latency_cdf, P.write_mosaic

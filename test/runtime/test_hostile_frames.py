@@ -235,7 +235,6 @@ def test_output_names_keep_the_relative_path_and_extension():
 
 
 def _infer(tmp_path, files: dict[bytes, bytes]):
-    pytest.importorskip("onnxruntime", reason="mtc infer runs the tiny bundle on ONNX Runtime")
     src = os.fsencode(tmp_path / "in")
     for rel, data in files.items():
         p = src + b"/" + rel
@@ -283,7 +282,6 @@ def test_infer_names_every_bad_frame_and_goes_on(tmp_path, logs):
 
 
 def test_infer_of_one_non_utf8_file_works(tmp_path):
-    pytest.importorskip("onnxruntime", reason="mtc infer runs the tiny bundle on ONNX Runtime")
     name = os.fsencode(tmp_path) + b"/x\xff.jpg"
     with open(name, "wb") as fh:
         fh.write(_jpeg(64, 48))

@@ -92,3 +92,46 @@ def test_late_outputs_are_counted_not_double_reported(setup, tmp_path):
     assert rows[99 * 10**9]["teacher_status"] == "skipped"  # only 1 of 3 outputs arrived
     with pytest.raises(ValueError, match="unknown output"):
         lb.output("teacher", "overlay", 100 * 10**9, None)
+
+
+def test_frames_a_node_rejected_are_failed_and_throughput_is_the_offline_definition(setup, tmp_path):
+    """The live report's split and throughput mean what the offline report's do: failed = frames the
+    node rejected (its /diagnostics count, at most its unanswered frames), skipped = frames never
+    processed; throughput = processed / the sum of latencies; the wall-time rate is answered_fps."""
+    b, frames, outs = setup
+    lb = LiveBench(_models(b), total=8)  # 8 in the recording, 6 sent
+    stamp = lambda i: (100 + i) * 10**9  # noqa: E731 - a one-line formula
+    for i, f in enumerate(frames):
+        lb.frame_sent(stamp(i), t_sent=10.0 + i, image=f)
+        for m, delay in (("teacher", 0.05), ("student", 0.02)):
+            if m == "student" and i in (1, 3, 5):
+                continue  # the student answers frames 0, 2, 4 only
+            for p in OUTPUT_PARTS:
+                lb.output(m, p, stamp(i), outs[i][p], t_recv=10.0 + i + delay)
+    lb.node_diagnostics(
+        "student", {"failed": "2", "last_error": "Image.step 1919 is smaller than 1920", "skipped": "1"}
+    )
+    lb.node_diagnostics("teacher", {"failed": "9", "last_error": ""})  # more than it left unanswered
+    rep = lb.finish(tmp_path, wall_s=6.0)
+    t, s = rep["models"]["teacher"], rep["models"]["student"]
+    # student: 3 answered; of the 3 sent it did not answer, its diagnostics say 2 were rejected;
+    # the third and the 2 frames never sent were never processed
+    assert s["frames"] == {"total": 8, "processed": 3, "failed": 2, "skipped": 3}
+    assert s["errors"][0]["count"] == 2 and "Image.step 1919" in s["errors"][0]["first"]
+    # teacher: answered all 6 it was sent; a count above its unanswered frames makes no failure up,
+    # and the 2 frames never sent cannot have been rejected by it
+    assert t["frames"] == {"total": 8, "processed": 6, "failed": 0, "skipped": 2}
+    assert rep["meta"]["failed_from_node_diagnostics"] == {"student": 2, "teacher": 0}
+    # throughput: processed / sum of latencies (as offline), not processed / wall time
+    assert s["throughput_fps"] == pytest.approx(1000 / 20.0) and t["throughput_fps"] == pytest.approx(1000 / 50.0)
+    assert rep["meta"]["answered_fps"] == {"teacher": pytest.approx(1.0), "student": pytest.approx(0.5)}
+
+
+def test_a_node_without_diagnostics_leaves_every_unanswered_frame_skipped(setup, tmp_path):
+    b, frames, outs = setup
+    lb = LiveBench(_models(b), total=2)
+    lb.frame_sent(100 * 10**9, 0.0)
+    lb.node_diagnostics("teacher", {"failed": "n/a"})  # unreadable: nothing is made up
+    rep = lb.finish(tmp_path, wall_s=1.0)
+    assert rep["models"]["teacher"]["frames"] == {"total": 2, "processed": 0, "failed": 0, "skipped": 2}
+    assert rep["models"]["teacher"]["throughput_fps"] is None and rep["meta"]["failed_from_node_diagnostics"] == {}

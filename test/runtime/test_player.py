@@ -10,13 +10,17 @@ pytest.importorskip(
     "rosbags",
     reason="needs rosbags (real ROS 2 message definitions and CDR): `pip install rosbags`; `make test` installs it",
 )
-pytest.importorskip("onnxruntime")
+pytest.importorskip(
+    "onnxruntime", reason="needs onnxruntime (runs the tiny bundle): a required dependency, see import_guards.REQUIRED"
+)
 
 from pathlib import Path
 
 from mtc_perception.bags import Labels, SourceFrame, WriteConfig, write_bag
 from mtc_perception.bench.player import (
     PLAYER_PARAMETERS,
+    PLAYER_VALUES,
+    PLAYERS,
     BenchPlayer,
     node_inputs,
     player_mode,
@@ -175,3 +179,28 @@ def test_the_external_player_ends_when_every_frame_was_seen_or_it_went_quiet(bag
     rep = player.drain()
     assert rep["meta"]["frames_sent"] == 2
     assert rep["models"]["teacher"]["frames"] == {"total": FRAMES, "processed": 0, "failed": 0, "skipped": FRAMES}
+
+
+def test_distro_comes_from_ros_distro_unless_given(tmp_path):
+    """A Jazzy machine's report must not say humble: an empty distro is $ROS_DISTRO."""
+    values = {"bag": "b", "teacher_bundle": "t", "student_bundle": "s"}
+    assert validate_player_params(values, environ={"ROS_DISTRO": "jazzy"}).distro == "jazzy"
+    assert validate_player_params(values, environ={}).distro == "humble"  # no ROS: the old default
+    assert validate_player_params({**values, "distro": "humble"}, environ={"ROS_DISTRO": "jazzy"}).distro == "humble"
+    with pytest.raises(ParamError, match="ROS_DISTRO='kilted'.*distro:=jazzy"):
+        validate_player_params(values, environ={"ROS_DISTRO": "kilted"})
+    with pytest.raises(ParamError, match="'distro' = 'iron': expected one of"):
+        validate_player_params({**values, "distro": "iron"}, environ={})
+
+
+def test_player_values_are_the_same_in_the_launch_file_and_the_node():
+    """benchmark.launch.py takes its player choices, default and aliases from the node's table."""
+    import ast
+
+    src = (Path(__file__).resolve().parents[2] / "launch" / "benchmark.launch.py").read_text()
+    literals = {n.value for n in ast.walk(ast.parse(src)) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
+    assert not literals & set(PLAYER_VALUES), "benchmark.launch.py spells player values itself"
+    assert "PLAYER_VALUES" in src and "player_mode(" in src
+    for v in PLAYER_VALUES:
+        validate_player_params({"bag": "b", "teacher_bundle": "t", "student_bundle": "s", "player": v}, environ={})
+    assert PLAYER_PARAMETERS[[p.name for p in PLAYER_PARAMETERS].index("player")].default == PLAYERS[0]

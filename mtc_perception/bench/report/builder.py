@@ -234,6 +234,24 @@ class ReportBuilder:
         if n and reason:
             self.warnings.append(f"{n} frames not processed: {reason}")
 
+    def add_unmatched_failures(self, model: str, n: int, error: str) -> int:
+        """``n`` of the model's skipped frames were frames it failed on, known only as a count (the
+        live benchmark: a node publishes nothing for a frame it rejects, and counts it as failed in
+        its ``/diagnostics``). At most as many as it has skipped move from skipped to failed, under
+        ``error``; frames.csv cannot say which ones. Returns how many moved."""
+        if n < 0:
+            raise ValueError(f"failure count must be >= 0, got {n}")
+        acc = self._acc[model]
+        moved = min(n, acc.status["skipped"])
+        if moved:
+            acc.status["skipped"] -= moved
+            acc.status["failed"] += moved
+            kind = error_kind(error)
+            acc.errors[kind] += moved
+            acc.first_error.setdefault(kind, error)
+            acc.error_frames.setdefault(kind, [])
+        return moved
+
     def set_busy_time(self, model: str, seconds: float) -> None:
         """The model's busy time for ``throughput_fps`` (default: the sum of its latencies)."""
         self._acc[model].busy_s = float(seconds)
