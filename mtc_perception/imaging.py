@@ -93,30 +93,44 @@ def _data(msg: Any) -> np.ndarray:
     return np.frombuffer(bytes(data), np.uint8)
 
 
-def image_to_bgr(msg: Any, *, limits: ImageLimits = DEFAULT_LIMITS) -> np.ndarray:
-    """A ``sensor_msgs/Image`` -> BGR uint8 (H, W, 3) array (a copy; row padding removed);
-    width x height is checked against ``limits`` before anything is reshaped or converted."""
-    import cv2
+PACKED_PAIRS = frozenset({"yuv422", "uyvy", "yuv422_yuy2", "yuyv"})  # 4:2:2: a pixel pair in 4 bytes
 
-    enc = str(msg.encoding)
+
+def check_image_geometry(
+    enc: str, h: int, w: int, step: int, data_size: int, limits: ImageLimits = DEFAULT_LIMITS
+) -> tuple[int, str, int, int]:
+    """The rules every raw ``sensor_msgs/Image`` meets before its bytes are viewed (here and in the
+    serialized view, :mod:`mtc_perception.messages.cdr_image`): a known encoding, a positive size within
+    ``limits``, whole pixel pairs for 4:2:2, ``step`` at least the row bytes, ``data_size == step x
+    height``. Returns (channels, dtype, itemsize, row bytes); :class:`ImageError` otherwise."""
     if enc not in ENCODINGS:
         raise ImageError(f"Image.encoding {enc!r} is not supported; supported: {sorted(ENCODINGS)}")
-    h, w, step = int(msg.height), int(msg.width), int(msg.step)
     if h <= 0 or w <= 0:
         raise ImageError(f"Image.height x width is {h} x {w}; both must be positive")
     limits.check(w, h, f"Image ({enc})")
     ch, dt = ENCODINGS[enc]
     itemsize = np.dtype(dt).itemsize
     row = w * ch * itemsize
-    if enc in ("yuv422", "uyvy", "yuv422_yuy2", "yuyv") and w % 2:
+    if enc in PACKED_PAIRS and w % 2:
         raise ImageError(f"Image.width {w} is odd; {enc} packs pixel pairs and needs an even width")
     if step < row:
         raise ImageError(
             f"Image.step {step} is smaller than width x bytes per pixel = {w} x {ch * itemsize} = {row} for {enc}"
         )
+    if data_size != step * h:
+        raise ImageError(f"len(Image.data) is {data_size} but step x height = {step} x {h} = {step * h}")
+    return ch, dt, itemsize, row
+
+
+def image_to_bgr(msg: Any, *, limits: ImageLimits = DEFAULT_LIMITS) -> np.ndarray:
+    """A ``sensor_msgs/Image`` -> BGR uint8 (H, W, 3) array (a copy; row padding removed);
+    width x height is checked against ``limits`` before anything is reshaped or converted."""
+    import cv2
+
+    enc = str(msg.encoding)
+    h, w, step = int(msg.height), int(msg.width), int(msg.step)
     data = _data(msg)
-    if data.size != step * h:
-        raise ImageError(f"len(Image.data) is {data.size} but step x height = {step} x {h} = {step * h}")
+    ch, dt, itemsize, row = check_image_geometry(enc, h, w, step, data.size, limits)
     rows = data.reshape(h, step)[:, :row]  # drop the padding of every row
     if itemsize == 1:
         px = np.ascontiguousarray(rows).reshape(h, w, ch) if ch > 1 else np.ascontiguousarray(rows).reshape(h, w)

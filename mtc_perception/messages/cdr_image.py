@@ -28,14 +28,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..imaging import DEFAULT_LIMITS, ENCODINGS, ImageError, ImageLimits
+from ..imaging import DEFAULT_LIMITS, ImageError, ImageLimits, check_image_geometry
 
 #: the encapsulation identifiers (bytes 0-1, big endian) of plain CDR, as rmw serializes a message
 CDR_BE, CDR_LE = 0x0000, 0x0001
 #: bytes the rmw may leave after the last field to round the payload up to 4 (Fast DDS does)
 _MAX_TAIL_PADDING = 3
-# the 4:2:2 encodings pack a pixel pair into 4 bytes, so a row must hold whole pairs
-_PACKED_PAIRS = frozenset({"yuv422", "uyvy", "yuv422_yuy2", "yuyv"})
 
 
 @dataclass(frozen=True)
@@ -172,29 +170,13 @@ def pixel_view(img: CdrImage, *, limits: ImageLimits = DEFAULT_LIMITS) -> np.nda
     """The pixels of ``img`` as an (H, W, C) array in the message's own encoding (C = 1 for mono and
     Bayer, 2 for the packed 4:2:2 encodings), a strided view of ``img.data`` that skips row padding.
 
-    The rules are those of :func:`~mtc_perception.imaging.image_to_bgr` (its :data:`~mtc_perception.
-    imaging.ENCODINGS` table, ``step`` at least the row bytes, ``len(data) == step x height``, width x
+    The rules are :func:`~mtc_perception.imaging.check_image_geometry`'s, shared with
+    :func:`~mtc_perception.imaging.image_to_bgr` (its ``ENCODINGS`` table, ``step`` at least the row bytes, ``len(data) == step x height``, width x
     height within ``limits``), checked before any view is made. 16-bit encodings are viewed in the
     byte order ``is_bigendian`` declares, so their values are right without a copy; ``.astype(np.uint16)``
     makes a native-order copy where a consumer (OpenCV) needs one.
     """
-    enc = img.encoding
-    if enc not in ENCODINGS:
-        raise ImageError(f"Image.encoding {enc!r} is not supported; supported: {sorted(ENCODINGS)}")
+    ch, dt, itemsize, _ = check_image_geometry(img.encoding, img.height, img.width, img.step, img.data.size, limits)
     h, w, step = img.height, img.width, img.step
-    if h <= 0 or w <= 0:
-        raise ImageError(f"Image.height x width is {h} x {w}; both must be positive")
-    limits.check(w, h, f"Image ({enc})")
-    ch, dt = ENCODINGS[enc]
-    itemsize = np.dtype(dt).itemsize
-    row = w * ch * itemsize
-    if enc in _PACKED_PAIRS and w % 2:
-        raise ImageError(f"Image.width {w} is odd; {enc} packs pixel pairs and needs an even width")
-    if step < row:
-        raise ImageError(
-            f"Image.step {step} is smaller than width x bytes per pixel = {w} x {ch * itemsize} = {row} for {enc}"
-        )
-    if img.data.size != step * h:
-        raise ImageError(f"len(Image.data) is {img.data.size} but step x height = {step} x {h} = {step * h}")
     dtype = np.dtype(("<" if not img.is_bigendian or itemsize == 1 else ">") + dt)
     return np.ndarray((h, w, ch), dtype=dtype, buffer=img.data, strides=(step, ch * itemsize, itemsize))
