@@ -4,7 +4,7 @@ vision_msgs definitions for rosbags typestores (:mod:`.vision_msgs`); a serializ
 place, without rclpy or a copy (:mod:`.cdr_image`)."""
 
 from .build import Types, bgr_image, detection_array, mask_image, perception_messages
-from .cdr_image import CdrImage, image_view, pixel_view
+from .cdr_image import CdrCompressedImage, CdrImage, MaskWriter, compressed_view, image_view, pixel_view
 from .parts import (
     CAMERA_TOPIC,
     CAMERA_TYPES,
@@ -44,10 +44,13 @@ __all__ = [
     "OUTPUT_TYPES",
     "PARTS",
     "VISION_MSGS",
+    "CdrCompressedImage",
     "CdrImage",
+    "MaskWriter",
     "Part",
     "Types",
     "bgr_image",
+    "compressed_view",
     "detection_array",
     "detections_from_msg",
     "gt_topics",

@@ -59,16 +59,17 @@ class _Cursor:
     """Reads CDR primitives from ``buf`` in order, aligning each to its size (relative to ``base``,
     the end of the encapsulation header) and refusing to read past the end."""
 
-    def __init__(self, buf: memoryview, base: int, little_endian: bool) -> None:
+    def __init__(self, buf: memoryview, base: int, little_endian: bool, what: str = "serialized Image") -> None:
         self.buf, self.base, self.pos = buf, base, base
         self.order = "<" if little_endian else ">"
+        self.what = what
 
     def _take(self, size: int, field: str) -> int:
         """The offset of ``size`` bytes of ``field`` at the aligned position; the cursor moves past them."""
         start = self.pos + (-(self.pos - self.base) % size if size in (2, 4, 8) else 0)
         if start + size > len(self.buf):
             raise ImageError(
-                f"serialized Image is truncated: {field} needs {size} bytes at offset {start}, "
+                f"{self.what} is truncated: {field} needs {size} bytes at offset {start}, "
                 f"but the buffer has {len(self.buf)} bytes"
             )
         self.pos = start + size
@@ -86,7 +87,7 @@ class _Cursor:
         left = len(self.buf) - self.pos
         if n > left:
             raise ImageError(
-                f"serialized Image is truncated or corrupt: {field} declares {n} bytes at offset {self.pos}, "
+                f"{self.what} is truncated or corrupt: {field} declares {n} bytes at offset {self.pos}, "
                 f"but only {left} bytes are left"
             )
         start, self.pos = self.pos, self.pos + n
@@ -98,18 +99,18 @@ class _Cursor:
         raw = bytes(self.buf[start : start + n])
         if n == 0 or raw[-1] != 0:
             raise ImageError(
-                f"serialized Image is corrupt: {field} at offset {start} (length {n}) does not end with the "
+                f"{self.what} is corrupt: {field} at offset {start} (length {n}) does not end with the "
                 "NUL byte a CDR string ends with"
             )
         try:
             return raw[:-1].decode("utf-8")
         except UnicodeDecodeError as e:
-            raise ImageError(f"serialized Image is corrupt: {field} at offset {start} is not UTF-8 ({e})") from e
+            raise ImageError(f"{self.what} is corrupt: {field} at offset {start} is not UTF-8 ({e})") from e
 
 
-def _bytes_of(buf: bytes | bytearray | memoryview) -> memoryview:
+def _bytes_of(buf: bytes | bytearray | memoryview, what: str = "serialized Image") -> memoryview:
     """A flat byte view of ``buf`` (any C-contiguous buffer), without copying it."""
-    expected = "a serialized Image must be a contiguous bytes-like object (bytes, bytearray, memoryview)"
+    expected = f"a {what} must be a contiguous bytes-like object (bytes, bytearray, memoryview)"
     try:
         mv = memoryview(buf)
     except TypeError as e:
@@ -117,6 +118,30 @@ def _bytes_of(buf: bytes | bytearray | memoryview) -> memoryview:
     if not mv.c_contiguous:
         raise ImageError(f"{expected}; got a non-contiguous {type(buf).__name__} (copy it with bytes() first)")
     return mv if mv.format == "B" and mv.ndim == 1 else mv.cast("B")
+
+
+def _open(buf: bytes | bytearray | memoryview, what: str) -> _Cursor:
+    """A cursor after the encapsulation header of ``buf``, and the header's (sec, nanosec, frame_id)
+    read; the encapsulation is checked to be plain CDR in either byte order."""
+    mv = _bytes_of(buf, what)
+    if len(mv) < 4:
+        raise ImageError(f"{what} is {len(mv)} bytes long; it needs at least the 4-byte CDR encapsulation header")
+    kind = (mv[0] << 8) | mv[1]
+    if kind not in (CDR_BE, CDR_LE):
+        raise ImageError(
+            f"{what} has encapsulation 0x{kind:04x}; expected 0x{CDR_BE:04x} (CDR big endian) or "
+            f"0x{CDR_LE:04x} (CDR little endian), as the ROS 2 rmw layers serialize messages"
+        )
+    return _Cursor(mv, 4, little_endian=kind == CDR_LE, what=what)
+
+
+def _check_tail(cur: _Cursor, message: str) -> None:
+    tail = len(cur.buf) - cur.pos
+    if tail > _MAX_TAIL_PADDING:
+        raise ImageError(
+            f"{cur.what} has {tail} bytes after its data (which ends at offset {cur.pos}); expected at "
+            f"most {_MAX_TAIL_PADDING} bytes of padding: is this a {message}?"
+        )
 
 
 def image_view(buf: bytes | bytearray | memoryview) -> CdrImage:
@@ -127,18 +152,7 @@ def image_view(buf: bytes | bytearray | memoryview) -> CdrImage:
     height, width, step and encoding describe ``data`` is :func:`pixel_view`'s (and
     ``image_to_bgr``'s) check, so a bad frame is reported by the same rule whichever path it takes.
     """
-    mv = _bytes_of(buf)
-    if len(mv) < 4:
-        raise ImageError(
-            f"serialized Image is {len(mv)} bytes long; it needs at least the 4-byte CDR encapsulation header"
-        )
-    kind = (mv[0] << 8) | mv[1]
-    if kind not in (CDR_BE, CDR_LE):
-        raise ImageError(
-            f"serialized Image has encapsulation 0x{kind:04x}; expected 0x{CDR_BE:04x} (CDR big endian) or "
-            f"0x{CDR_LE:04x} (CDR little endian), as the ROS 2 rmw layers serialize messages"
-        )
-    cur = _Cursor(mv, 4, little_endian=kind == CDR_LE)
+    cur = _open(buf, "serialized Image")
     sec = cur.integer("i", "header.stamp.sec")
     nanosec = cur.integer("I", "header.stamp.nanosec")
     frame_id = cur.string("header.frame_id")
@@ -148,12 +162,7 @@ def image_view(buf: bytes | bytearray | memoryview) -> CdrImage:
     is_bigendian = cur.integer("B", "is_bigendian")
     step = cur.integer("I", "step")
     start, n = cur.counted("data")
-    tail = len(mv) - cur.pos
-    if tail > _MAX_TAIL_PADDING:
-        raise ImageError(
-            f"serialized Image has {tail} bytes after its data (which ends at offset {cur.pos}); expected at "
-            f"most {_MAX_TAIL_PADDING} bytes of padding: is this a sensor_msgs/msg/Image?"
-        )
+    _check_tail(cur, "sensor_msgs/msg/Image")
     return CdrImage(
         stamp=(sec, nanosec),
         frame_id=frame_id,
@@ -162,8 +171,85 @@ def image_view(buf: bytes | bytearray | memoryview) -> CdrImage:
         encoding=encoding,
         is_bigendian=is_bigendian,
         step=step,
-        data=np.frombuffer(mv[start : start + n], np.uint8),
+        data=np.frombuffer(cur.buf[start : start + n], np.uint8),
     )
+
+
+@dataclass(frozen=True)
+class CdrCompressedImage:
+    """The fields of one serialized ``sensor_msgs/msg/CompressedImage``; ``data`` (the jpeg / png
+    bytes) is a read view of the buffer it was parsed from. The names are the message's, so
+    :func:`~mtc_perception.imaging.message_to_bgr` takes it as it takes a message."""
+
+    stamp: tuple[int, int]
+    frame_id: str
+    format: str
+    data: np.ndarray
+
+
+def compressed_view(buf: bytes | bytearray | memoryview) -> CdrCompressedImage:
+    """The fields of the CDR-serialized ``sensor_msgs/msg/CompressedImage`` in ``buf``, ``data`` a
+    zero-copy view; the same checks as :func:`image_view` (the bytes are decoded, and checked as an
+    image, by :func:`~mtc_perception.imaging.compressed_to_bgr`)."""
+    cur = _open(buf, "serialized CompressedImage")
+    sec = cur.integer("i", "header.stamp.sec")
+    nanosec = cur.integer("I", "header.stamp.nanosec")
+    frame_id = cur.string("header.frame_id")
+    fmt = cur.string("format")
+    start, n = cur.counted("data")
+    _check_tail(cur, "sensor_msgs/msg/CompressedImage")
+    return CdrCompressedImage(
+        stamp=(sec, nanosec), frame_id=frame_id, format=fmt, data=np.frombuffer(cur.buf[start : start + n], np.uint8)
+    )
+
+
+def _cdr_string(text: str) -> bytes:
+    raw = text.encode("utf-8") + b"\0"
+    return struct.pack("<I", len(raw)) + raw
+
+
+class MaskWriter:
+    """Serialized mono8 ``sensor_msgs/msg/Image`` masks (0 / 255), written into a buffer kept from
+    frame to frame: only the header's stamp and the pixels change between frames of one camera, so
+    a frame costs one pass over the mask into the buffer and the ``bytes`` copy rclpy publishes
+    (``Publisher.publish(bytes)``), instead of a Python message whose ``uint8[]`` setter walks every
+    pixel. Little-endian CDR, as every rmw on the platforms we support writes it; the layout is
+    :func:`image_view`'s, and the test reads it back with rosbags' deserializer.
+    """
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self._key: tuple[str, int, int] | None = None
+        self._pixels = 0  # offset of the pixels in _buf
+
+    def __call__(self, stamp: tuple[int, int], frame_id: str, mask: np.ndarray) -> bytes:
+        """The serialized mask image; ``mask`` is 2-D, nonzero -> 255."""
+        m = np.asarray(mask)
+        if m.ndim != 2:
+            raise ImageError(f"a mask must be 2-D, got shape {m.shape}")
+        h, w = m.shape
+        key = (frame_id, h, w)
+        if key != self._key:
+            self._layout(frame_id, h, w)
+            self._key = key
+        struct.pack_into("<iI", self._buf, 4, int(stamp[0]), int(stamp[1]))
+        px = np.frombuffer(self._buf, np.uint8, h * w, self._pixels).reshape(h, w)
+        if m.dtype == np.bool_:
+            np.multiply(m, np.uint8(255), out=px, casting="unsafe")
+        else:
+            np.not_equal(m, 0, out=px.view(np.bool_))
+            px *= np.uint8(255)
+        return bytes(self._buf)
+
+    def _layout(self, frame_id: str, h: int, w: int) -> None:
+        head = bytearray(b"\x00\x01\x00\x00") + struct.pack("<iI", 0, 0) + _cdr_string(frame_id)
+        head += b"\0" * (-(len(head) - 4) % 4)
+        head += struct.pack("<II", h, w) + _cdr_string("mono8")
+        head += struct.pack("<B", 0)  # is_bigendian
+        head += b"\0" * (-(len(head) - 4) % 4)
+        head += struct.pack("<II", w, h * w)  # step, the length of data
+        self._pixels = len(head)
+        self._buf = head + bytearray(h * w)
 
 
 def pixel_view(img: CdrImage, *, limits: ImageLimits = DEFAULT_LIMITS) -> np.ndarray:

@@ -17,18 +17,24 @@ class Stats:
     """Counters and a rolling window of latencies for diagnostics."""
 
     def __init__(self, window: int = 300) -> None:
+        self.window = window
         self.latency_ms: deque[float] = deque(maxlen=window)
         self.done_at: deque[float] = deque(maxlen=window)
+        self.stage_ms: dict[str, deque[float]] = {}  # stage name -> rolling window (ms)
         self.processed = 0
         self.failed = 0
         self.last_error = ""
         self._lock = threading.Lock()  # the worker writes, the diagnostics timer reads
 
-    def ok(self, latency_ms: float, now: float | None = None) -> None:
+    def ok(self, latency_ms: float, now: float | None = None, stages: dict[str, float] | None = None) -> None:
+        """A processed frame: its latency in the node (received -> published) and, optionally, the
+        time of each stage (``wait``, ``decode``, ``infer`` ...)."""
         with self._lock:
             self.processed += 1
             self.latency_ms.append(latency_ms)
             self.done_at.append(time.monotonic() if now is None else now)
+            for name, ms in (stages or {}).items():
+                self.stage_ms.setdefault(name, deque(maxlen=self.window)).append(float(ms))
 
     def fail(self, error: str) -> None:
         with self._lock:
@@ -39,8 +45,9 @@ class Stats:
         with self._lock:
             lat = np.asarray(self.latency_ms, np.float64)
             t = np.asarray(self.done_at, np.float64)
+            stages = {k: np.asarray(v, np.float64) for k, v in self.stage_ms.items()}
         rate = (len(t) - 1) / (t[-1] - t[0]) if len(t) > 1 and t[-1] > t[0] else 0.0
-        return {
+        out: dict[str, float | int | str] = {
             "rate_hz": float(rate),
             "latency_p50_ms": float(np.percentile(lat, 50)) if lat.size else 0.0,
             "latency_p99_ms": float(np.percentile(lat, 99)) if lat.size else 0.0,
@@ -49,7 +56,14 @@ class Stats:
             "skipped": skipped,
             "failed": self.failed,
             "last_error": self.last_error,
+            # this process's CPU time (all threads) so far: a monitor's two readings give CPU use
+            "cpu_s": time.process_time(),
+            "monotonic_s": time.monotonic(),
         }
+        for name, v in stages.items():
+            if v.size:
+                out[f"{name}_p50_ms"] = float(np.percentile(v, 50))
+        return out
 
 
 def health(now: dict[str, Any], before: dict[str, Any] | None, topic: str) -> tuple[str, str]:

@@ -52,7 +52,9 @@ class PerceptionNode(Node):
             **engine_options,
         )
         self.perceptor.warmup(2)
-        self.core = FrameProcessor(self.perceptor, ros_type, prm.class_filter)
+        # the camera arrives serialized (a raw subscription) and is read in place: no rclpy message is
+        # built for the frame's megabytes; the masks go out serialized the same way (node_core.processor)
+        self.core = FrameProcessor(self.perceptor, ros_type, prm.class_filter, serialized=prm.input_transport)
         self.slot = FrameSlot()
         self.warn = WarnLimiter(prm.warn_period)
         self._last_summary: dict | None = None
@@ -75,7 +77,11 @@ class PerceptionNode(Node):
             else ReliabilityPolicy.RELIABLE,
         )
         self.sub = self.create_subscription(
-            ros_type(prm.message_type), prm.subscribed_topic, lambda m: self.slot.put((m, time.monotonic())), qos
+            ros_type(prm.message_type),
+            prm.subscribed_topic,
+            lambda m: self.slot.put((m, time.monotonic())),
+            qos,
+            raw=True,
         )
         self.diag_timer = self.create_timer(prm.diagnostics_period, self._diagnostics)
         self._worker = threading.Thread(target=self._work, name="mtc-inference", daemon=True)
@@ -94,14 +100,14 @@ class PerceptionNode(Node):
                 continue
             msg, received_at = item
             overlay = "overlay" in self.pubs and self.pubs["overlay"].get_subscription_count() > 0
-            res = self.core(msg, received_at, overlay=overlay)
+            res = self.core(msg, received_at, overlay=overlay, publish=self._publish)
             if res.error:
                 text = self.warn(res.error_kind, res.error)
                 if text:
                     self.get_logger().warning(text)
-                continue
-            for name, out in res.messages.items():
-                self.pubs[name].publish(out)
+
+    def _publish(self, name: str, out: object) -> None:
+        self.pubs[name].publish(out)  # a message, or serialized bytes (the masks), which rclpy sends as they are
 
     # -- /diagnostics -----------------------------------------------------------------------------
     def _diagnostics(self) -> None:

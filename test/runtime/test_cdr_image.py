@@ -213,3 +213,83 @@ def test_a_view_is_an_image_message_for_the_decoder():
 
     view = image_view(_valid()[0])
     assert isinstance(view, CdrImage) and not is_compressed(view) and message_kind(view) == "Image/bgr8"
+
+
+# -- CompressedImage read in place ----------------------------------------------------------------
+COMPRESSED = "sensor_msgs/msg/CompressedImage"
+
+
+def _compressed(fmt="jpeg", frame_id="cam", payload=None, stamp=(7, 8)):
+    import cv2
+
+    if payload is None:
+        ok, enc = cv2.imencode(".jpg", RNG.integers(0, 255, (16, 24, 3), endpoint=True).astype(np.uint8))
+        assert ok
+        payload = enc.reshape(-1)
+    return TS.types[COMPRESSED](
+        header=TS.types["std_msgs/msg/Header"](
+            stamp=TS.types["builtin_interfaces/msg/Time"](sec=stamp[0], nanosec=stamp[1]), frame_id=frame_id
+        ),
+        format=fmt,
+        data=np.asarray(payload, np.uint8),
+    )
+
+
+@pytest.mark.parametrize("frame_id", ["", "a", "abc", "front_camera_optical"])
+@pytest.mark.parametrize("little_endian", [True, False], ids=["cdr_le", "cdr_be"])
+def test_compressed_image_is_read_in_place(frame_id, little_endian):
+    from mtc_perception.imaging import message_to_bgr
+    from mtc_perception.messages import compressed_view
+
+    msg = _compressed(frame_id=frame_id)
+    buf = bytearray(TS.serialize_cdr(msg, COMPRESSED, little_endian=little_endian))
+    view = compressed_view(buf)
+    assert view.stamp == (7, 8) and view.frame_id == frame_id and view.format == "jpeg"
+    assert np.array_equal(view.data, msg.data)
+    assert np.shares_memory(view.data, np.frombuffer(buf, np.uint8))  # a view, not a copy
+    assert np.array_equal(message_to_bgr(view), message_to_bgr(msg))  # the one decode path takes it
+
+
+def test_compressed_image_truncations_and_wrong_types_are_refused():
+    from mtc_perception.messages import compressed_view
+
+    buf = bytes(TS.serialize_cdr(_compressed(), COMPRESSED))
+    for n in range(0, len(buf) - 1, max(1, len(buf) // 40)):
+        with pytest.raises(ImageError, match="serialized CompressedImage"):
+            compressed_view(buf[:n])
+    image_bytes = _serialize(_message("bgr8")[0])  # an Image is not a CompressedImage
+    with pytest.raises(ImageError, match="CompressedImage"):
+        compressed_view(image_bytes)
+
+
+# -- mono8 masks written in place -----------------------------------------------------------------
+@pytest.mark.parametrize("frame_id", ["", "a", "ab", "abc", "abcd", "kamera_vorne_ü"])
+@pytest.mark.parametrize("shape", [(1, 1), (5, 7), (36, 64)])
+def test_mask_writer_is_what_rosbags_reads(frame_id, shape):
+    from mtc_perception.messages import MaskWriter, mask_image
+
+    write = MaskWriter()
+    for i, dtype in enumerate([np.uint8, np.bool_, np.int64, np.float32]):  # reused buffer, new contents each time
+        mask = RNG.integers(0, 2, shape).astype(dtype)
+        if dtype == np.uint8:
+            mask[mask > 0] = RNG.integers(1, 255, int(mask.sum()))  # any nonzero is 255
+        buf = write((100 + i, 999_999_999), frame_id, mask)
+        assert isinstance(buf, bytes)
+        msg = TS.deserialize_cdr(buf, IMAGE)
+        assert (msg.header.stamp.sec, msg.header.stamp.nanosec) == (100 + i, 999_999_999)
+        assert msg.header.frame_id == frame_id
+        assert (msg.height, msg.width, msg.encoding, msg.is_bigendian, msg.step) == (*shape, "mono8", 0, shape[1])
+        assert np.array_equal(msg.data.reshape(shape), np.where(mask != 0, 255, 0).astype(np.uint8))
+        # the same bytes as the message the node built before (rosbags serializing mask_image)
+        header = TS.types["std_msgs/msg/Header"](
+            stamp=TS.types["builtin_interfaces/msg/Time"](sec=100 + i, nanosec=999_999_999), frame_id=frame_id
+        )
+        assert buf == bytes(TS.serialize_cdr(mask_image(TS.types.__getitem__, header, mask), IMAGE))
+    assert image_view(buf).frame_id == frame_id
+
+
+def test_mask_writer_refuses_a_non_mask():
+    from mtc_perception.messages import MaskWriter
+
+    with pytest.raises(ImageError, match="2-D"):
+        MaskWriter()((0, 0), "cam", np.zeros((2, 3, 3), np.uint8))
