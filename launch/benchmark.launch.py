@@ -28,7 +28,7 @@ from launch.events import Shutdown
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-from mtc_perception.bench.player import DISTRO_CHOICES, PLAYER_ALIASES, PLAYER_VALUES, PLAYERS
+from mtc_perception.bench.player import DISTRO_CHOICES, NODE_ROLES, PLAYER_ALIASES, PLAYER_VALUES, PLAYERS
 from mtc_perception.node_core.params import PARAMETERS, ParamError, launch_overrides
 from mtc_perception.nodes.launch_common import DDS_CONFIG_DESCRIPTION, PACKAGE, dds_actions, perception_node
 
@@ -45,6 +45,12 @@ ARGS = {
         + ".",
     ),
     "rate": ("1.0", "Playback speed factor."),
+    "fixed_rate": ("0.0", "0: the recorded pace x rate; > 0: publish the frames at exactly this many Hz."),
+    "loops": ("1", "Play the frames this many times (each repetition with new stamps)."),
+    "nodes": (
+        "both",
+        "both (teacher and student side by side), teacher or student (one model alone on the machine).",
+    ),
     "backend": ("auto", "Inference backend of both perception nodes."),
     "reliability": (
         "best_effort",
@@ -60,7 +66,7 @@ ARGS = {
     "dds_config": ("", DDS_CONFIG_DESCRIPTION),
 }
 #: launch arguments restricted to a set of values (checked before anything starts)
-CHOICES = {"player": PLAYER_VALUES, "distro": ("", *DISTRO_CHOICES)}
+CHOICES = {"player": PLAYER_VALUES, "distro": ("", *DISTRO_CHOICES), "nodes": tuple(NODE_ROLES)}
 
 
 def _actions(context: LaunchContext) -> list:
@@ -93,7 +99,7 @@ def _actions(context: LaunchContext) -> list:
     player = player_mode(get("player"))
     share = get_package_share_directory(PACKAGE)
     nodes = []
-    for role in ("teacher", "student"):
+    for role in NODE_ROLES[get("nodes")]:
         nodes.append(
             perception_node(
                 role,
@@ -124,6 +130,9 @@ def _actions(context: LaunchContext) -> list:
                 "student_bundle": get("student_bundle"),
                 "out": get("out"),
                 "rate": float(get("rate")),
+                "fixed_rate": float(get("fixed_rate")),
+                "loops": int(get("loops")),
+                "nodes": get("nodes"),
                 "drain": float(get("drain")),
                 "player": player,
                 "distro": distro,

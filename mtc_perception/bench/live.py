@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from ..messages import OUTPUT_PARTS, perception_from_messages
+from . import r2b
 from .report import GroundTruthBoxes, ModelInfo, ModelOutput, ReportBuilder, StampMatcher, write_report
 
 
@@ -71,7 +72,10 @@ class LiveBench:
         self.unknown = 0  # outputs whose stamp matches no frame that was sent
         self._done: set[int] = set()
         self.diagnostics: dict[str, dict[str, str]] = {}
+        self.first_diagnostics: dict[str, dict[str, str]] = {}  # the first reading of each node (CPU use)
         self.answered = {m.name: 0 for m in self.models}  # frames with all three outputs, per model
+        self.sent_at: dict[int, float] = {}  # stamp -> send time, in send order (ros2_benchmark metrics)
+        self.answered_at: dict[str, dict[int, float]] = {m.name: {} for m in self.models}
 
     # -- input -----------------------------------------------------------------------------------
     def frame_sent(self, stamp_ns: int, t_sent: float, image: np.ndarray | None = None) -> None:
@@ -79,6 +83,7 @@ class LiveBench:
         only feeds the disagreement mosaic)."""
         stamp_ns = int(stamp_ns)
         self._index[stamp_ns] = self.sent
+        self.sent_at[stamp_ns] = float(t_sent)
         self.sent += 1
         self._take(self._matcher.add(stamp_ns, "frame", (t_sent, image)))
 
@@ -100,6 +105,7 @@ class LiveBench:
     def node_diagnostics(self, name: str, values: Mapping[str, str]) -> None:
         """The latest ``/diagnostics`` key/values of a perception node."""
         self.diagnostics[name] = dict(values)
+        self.first_diagnostics.setdefault(name, dict(values))
 
     # -- matching --------------------------------------------------------------------------------
     def _take(self, groups: list[Any]) -> None:
@@ -121,6 +127,7 @@ class LiveBench:
                     )
                     outputs[m.name] = ModelOutput(perception=p, latency_ms=(t_last - t_sent) * 1e3)
                     self.answered[m.name] += 1
+                    self.answered_at[m.name][g.stamp_ns] = t_last
                 except ValueError as e:  # a malformed output message
                     outputs[m.name] = ModelOutput(error=f"unreadable output: {e}")
             self._done.add(g.stamp_ns)
@@ -134,9 +141,36 @@ class LiveBench:
         return self._matcher.pending == 0 and len(self._done) == self.sent
 
     # -- output ----------------------------------------------------------------------------------
-    def finish(self, out_dir: str | Path, wall_s: float, plots: bool = True, reason: str = "") -> dict[str, Any]:
+    def ros2_benchmark(
+        self, resource: Mapping[str, float] | None = None, meta: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """The ``ros2_benchmark`` section: per model, r2b's ``BasicPerformanceMetrics`` of its answers
+        (:func:`~mtc_perception.bench.r2b.basic_performance`) with the machine's CPU use (``resource``,
+        r2b's ``ResourceMetrics``) and, under ``extra``, what r2b lacks: latency percentiles and the
+        node's own CPU use from its /diagnostics; ``metadata``: r2b's ``BenchmarkMetadata``."""
+        out: dict[str, Any] = {}
+        for m in self.models:
+            answered = self.answered_at[m.name]
+            extra: dict[str, Any] = r2b.latency_percentiles(self.sent_at, answered)
+            cpu = r2b.node_cpu_percent(self.first_diagnostics.get(m.name, {}), self.diagnostics.get(m.name, {}))
+            if cpu is not None:
+                extra["node_cpu_percent"] = cpu
+            out[m.name] = {**r2b.basic_performance(self.sent_at, answered), **dict(resource or {}), "extra": extra}
+        out["metadata"] = dict(meta or {})
+        return out
+
+    def finish(
+        self,
+        out_dir: str | Path,
+        wall_s: float,
+        plots: bool = True,
+        reason: str = "",
+        resource: Mapping[str, float] | None = None,
+        r2b_meta: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
         """Report whatever is still pending (missing outputs -> skipped), count unsent frames as
-        skipped, write report.json/md, frames.csv and plots into ``out_dir``."""
+        skipped, write report.json/md, frames.csv and plots into ``out_dir``, with the
+        :meth:`ros2_benchmark` section (``resource``, ``r2b_meta``)."""
         self._take(self._matcher.flush())
         if self.total > self.sent:
             self.builder.add_not_reached(self.total - self.sent, reason or "not played")
@@ -157,6 +191,7 @@ class LiveBench:
                 "node_diagnostics": self.diagnostics,
             }
         )
+        b.sections["ros2_benchmark"] = self.ros2_benchmark(resource, r2b_meta)
         write_report(b, out_dir, plots=plots)
         assert b.last_report is not None  # write_report sets it or raises
         return b.last_report

@@ -25,9 +25,11 @@ from typing import Any
 from ..bags import DISTROS, BagMessage, BagReader, md5_of
 from ..frame import decode
 from ..host import host_info
-from ..messages import GT_PREFIX, model_topics, stamp_to_ns, transport_of
+from ..messages import GT_PREFIX, model_topics, restamp, stamp_to_ns, transport_of
 from ..node_core.params import ParamError, ParamSpec, check_params
 from .live import LiveBench
+from .r2b import CpuSampler
+from .r2b import key as r2b_key
 from .recording import choose_topic, label_topics, label_value, recording_meta
 from .replay import summary_text
 from .report import ModelInfo
@@ -40,6 +42,8 @@ PLAYERS = ("internal", "external")
 PLAYER_ALIASES = {"ros2bag": "external"}
 #: every ``player`` value the node and ``benchmark.launch.py`` accept (the launch file's choices)
 PLAYER_VALUES = PLAYERS + tuple(PLAYER_ALIASES)
+#: ``nodes`` values -> the perception nodes (roles) that run, the reference first
+NODE_ROLES = {"both": ("teacher", "student"), "teacher": ("teacher",), "student": ("student",)}
 #: message definitions the bag can be read with (rosbags typestores)
 DISTRO_CHOICES = tuple(DISTROS)
 
@@ -73,6 +77,30 @@ PLAYER_PARAMETERS: tuple[ParamSpec, ...] = (
         "double",
         "Playback speed factor of the internal player (1.0: the recorded pace).",
         range=(1e-3, 1e3),
+    ),
+    ParamSpec(
+        "fixed_rate",
+        0.0,
+        "double",
+        "0: play at the recorded pace x rate; > 0: publish the camera frames at exactly this many Hz, "
+        "whatever their recorded times (ros2_benchmark's fixed-rate playback).",
+        range=(0.0, 1e4),
+    ),
+    ParamSpec(
+        "loops",
+        1,
+        "integer",
+        "Play the camera frames this many times (internal player). Every repetition gets new header stamps "
+        "(moved past the recording's span), so each frame sent is matched to its own answers.",
+        range=(1, 100000),
+    ),
+    ParamSpec(
+        "nodes",
+        "both",
+        "string",
+        "Which perception nodes run and are measured: both (the teacher and the student side by side), "
+        "teacher or student (one model alone on the machine).",
+        choices=("both", "teacher", "student"),
     ),
     ParamSpec(
         "distro",
@@ -117,6 +145,9 @@ class PlayerParams:
     out: str
     player: str
     rate: float
+    fixed_rate: float
+    loops: int
+    nodes: str
     distro: str
     start_timeout: float
     drain: float
@@ -203,13 +234,18 @@ class BenchPlayer:
         self.msgtype = info.msgtype
         self.gt, warnings = label_topics(self.reader, params.gt_prefix)
         models = [
-            ModelInfo.from_bundle(params.teacher_ns, Bundle.load(params.teacher_bundle), "node"),
-            ModelInfo.from_bundle(params.student_ns, Bundle.load(params.student_bundle), "node"),
+            ModelInfo.from_bundle(getattr(params, f"{role}_ns"), Bundle.load(getattr(params, f"{role}_bundle")), "node")
+            for role in NODE_ROLES[params.nodes]
         ]
         self.external = params.player == "external"
+        if self.external and (params.loops != 1 or params.fixed_rate > 0):
+            raise ParamError(
+                "loops and fixed_rate pace the internal player; with player:=external `ros2 bag play` sets the "
+                "pace (its --rate, --loop): leave loops:=1 fixed_rate:=0"
+            )
         self.bench = LiveBench(
             models,
-            total=int(info.count or 0),
+            total=int(info.count or 0) * params.loops,
             gt_parts=tuple(self.gt),
             meta={
                 "tool": "benchmark_node (live, ROS 2)",
@@ -227,6 +263,8 @@ class BenchPlayer:
         self.draining = False
         self.finished = threading.Event()
         self.report: dict[str, Any] | None = None
+        self.cpu = CpuSampler()
+        self.resolution = ""  # WxH of the first frame sent (r2b's DATA_RESOLUTION)
 
     # -- what the node wires ---------------------------------------------------------------------
     @property
@@ -253,10 +291,11 @@ class BenchPlayer:
         subscribers: Callable[[], int],
         publishers: Callable[[str], int],
         ok: Callable[[], bool] = lambda: True,
-        n_models: int = 2,
+        n_models: int | None = None,
     ) -> None:
         """Until both perception nodes subscribe to the camera topic and publish their outputs (or
         ``start_timeout``): the first frames' answers would be lost otherwise."""
+        n_models = len(self.bench.models) if n_models is None else n_models
         end = self.now() + self.p.start_timeout
         while ok() and subscribers() < n_models and self.now() < end:
             self.sleep(0.1)
@@ -271,35 +310,62 @@ class BenchPlayer:
         self.sleep(0.5)
 
     def play(self, publish: Callable[[bytes], None], ok: Callable[[], bool] = lambda: True) -> dict[str, Any] | None:
-        """Publish every camera frame at the recorded pace x ``rate`` (the recorded CDR bytes as they
-        are), hand the labels to the report, then :meth:`drain`."""
+        """Publish every camera frame (the recorded CDR bytes; from the second loop on with their
+        stamps moved, :func:`~mtc_perception.messages.restamp`) at the recorded pace x ``rate`` or at
+        ``fixed_rate`` Hz, ``loops`` times, hand the labels to the report, then :meth:`drain`."""
         self.t0 = self.now()
-        first: tuple[int, float] | None = None  # (log time, wall time) of the first frame
+        self.cpu.start()
         gt_by_topic = {t: part for part, t in self.gt.items()}
-        for m in self.reader.messages([self.topic, *gt_by_topic]):
-            if not ok():
+        due: float | None = None  # when the next frame goes out
+        prev_log: int | None = None
+        offset = 0  # ns added to every stamp of this loop
+        span: tuple[int, int] | None = None  # (first, last) camera stamp of the recording
+        per_loop = 0  # camera frames in one pass
+        loop_gap: float | None = None  # the pause before the first frame of a repeated pass (s)
+        for loop in range(self.p.loops):
+            for m in self.reader.messages([self.topic, *gt_by_topic]):
+                if not ok():
+                    break
+                if m.topic != self.topic:
+                    self.label(gt_by_topic[m.topic], m, offset)
+                    continue
+                if due is None:
+                    due = self.now()
+                elif self.p.fixed_rate > 0:
+                    due += 1.0 / self.p.fixed_rate
+                else:  # the recorded gap; before a repeated pass, the recording's mean gap
+                    gap = loop_gap if loop_gap is not None else (m.log_time_ns - (prev_log or m.log_time_ns)) / 1e9
+                    due += max(gap, 0.0) / self.p.rate
+                loop_gap = None
+                prev_log = m.log_time_ns
+                delay = due - self.now()
+                if delay > 0:
+                    self.sleep(delay)
+                raw = bytes(m.raw)
+                if offset:
+                    raw, _ = restamp(raw, offset)
+                stamp, img = self.decode(raw)  # stamp (and mosaic image) first: the answer can be back within ms
+                if not self.resolution and img is not None:
+                    self.resolution = f"{img.shape[1]}x{img.shape[0]}"
+                if loop == 0:
+                    span = (stamp, stamp) if span is None else (min(span[0], stamp), max(span[1], stamp))
+                    per_loop += 1
+                with self.lock:
+                    self.bench.frame_sent(stamp, self.now(), img)
+                publish(raw)
+            if not ok() or span is None:
                 break
-            if m.topic != self.topic:
-                self.label(gt_by_topic[m.topic], m)
-                continue
-            if first is None:
-                first = (m.log_time_ns, self.now())
-            delay = first[1] + (m.log_time_ns - first[0]) / 1e9 / self.p.rate - self.now()
-            if delay > 0:
-                self.sleep(delay)
-            raw = bytes(m.raw)
-            stamp, img = self.decode(raw)  # stamp (and mosaic image) first: the answer can be back within ms
-            with self.lock:
-                self.bench.frame_sent(stamp, self.now(), img)
-            publish(raw)
+            loop_gap = (span[1] - span[0]) / 1e9 / (per_loop - 1) if per_loop > 1 else 0.1
+            offset = (loop + 1) * (span[1] - span[0] + 1_000_000_000)
         if self.reader.error:
             self.log.error(f"the recording stopped early: {self.reader.error}")
         return self.drain()
 
-    def label(self, part: str, m: BagMessage) -> None:
+    def label(self, part: str, m: BagMessage, offset_ns: int = 0) -> None:
         try:
             msg = self.reader.ts.deserialize_cdr(bytes(m.raw), m.msgtype)
             stamp, value, _ = label_value(part, msg, self.bench.builder.class_names)
+            stamp += offset_ns
         except Exception as e:  # noqa: BLE001 - a bad label is reported, not fatal
             self.bench.builder.add_label_error(part, f"{type(e).__name__}: {e}")
             return
@@ -355,6 +421,28 @@ class BenchPlayer:
         self.finished.set()  # after the log line: the node ends when this is set
         return rep
 
+    def r2b_meta(self) -> dict[str, Any]:
+        """ros2_benchmark's ``BenchmarkMetadata`` of this run."""
+        import platform
+
+        u = platform.uname()
+        bag = self.bench.builder.meta.get("bag", {})
+        mode = f"fixed rate {self.p.fixed_rate:g} Hz" if self.p.fixed_rate > 0 else f"timeline x{self.p.rate:g}"
+        meta = {
+            "NAME": "mtc_perception live benchmark",
+            "TEST_DATETIME": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "DEVICE_HOSTNAME": u.node,
+            "DEVICE_ARCH": u.machine,
+            "DEVICE_OS": f"{u.system} {u.release} {u.version}",
+            "BENCHMARK_MODE": ("external player, " if self.external else "") + mode + f", {self.p.loops} loop(s)",
+            "INPUT_DATA_PATH": str(Path(self.p.bag).resolve()),
+            "INPUT_DATA_HASH": bag.get("md5"),
+            "INPUT_DATA_SIZE": bag.get("size_bytes"),
+            "DATA_RESOLUTION": self.resolution,
+            "CONFIG": dataclasses.asdict(self.p),
+        }
+        return {f"{r2b_key('BenchmarkMetadata', k)}": v for k, v in meta.items()}
+
     def finish(self, reason: str = "") -> dict[str, Any] | None:
         """Write the report now (frames not yet answered count as skipped, ``reason`` says why);
         None when it was already written."""
@@ -366,5 +454,11 @@ class BenchPlayer:
         with self.lock:
             if self.report is not None:
                 return None
-            self.report = self.bench.finish(self.p.out, self.now() - self.t0, reason=reason)
+            self.report = self.bench.finish(
+                self.p.out,
+                self.now() - self.t0,
+                reason=reason,
+                resource=self.cpu.stop(),
+                r2b_meta=self.r2b_meta(),
+            )
         return self.report

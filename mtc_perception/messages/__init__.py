@@ -4,7 +4,7 @@ vision_msgs definitions for rosbags typestores (:mod:`.vision_msgs`); a serializ
 place, without rclpy or a copy (:mod:`.cdr_image`)."""
 
 from .build import Types, bgr_image, detection_array, mask_image, perception_messages
-from .cdr_image import CdrCompressedImage, CdrImage, MaskWriter, compressed_view, image_view, pixel_view
+from .cdr_image import CdrCompressedImage, CdrImage, MaskWriter, compressed_view, image_view, pixel_view, restamp
 from .parts import (
     CAMERA_TOPIC,
     CAMERA_TYPES,
@@ -62,6 +62,7 @@ __all__ = [
     "perception_messages",
     "pixel_view",
     "register_vision_msgs",
+    "restamp",
     "stamp_to_ns",
     "transport_of",
 ]

@@ -266,3 +266,20 @@ def pixel_view(img: CdrImage, *, limits: ImageLimits = DEFAULT_LIMITS) -> np.nda
     h, w, step = img.height, img.width, img.step
     dtype = np.dtype(("<" if not img.is_bigendian or itemsize == 1 else ">") + dt)
     return np.ndarray((h, w, ch), dtype=dtype, buffer=img.data, strides=(step, ch * itemsize, itemsize))
+
+
+def restamp(buf: bytes | bytearray | memoryview, offset_ns: int) -> tuple[bytes, int]:
+    """A copy of a serialized message whose first field is a ``std_msgs/Header`` (``Image``,
+    ``CompressedImage``, ...) with ``header.stamp`` moved by ``offset_ns``, and the new stamp in ns.
+    What a player looping a recording uses so that every frame it sends has a stamp of its own (the
+    answers are matched to frames by stamp)."""
+    cur = _open(buf, "serialized message")
+    sec = cur.integer("i", "header.stamp.sec")
+    nanosec = cur.integer("I", "header.stamp.nanosec")
+    stamp = sec * 1_000_000_000 + nanosec + int(offset_ns)
+    new_sec, new_nsec = divmod(stamp, 1_000_000_000)
+    if not -(2**31) <= new_sec < 2**31:
+        raise ImageError(f"header.stamp {sec}.{nanosec:09d} + {offset_ns} ns does not fit a builtin_interfaces/Time")
+    out = bytearray(cur.buf)
+    struct.pack_into(cur.order + "iI", out, 4, new_sec, new_nsec)
+    return bytes(out), stamp

@@ -34,8 +34,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         "auto",
         "string",
         "Inference backend: auto (TensorRT engine if the bundle has one and "
-        "TensorRT is installed, else ONNX Runtime), tensorrt, onnxruntime or torch.",
-        choices=("auto", "tensorrt", "onnxruntime", "torch"),
+        "TensorRT is installed, else ONNX Runtime), tensorrt, onnxruntime or torch; none runs no model "
+        "(every frame answered with no detections and empty masks: the transport floor, for benchmarks).",
+        choices=("auto", "tensorrt", "onnxruntime", "torch", "none"),
     ),
     ParamSpec(
         "image_topic",

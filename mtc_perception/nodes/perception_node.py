@@ -43,14 +43,21 @@ class PerceptionNode(Node):
         from mtc_perception.perceptor import Perceptor  # imports no runtime until the backend loads
 
         engine_options = {"threads": prm.threads} if prm.threads and prm.backend in ("auto", "onnxruntime") else {}
-        self.perceptor = Perceptor(
-            prm.bundle,
-            backend=prm.backend,
-            conf=prm.conf_threshold,
-            iou=prm.iou_threshold,
-            max_det=prm.max_detections,
-            **engine_options,
-        )
+        if prm.backend == "none":  # no model: the transport floor (node_core.null)
+            from mtc_perception.bundle import Bundle
+            from mtc_perception.node_core.null import NullPerceptor
+
+            bundle = Bundle.load(prm.bundle)
+            self.perceptor = NullPerceptor(bundle, bundle.class_names)
+        else:
+            self.perceptor = Perceptor(
+                prm.bundle,
+                backend=prm.backend,
+                conf=prm.conf_threshold,
+                iou=prm.iou_threshold,
+                max_det=prm.max_detections,
+                **engine_options,
+            )
         self.perceptor.warmup(2)
         # the camera arrives serialized (a raw subscription) and is read in place: no rclpy message is
         # built for the frame's megabytes; the masks go out serialized the same way (node_core.processor)

@@ -293,3 +293,23 @@ def test_mask_writer_refuses_a_non_mask():
 
     with pytest.raises(ImageError, match="2-D"):
         MaskWriter()((0, 0), "cam", np.zeros((2, 3, 3), np.uint8))
+
+
+@pytest.mark.parametrize("little_endian", [True, False], ids=["cdr_le", "cdr_be"])
+def test_restamp_moves_only_the_stamp(little_endian):
+    from mtc_perception.messages import restamp
+
+    msg, _ = _message("bgr8", stamp=(1_700_000_000, 900_000_000))
+    buf = _serialize(msg, little_endian)
+    out, stamp = restamp(buf, 250_000_000)  # carries into the seconds
+    assert stamp == 1_700_000_001_150_000_000
+    back = TS.deserialize_cdr(out, IMAGE)
+    assert (back.header.stamp.sec, back.header.stamp.nanosec) == (1_700_000_001, 150_000_000)
+    assert back.header.frame_id == msg.header.frame_id and np.array_equal(back.data, msg.data)
+    assert out[12:] == buf[12:] and buf == _serialize(msg, little_endian)  # a copy: the input is untouched
+    comp = bytes(TS.serialize_cdr(_compressed(), COMPRESSED, little_endian=little_endian))
+    assert restamp(comp, 5)[1] == 7 * 1_000_000_000 + 8 + 5
+    with pytest.raises(ImageError, match="does not fit"):
+        restamp(buf, 2**31 * 1_000_000_000)
+    with pytest.raises(ImageError, match="truncated"):
+        restamp(buf[:9], 1)

@@ -317,3 +317,25 @@ def test_committed_tiny_bundle_matches_this_runtime():
 
     b = Bundle.load(TINY)
     assert b.input_size == (128, 96) and b.file("onnx").is_file() and b.file("torch") is None
+
+
+def test_backend_none_answers_every_frame_with_nothing_at_the_input_size():
+    """The transport-floor node (backend: none): the same outputs, contract and counters, no model."""
+    from mtc_perception.bundle import Bundle
+    from mtc_perception.node_core.null import NullPerceptor
+
+    ts = get_typestore(Stores.ROS2_JAZZY)
+    register_vision_msgs(ts)
+    types = ts.types.__getitem__
+    b = Bundle.load(TINY)
+    core = FrameProcessor(NullPerceptor(b, b.class_names), types, serialized="raw")
+    Header, Time = types("std_msgs/msg/Header"), types("builtin_interfaces/msg/Time")
+    img = types("sensor_msgs/msg/Image")(
+        header=Header(stamp=Time(sec=3, nanosec=4), frame_id="cam"),
+        **bgr_to_image_fields(np.zeros((72, 128, 3), np.uint8)),
+    )
+    res = core(bytes(ts.serialize_cdr(img, "sensor_msgs/msg/Image")))
+    assert not res.error and res.messages["detections"].detections == []
+    mask = ts.deserialize_cdr(res.messages["lane_mask"], "sensor_msgs/msg/Image")
+    assert (mask.height, mask.width, mask.header.stamp.sec) == (72, 128, 3) and not mask.data.any()
+    assert validate_params({"bundle": str(TINY), "backend": "none"}).backend == "none"

@@ -74,6 +74,9 @@ def test_parameters_are_one_table_checked_like_the_perception_nodes(tmp_path, lo
         "out",
         "player",
         "rate",
+        "fixed_rate",
+        "loops",
+        "nodes",
         "distro",
         "start_timeout",
         "drain",
@@ -104,7 +107,7 @@ def test_node_inputs_follow_image_transport_naming():
         node_inputs("/ground_truth/detections", "vision_msgs/msg/Detection2DArray")
 
 
-def _nodes(player, drop=()):
+def _nodes(player, drop=(), models=("teacher", "student")):
     """``publish`` of two fake perception nodes: the real FrameProcessor on the tiny bundle answers
     every frame on the player's output callback (``drop``: frame indices the student never answers)."""
     types = player.reader.ts.types.__getitem__
@@ -114,7 +117,7 @@ def _nodes(player, drop=()):
     def publish(raw):
         msg = player.reader.ts.deserialize_cdr(raw, player.msgtype)
         res = core(msg)
-        for model in ("teacher", "student"):
+        for model in models:
             if model == "student" and len(sent) in drop:
                 continue
             for part, out in res.messages.items():
@@ -204,3 +207,52 @@ def test_player_values_are_the_same_in_the_launch_file_and_the_node():
     for v in PLAYER_VALUES:
         validate_player_params({"bag": "b", "teacher_bundle": "t", "student_bundle": "s", "player": v}, environ={})
     assert PLAYER_PARAMETERS[[p.name for p in PLAYER_PARAMETERS].index("player")].default == PLAYERS[0]
+
+
+def test_fixed_rate_loops_restamp_every_frame_and_the_r2b_section_counts_them(bag, tmp_path):
+    """fixed_rate paces at exactly 1/rate whatever the recorded times; loops replay the recording with
+    new stamps so every frame sent is matched to its own answers; the ros2_benchmark section counts
+    exactly what was sent and answered (one student answer dropped)."""
+    clock = Clock()
+    params = _params(bag, tmp_path, fixed_rate=20.0, loops=3, drain=1.0)
+    player = BenchPlayer(params, now=clock.now, sleep=clock.sleep)
+    publish, sent = _nodes(player, drop={4})
+    rep = player.play(publish)
+    n = 3 * FRAMES
+    assert len(sent) == n and np.allclose(np.diff(sent), 0.05)  # 20 Hz, across the loop boundaries too
+    assert len(player.bench.sent_at) == n  # every stamp distinct
+    stamps = sorted(player.bench.sent_at)
+    assert stamps[FRAMES] - stamps[FRAMES - 1] >= 1_000_000_000  # the second pass starts past the first's span
+    assert rep["models"]["teacher"]["frames"] == {"total": n, "processed": n, "failed": 0, "skipped": 0}
+    assert rep["models"]["student"]["frames"]["processed"] == n - 1
+    assert rep["ground_truth"]["matching"]["frames_with_all_labels"] == n  # labels restamped with their frames
+    r = rep["ros2_benchmark"]
+    for model, missed in (("teacher", 0), ("student", 1)):
+        m = r[model]
+        assert m["BasicPerformanceMetrics.NUM_FRAMES_SENT"] == n
+        assert m["BasicPerformanceMetrics.NUM_MISSED_FRAMES"] == missed
+        assert m["BasicPerformanceMetrics.MEAN_PLAYBACK_FRAME_RATE"] == pytest.approx(n / ((n - 1) * 0.05))
+        assert m["BasicPerformanceMetrics.MIN_LATENCY"] >= 0 and "latency_p99_ms" in m["extra"]
+    meta = r["metadata"]
+    assert meta["BenchmarkMetadata.BENCHMARK_MODE"] == "fixed rate 20 Hz, 3 loop(s)"
+    assert meta["BenchmarkMetadata.INPUT_DATA_HASH"] == rep["meta"]["bag"]["md5"] and meta["BenchmarkMetadata.CONFIG"]
+    assert meta["BenchmarkMetadata.DATA_RESOLUTION"] == "{}x{}".format(
+        *cv2.imread(str(DATA / "frame.jpg")).shape[1::-1]
+    )
+    md = (tmp_path / "r" / "report.md").read_text()
+    assert "## ros2_benchmark metrics" in md and "| missed frames | 0 | 1 |" in md
+
+
+def test_one_node_alone_and_what_the_external_player_cannot_do(bag, tmp_path):
+    clock = Clock()
+    player = BenchPlayer(_params(bag, tmp_path, nodes="student", drain=1.0), now=clock.now, sleep=clock.sleep)
+    assert [m.name for m in player.bench.models] == ["student"]
+    assert {m for m, _ in player.output_topics} == {"student"}
+    publish, _ = _nodes(player, models=("student",))
+    rep = player.play(publish)
+    assert set(rep["models"]) == {"student"} and rep["models"]["student"]["frames"]["processed"] == FRAMES
+    assert set(rep["ros2_benchmark"]) == {"student", "metadata"}
+    with pytest.raises(ParamError, match="loops and fixed_rate pace the internal player"):
+        BenchPlayer(_params(bag, tmp_path, player="external", loops=2))
+    with pytest.raises(ParamError, match="'nodes' = 'all'"):
+        _params(bag, tmp_path, nodes="all")

@@ -121,6 +121,8 @@ class ReportBuilder:
         self._gt_examples: list[int] = []
         self._gt_errors: Counter[str] = Counter()
         self.last_report: dict[str, Any] | None = None  # the last report written (write_report)
+        #: further top-level sections of report.json, written as given (the live run's ``ros2_benchmark``)
+        self.sections: dict[str, Any] = {}
 
     # -- input -----------------------------------------------------------------------------------
     @property
@@ -431,6 +433,7 @@ class ReportBuilder:
             "agreement": agreements[self.candidate] if self.candidate else None,
             "agreements": agreements,
             "ground_truth": self._ground_truth(),
+            **self.sections,
         }
 
     @property

@@ -141,6 +141,9 @@ def markdown(rep: dict[str, Any]) -> str:
                 f"of the total bench time; hashing the recording {100 * (s.get('hash') or 0):.1f} %; "
                 f"{100 * s['all_harness']:.1f} % with everything the harness does."
             )
+    r2b = rep.get("ros2_benchmark")
+    if r2b:
+        lines += _r2b_table(r2b)
     titles = {
         "latency_cdf.png": "latency CDF",
         "agreement.png": "agreement over time",
@@ -153,3 +156,45 @@ def markdown(rep: dict[str, Any]) -> str:
         lines += ["", "## Plots", ""] + [f"![{titles.get(p, p)}]({p})" for p in written]
         lines += [f"\n{k}: not written ({err})" for k, err in failed.items()]
     return "\n".join(lines) + "\n"
+
+
+#: the ros2_benchmark metrics shown in report.md (all of them are in report.json)
+_R2B_ROWS = (
+    ("BasicPerformanceMetrics.NUM_FRAMES_SENT", "frames sent", "{:.0f}"),
+    ("BasicPerformanceMetrics.NUM_MISSED_FRAMES", "missed frames", "{:.0f}"),
+    ("BasicPerformanceMetrics.MEAN_PLAYBACK_FRAME_RATE", "mean playback frame rate (fps)", "{:.2f}"),
+    ("BasicPerformanceMetrics.MEAN_FRAME_RATE", "mean frame rate (fps)", "{:.2f}"),
+    ("BasicPerformanceMetrics.MEAN_LATENCY", "mean end-to-end latency (ms)", "{:.1f}"),
+    ("latency_p50_ms", "p50 end-to-end latency (ms)", "{:.1f}"),
+    ("latency_p99_ms", "p99 end-to-end latency (ms)", "{:.1f}"),
+    ("BasicPerformanceMetrics.MAX_LATENCY", "max end-to-end latency (ms)", "{:.1f}"),
+    ("BasicPerformanceMetrics.MEAN_JITTER", "mean frame-to-frame jitter (ms)", "{:.1f}"),
+    ("node_cpu_percent", "node CPU (% of one core)", "{:.0f}"),
+    ("ResourceMetrics.MEAN_OVERALL_CPU_UTILIZATION", "machine CPU, mean (%)", "{:.0f}"),
+)
+
+
+def _r2b_table(r2b: dict[str, Any]) -> list[str]:
+    """The ros2_benchmark section as a table: one column per model (``extra`` values beside r2b's)."""
+    models = [k for k, v in r2b.items() if k != "metadata" and isinstance(v, dict)]
+    if not models:
+        return []
+    lines = [
+        "",
+        "## ros2_benchmark metrics",
+        "",
+        "Names and definitions as NVIDIA's ros2_benchmark (`BasicPerformanceMetrics`, `ResourceMetrics`); "
+        "p50 / p99 and the node's own CPU are ours. All of them: report.json, `ros2_benchmark`.",
+        "",
+        "| metric | " + " | ".join(models) + " |",
+        "|---|" + "---|" * len(models),
+    ]
+    for k, label, fmt in _R2B_ROWS:
+        vals = [{**r2b[m], **(r2b[m].get("extra") or {})}.get(k) for m in models]
+        if all(v is None for v in vals):
+            continue
+        lines.append(f"| {label} | " + " | ".join(_f(v, fmt) for v in vals) + " |")
+    peak = (r2b.get("metadata") or {}).get("BenchmarkMetadata.PEAK_THROUGHPUT_PREDICTION")
+    if peak is not None:
+        lines.append(f"\nPeak throughput (highest rate with < 5 % missed frames): {peak:.1f} Hz.")
+    return lines
