@@ -120,3 +120,33 @@ def test_cpu_sampler_and_node_cpu():
     assert 0.0 <= real.stop().get("ResourceMetrics.MEAN_OVERALL_CPU_UTILIZATION", 0.0) <= 100.0
     assert node_cpu_percent({"cpu_s": "1.0", "monotonic_s": "10"}, {"cpu_s": "2.5", "monotonic_s": "12"}) == 75.0
     assert node_cpu_percent({}, {"cpu_s": "1"}) is None
+
+
+def test_peak_driver_runs_one_launch_per_probe_and_reads_its_report(tmp_path, monkeypatch):
+    """Glue only (the search itself is tested above): each probe is `ros2 launch ... nodes:= fixed_rate:=
+    loops:=` long enough for --seconds, its report's ros2_benchmark section decides; here a stand-in
+    for ros2 launch writes the report a node of 40 ms per frame would give."""
+    import json
+
+    pytest.importorskip("rosbags", reason="reads the bag's frame count: `pip install rosbags`")
+    from mtc_perception.bench import peak
+
+    monkeypatch.setattr(peak, "frames_per_pass", lambda bag, topic, distro: 24)
+    node = simulated_node(0.040)
+    calls = []
+
+    def fake_run(cmd, **kw):
+        calls.append(cmd)
+        args = dict(a.split(":=", 1) for a in cmd[4:] if ":=" in a)
+        rate = float(args["fixed_rate"])
+        assert int(args["loops"]) * 24 >= 10 * rate and args["nodes"] == "student" and args["reliability"] == "reliable"
+        out = tmp_path / "p" / f"{rate:.2f}hz"
+        out.mkdir(parents=True)
+        (out / "report.json").write_text(json.dumps({"ros2_benchmark": {"student": node(rate)}}))
+
+    monkeypatch.setattr(peak.subprocess, "run", fake_run)
+    peak.main(["--bag", "b", "--teacher-bundle", "t", "--student-bundle", "s", "--node", "student", "--upper", "60",
+               "--out", str(tmp_path / "p"), "--quiet", "reliability:=reliable"])  # fmt: skip
+    doc = json.loads((tmp_path / "p" / "peak.json").read_text())
+    assert 20.0 <= doc["BenchmarkMetadata.PEAK_THROUGHPUT_PREDICTION"] <= 27.0 and len(doc["probes"]) == len(calls)
+    assert calls[0][:4] == ["ros2", "launch", "mtc_perception", "benchmark.launch.py"]
