@@ -17,16 +17,21 @@ class DdsConfigError(ValueError):
     """A ``dds_config:=`` value that names no readable file."""
 
 
-def cyclonedds_uri(value: str, config_dir: str | Path) -> str | None:
+def cyclonedds_uri(value: str, config_dir: str | Path, existing: str | None = None) -> str | None:
     """``CYCLONEDDS_URI`` for ``dds_config:=value``: empty -> None (the environment is left as it is);
     a file name of the package's config directory (``cyclonedds.xml``) or a path to a file ->
-    ``file://<absolute path>``. Anything else is an error naming the value and the choices."""
+    ``file://<absolute path>``, appended to ``existing`` (the environment's ``CYCLONEDDS_URI``) where
+    that is set: Cyclone DDS reads a comma-separated list in order, each adding to the ones before,
+    so the user's own settings (network interface, peers, multicast) stay and the shipped file only
+    adds its receive buffer. Anything else is an error naming the value and the choices."""
     v = value.strip()
     if not v:
         return None
     for candidate in (Path(v).expanduser(), Path(config_dir) / v):
         if candidate.is_file():
-            return "file://" + str(candidate.resolve())
+            uri = "file://" + str(candidate.resolve())
+            before = (existing or "").strip().rstrip(",")
+            return f"{before},{uri}" if before and uri not in before.split(",") else (before or uri)
     raise DdsConfigError(
         f"launch argument dds_config:={value!r}: no such file (as a path, or in {config_dir}); "
         f"use dds_config:={SHIPPED} for the shipped Cyclone DDS configuration, a path to your own, "

@@ -37,7 +37,9 @@ def dds_actions(value: str) -> list:
     """``SetEnvironmentVariable(CYCLONEDDS_URI)`` for ``dds_config:=value`` (none when empty);
     a value naming no file stops the launch with the choices."""
     try:
-        uri = cyclonedds_uri(value, os.path.join(get_package_share_directory(PACKAGE), "config"))
+        uri = cyclonedds_uri(
+            value, os.path.join(get_package_share_directory(PACKAGE), "config"), os.environ.get("CYCLONEDDS_URI")
+        )
     except DdsConfigError as e:
         raise RuntimeError(str(e)) from None
     return [] if uri is None else [SetEnvironmentVariable("CYCLONEDDS_URI", uri)]

@@ -124,5 +124,11 @@ def test_dds_config_names_a_shipped_file_or_a_path(tmp_path):
     assert cyclonedds_uri("", share) is None  # the environment's CYCLONEDDS_URI stays
     assert cyclonedds_uri(SHIPPED, share) == "file://" + str((share / SHIPPED).resolve())
     assert cyclonedds_uri(str(own), share) == "file://" + str(own.resolve())
+    # the environment's own configuration (e.g. confined to loopback) stays first; the file adds to it
+    lo = "file:///etc/cyclone_lo.xml"
+    shipped = "file://" + str((share / SHIPPED).resolve())
+    assert cyclonedds_uri(SHIPPED, share, lo) == f"{lo},{shipped}"
+    assert cyclonedds_uri(SHIPPED, share, f"{lo},{shipped}") == f"{lo},{shipped}"  # not twice
+    assert cyclonedds_uri(SHIPPED, share, "  ") == shipped
     with pytest.raises(DdsConfigError, match=r"dds_config:='nope.xml': no such file.*dds_config:=cyclonedds.xml"):
         cyclonedds_uri("nope.xml", share)
