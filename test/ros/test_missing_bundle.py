@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-REASON = "needs ROS 2 (rclpy and the ros2 command): run `colcon test --packages-select mtc_perception` on a ROS 2 machine"
+REASON = (
+    "needs ROS 2 (rclpy and the ros2 command): run `colcon test --packages-select mtc_perception` on a ROS 2 machine"
+)
 pytest.importorskip("rclpy", reason=REASON)
 if shutil.which("ros2") is None:
     pytest.skip(REASON, allow_module_level=True)
