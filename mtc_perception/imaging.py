@@ -148,7 +148,8 @@ def image_to_bgr(msg: Any, *, limits: ImageLimits = DEFAULT_LIMITS) -> np.ndarra
     if enc in ("mono8", "8UC1"):
         return cv2.cvtColor(px, cv2.COLOR_GRAY2BGR)
     if enc in ("mono16", "16UC1"):
-        return cv2.cvtColor((px >> 8).astype(np.uint8), cv2.COLOR_GRAY2BGR)
+        # cv_bridge's 16 -> 8 bit scaling (convertTo by 255/65535, rounded): the same image as ROS's own
+        return cv2.cvtColor(np.rint(px * (255.0 / 65535.0)).astype(np.uint8), cv2.COLOR_GRAY2BGR)
     if enc in ("yuv422", "uyvy"):
         return cv2.cvtColor(px, cv2.COLOR_YUV2BGR_UYVY)
     if enc in ("yuv422_yuy2", "yuyv"):

@@ -36,12 +36,18 @@ def _message(encoding: str, pad: int, big_endian: bool) -> Image:
     return msg
 
 
+def _pixel_bytes(encoding: str) -> int:
+    ch, dt = ENCODINGS[encoding]
+    return ch * np.dtype(dt).itemsize
+
+
+# row padding of whole pixels: cv_bridge's Python side views rows as step / bytes-per-pixel pixels,
+# so it reads padding that is not a whole number of pixels wrongly (next test)
 CASES = [
     (enc, pad, be)
     for enc in sorted(ENCODINGS)
-    for pad in (0, 4)
+    for pad in (0, _pixel_bytes(enc))
     for be in ((False, True) if ENCODINGS[enc][1] == "u2" else (False,))
-    if not (pad and ENCODINGS[enc][1] == "u2" and pad % 2)
 ]
 
 
@@ -59,3 +65,18 @@ def test_same_bgr_as_cv_bridge(encoding, pad, big_endian):
     assert ours.dtype == expected.dtype == np.uint8 and ours.shape == expected.shape == (H, W, 3)
     np.testing.assert_array_equal(ours, expected, err_msg=f"{encoding}: ours differs from cv_bridge")
     np.testing.assert_array_equal(in_place, expected)
+
+
+@pytest.mark.parametrize("encoding", ["bgr8", "rgb8", "mono16"])
+def test_padding_that_is_not_whole_pixels_is_read_right(encoding):
+    """A step of width x bytes-per-pixel + 1 (legal: step is in bytes): ours reads every row where it
+    starts. (cv_bridge 3.4's imgmsg_to_cv2 shapes rows as int(step / bytes-per-pixel) pixels and reads
+    such an image shifted row by row; not asserted here, recorded in docs/ROS.md.)"""
+    pad = 1 if encoding != "mono16" else 2 + 1  # mono16: an odd step is still whole bytes
+    msg = _message(encoding, pad, False)
+    wire = serialize_message(msg)
+    ch, dt = ENCODINGS[encoding]
+    rows = np.frombuffer(bytes(msg.data), np.uint8).reshape(H, -1)[:, : W * _pixel_bytes(encoding)]
+    truth = image_to_bgr(Image(height=H, width=W, encoding=encoding, step=rows.shape[1], data=rows.tobytes()))
+    np.testing.assert_array_equal(image_to_bgr(deserialize_message(wire, Image)), truth)
+    np.testing.assert_array_equal(image_to_bgr(image_view(wire)), truth)
