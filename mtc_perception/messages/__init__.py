@@ -4,7 +4,16 @@ vision_msgs definitions for rosbags typestores (:mod:`.vision_msgs`); a serializ
 place, without rclpy or a copy (:mod:`.cdr_image`)."""
 
 from .build import Types, bgr_image, detection_array, mask_image, perception_messages
-from .cdr_image import CdrCompressedImage, CdrImage, MaskWriter, compressed_view, image_view, pixel_view, restamp
+from .cdr_image import (
+    CdrCompressedImage,
+    CdrImage,
+    MaskWriter,
+    compressed_view,
+    header_stamp,
+    image_view,
+    pixel_view,
+    restamp,
+)
 from .parts import (
     CAMERA_TOPIC,
     CAMERA_TYPES,
@@ -51,6 +60,7 @@ __all__ = [
     "Types",
     "bgr_image",
     "compressed_view",
+    "header_stamp",
     "detection_array",
     "detections_from_msg",
     "gt_topics",

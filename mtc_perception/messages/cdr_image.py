@@ -283,3 +283,11 @@ def restamp(buf: bytes | bytearray | memoryview, offset_ns: int) -> tuple[bytes,
     out = bytearray(cur.buf)
     struct.pack_into(cur.order + "iI", out, 4, new_sec, new_nsec)
     return bytes(out), stamp
+
+
+def header_stamp(buf: bytes | bytearray | memoryview) -> int:
+    """``header.stamp`` in ns of a serialized message whose first field is a ``std_msgs/Header``,
+    read without deserializing the rest (a player matching answers to frames needs only this)."""
+    cur = _open(buf, "serialized message")
+    sec = cur.integer("i", "header.stamp.sec")
+    return sec * 1_000_000_000 + cur.integer("I", "header.stamp.nanosec")

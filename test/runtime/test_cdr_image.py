@@ -303,6 +303,9 @@ def test_restamp_moves_only_the_stamp(little_endian):
     buf = _serialize(msg, little_endian)
     out, stamp = restamp(buf, 250_000_000)  # carries into the seconds
     assert stamp == 1_700_000_001_150_000_000
+    from mtc_perception.messages import header_stamp
+
+    assert header_stamp(out) == stamp and header_stamp(buf) == 1_700_000_000_900_000_000
     back = TS.deserialize_cdr(out, IMAGE)
     assert (back.header.stamp.sec, back.header.stamp.nanosec) == (1_700_000_001, 150_000_000)
     assert back.header.frame_id == msg.header.frame_id and np.array_equal(back.data, msg.data)
