@@ -4,9 +4,9 @@
 Two kinds of input: a message object (rclpy's or a rosbags typestore's), or the serialized CDR bytes
 a raw subscription hands over (``serialized="raw"`` for ``sensor_msgs/Image``, ``"compressed"`` for
 ``CompressedImage``). The bytes are read in place (:mod:`mtc_perception.messages.cdr_image`): no
-Python message is built for the 2.7 MB of a 1280x720 frame, and the masks go out serialized from
-buffers kept between frames (:class:`~mtc_perception.messages.MaskWriter`); the detections, small,
-stay a message of ``types``.
+Python message is built for the 2.7 MB of a 1280x720 frame; the masks go out serialized from
+buffers kept between frames (:class:`~mtc_perception.messages.MaskWriter`) and the detections
+serialized in one pass (:mod:`~mtc_perception.messages.cdr_detections`).
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from typing import Any
 from ..frame import decode, infer
 from ..imaging import ImageError
 from ..messages import LABEL_TOPICS, MaskWriter, Types, compressed_view, image_view, perception_messages
-from ..messages.build import bgr_image, detection_array
+from ..messages.build import bgr_image
+from ..messages.cdr_detections import detections_cdr
 from .diagnostics import Stats
 from .params import check_class_filter
 
@@ -108,15 +109,11 @@ class FrameProcessor:
         return FrameResult(out, perception=r.perception, timings=timings)
 
     def _serialized_outputs(self, view: Any, p: Any, overlay_on: Any) -> dict[str, Any]:
-        """Detections as a message of ``types``; the masks as serialized bytes (what
-        ``Publisher.publish`` sends as they are); the overlay, rendered only when asked, a message."""
-        header = self.types("std_msgs/msg/Header")(
-            stamp=self.types("builtin_interfaces/msg/Time")(sec=view.stamp[0], nanosec=view.stamp[1]),
-            frame_id=view.frame_id,
-        )
+        """Detections and masks as serialized bytes (what ``Publisher.publish`` sends as they are);
+        the overlay, rendered only when asked, a message of ``types``."""
         out: dict[str, Any] = {
-            LABEL_TOPICS["detections"]: detection_array(
-                self.types, header, p.boxes, p.scores, p.class_ids, p.class_names, self.class_filter
+            LABEL_TOPICS["detections"]: detections_cdr(
+                view.stamp, view.frame_id, p.boxes, p.scores, p.class_ids, p.class_names, self.class_filter
             )
         }
         for label, write in self._masks.items():
@@ -124,6 +121,10 @@ class FrameProcessor:
         if overlay_on is not None:
             from ..viz import draw
 
+            header = self.types("std_msgs/msg/Header")(
+                stamp=self.types("builtin_interfaces/msg/Time")(sec=view.stamp[0], nanosec=view.stamp[1]),
+                frame_id=view.frame_id,
+            )
             out["overlay"] = bgr_image(self.types, header, draw(overlay_on, p))
         return out
 

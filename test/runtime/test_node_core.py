@@ -255,12 +255,12 @@ def test_serialized_frames_give_the_same_outputs_as_messages(tiny_perceptor):
         res = core(wire, received_at=time.monotonic() - 0.005, overlay=True, publish=lambda n, m, s=sent: s.append(n))
         assert not res.error and not by_msg.error
         assert sent == list(res.messages) and set(sent) == {"detections", "drivable_mask", "lane_mask", "overlay"}
-        for name in ("drivable_mask", "lane_mask"):
+        for name in ("detections", "drivable_mask", "lane_mask"):
             assert isinstance(res.messages[name], bytes)  # what rclpy's publish() sends as it is
-            assert res.messages[name] == bytes(ts.serialize_cdr(by_msg.messages[name], "sensor_msgs/msg/Image"))
-        for name in ("detections", "overlay"):
-            a, b = res.messages[name], by_msg.messages[name]
-            assert bytes(ts.serialize_cdr(a, a.__msgtype__)) == bytes(ts.serialize_cdr(b, b.__msgtype__))
+            b = by_msg.messages[name]
+            assert res.messages[name] == bytes(ts.serialize_cdr(b, b.__msgtype__))
+        a, b = res.messages["overlay"], by_msg.messages["overlay"]
+        assert bytes(ts.serialize_cdr(a, a.__msgtype__)) == bytes(ts.serialize_cdr(b, b.__msgtype__))
         assert set(res.timings) == {"wait", "decode", "preprocess", "infer", "postprocess", "build", "publish"}
         assert res.timings["wait"] >= 5.0  # received 5 ms before the worker took it
         s = core.stats.summary(received=1, skipped=0)
@@ -335,7 +335,30 @@ def test_backend_none_answers_every_frame_with_nothing_at_the_input_size():
         **bgr_to_image_fields(np.zeros((72, 128, 3), np.uint8)),
     )
     res = core(bytes(ts.serialize_cdr(img, "sensor_msgs/msg/Image")))
-    assert not res.error and res.messages["detections"].detections == []
+    dets = ts.deserialize_cdr(res.messages["detections"], "vision_msgs/msg/Detection2DArray")
+    assert not res.error and dets.detections == [] and dets.header.frame_id == "cam"
     mask = ts.deserialize_cdr(res.messages["lane_mask"], "sensor_msgs/msg/Image")
     assert (mask.height, mask.width, mask.header.stamp.sec) == (72, 128, 3) and not mask.data.any()
     assert validate_params({"bundle": str(TINY), "backend": "none"}).backend == "none"
+
+
+@pytest.mark.parametrize("frame_id", ["", "a", "abc", "front_camera"])
+@pytest.mark.parametrize("n", [0, 1, 7])
+@pytest.mark.parametrize("class_filter", [(), ("vehicle",)])
+def test_detections_written_serialized_are_the_message_byte_for_byte(frame_id, n, class_filter):
+    from mtc_perception.messages.cdr_detections import detections_cdr
+
+    ts = get_typestore(Stores.ROS2_JAZZY)
+    register_vision_msgs(ts)
+    types = ts.types.__getitem__
+    rng = np.random.default_rng(n)
+    xy = rng.uniform(0, 1000, (n, 2))
+    boxes = np.concatenate([xy, xy + rng.uniform(1, 200, (n, 2))], 1).astype(np.float32)
+    scores, ids = rng.uniform(0, 1, n).astype(np.float32), rng.integers(0, 3, n)
+    names = ("vehicle", "person", "kamera_ü")
+    header = types("std_msgs/msg/Header")(
+        stamp=types("builtin_interfaces/msg/Time")(sec=1_700_000_123, nanosec=456), frame_id=frame_id
+    )
+    msg = detection_array(types, header, boxes, scores, ids, names, class_filter)
+    expect = bytes(ts.serialize_cdr(msg, "vision_msgs/msg/Detection2DArray"))
+    assert detections_cdr((1_700_000_123, 456), frame_id, boxes, scores, ids, names, class_filter) == expect
