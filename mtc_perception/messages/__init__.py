@@ -1,7 +1,8 @@
 """ROS messages of the perception outputs, without rclpy: the table of output parts
 (:mod:`.parts`), the builders (:mod:`.build`), the readers back to arrays (:mod:`.read`) and the
 vision_msgs definitions for rosbags typestores (:mod:`.vision_msgs`); a serialized camera ``Image`` read in
-place, without rclpy or a copy (:mod:`.cdr_image`)."""
+place, without rclpy or a copy, and the node's masks written serialized (:mod:`.cdr_image`); the
+detections written serialized (:mod:`.cdr_detections`)."""
 
 from .build import Types, bgr_image, detection_array, mask_image, perception_messages
 from .cdr_image import (
