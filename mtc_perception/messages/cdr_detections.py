@@ -61,13 +61,14 @@ def detections_cdr(
     is not in a non-empty ``class_filter`` are left out (their index is still their ``id``, as in
     :func:`~mtc_perception.messages.build.detection_array`)."""
     wanted = set(class_filter)
-    rows = []
+    rows: list[tuple[int, str, float, float, float, float, float]] = []
     for i, (b, s, c) in enumerate(
         zip(np.asarray(boxes, np.float64), np.asarray(scores, np.float64), np.asarray(class_ids))
     ):
         name = class_names[int(c)] if int(c) < len(class_names) else str(int(c))
         if not wanted or name in wanted:
-            rows.append((i, name, float(s), *(float(v) for v in b)))
+            x1, y1, x2, y2 = (float(v) for v in b)
+            rows.append((i, name, float(s), x1, y1, x2, y2))
     w = _Writer()
     w.header(stamp, frame_id)
     w.u32(len(rows))

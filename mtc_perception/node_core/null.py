@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ..bundle import Bundle
 from ..perceptor import Perception
 
 
@@ -20,7 +21,7 @@ class NullPerceptor:
 
     backend = "none"
 
-    def __init__(self, bundle: object = None, class_names: Sequence[str] = ()) -> None:
+    def __init__(self, bundle: Bundle, class_names: Sequence[str] = ()) -> None:
         self.bundle = bundle
         self.class_names = tuple(class_names)
 

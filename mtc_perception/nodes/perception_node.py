@@ -31,6 +31,7 @@ from mtc_perception.node_core import (
     qos_settings,
     validate_params,
 )
+from mtc_perception.node_core.null import NullPerceptor
 from mtc_perception.nodes.node_common import declare_parameters, ros_init, ros_type
 
 
@@ -43,9 +44,9 @@ class PerceptionNode(Node):
         from mtc_perception.perceptor import Perceptor  # imports no runtime until the backend loads
 
         engine_options = {"threads": prm.threads} if prm.threads and prm.backend in ("auto", "onnxruntime") else {}
+        self.perceptor: Perceptor | NullPerceptor
         if prm.backend == "none":  # no model: the transport floor (node_core.null)
             from mtc_perception.bundle import Bundle
-            from mtc_perception.node_core.null import NullPerceptor
 
             bundle = Bundle.load(prm.bundle)
             self.perceptor = NullPerceptor(bundle, bundle.class_names)
