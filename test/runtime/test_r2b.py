@@ -128,7 +128,6 @@ def test_peak_driver_runs_one_launch_per_probe_and_reads_its_report(tmp_path, mo
     for ros2 launch writes the report a node of 40 ms per frame would give."""
     import json
 
-    pytest.importorskip("rosbags", reason="reads the bag's frame count: `pip install rosbags`")
     from mtc_perception.bench import peak
 
     monkeypatch.setattr(peak, "frames_per_pass", lambda bag, topic, distro: 24)
