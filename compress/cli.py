@@ -139,7 +139,14 @@ def cmd_eval(a: argparse.Namespace) -> int:
         torch.set_num_threads(a.threads)
     loader = build_loader(ds, a.batch_size, a.workers, shuffle=False)
     res = evaluate(
-        model, loader, a.device, conf_thres=a.conf, iou_thres=a.iou, ap_method=a.ap_method, progress=not a.quiet
+        model,
+        loader,
+        a.device,
+        conf_thres=a.conf,
+        iou_thres=a.iou,
+        ap_method=a.ap_method,
+        protocol=a.protocol,
+        progress=not a.quiet,
     )
     res = {
         "checkpoint": str(a.ckpt),
@@ -565,7 +572,18 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
     e.add_argument("--conf", type=float, default=0.001, help="NMS confidence threshold (YOLOP evaluates at 0.001)")
     e.add_argument("--iou", type=float, default=0.6, help="NMS IoU threshold (YOLOP: 0.6)")
-    e.add_argument("--ap-method", choices=["yolov5", "coco"], default="yolov5", help="AP integration")
+    e.add_argument(
+        "--protocol",
+        choices=["default", "yolop"],
+        default="default",
+        help="detection matching conventions: default (COCO-style greedy, pycocotools' ties) or yolop "
+        "(YOLOP's validate(): its matching, AP closing and clipping); docs/DESIGN.md, 'Metrics'",
+    )
+    e.add_argument(
+        "--ap-method",
+        choices=["yolov5", "yolop", "coco"],
+        help="AP integration (default: the protocol's: yolov5 for default, yolop for yolop)",
+    )
     e.add_argument(
         "--on-error",
         choices=["raise", "skip"],

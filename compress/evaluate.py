@@ -20,13 +20,29 @@ log = logging.getLogger(__name__)
 
 CONVENTIONS = (
     "detection: NMS conf {conf} / IoU {iou}, max {max_det} per image, single-label (best class); "
-    "greedy score-ordered matching per image; AP per class ({ap_method} 101-point), averaged over "
-    "classes present; recall = recall at the confidence maximizing mean recall (all kept "
-    "detections) at IoU 0.5, precision at the same confidence. segmentation: sigmoid > 0.5, "
-    "one confusion matrix over the whole split, letterbox padding cropped; lane acc = lane-pixel "
-    "recall TP/(TP+FN), lane iou = lane-class IoU; drivable miou = mean of background and "
-    "foreground IoU."
+    "protocol {protocol}: {matching}; AP per class ({ap_method} 101-point), averaged over classes "
+    "present; map50_coco / map50_95_coco: pycocotools' matching and integration; recall = recall at "
+    "the confidence maximizing mean recall (all kept detections) at IoU 0.5, precision at the same "
+    "confidence. segmentation: sigmoid > 0.5, one confusion matrix over the whole split, letterbox "
+    "padding cropped; lane acc = lane-pixel recall TP/(TP+FN), lane iou = lane-class IoU; drivable "
+    "miou = mean of background and foreground IoU."
 )
+MATCHING = {
+    "default": "greedy score-ordered matching per image and IoU threshold (IoU >= t, a taken box "
+    "falls back to the next best, ties to the last box as pycocotools), boxes not clipped",
+    "yolop": "YOLOP validate() matching (boxes mapped to the original image and clipped to it; each "
+    "prediction to its single best box of its class, ties to the first, a hit if IoU > 0.5 and the "
+    "box is free, counted at thresholds t with IoU > t, no fallback)",
+}
+
+
+def _to_image(boxes: np.ndarray, meta: dict) -> np.ndarray:
+    """Network-input xyxy boxes -> the original image's pixels (YOLOP's scale_coords, unclipped)."""
+    left, top = meta["pad"]
+    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4).copy()
+    b[:, [0, 2]] = (b[:, [0, 2]] - left) / meta["ratio"]
+    b[:, [1, 3]] = (b[:, [1, 3]] - top) / meta["ratio"]
+    return b
 
 
 def to_input(img: torch.Tensor, device: torch.device | str, channels_last: bool = False) -> torch.Tensor:
@@ -51,18 +67,23 @@ def evaluate(
     conf_thres: float = 0.001,
     iou_thres: float = 0.6,
     max_det: int = 300,
-    ap_method: str = "yolov5",
+    ap_method: str | None = None,
     progress: bool = False,
     max_batches: int | None = None,
+    protocol: str = "default",
 ) -> dict[str, Any]:
-    """Run ``model`` over ``loader`` and return detection / drivable / lane metrics."""
+    """Run ``model`` over ``loader`` and return detection / drivable / lane metrics.
+
+    ``protocol`` / ``ap_method``: see :class:`mtc_perception.metrics.DetectionMetrics` (``ap_method``
+    None = the protocol's own integration). Under ``"yolop"`` the boxes are mapped back to each
+    original image and clipped to it, as YOLOP's validate() does."""
     from .data import LoadStats, iterate
     from .data.dataset import index_skipped
 
     m = model.module if hasattr(model, "module") else model
     was_training = m.training
     m.eval()
-    det_m = DetectionMetrics(m.detect.nc, ap_method)
+    det_m = DetectionMetrics(m.detect.nc, ap_method, protocol=protocol)
     drv_m, lane_m = SegMetrics(), SegMetrics()
     t_model = 0.0
     n_img = 0
@@ -84,8 +105,19 @@ def evaluate(
         gt = batch["boxes"].numpy()
         for i, (boxes, scores, cls) in enumerate(dets):
             g = gt[gt[:, 0] == i]
-            det_m.update(boxes, scores, cls, g[:, 2:6], g[:, 1].astype(np.int64))
             meta = batch["meta"][i]
+            if protocol == "yolop":
+                h0, w0 = meta["orig_size"]
+                det_m.update(
+                    _to_image(boxes, meta),
+                    scores,
+                    cls,
+                    _to_image(g[:, 2:6], meta),
+                    g[:, 1].astype(np.int64),
+                    image_size=(w0, h0),
+                )
+            else:
+                det_m.update(boxes, scores, cls, g[:, 2:6], g[:, 1].astype(np.int64))
             top, bottom, left, right = meta["valid"]
             if meta.get("has_drivable", True):
                 drv_m.update(drv[i, top:bottom, left:right], batch["drivable"][i, top:bottom, left:right].numpy())
@@ -94,8 +126,9 @@ def evaluate(
             n_img += 1
     m.train(was_training)
     wall = time.perf_counter() - t0
+    detection = det_m.compute()
     return {
-        "detection": det_m.compute(),
+        "detection": detection,
         "drivable": drivable_metrics(drv_m.compute()),
         "lane": lane_metrics(lane_m.compute()),
         "images": n_img,
@@ -104,7 +137,14 @@ def evaluate(
         "skipped_at_loading": stats.skipped,
         "seconds": round(wall, 2),
         "model_ms_per_image": round(1000 * t_model / max(n_img, 1), 2),
-        "conventions": CONVENTIONS.format(conf=conf_thres, iou=iou_thres, max_det=max_det, ap_method=ap_method),
+        "conventions": CONVENTIONS.format(
+            conf=conf_thres,
+            iou=iou_thres,
+            max_det=max_det,
+            protocol=protocol,
+            matching=MATCHING[protocol],
+            ap_method=detection["ap_method"],
+        ),
     }
 
 

@@ -5,17 +5,39 @@ against its teacher without torch; ``compress.metrics`` re-exports them for trai
 evaluation.
 
 Detection
-    Predictions are matched to ground truth per image and IoU threshold greedily in descending
-    score order (each detection takes the unmatched ground-truth box of its class with the highest
-    IoU >= threshold), as COCO does. AP is computed per class over all images and averaged over
-    classes. Two integrations are offered: ``"yolov5"`` (the default, as YOLOP reports: the
-    precision envelope sampled at 101 recall points and integrated with the trapezoidal rule) and
-    ``"coco"`` (pycocotools: mean of the envelope at 101 recall thresholds; checked against
-    pycocotools in the tests). The YOLOv5 integration closes the curve with a point at
-    (recall 1, precision 0) and interpolates linearly to it, so it scores above the COCO one when
-    the maximum recall is below 1; both are always reported (``map50`` / ``map50_coco``). ``recall`` is YOLOP's: the recall at the confidence that maximizes
-    mean recall (i.e. over all kept detections, conf >= the NMS threshold) at IoU 0.5, with the
-    precision at that same confidence; the max-F1 operating point is reported too.
+    Two protocols (``DetectionMetrics(protocol=...)``), each a full set of conventions.
+
+    ``"default"`` (COCO-style): per image and per IoU threshold, detections in descending score
+    order each take the unmatched ground-truth box of their class with the highest IoU >= the
+    threshold (a detection whose best box is taken falls back to the next best). Among boxes at
+    exactly the same best IoU the *last* in the ground-truth order is taken, as pycocotools does
+    (its loop replaces the match on ``>=``). Boxes are not clipped (``image_size`` is ignored).
+
+    ``"yolop"`` (YOLOP's ``validate()``, lib/core/function.py): when ``update`` gets
+    ``image_size``, predictions and ground truth are first clipped to the image (YOLOP clips both
+    in ``scale_coords`` -> ``clip_coords`` when it maps them back to the original image; the
+    caller passes boxes in that image's pixels). Each prediction, in descending score order, is
+    assigned once, at IoU 0.5, to its single best-IoU box of its class (ties: the *first* box, as
+    ``torch.max`` returns). It is a true positive only if that IoU is *strictly* above 0.5 and the
+    box is not taken yet by a higher-scoring prediction (no fallback to its second best), and it
+    then counts at each threshold t where IoU > t (strict). The box stays taken at every
+    threshold: a later, tighter prediction of it is a false positive even at IoU 0.95.
+
+    AP is computed per class over all images and averaged over the classes present. The
+    integration (``ap_method``, by default the protocol's own) samples the precision envelope at
+    101 recall points and integrates with the trapezoidal rule (``"yolov5"``, the ``"default"``
+    protocol's: the curve closed at (recall 1, precision 0); ``"yolop"``, the ``"yolop"``
+    protocol's, YOLOP's ``compute_ap`` in lib/core/general.py: closed at (last recall + 1e-3,
+    precision 0), so no linear tail to recall 1 when the maximum recall is below 1, and when it
+    reaches 1 the last sample keeps the envelope there instead of 0: a perfect detector scores
+    1.0, not 0.995), or is pycocotools' mean of the envelope at 101 recall thresholds
+    (``"coco"``). ``map50`` / ``map50_95`` use that integration over the protocol's matching;
+    ``map50_coco`` / ``map50_95_coco`` are pycocotools' numbers under every protocol (the
+    ``"default"`` matching and the ``"coco"`` integration, of the same boxes, so clipped under
+    ``"yolop"``; checked against pycocotools in the tests). ``recall`` is YOLOP's: the recall at
+    the confidence that maximizes mean recall (i.e. over all kept detections, conf >= the NMS
+    threshold) at IoU 0.5, with the precision at that same confidence, both from the protocol's
+    matching; the max-F1 operating point is reported too.
 
 Segmentation
     One 2x2 confusion matrix accumulated over the whole set (not averaged per batch as YOLOP
@@ -32,76 +54,143 @@ import numpy as np
 from .processing import box_iou
 
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
+PROTOCOLS = ("default", "yolop")
+AP_METHODS = ("yolov5", "yolop", "coco")
+# the integration each protocol uses unless ap_method says otherwise
+PROTOCOL_AP_METHOD = {"default": "yolov5", "yolop": "yolop"}
 # numpy 2 renamed trapz; the ROS distros' numpy (1.21 / 1.26) only has the old name
 _trapezoid = getattr(np, "trapezoid", None) or getattr(np, "trapz")  # noqa: B009 - gone from numpy 2.x stubs
 
 
 def _ap(recall: np.ndarray, precision: np.ndarray, method: str) -> float:
-    """Area under the precision envelope for one class."""
+    """Area under the precision envelope for one class (``recall`` / ``precision`` in descending
+    score order)."""
     if method == "coco":
         pr = np.maximum.accumulate(precision[::-1])[::-1] if len(precision) else precision
         thr = np.linspace(0.0, 1.0, 101)
         inds = np.searchsorted(recall, thr, side="left")
         q = np.array([pr[i] if i < len(pr) else 0.0 for i in inds])
         return float(q.mean())
-    if method == "yolov5":
-        mrec = np.concatenate(([0.0], recall, [1.0]))
+    if method in ("yolov5", "yolop"):
+        # yolov5 closes the curve at (1, 0); YOLOP's compute_ap at (last recall + 1e-3, 0)
+        end = 1.0 if method == "yolov5" else (float(recall[-1]) if len(recall) else 0.0) + 1e-3
+        mrec = np.concatenate(([0.0], recall, [end]))
         mpre = np.concatenate(([1.0], precision, [0.0]))
         mpre = np.flip(np.maximum.accumulate(np.flip(mpre)))
         x = np.linspace(0, 1, 101)
         return float(_trapezoid(np.interp(x, mrec, mpre), x))
-    raise ValueError(f"AP method {method!r} unknown; use 'yolov5' or 'coco'")
+    raise ValueError(f"AP method {method!r} unknown; use one of {', '.join(AP_METHODS)}")
+
+
+def _match_coco(iou: np.ndarray) -> np.ndarray:
+    """pycocotools' greedy matching. ``iou`` (N, M): detections in descending score order against
+    ground truth, -1 where the classes differ. Returns tp (N, len(IOU_THRESHOLDS))."""
+    n, m = iou.shape
+    tp = np.zeros((n, len(IOU_THRESHOLDS)), dtype=bool)
+    if not n or not m:
+        return tp
+    for t, thr in enumerate(IOU_THRESHOLDS):
+        taken = np.zeros(m, dtype=bool)
+        for d in range(n):
+            cand = np.where(taken, -1.0, iou[d])
+            # the last of the boxes at the best IoU: pycocotools replaces its match on >=
+            g = m - 1 - int(np.argmax(cand[::-1]))
+            if cand[g] >= min(thr, 1 - 1e-10):
+                taken[g] = True
+                tp[d, t] = True
+    return tp
+
+
+def _match_yolop(iou: np.ndarray) -> np.ndarray:
+    """YOLOP's validate() matching (see the module docstring); same arguments as _match_coco."""
+    n, m = iou.shape
+    tp = np.zeros((n, len(IOU_THRESHOLDS)), dtype=bool)
+    if not n or not m:
+        return tp
+    best = np.argmax(iou, axis=1)  # first box on ties, as torch.max(1)
+    best_iou = iou[np.arange(n), best]
+    taken = np.zeros(m, dtype=bool)
+    for d in range(n):
+        if best_iou[d] > IOU_THRESHOLDS[0] and not taken[best[d]]:
+            taken[best[d]] = True
+            tp[d] = best_iou[d] > IOU_THRESHOLDS
+    return tp
+
+
+def _clip(boxes: np.ndarray, image_size: tuple[float, float]) -> np.ndarray:
+    w, h = image_size
+    out = boxes.copy()
+    out[:, [0, 2]] = out[:, [0, 2]].clip(0, w)
+    out[:, [1, 3]] = out[:, [1, 3]].clip(0, h)
+    return out
 
 
 class DetectionMetrics:
-    """Accumulates per-image detections and ground truth; :meth:`compute` returns the metrics."""
+    """Accumulates per-image detections and ground truth; :meth:`compute` returns the metrics.
 
-    def __init__(self, num_classes: int, ap_method: str = "yolov5") -> None:
-        if ap_method not in ("yolov5", "coco"):
-            raise ValueError(f"AP method {ap_method!r} unknown; use 'yolov5' or 'coco'")
+    ``protocol``: ``"default"`` (COCO-style matching) or ``"yolop"`` (YOLOP's validate());
+    ``ap_method``: the AP integration, by default the protocol's (``"yolov5"`` / ``"yolop"``).
+    The module docstring states each convention."""
+
+    def __init__(self, num_classes: int, ap_method: str | None = None, protocol: str = "default") -> None:
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"protocol {protocol!r} unknown; use one of {', '.join(PROTOCOLS)}")
+        ap_method = ap_method or PROTOCOL_AP_METHOD[protocol]
+        if ap_method not in AP_METHODS:
+            raise ValueError(f"AP method {ap_method!r} unknown; use one of {', '.join(AP_METHODS)}")
         self.nc = num_classes
         self.ap_method = ap_method
-        self._tp: list[np.ndarray] = []
+        self.protocol = protocol
+        self._tp: list[np.ndarray] = []  # the protocol's matching
+        self._tp_coco: list[np.ndarray] = []  # pycocotools' matching (the same array under "default")
         self._scores: list[np.ndarray] = []
         self._cls: list[np.ndarray] = []
         self._n_gt = np.zeros(num_classes, dtype=np.int64)
         self.images = 0
 
     def update(
-        self, boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, gt_boxes: np.ndarray, gt_classes: np.ndarray
+        self,
+        boxes: np.ndarray,
+        scores: np.ndarray,
+        classes: np.ndarray,
+        gt_boxes: np.ndarray,
+        gt_classes: np.ndarray,
+        image_size: tuple[float, float] | None = None,
     ) -> None:
-        """Add one image: predictions (N,4 xyxy, N, N) and ground truth (M,4 xyxy, M)."""
+        """Add one image: predictions (N,4 xyxy, N, N) and ground truth (M,4 xyxy, M).
+
+        ``image_size`` = (w, h) of the image the boxes are in: under the ``"yolop"`` protocol both
+        predictions and ground truth are clipped to it first (YOLOP's clip_coords); the
+        ``"default"`` protocol does not clip."""
         boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
         scores = np.asarray(scores, dtype=np.float64).reshape(-1)
         classes = np.asarray(classes, dtype=np.int64).reshape(-1)
         gt_boxes = np.asarray(gt_boxes, dtype=np.float64).reshape(-1, 4)
         gt_classes = np.asarray(gt_classes, dtype=np.int64).reshape(-1)
+        if self.protocol == "yolop" and image_size is not None:
+            boxes, gt_boxes = _clip(boxes, image_size), _clip(gt_boxes, image_size)
         self.images += 1
         self._n_gt += np.bincount(gt_classes, minlength=self.nc)[: self.nc]
         order = np.argsort(-scores, kind="mergesort")
         boxes, scores, classes = boxes[order], scores[order], classes[order]
-        tp = np.zeros((len(boxes), len(IOU_THRESHOLDS)), dtype=bool)
+        iou = np.zeros((len(boxes), len(gt_boxes)))
         if len(boxes) and len(gt_boxes):
             iou = box_iou(boxes, gt_boxes)
             iou[classes[:, None] != gt_classes[None, :]] = -1.0
-            for t, thr in enumerate(IOU_THRESHOLDS):
-                taken = np.zeros(len(gt_boxes), dtype=bool)
-                for d in range(len(boxes)):
-                    cand = np.where(taken, -1.0, iou[d])
-                    g = int(np.argmax(cand))
-                    if cand[g] >= min(thr, 1 - 1e-10):
-                        taken[g] = True
-                        tp[d, t] = True
-        self._tp.append(tp)
+        tp_coco = _match_coco(iou)
+        self._tp.append(_match_yolop(iou) if self.protocol == "yolop" else tp_coco)
+        self._tp_coco.append(tp_coco)
         self._scores.append(scores)
         self._cls.append(classes)
 
     def compute(self) -> dict:
-        tp = np.concatenate(self._tp) if self._tp else np.zeros((0, len(IOU_THRESHOLDS)), bool)
+        empty = np.zeros((0, len(IOU_THRESHOLDS)), bool)
+        tp = np.concatenate(self._tp) if self._tp else empty
+        tp_coco = np.concatenate(self._tp_coco) if self._tp_coco else empty
         scores = np.concatenate(self._scores) if self._scores else np.zeros(0)
         cls = np.concatenate(self._cls) if self._cls else np.zeros(0, np.int64)
         order = np.argsort(-scores, kind="mergesort")
-        tp, scores, cls = tp[order], scores[order], cls[order]
+        tp, tp_coco, scores, cls = tp[order], tp_coco[order], scores[order], cls[order]
         ap = np.zeros((self.nc, len(IOU_THRESHOLDS)))
         ap_coco = np.zeros((self.nc, len(IOU_THRESHOLDS)))
         max_recall = np.zeros(self.nc)
@@ -110,20 +199,21 @@ class DetectionMetrics:
         p_curve = np.zeros((self.nc, len(conf_grid)))
         r_curve = np.zeros((self.nc, len(conf_grid)))
         present = self._n_gt > 0
+
+        def pr(hits: np.ndarray, n_gt: int) -> tuple[np.ndarray, np.ndarray]:
+            tpc, fpc = np.cumsum(hits, 0), np.cumsum(~hits, 0)
+            return tpc / n_gt, tpc / (tpc + fpc)
+
         for c in range(self.nc):
             m = cls == c
             n_gt = self._n_gt[c]
-            if n_gt == 0:
+            if n_gt == 0 or not m.any():
                 continue
-            tpc = np.cumsum(tp[m], 0)
-            fpc = np.cumsum(~tp[m], 0)
-            if len(tpc) == 0:
-                continue
-            recall = tpc / n_gt
-            precision = tpc / (tpc + fpc)
+            recall, precision = pr(tp[m], n_gt)
+            rec_coco, prec_coco = pr(tp_coco[m], n_gt)
             for t in range(len(IOU_THRESHOLDS)):
                 ap[c, t] = _ap(recall[:, t], precision[:, t], self.ap_method)
-                ap_coco[c, t] = _ap(recall[:, t], precision[:, t], "coco")
+                ap_coco[c, t] = _ap(rec_coco[:, t], prec_coco[:, t], "coco")
             max_recall[c] = recall[-1, 0]
             prec_at_max_recall[c] = precision[-1, 0]
             # P/R as functions of confidence (for the max-F1 operating point)
@@ -151,6 +241,7 @@ class DetectionMetrics:
             "num_pred": int(len(scores)),
             "images": self.images,
             "ap_method": self.ap_method,
+            "protocol": self.protocol,
         }
 
 
@@ -204,4 +295,13 @@ def drivable_metrics(seg: dict) -> dict:
     return {"miou": seg["miou"], "iou": seg["iou"], "acc": seg["acc"], "pixels": seg["pixels"]}
 
 
-__all__ = ["IOU_THRESHOLDS", "DetectionMetrics", "SegMetrics", "confusion_2x2", "drivable_metrics", "lane_metrics"]
+__all__ = [
+    "AP_METHODS",
+    "IOU_THRESHOLDS",
+    "PROTOCOLS",
+    "DetectionMetrics",
+    "SegMetrics",
+    "confusion_2x2",
+    "drivable_metrics",
+    "lane_metrics",
+]

@@ -120,4 +120,11 @@ def test_eval_command_writes_metrics_json(synth_root, tmp_path):
     res = json.loads(out.read_text())
     assert res["data"] == str(synth_root) and res["images"] == 8 and res["img_size"] == [128, 96]
     assert res["params"] > 0 and 0.0 <= res["lane"]["iou"] <= 1.0 and "conventions" in res
+    assert res["detection"]["protocol"] == "default" and res["detection"]["ap_method"] == "yolov5"
+    yolop = tmp_path / "eval_yolop.json"
+    args = ["-q", "eval", "--ckpt", s["best"], "--workers", "0", "--batch-size", "4", "--protocol", "yolop"]
+    assert main([*args, "--out", str(yolop)]) == 0
+    det = json.loads(yolop.read_text())["detection"]
+    assert det["protocol"] == "yolop" and det["ap_method"] == "yolop" and det["images"] == 8
+    assert "protocol yolop" in json.loads(yolop.read_text())["conventions"]
     assert main(["-q", "eval", "--ckpt", str(tmp_path / "missing.pt")]) == 2
