@@ -4,6 +4,7 @@ split of a finished run read from its checkpoint's ``train_config`` (:func:`spli
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -66,8 +67,14 @@ def split_of_run(
     missing_data_hint: str = "the checkpoint does not record its dataset; pass --data DIR",
 ):
     """A split read the way a checkpoint's training run read it (label format, drivable mapping,
-    class map, per-split options), without augmentation. ``tc`` is the checkpoint's train_config."""
-    data = data or tc.get("data")
+    class map, per-split options), without augmentation. ``tc`` is the checkpoint's train_config.
+
+    ``data`` (``--data``) wins over the dataset the checkpoint records: the run's own file and folder
+    options (``label_json``, ``image_dir``, ``drivable_dir``, ``lane_dir``) that lay under its
+    dataset root are read under ``data`` instead; one that lay elsewhere cannot be moved and is an
+    error naming it, so that ``--data`` is never silently ignored."""
+    recorded = tc.get("data")
+    data = data or recorded
     if not data:
         raise ValueError(missing_data_hint)
     which = (
@@ -78,7 +85,35 @@ def split_of_run(
         else None
     )
     opts = {**tc.get("data_options", {}), **(tc.get(which, {}) if which else {})}
+    if recorded and Path(data).resolve() != Path(recorded).resolve():
+        opts = _rerooted(opts, Path(recorded), Path(data))
     dc = DataConfig.from_dict(
         {**opts, "root": data, "split": split, "on_error": on_error or tc.get("on_error", "raise")}
     )
     return MultiTaskDataset(dc, img_size=img_size, augment=None)
+
+
+#: DataConfig options that name files or folders (the official BDD100K layout's)
+PATH_OPTIONS = ("label_json", "image_dir", "drivable_dir", "lane_dir")
+
+
+def _rerooted(opts: dict[str, Any], old: Path, new: Path) -> dict[str, Any]:
+    """``opts`` with each path option under ``old`` moved under ``new``; a path option outside ``old``
+    is an error (``--data`` would not reach it)."""
+    out, stuck = dict(opts), {}
+    for k in PATH_OPTIONS:
+        v = opts.get(k)
+        if not v:
+            continue
+        try:
+            out[k] = str(new / Path(v).resolve().relative_to(old.resolve()))
+        except ValueError:
+            stuck[k] = str(v)
+    if stuck:
+        listed = ", ".join(f"{k}={v}" for k, v in stuck.items())
+        raise ValueError(
+            f"--data {new} differs from the checkpoint's dataset {old}, but the checkpoint also reads "
+            f"{listed} outside that dataset, which --data cannot replace; evaluate the data the run used "
+            "(leave out --data) or train with those options pointing inside your dataset"
+        )
+    return out

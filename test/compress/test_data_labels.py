@@ -145,3 +145,33 @@ def test_config_validation() -> None:
     assert cfg.class_map == (("car", 0),) and cfg.root == Path("/d")
     assert cfg.with_split("train").split == "train"
     hash(cfg)  # frozen and hashable
+
+
+def test_data_wins_over_the_checkpoints_paths(synth_copy: Path, tmp_path: Path) -> None:
+    """`mtc-compress eval --data D` on a checkpoint trained on the official layout: its label file and
+    folders under the recorded root are read under D; D that does not exist is an error (it used to
+    evaluate the training-time files and exit 0); a path outside the recorded root is an error naming it."""
+    import shutil
+
+    from compress.data.run_data import split_of_run
+
+    old = synth_copy
+    (old / "det.json").write_text(json.dumps(to_official(old, "val")))
+    opts = {
+        "label_format": "bdd_official",
+        "label_json": str(old / "det.json"),
+        "image_dir": str(old / "images" / "val"),
+        "drivable_dir": str(old / "da_seg_annotations" / "val"),
+        "lane_dir": str(old / "ll_seg_annotations" / "val"),
+    }
+    tc = {"data": str(old), "data_options": opts, "val_split": "val"}
+    assert len(split_of_run(tc, None, "val", (128, 96))) == len(stems(old, "val"))  # the recorded data
+    new = tmp_path / "moved"
+    shutil.copytree(old, new)
+    ds = split_of_run(tc, str(new), "val", (128, 96))
+    assert ds.cfg.label_json == new / "det.json" and ds.cfg.image_dir == new / "images" / "val"
+    with pytest.raises((DataConfigError, DatasetError), match="/nonexistent"):
+        split_of_run(tc, "/nonexistent", "val", (128, 96))
+    elsewhere = {**tc, "data_options": {**opts, "label_json": str(tmp_path / "labels" / "det.json")}}
+    with pytest.raises(ValueError, match=r"label_json=.*outside that dataset"):
+        split_of_run(elsewhere, str(new), "val", (128, 96))
