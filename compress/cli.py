@@ -130,6 +130,7 @@ def cmd_eval(a: argparse.Namespace) -> int:
     from .checkpoint import load_model
     from .data import build_loader
     from .evaluate import evaluate, model_profile
+    from .metrics import fitness
 
     model, ckpt = load_model(a.ckpt, use_ema=True)
     tc = ckpt.get("train_config", {})
@@ -169,8 +170,16 @@ def cmd_eval(a: argparse.Namespace) -> int:
     print(
         f"  detection  P {d['precision']:.3f}  R {d['recall']:.3f}  mAP50 {d['map50']:.3f}  mAP50-95 {d['map50_95']:.3f}"
     )
-    print(f"  drivable   mIoU {v['miou']:.3f}  IoU {v['iou']:.3f}  acc {v['acc']:.3f}")
-    print(f"  lane       acc {l_['acc']:.3f}  IoU {l_['iou']:.3f}")
+    no_labels = "n/a (no image of the split has these labels; left out of the fitness)"
+    if v.get("available", True):
+        print(f"  drivable   mIoU {v['miou']:.3f}  IoU {v['iou']:.3f}  acc {v['acc']:.3f}")
+    else:
+        print(f"  drivable   {no_labels}")
+    if l_.get("available", True):
+        print(f"  lane       acc {l_['acc']:.3f}  IoU {l_['iou']:.3f}")
+    else:
+        print(f"  lane       {no_labels}")
+    print(f"  fitness    {fitness(res):.4f}")
     if not a.out:
         print(text)
     return 0

@@ -13,8 +13,14 @@ from mtc_perception.metrics import IOU_THRESHOLDS, DetectionMetrics, SegMetrics,
 
 
 def fitness(m: dict) -> float:
-    """Scalar used to pick the best checkpoint: mean of the four headline task metrics."""
-    return float(np.mean([m["detection"]["map50"], m["detection"]["recall"], m["drivable"]["miou"], m["lane"]["iou"]]))
+    """Scalar used to pick the best checkpoint: mean of the four headline task metrics, over the
+    tasks the split has labels for (a segmentation task without labels is n/a, not 0)."""
+    vals = [m["detection"]["map50"], m["detection"]["recall"]]
+    if m["drivable"].get("available", True):
+        vals.append(m["drivable"]["miou"])
+    if m["lane"].get("available", True):
+        vals.append(m["lane"]["iou"])
+    return float(np.mean(vals))
 
 
 __all__ = ["IOU_THRESHOLDS", "DetectionMetrics", "SegMetrics", "drivable_metrics", "fitness", "lane_metrics"]

@@ -334,15 +334,16 @@ def _end_epoch(run: _Run, epoch: int, record: dict[str, Any], evaluate_now: bool
         f.write(json.dumps(record) + "\n")
     v = record.get("val")
     if v:
+        na = lambda t, k: f"{v[t][k]:.3f}" if v[t].get("available", True) else "n/a"  # noqa: E731
         log.info(
-            "epoch %d/%d: loss %.4f  mAP50 %.3f  recall %.3f  drivable mIoU %.3f  lane IoU %.3f  (%.0fs, %.1f img/s)",
+            "epoch %d/%d: loss %.4f  mAP50 %.3f  recall %.3f  drivable mIoU %s  lane IoU %s  (%.0fs, %.1f img/s)",
             epoch + 1,
             cfg.epochs,
             record["loss"].get("total", float("nan")),
             v["detection"]["map50"],
             v["detection"]["recall"],
-            v["drivable"]["miou"],
-            v["lane"]["iou"],
+            na("drivable", "miou"),
+            na("lane", "iou"),
             record["epoch_seconds"],
             record["train_images_per_s"],
         )

@@ -283,16 +283,31 @@ class SegMetrics:
             "recall": float(tp / (tp + fn)) if tp + fn else 0.0,
             "precision": float(tp / (tp + fp)) if tp + fp else 0.0,
             "pixels": int(total),
+            # False when no image of the split had this task's labels: the numbers above are then
+            # not a measurement (reported as n/a, left out of the fitness)
+            "available": bool(total),
         }
 
 
 def lane_metrics(seg: dict) -> dict:
     """YOLOP's lane naming: accuracy is lane-pixel recall."""
-    return {"acc": seg["recall"], "iou": seg["iou"], "miou": seg["miou"], "pixels": seg["pixels"]}
+    return {
+        "acc": seg["recall"],
+        "iou": seg["iou"],
+        "miou": seg["miou"],
+        "pixels": seg["pixels"],
+        "available": seg.get("available", True),
+    }
 
 
 def drivable_metrics(seg: dict) -> dict:
-    return {"miou": seg["miou"], "iou": seg["iou"], "acc": seg["acc"], "pixels": seg["pixels"]}
+    return {
+        "miou": seg["miou"],
+        "iou": seg["iou"],
+        "acc": seg["acc"],
+        "pixels": seg["pixels"],
+        "available": seg.get("available", True),
+    }
 
 
 __all__ = [

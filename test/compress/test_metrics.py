@@ -148,3 +148,21 @@ def test_seg_metrics_hand_computed_confusion_matrix():
 def test_seg_shape_mismatch_is_an_error():
     with pytest.raises(ValueError, match="must match"):
         SegMetrics().update(np.zeros((2, 2)), np.zeros((3, 3)))
+
+
+def test_a_task_without_labels_is_not_available_and_leaves_the_fitness_alone():
+    from compress.metrics import SegMetrics, drivable_metrics, fitness, lane_metrics
+    from compress.pipeline import summary_metrics, task_mean
+
+    seg = SegMetrics()
+    none = lane_metrics(seg.compute())
+    assert none["available"] is False and none["pixels"] == 0
+    seg.update(np.ones((4, 4), np.uint8), np.ones((4, 4), np.uint8))
+    drv = drivable_metrics(seg.compute())
+    assert drv["available"] is True and drv["miou"] == 0.5  # all foreground: fg IoU 1, bg IoU 0
+    det = {"map50": 0.6, "recall": 0.8}
+    m = {"detection": det, "drivable": drv, "lane": none}
+    assert fitness(m) == pytest.approx((0.6 + 0.8 + 0.5) / 3)  # not / 4 with a lane IoU of 0
+    assert fitness({**m, "lane": {**none, "available": True}}) == pytest.approx((0.6 + 0.8 + 0.5 + 0.0) / 4)
+    s = summary_metrics({"params": 1, "gmacs": 0.1, "detection": {**det, "map50_95": 0.3}, "drivable": drv, "lane": none})
+    assert s["lane_available"] is False and task_mean(s) == pytest.approx((0.6 + 0.8 + 0.5) / 3)
