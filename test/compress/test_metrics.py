@@ -164,5 +164,7 @@ def test_a_task_without_labels_is_not_available_and_leaves_the_fitness_alone():
     m = {"detection": det, "drivable": drv, "lane": none}
     assert fitness(m) == pytest.approx((0.6 + 0.8 + 0.5) / 3)  # not / 4 with a lane IoU of 0
     assert fitness({**m, "lane": {**none, "available": True}}) == pytest.approx((0.6 + 0.8 + 0.5 + 0.0) / 4)
-    s = summary_metrics({"params": 1, "gmacs": 0.1, "detection": {**det, "map50_95": 0.3}, "drivable": drv, "lane": none})
+    s = summary_metrics(
+        {"params": 1, "gmacs": 0.1, "detection": {**det, "map50_95": 0.3}, "drivable": drv, "lane": none}
+    )
     assert s["lane_available"] is False and task_mean(s) == pytest.approx((0.6 + 0.8 + 0.5) / 3)
