@@ -113,16 +113,34 @@ class DetectionSpec:
         )
 
 
+SEG_CHANNELS = (1, 2)  # what a segmentation head's ``channels`` may be
+
+
 @dataclass(frozen=True)
 class HeadSpec:
-    """One segmentation head's output (logits: > 0 means p > 0.5)."""
+    """One segmentation head's output, (B, channels, H, W) at the input resolution: ``channels`` 1
+    (absent: the default) holds logits, mask = value > 0 (p > 0.5); 2 holds (background, foreground)
+    scores, mask = channel 1 > channel 0 (argmax; YOLOP's own ONNX export, sigmoid applied)."""
 
     output: str
     activation: str = "none (logits; > 0 means p > 0.5)"
+    channels: int | None = field(default=None, metadata=OMIT_NONE)  # None: 1 (bundles before the field)
+
+    @property
+    def mask_channels(self) -> int:
+        """1 (mask = channel 0 > 0) or 2 (mask = channel 1 > channel 0)."""
+        return self.channels or 1
 
     @classmethod
     def read(cls, r: ObjectReader) -> HeadSpec:
-        return cls(r.text("output"), r.text("activation", False) or cls.activation)
+        channels = r.get("channels", False)
+        if channels is not None and (isinstance(channels, bool) or channels not in SEG_CHANNELS):
+            r.fail(
+                "channels",
+                "1 (logits, mask = value > 0) or 2 (background, foreground: mask = channel 1 > channel 0)",
+                channels,
+            )
+        return cls(r.text("output"), r.text("activation", False) or cls.activation, channels)
 
 
 @dataclass(frozen=True)
@@ -132,7 +150,8 @@ class SegmentationSpec:
 
     @classmethod
     def read(cls, r: ObjectReader) -> SegmentationSpec:
-        heads = {k: HeadSpec.read(r.sub(k, ("output", "activation"))) for k in ("drivable", "lane")}  # type: ignore[arg-type]
+        known = tuple(f.name for f in dataclasses.fields(HeadSpec))
+        heads = {k: HeadSpec.read(r.sub(k, known)) for k in ("drivable", "lane")}  # type: ignore[arg-type]
         return cls(**heads)
 
 
@@ -203,6 +222,8 @@ class Provenance:
     prune: dict[str, Any] | None = None
     train_config: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] | None = None
+    # a bundle not made by mtc-compress: {"kind": "user-onnx", "layout": "yolop", "file": ..., "sha256": ...}
+    source: dict[str, Any] | None = field(default=None, metadata=OMIT_NONE)
 
     @classmethod
     def read(cls, r: ObjectReader) -> Provenance:
@@ -221,6 +242,7 @@ class Provenance:
             prune=r.mapping("prune"),
             train_config=r.mapping("train_config") or {},
             metrics=r.mapping("metrics"),
+            source=r.mapping("source"),
         )
 
 
@@ -486,6 +508,15 @@ class BundleSpec:
                     f"{where}: {path} is {n!r} but outputs has no such entry (it has {sorted(spec.outputs)}); "
                     + REEXPORT
                 )
+        for key in ("drivable", "lane"):
+            head = getattr(spec.segmentation, key)
+            shape = spec.outputs[head.output]
+            if len(shape) == 4 and isinstance(shape[1], int) and shape[1] != head.mask_channels:
+                said = f"is {head.channels}" if head.channels else "is absent (1)"
+                raise BundleError(
+                    f"{where}: segmentation.{key}.channels {said} but outputs.{head.output} has {shape[1]} channels "
+                    f"{list(shape)}; set channels to {shape[1]} if it is 1 or 2, or " + REEXPORT
+                )
         q = spec.quantization
         if q is not None and not (spec.versions.precision or "").startswith(q.precision):  # int8, int8+fp16
             raise BundleError(
@@ -628,6 +659,12 @@ class Bundle:
             return (
                 f"mtc-compress quantize --bundle {q.source_bundle or 'FP32_BUNDLE'} --calib {source} "
                 f"--method {q.method} --out {self.root}"
+            )
+        byo = self.spec.provenance.source or {}
+        if byo.get("kind") == "user-onnx":
+            return (
+                f"mtc bundle --onnx {byo.get('file') or 'MODEL.onnx'} --layout {byo.get('layout') or 'yolop'} "
+                f"--out NEW_DIR"
             )
         src = self.spec.provenance.checkpoint or "CKPT"
         w, h = self.input_size

@@ -1,6 +1,7 @@
 """``mtc``: the runtime command. ``mtc infer`` runs a model bundle on images or a video; ``mtc bag``
 records frames into a rosbag2 (a dataset split with its labels: ``mtc-compress bag --dataset``);
-``mtc bench`` replays a rosbag2 through a teacher and any number of students and writes the benchmark report. ``mtc demo`` runs ``mtc-compress demo`` (the
+``mtc bench`` replays a rosbag2 through a teacher and any number of students and writes the benchmark report;
+``mtc bundle`` makes a bundle of another project's ONNX export (YOLOP's). ``mtc demo`` runs ``mtc-compress demo`` (the
 demo trains, so it lives in the offline half; the runtime never imports it).
 
 Exit codes: 0 success, 2 bad input (message says what and how to fix), 1 internal error.
@@ -259,6 +260,27 @@ def cmd_bench(a: argparse.Namespace) -> int:
     return res.exit_code
 
 
+def cmd_bundle(a: argparse.Namespace) -> int:
+    """``mtc bundle --onnx MODEL.onnx --layout yolop --out DIR``: another project's ONNX export as a
+    model bundle (:mod:`mtc_perception.byo_onnx`). Exit code 2 where the file does not fit the layout."""
+    from .byo_onnx import write_bundle
+
+    names = [n.strip() for n in a.class_names.split(",")] if a.class_names else None
+    b = write_bundle(a.onnx, a.out, layout=a.layout, name=a.name, class_names=names)
+    w, h = b.input_size
+    log.info("wrote bundle %s (%s, layout %s, input %dx%d) from %s", b.root, b.name, a.layout, w, h, a.onnx)
+    summary = {
+        "bundle": str(b.root),
+        "name": b.name,
+        "layout": a.layout,
+        "input": {"name": b.input_name, "width": w, "height": h},
+        "outputs": b.output_shapes,
+        "class_names": b.class_names,
+    }
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
 def bench_models(teacher: str, students: list[str]) -> tuple[str, Path, Path | None, tuple[tuple[str, Path], ...]]:
     """``--teacher [NAME=]DIR`` and the ``--student [NAME=]DIR`` list -> (teacher name, teacher
     bundle, the one unnamed student of the one-student form (named ``student``) or None, the other
@@ -462,6 +484,24 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-md5", action="store_true", help="skip hashing the recording (meta.bag.md5 is null)")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
     r.set_defaults(fn=cmd_bench)
+    m = sub.add_parser(
+        "bundle",
+        help="make a model bundle of another project's ONNX export (layout yolop: hustvl/YOLOP's export_onnx.py)",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    m.add_argument("--onnx", required=True, help="the ONNX file, e.g. YOLOP's weights/yolop-640-640.onnx")
+    m.add_argument(
+        "--layout",
+        default="yolop",
+        help="its interface (tensor names, shapes, preprocessing); known: yolop (input images 1x3xHxW RGB ImageNet "
+        "mean/std, det_out (1, N, 6), drive_area_seg and lane_line_seg (1, 2, H, W))",
+    )
+    m.add_argument("--out", required=True, help="bundle directory to create (must not exist, or be empty)")
+    m.add_argument("--name", help="the bundle's name (default: the --out directory's name)")
+    m.add_argument(
+        "--class-names", help="detection class names, comma-separated (default: the layout's; yolop: vehicle)"
+    )
+    m.set_defaults(fn=cmd_bundle)
     return p
 
 

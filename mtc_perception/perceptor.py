@@ -1,8 +1,9 @@
 """The Perceptor: a camera frame in, boxes and masks at the frame's resolution out.
 
 One code path for every backend: letterbox -> engine -> (decoded) detections -> confidence
-threshold + class-aware NMS -> boxes in image pixels; drivable and lane logits thresholded and
-restored to the image resolution. Only numpy and OpenCV are needed besides the chosen backend.
+threshold + class-aware NMS -> boxes in image pixels; drivable and lane logits thresholded (or, for
+2-channel heads, channel 1 > channel 0) and restored to the image resolution. Only numpy and
+OpenCV are needed besides the chosen backend.
 """
 
 from __future__ import annotations
@@ -148,6 +149,8 @@ class Perceptor:
         spec = self.bundle.spec
         self.det_name = spec.detection.output
         self.seg_names = (spec.segmentation.drivable.output, spec.segmentation.lane.output)
+        # a 2-channel head (background, foreground) is argmax: mask = channel 1 > channel 0; else logits > 0
+        self.seg_two = tuple(h.mask_channels == 2 for h in (spec.segmentation.drivable, spec.segmentation.lane))
         self.class_names = self.bundle.class_names
 
     @property
@@ -169,7 +172,10 @@ class Perceptor:
             boxes, scores, cls = select_detections(det[i], self.conf, self.iou, self.max_det)
             boxes = lb.to_image(boxes).astype(np.float32)
             keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])  # boxes entirely in the padding vanish
-            masks = [restore_mask(np.greater(m[i, 0], 0).view(np.uint8), lb) for m in (drv, lane)]
+            masks = [
+                restore_mask((np.greater(m[i, 1], m[i, 0]) if two else np.greater(m[i, 0], 0)).view(np.uint8), lb)
+                for m, two in ((drv, self.seg_two[0]), (lane, self.seg_two[1]))
+            ]
             out.append(
                 Perception(
                     boxes[keep],
