@@ -163,8 +163,9 @@ def _dims(shape: Any) -> tuple[Dim, ...]:
 def _read_with_ort(path: Path) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...]]:
     import onnxruntime as ort
 
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    from .engines.onnxruntime_engine import session_options
+
+    opts = session_options(graph_optimization="disabled")  # the runtime's one factory, graph as written
     opts.log_severity_level = 3
     try:
         sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
@@ -324,7 +325,9 @@ def check_run(iface: OnnxInterface, num_classes: int = 1) -> None:
 
     lay = iface.layout
     w, h = iface.size
-    opts = ort.SessionOptions()
+    from .engines.onnxruntime_engine import session_options
+
+    opts = session_options()
     opts.log_severity_level = 3
     sess = ort.InferenceSession(str(iface.path), opts, providers=["CPUExecutionProvider"])
     names = [lay.detection, *lay.segmentation]

@@ -290,7 +290,6 @@ def test_bench_engines_runs_it_beside_a_project_bundle(byo, tmp_path):
 
 
 def test_mtc_bench_with_it_as_the_teacher(byo, tmp_path):
-    pytest.importorskip("rosbags", reason="needs rosbags (rosbag2 files): a required dependency")
     from bag_helpers import check_accounting, report_json
 
     from mtc_perception.bags import SourceFrame, WriteConfig, write_bag

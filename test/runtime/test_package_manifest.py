@@ -27,6 +27,7 @@ SYSTEM = {
 #: it salvages a damaged compressed MCAP file
 BACKENDS = {
     "onnxruntime",
+    "onnx",  # optional in `mtc bundle --onnx` (opset, parameter count, external data); ONNX Runtime alone suffices
     "tensorrt",
     "cuda",
     "torch",
