@@ -114,13 +114,44 @@ def cmd_train(a: argparse.Namespace) -> int:
 
 
 def _split_dataset(
-    ckpt_path: str, tc: dict[str, Any], data: str | None, split: str, on_error: str, img_size: tuple[int, int]
+    ckpt_path: str,
+    tc: dict[str, Any],
+    data: str | None,
+    split: str,
+    on_error: str,
+    img_size: tuple[int, int],
+    overrides: dict[str, Any] | None = None,
 ):
-    """A split read the way the checkpoint's run read it (label format, drivable mapping, class map, ...)."""
+    """A split read the way the checkpoint's run read it (label format, drivable mapping, class map, ...),
+    with the command line's data options (``overrides``) replacing the run's."""
     from .data.run_data import split_of_run
 
     return split_of_run(
-        tc, data, split, img_size, on_error, f"{ckpt_path} does not record its dataset; pass --data DIR"
+        tc, data, split, img_size, on_error, f"{ckpt_path} does not record its dataset; pass --data DIR", overrides
+    )
+
+
+def _layout_overrides(a: argparse.Namespace) -> dict[str, Any]:
+    """The official BDD100K layout flags of a command, as DataConfig options (a label file means
+    ``label_format: bdd_official``)."""
+    out: dict[str, Any] = {}
+    for key in ("label_json", "image_dir", "drivable_dir", "lane_dir", "drivable_mapping"):
+        v = getattr(a, key, None)
+        if v:
+            out[key] = v
+    if "label_json" in out:
+        out["label_format"] = "bdd_official"
+    return out
+
+
+def _add_layout_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("BDD100K as downloaded (official layout); each replaces the checkpoint's own")
+    g.add_argument("--label-json", help="official detection label file, e.g. bdd100k/labels/det_20/det_val.json")
+    g.add_argument("--image-dir", help="image folder, e.g. bdd100k/images/100k/val")
+    g.add_argument("--drivable-dir", help="drivable masks, e.g. bdd100k/labels/drivable/masks/val")
+    g.add_argument("--lane-dir", help="lane masks (binary, lane > 0)")
+    g.add_argument(
+        "--drivable-mapping", help="how drivable mask values become drivable: yolop_binary, bdd_v1, bdd_toolkit"
     )
 
 
@@ -135,7 +166,7 @@ def cmd_eval(a: argparse.Namespace) -> int:
     model, ckpt = load_model(a.ckpt, use_ema=True)
     tc = ckpt.get("train_config", {})
     img_size = a.img_size or tuple(tc.get("img_size", (320, 192)))
-    ds = _split_dataset(a.ckpt, tc, a.data, a.split, a.on_error, img_size)
+    ds = _split_dataset(a.ckpt, tc, a.data, a.split, a.on_error, img_size, _layout_overrides(a))
     if a.threads:
         torch.set_num_threads(a.threads)
     loader = build_loader(ds, a.batch_size, a.workers, shuffle=False)
@@ -574,6 +605,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--ckpt", required=True, help="checkpoint (.pt) from train/prune/distill")
     e.add_argument("--data", help="dataset root (default: the one the checkpoint was trained on)")
     e.add_argument("--split", default="val", help="dataset split to evaluate on")
+    _add_layout_flags(e)
     e.add_argument("--img-size", type=_net_size, help="network input WIDTHxHEIGHT (default: the training size)")
     e.add_argument("--batch-size", type=int, default=16, help="images per forward pass")
     e.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")

@@ -65,6 +65,7 @@ def split_of_run(
     img_size: tuple[int, int],
     on_error: str | None = None,
     missing_data_hint: str = "the checkpoint does not record its dataset; pass --data DIR",
+    overrides: dict[str, Any] | None = None,
 ):
     """A split read the way a checkpoint's training run read it (label format, drivable mapping,
     class map, per-split options), without augmentation. ``tc`` is the checkpoint's train_config.
@@ -72,7 +73,8 @@ def split_of_run(
     ``data`` (``--data``) wins over the dataset the checkpoint records: the run's own file and folder
     options (``label_json``, ``image_dir``, ``drivable_dir``, ``lane_dir``) that lay under its
     dataset root are read under ``data`` instead; one that lay elsewhere cannot be moved and is an
-    error naming it, so that ``--data`` is never silently ignored."""
+    error naming it, so that ``--data`` is never silently ignored. ``overrides`` (the command line's
+    ``--label-json``, ``--image-dir`` ...) replace any of the run's options."""
     recorded = tc.get("data")
     data = data or recorded
     if not data:
@@ -87,6 +89,7 @@ def split_of_run(
     opts = {**tc.get("data_options", {}), **(tc.get(which, {}) if which else {})}
     if recorded and Path(data).resolve() != Path(recorded).resolve():
         opts = _rerooted(opts, Path(recorded), Path(data))
+    opts.update(overrides or {})  # the command line's own options (official layout flags) win
     dc = DataConfig.from_dict(
         {**opts, "root": data, "split": split, "on_error": on_error or tc.get("on_error", "raise")}
     )

@@ -127,4 +127,18 @@ def test_eval_command_writes_metrics_json(synth_root, tmp_path):
     det = json.loads(yolop.read_text())["detection"]
     assert det["protocol"] == "yolop" and det["ap_method"] == "yolop" and det["images"] == 8
     assert "protocol yolop" in json.loads(yolop.read_text())["conventions"]
+    # BDD100K as downloaded: the official label file and folders by flag (no symlinks, no config)
+    from conftest_data import to_official
+
+    det = tmp_path / "det_val.json"
+    det.write_text(json.dumps(to_official(synth_root, "val")))
+    official = tmp_path / "eval_official.json"
+    flags = ["--label-json", str(det), "--image-dir", str(synth_root / "images" / "val")]
+    flags += ["--drivable-dir", str(synth_root / "da_seg_annotations" / "val")]
+    flags += ["--lane-dir", str(synth_root / "ll_seg_annotations" / "val")]
+    assert main([*args[:-2], *flags, "--out", str(official)]) == 0
+    off = json.loads(official.read_text())
+    assert off["images"] == 8 and off["detection"]["num_gt"] == res["detection"]["num_gt"]
+    assert off["detection"]["map50"] == pytest.approx(res["detection"]["map50"])  # the same labels, read the other way
+    assert main([*args[:-2], "--label-json", str(tmp_path / "nope.json"), "--out", str(official)]) == 2
     assert main(["-q", "eval", "--ckpt", str(tmp_path / "missing.pt")]) == 2
