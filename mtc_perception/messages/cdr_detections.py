@@ -16,36 +16,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from .cdr_image import CdrWriter
+
 #: one ObjectHypothesisWithPose's pose: position 0, orientation (0, 0, 0, 1), covariance zeros
 _POSE = struct.pack("<7d", 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0) + bytes(36 * 8)
-
-
-class _Writer:
-    """Little-endian CDR into a bytearray; alignment counted from the end of the 4-byte header."""
-
-    def __init__(self) -> None:
-        self.buf = bytearray(b"\x00\x01\x00\x00")
-
-    def align(self, n: int) -> None:
-        self.buf += bytes(-(len(self.buf) - 4) % n)
-
-    def u32(self, v: int) -> None:
-        self.align(4)
-        self.buf += struct.pack("<I", v)
-
-    def string(self, s: str) -> None:
-        raw = s.encode("utf-8") + b"\0"
-        self.u32(len(raw))
-        self.buf += raw
-
-    def header(self, stamp: tuple[int, int], frame_id: str) -> None:
-        self.align(4)
-        self.buf += struct.pack("<iI", int(stamp[0]), int(stamp[1]))
-        self.string(frame_id)
-
-    def doubles(self, *v: float) -> None:
-        self.align(8)
-        self.buf += struct.pack(f"<{len(v)}d", *v)
 
 
 def detections_cdr(
@@ -69,7 +43,7 @@ def detections_cdr(
         if not wanted or name in wanted:
             x1, y1, x2, y2 = (float(v) for v in b)
             rows.append((i, name, float(s), x1, y1, x2, y2))
-    w = _Writer()
+    w = CdrWriter()
     w.header(stamp, frame_id)
     w.u32(len(rows))
     for i, name, score, x1, y1, x2, y2 in rows:

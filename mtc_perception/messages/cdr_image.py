@@ -203,9 +203,36 @@ def compressed_view(buf: bytes | bytearray | memoryview) -> CdrCompressedImage:
     )
 
 
-def _cdr_string(text: str) -> bytes:
-    raw = text.encode("utf-8") + b"\0"
-    return struct.pack("<I", len(raw)) + raw
+class CdrWriter:
+    """Little-endian CDR into a bytearray, the writing counterpart of ``_Cursor``: each primitive
+    aligned to its size, counted from the end of the 4-byte encapsulation header."""
+
+    def __init__(self) -> None:
+        self.buf = bytearray(b"\x00\x01\x00\x00")
+
+    def align(self, n: int) -> None:
+        self.buf += bytes(-(len(self.buf) - 4) % n)
+
+    def u32(self, *v: int) -> None:
+        self.align(4)
+        self.buf += struct.pack(f"<{len(v)}I", *v)
+
+    def u8(self, v: int) -> None:
+        self.buf += struct.pack("<B", v)
+
+    def string(self, s: str) -> None:
+        raw = s.encode("utf-8") + b"\0"
+        self.u32(len(raw))
+        self.buf += raw
+
+    def header(self, stamp: tuple[int, int], frame_id: str) -> None:
+        self.align(4)
+        self.buf += struct.pack("<iI", int(stamp[0]), int(stamp[1]))
+        self.string(frame_id)
+
+    def doubles(self, *v: float) -> None:
+        self.align(8)
+        self.buf += struct.pack(f"<{len(v)}d", *v)
 
 
 class MaskWriter:
@@ -242,14 +269,14 @@ class MaskWriter:
         return bytes(self._buf)
 
     def _layout(self, frame_id: str, h: int, w: int) -> None:
-        head = bytearray(b"\x00\x01\x00\x00") + struct.pack("<iI", 0, 0) + _cdr_string(frame_id)
-        head += b"\0" * (-(len(head) - 4) % 4)
-        head += struct.pack("<II", h, w) + _cdr_string("mono8")
-        head += struct.pack("<B", 0)  # is_bigendian
-        head += b"\0" * (-(len(head) - 4) % 4)
-        head += struct.pack("<II", w, h * w)  # step, the length of data
-        self._pixels = len(head)
-        self._buf = head + bytearray(h * w)
+        w_ = CdrWriter()
+        w_.header((0, 0), frame_id)
+        w_.u32(h, w)
+        w_.string("mono8")
+        w_.u8(0)  # is_bigendian
+        w_.u32(w, h * w)  # step, the length of data
+        self._pixels = len(w_.buf)
+        self._buf = w_.buf + bytearray(h * w)
 
 
 def pixel_view(img: CdrImage, *, limits: ImageLimits = DEFAULT_LIMITS) -> np.ndarray:
