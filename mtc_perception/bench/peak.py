@@ -108,7 +108,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", required=True)
     ap.add_argument("launch_args", nargs="*", help="further benchmark.launch.py arguments (after --)")
     args = ap.parse_args(argv)
-    run(args)
+    try:
+        run(args)
+    except ValueError as e:  # a bad search window, an unreadable bag: say which, no traceback
+        ap.error(str(e))
     return 0
 
 

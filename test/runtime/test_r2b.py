@@ -149,3 +149,13 @@ def test_peak_driver_runs_one_launch_per_probe_and_reads_its_report(tmp_path, mo
     doc = json.loads((tmp_path / "p" / "peak.json").read_text())
     assert 20.0 <= doc["BenchmarkMetadata.PEAK_THROUGHPUT_PREDICTION"] <= 27.0 and len(doc["probes"]) == len(calls)
     assert calls[0][:4] == ["ros2", "launch", "mtc_perception", "benchmark.launch.py"]
+
+
+def test_peak_driver_refuses_a_bad_window_naming_it(monkeypatch, capsys):
+    from mtc_perception.bench import peak
+
+    monkeypatch.setattr(peak, "frames_per_pass", lambda bag, topic, distro: 24)
+    argv = ["--bag", "b", "--teacher-bundle", "t", "--student-bundle", "s", "--node", "student"]
+    with pytest.raises(SystemExit) as e:
+        peak.main([*argv, "--lower", "30", "--upper", "5", "--out", "/tmp/mtc_peak_bad_window"])
+    assert e.value.code == 2 and "lower=30.0, upper=5.0" in capsys.readouterr().err
