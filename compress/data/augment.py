@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from compress.data.errors import DataConfigError
+from compress.data.masks import resize_mask
 from mtc_perception.processing import PAD_VALUE as _RUNTIME_PAD
 from mtc_perception.processing import letterbox_image
 
@@ -94,13 +95,26 @@ class LetterboxInfo:
 
 
 def letterbox(
-    img: np.ndarray, masks: list[np.ndarray], size: tuple[int, int], boxes: np.ndarray | None = None
+    img: np.ndarray,
+    masks: list[np.ndarray],
+    size: tuple[int, int],
+    boxes: np.ndarray | None = None,
+    mask_resize: str = "nearest",
 ) -> tuple[np.ndarray, list[np.ndarray], np.ndarray | None, LetterboxInfo]:
     """Resize keeping aspect ratio and pad to ``size`` = (width, height), centred.
 
-    Image padding is PAD_VALUE, mask padding 0; masks use nearest-neighbour resizing.
+    Image padding is PAD_VALUE, mask padding 0; {0, 1} masks are resized with ``mask_resize``
+    (:data:`compress.data.masks.MASK_RESIZES`: ``nearest``, or ``yolop``'s interpolate-and-threshold).
     """
-    img, masks, lb = letterbox_image(img, size, PAD_VALUE, masks)
+    if mask_resize == "nearest":
+        img, masks, lb = letterbox_image(img, size, PAD_VALUE, masks)
+    else:
+        img, _, lb = letterbox_image(img, size, PAD_VALUE)
+        top, bottom, left, right = lb.valid
+        pads = (top, lb.dst[1] - bottom, left, lb.dst[0] - right)
+        masks = [
+            cv2.copyMakeBorder(resize_mask(m, lb.new, mask_resize), *pads, cv2.BORDER_CONSTANT, value=0) for m in masks
+        ]
     r, (left, top) = lb.ratio, lb.pad
     if boxes is not None and len(boxes):
         boxes = boxes.copy()

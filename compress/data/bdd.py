@@ -28,7 +28,7 @@ import numpy as np
 
 from compress.data.errors import DataConfigError, DatasetError
 from compress.data.labels import MalformedLabelError, parse_objects, yolop_objects
-from compress.data.masks import DRIVABLE_MAPPINGS, map_drivable, map_lane
+from compress.data.masks import DRIVABLE_MAPPINGS, LANE_MAPPINGS, MASK_RESIZES, map_drivable, map_lane
 from mtc_perception.inputs import IMAGE_EXTS
 
 logger = logging.getLogger(__name__)
@@ -38,6 +38,8 @@ __all__ = [
     "DEFAULT_IGNORE_CATEGORIES",
     "DRIVABLE_MAPPINGS",
     "IMAGE_EXTENSIONS",
+    "LANE_MAPPINGS",
+    "MASK_RESIZES",
     "DataConfig",
     "Sample",
     "SplitIndex",
@@ -90,8 +92,9 @@ class DataConfig:
 
     ``class_map`` maps a BDD category to a class index into ``class_names``; categories in
     ``ignore_categories`` (entries ending in ``/*`` match a prefix) are dropped; any other
-    category is bad data. ``drivable_mapping`` names how mask pixel values become drivable
-    (see :data:`DRIVABLE_MAPPINGS`). ``on_error`` is ``"raise"`` (stop with a DatasetError) or
+    category is bad data. ``drivable_mapping`` / ``lane_mapping`` name how mask pixel values become
+    drivable / lane (see :data:`DRIVABLE_MAPPINGS`, :data:`LANE_MAPPINGS`); ``mask_resize`` how the
+    masks are resized to the network input (:data:`MASK_RESIZES`). ``on_error`` is ``"raise"`` (stop with a DatasetError) or
     ``"skip"`` (drop the sample, count it and log a warning).
     """
 
@@ -108,6 +111,8 @@ class DataConfig:
     class_map: tuple[tuple[str, int], ...] = DEFAULT_CLASS_MAP
     ignore_categories: tuple[str, ...] = DEFAULT_IGNORE_CATEGORIES
     drivable_mapping: str = "yolop_binary"
+    lane_mapping: str = "binary"
+    mask_resize: str = "nearest"
     on_error: str = "raise"
     box_tolerance: float = 2.0
 
@@ -131,6 +136,14 @@ class DataConfig:
             raise DataConfigError(
                 f"drivable_mapping {self.drivable_mapping!r} is not supported; "
                 f"expected one of {sorted(DRIVABLE_MAPPINGS)}"
+            )
+        if self.lane_mapping not in LANE_MAPPINGS:
+            raise DataConfigError(
+                f"lane_mapping {self.lane_mapping!r} is not supported; expected one of {sorted(LANE_MAPPINGS)}"
+            )
+        if self.mask_resize not in MASK_RESIZES:
+            raise DataConfigError(
+                f"mask_resize {self.mask_resize!r} is not supported; expected one of {list(MASK_RESIZES)}"
             )
         if not self.class_names:
             raise DataConfigError("class_names is empty; give at least one class name")

@@ -136,9 +136,13 @@ class MultiTaskDataset(Dataset):
                     "image size"
                 )
             try:
-                m = map_drivable(raw, cfg.drivable_mapping) if what == "drivable mask" else map_lane(raw)
+                if what == "drivable mask":
+                    m = map_drivable(raw, cfg.drivable_mapping)
+                else:
+                    m = map_lane(raw, cfg.lane_mapping)
             except ValueError as exc:
-                raise DatasetError(f"{shown}: {exc}; check drivable_mapping") from None
+                option = "drivable_mapping" if what == "drivable mask" else "lane_mapping"
+                raise DatasetError(f"{shown}: {exc}; check {option}") from None
             masks.append(m)
         boxes = s.boxes.copy()
         if len(boxes):
@@ -162,7 +166,7 @@ class MultiTaskDataset(Dataset):
         s = self.samples[i]
         img, da, ll, boxes = self._load_raw(s)
         orig = img.shape[:2]
-        img, (da, ll), boxes, info = letterbox(img, [da, ll], self.img_size, boxes)
+        img, (da, ll), boxes, info = letterbox(img, [da, ll], self.img_size, boxes, self.cfg.mask_resize)
         top, bottom, left, right = info.valid
         aug = self.augment
         if aug is not None:
