@@ -55,3 +55,45 @@ def write_sample(
 
 def car(x1: float, y1: float, x2: float, y2: float, category: str = "car") -> dict[str, Any]:
     return {"category": category, "box2d": {"x1": x1, "y1": y1, "x2": x2, "y2": y2}}
+
+
+#: category names of the original BDD100K release (bdd100k_labels_images_*.json) for the 2020 ones
+ORIGINAL_NAMES = {"pedestrian": "person", "bicycle": "bike", "motorcycle": "motor"}
+
+
+def write_bdd_download(
+    src: Path, dst: Path, release: str = "det_20", masks: bool = True, categories: dict[str, str] | None = None
+) -> Path:
+    """BDD100K as downloaded, made from a YOLOP-layout dataset (e.g. synthroad): ``dst/bdd100k/`` with
+    ``images/100k/<split>/``, the detection labels of ``release`` (``det_20``: labels/det_20/det_<split>.json;
+    ``original``: labels/bdd100k_labels_images_<split>.json, with the original category names) and, with
+    ``masks``, the toolkit's masks (drivable: 0 direct / 2 background; lane: 3 on lane, 255 background).
+    ``categories`` renames categories (e.g. some ``car`` -> ``truck``). Returns ``dst/bdd100k``."""
+    import shutil
+
+    base = dst / "bdd100k"
+    for split in ("train", "val"):
+        if not (src / "images" / split).is_dir():
+            continue
+        img_dir = base / "images" / "100k" / split
+        img_dir.mkdir(parents=True)
+        for p in sorted((src / "images" / split).iterdir()):
+            shutil.copy(p, img_dir / p.name)
+        entries = to_official(src, split)
+        for e in entries:
+            for obj in e["labels"]:
+                cat = (categories or {}).get(obj["category"], obj["category"])
+                obj["category"] = ORIGINAL_NAMES.get(cat, cat) if release == "original" else cat
+        name = f"det_20/det_{split}.json" if release == "det_20" else f"bdd100k_labels_images_{split}.json"
+        (base / "labels" / name).parent.mkdir(parents=True, exist_ok=True)
+        (base / "labels" / name).write_text(json.dumps(entries))
+        if not masks:
+            continue
+        for kind, fg, bg in (("drivable", 0, 2), ("lane", 3, 255)):
+            out = base / "labels" / kind / "masks" / split
+            out.mkdir(parents=True)
+            yolop_dir = src / ("da_seg_annotations" if kind == "drivable" else "ll_seg_annotations") / split
+            for p in sorted(yolop_dir.glob("*.png")):
+                m = cv2.imread(str(p), cv2.IMREAD_GRAYSCALE)
+                cv2.imwrite(str(out / p.name), np.where(m > 0, fg, bg).astype(np.uint8))
+    return base

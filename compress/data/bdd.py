@@ -9,6 +9,10 @@ Two label formats are read:
   ``{name, attributes, labels: [{category, box2d}]}`` plus an image directory; mask
   directories are optional, but when configured every image must have its mask.
 
+A root that is BDD100K as downloaded (:mod:`compress.data.layout`) is read as ``bdd_official``
+with its label file, image folder and toolkit masks found for the split
+(:meth:`DataConfig.resolved`); options set explicitly win.
+
 Objects without ``box2d`` (poly2d lanes / drivable areas) are not detection labels and are ignored.
 The mask mappings are :mod:`compress.data.masks`, the parsing of detection labels
 :mod:`compress.data.labels` (both re-exported here).
@@ -28,6 +32,7 @@ import numpy as np
 
 from compress.data.errors import DataConfigError, DatasetError
 from compress.data.labels import MalformedLabelError, parse_objects, yolop_objects
+from compress.data.layout import BddDownload, bdd_download, layout_error, looks_like_yolop, missing_labels_error
 from compress.data.masks import DRIVABLE_MAPPINGS, LANE_MAPPINGS, MASK_RESIZES, map_drivable, map_lane
 from mtc_perception.inputs import IMAGE_EXTS
 
@@ -110,8 +115,9 @@ class DataConfig:
     class_names: tuple[str, ...] = ("vehicle",)
     class_map: tuple[tuple[str, int], ...] = DEFAULT_CLASS_MAP
     ignore_categories: tuple[str, ...] = DEFAULT_IGNORE_CATEGORIES
-    drivable_mapping: str = "yolop_binary"
-    lane_mapping: str = "binary"
+    # None: the layout's (bdd_toolkit for a BDD100K download's own masks, else yolop_binary / binary)
+    drivable_mapping: str | None = None
+    lane_mapping: str | None = None
     mask_resize: str = "nearest"
     on_error: str = "raise"
     box_tolerance: float = 2.0
@@ -132,12 +138,12 @@ class DataConfig:
             )
         if self.on_error not in ON_ERROR:
             raise DataConfigError(f"on_error {self.on_error!r} is not supported; expected one of {list(ON_ERROR)}")
-        if self.drivable_mapping not in DRIVABLE_MAPPINGS:
+        if self.drivable_mapping is not None and self.drivable_mapping not in DRIVABLE_MAPPINGS:
             raise DataConfigError(
                 f"drivable_mapping {self.drivable_mapping!r} is not supported; "
                 f"expected one of {sorted(DRIVABLE_MAPPINGS)}"
             )
-        if self.lane_mapping not in LANE_MAPPINGS:
+        if self.lane_mapping is not None and self.lane_mapping not in LANE_MAPPINGS:
             raise DataConfigError(
                 f"lane_mapping {self.lane_mapping!r} is not supported; expected one of {sorted(LANE_MAPPINGS)}"
             )
@@ -162,9 +168,10 @@ class DataConfig:
                 "ll_seg_annotations/)"
             )
         if self.label_format == "bdd_official":
-            if self.label_json is None:
+            if self.label_json is None and self.root is None:
                 raise DataConfigError(
-                    "label_format 'bdd_official' needs label_json (the BDD100K detection label file, e.g. det_val.json)"
+                    "label_format 'bdd_official' needs label_json (the BDD100K detection label file, e.g. "
+                    "det_val.json) or root (a BDD100K download)"
                 )
             if self.image_dir is None and self.root is None:
                 raise DataConfigError("label_format 'bdd_official' needs image_dir (or root with images/<split>/)")
@@ -186,6 +193,43 @@ class DataConfig:
         """Same configuration for another split."""
         return dataclasses.replace(self, split=split)
 
+    def resolved(self) -> DataConfig:
+        """The configuration a split is read with: where ``root`` is BDD100K as downloaded (and not
+        YOLOP's layout), its label file, image folder and toolkit masks for the split fill the options
+        left unset (logged), and unset mask mappings become the layout's (``bdd_toolkit`` for the
+        download's own masks, else ``yolop_binary`` / ``binary``)."""
+        changes: dict[str, Any] = {}
+        dl = self._download()
+        if dl is not None:
+            if self.label_json is None and dl.label_json is None:
+                raise missing_labels_error(dl, self.split)
+            for name in ("label_json", "image_dir", "drivable_dir", "lane_dir"):
+                if getattr(self, name) is None and getattr(dl, name) is not None:
+                    changes[name] = getattr(dl, name)
+            if changes or self.label_format != "bdd_official":
+                changes["label_format"] = "bdd_official"
+                logger.info("%s", dl.describe(self.split))
+        elif self.label_format == "bdd_official" and self.label_json is None:
+            raise DataConfigError(
+                f"label_format 'bdd_official' needs label_json: {self.root} is not a BDD100K download "
+                "(no images/100k/ in it or in its bdd100k/ folder); pass --label-json FILE"
+            )
+        auto_masks = {k for k in ("drivable_dir", "lane_dir") if k in changes}
+        if self.drivable_mapping is None:
+            changes["drivable_mapping"] = "bdd_toolkit" if "drivable_dir" in auto_masks else "yolop_binary"
+        if self.lane_mapping is None:
+            changes["lane_mapping"] = "bdd_toolkit" if "lane_dir" in auto_masks else "binary"
+        return dataclasses.replace(self, **changes) if changes else self
+
+    def _download(self) -> BddDownload | None:
+        """The BDD100K download ``root`` is, when the configuration reads one: ``bdd_official`` with a
+        root, or the default format where root is not YOLOP's layout and no image_dir is set."""
+        if self.root is None:
+            return None
+        if self.label_format == "yolop" and (self.image_dir is not None or looks_like_yolop(self.root, self.split)):
+            return None
+        return bdd_download(self.root, self.split)
+
     @property
     def class_dict(self) -> dict[str, int]:
         """Category -> class index."""
@@ -200,7 +244,9 @@ class DataConfig:
     def images_path(self) -> Path:
         if self.image_dir is not None:
             return self.image_dir
-        return self._root() / "images" / self.split
+        root = self._root()
+        dl = None if looks_like_yolop(root, self.split) else bdd_download(root, self.split)
+        return dl.image_dir if dl is not None else root / "images" / self.split
 
     def labels_path(self) -> Path:
         if self.label_format == "bdd_official" and self.label_json is not None:
@@ -301,6 +347,7 @@ def index_split(cfg: DataConfig) -> SplitIndex:
     ``"skip"`` the sample is dropped, counted in ``SplitIndex.skipped`` and logged.
     """
     out = SplitIndex()
+    cfg = cfg.resolved()
 
     def bad(msg: str) -> None:
         if cfg.on_error == "raise":
@@ -309,6 +356,8 @@ def index_split(cfg: DataConfig) -> SplitIndex:
         out.skipped.append(msg)
 
     img_dir = cfg.images_path()
+    if cfg.label_format == "yolop" and cfg.image_dir is None and cfg.root is not None and not img_dir.is_dir():
+        raise layout_error(cfg.root, cfg.split)
     _require_dir(img_dir, "image", "check root/split or image_dir")
     images, shared = _list_files(img_dir, IMAGE_EXTENSIONS)
 

@@ -72,7 +72,7 @@ class MultiTaskDataset(Dataset):
             raise DatasetError(
                 f"img_size {img_size!r} is not a (width, height) pair of sizes >= 8; pass e.g. (640, 384)"
             )
-        self.cfg = cfg
+        self.cfg = cfg = cfg.resolved()  # a BDD100K download's files and the mask mappings filled in
         self.img_size = (int(img_size[0]), int(img_size[1]))
         self.augment = augment
         index = index_split(cfg)
@@ -137,9 +137,9 @@ class MultiTaskDataset(Dataset):
                 )
             try:
                 if what == "drivable mask":
-                    m = map_drivable(raw, cfg.drivable_mapping)
+                    m = map_drivable(raw, cfg.drivable_mapping or "yolop_binary")
                 else:
-                    m = map_lane(raw, cfg.lane_mapping)
+                    m = map_lane(raw, cfg.lane_mapping or "binary")
             except ValueError as exc:
                 option = "drivable_mapping" if what == "drivable mask" else "lane_mapping"
                 raise DatasetError(f"{shown}: {exc}; check {option}") from None
