@@ -40,11 +40,14 @@ Detection
     matching; the max-F1 operating point is reported too.
 
 Segmentation
-    One 2x2 confusion matrix accumulated over the whole set (not averaged per batch as YOLOP
-    does), over the pixels inside the letterbox's valid region only. Drivable: ``miou`` = mean of
-    background and foreground IoU, ``iou`` = foreground IoU, ``acc`` = pixel accuracy. Lane:
-    ``acc`` = lane-pixel recall TP / (TP + FN) (YOLOP's "accuracy"), ``iou`` = lane-class IoU,
-    ``miou`` as above.
+    Over the pixels inside the letterbox's valid region only, two averagings
+    (``SegMetrics(average=...)``): ``"set"``, one 2x2 confusion matrix accumulated over the whole
+    set; or ``"batch"``, YOLOP's validate(): the metrics of each batch's own confusion matrix,
+    averaged weighted by the batch's image count (its AverageMeter), so a batch without foreground
+    scores IoU 0 and recall 0 (the caller closes each batch with :meth:`SegMetrics.end_batch`).
+    Drivable: ``miou`` = mean of background and foreground IoU, ``iou`` = foreground IoU, ``acc`` =
+    pixel accuracy. Lane: ``acc`` = lane-pixel recall TP / (TP + FN) (YOLOP's "accuracy"), ``iou`` =
+    lane-class IoU, ``miou`` as above.
 """
 
 from __future__ import annotations
@@ -132,13 +135,22 @@ class DetectionMetrics:
     ``ap_method``: the AP integration, by default the protocol's (``"yolov5"`` / ``"yolop"``).
     The module docstring states each convention."""
 
-    def __init__(self, num_classes: int, ap_method: str | None = None, protocol: str = "default") -> None:
+    def __init__(
+        self,
+        num_classes: int,
+        ap_method: str | None = None,
+        protocol: str = "default",
+        class_names: tuple[str, ...] | list[str] | None = None,
+    ) -> None:
         if protocol not in PROTOCOLS:
             raise ValueError(f"protocol {protocol!r} unknown; use one of {', '.join(PROTOCOLS)}")
         ap_method = ap_method or PROTOCOL_AP_METHOD[protocol]
         if ap_method not in AP_METHODS:
             raise ValueError(f"AP method {ap_method!r} unknown; use one of {', '.join(AP_METHODS)}")
+        if class_names is not None and len(class_names) != num_classes:
+            raise ValueError(f"{len(class_names)} class names {list(class_names)} for {num_classes} classes")
         self.nc = num_classes
+        self.class_names = tuple(class_names) if class_names is not None else tuple(str(c) for c in range(num_classes))
         self.ap_method = ap_method
         self.protocol = protocol
         self._tp: list[np.ndarray] = []  # the protocol's matching
@@ -237,6 +249,10 @@ class DetectionMetrics:
                 "f1": float(f1[present, best].mean()) if present.any() else 0.0,
             },
             "ap50_per_class": [float(v) for v in ap[:, 0]],
+            # per class name: AP50, or None where the set has no ground-truth box of the class
+            "ap50_by_class": {n: float(ap[c, 0]) if present[c] else None for c, n in enumerate(self.class_names)},
+            "class_names": list(self.class_names),
+            "num_gt_per_class": [int(v) for v in self._n_gt],
             "num_gt": int(self._n_gt.sum()),
             "num_pred": int(len(scores)),
             "images": self.images,
@@ -258,31 +274,68 @@ def confusion_2x2(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
     return np.array([[p.size - tp - fp - fn, fp], [fn, tp]], np.int64)
 
 
-class SegMetrics:
-    """Binary segmentation metrics from one confusion matrix over the whole set."""
+SEG_AVERAGES = ("set", "batch")
+_SCORES = ("miou", "iou", "acc", "recall", "precision")
 
-    def __init__(self) -> None:
+
+def _seg_scores(cm: np.ndarray) -> dict[str, float]:
+    """The scores of one 2x2 confusion matrix (0 where a ratio is 0/0, as YOLOP's nan -> 0)."""
+    (tn, fp), (fn, tp) = cm.tolist()
+    iou_fg = tp / (tp + fp + fn) if tp + fp + fn else 0.0
+    iou_bg = tn / (tn + fn + fp) if tn + fn + fp else 0.0
+    total = tn + fp + fn + tp
+    return {
+        "miou": float((iou_fg + iou_bg) / 2),
+        "iou": float(iou_fg),
+        "acc": float((tp + tn) / total) if total else 0.0,
+        "recall": float(tp / (tp + fn)) if tp + fn else 0.0,
+        "precision": float(tp / (tp + fp)) if tp + fp else 0.0,
+    }
+
+
+class SegMetrics:
+    """Binary segmentation metrics, from one confusion matrix over the whole set (``average="set"``)
+    or averaged over batches weighted by their image count (``"batch"``, YOLOP's validate())."""
+
+    def __init__(self, average: str = "set") -> None:
+        if average not in SEG_AVERAGES:
+            raise ValueError(f"segmentation average {average!r} unknown; use one of {', '.join(SEG_AVERAGES)}")
+        self.average = average
         # cm[t, p]: rows = target (0 background, 1 foreground), cols = prediction
         self.cm = np.zeros((2, 2), dtype=np.int64)
+        self._batch_cm = np.zeros((2, 2), dtype=np.int64)
+        self._batch_images = 0
+        self._batches: list[tuple[np.ndarray, int]] = []
 
     def update(self, pred: np.ndarray, target: np.ndarray) -> np.ndarray:
-        """Add one mask pair; returns its own 2x2 confusion matrix."""
+        """Add one mask pair (one image) to the set and to the open batch; returns its own 2x2
+        confusion matrix."""
         cm = confusion_2x2(pred, target)
         self.cm += cm
+        self._batch_cm += cm
+        self._batch_images += 1
         return cm
 
+    def end_batch(self) -> None:
+        """Close the open batch (``"batch"`` averaging: its images share one confusion matrix)."""
+        if self._batch_images:
+            self._batches.append((self._batch_cm, self._batch_images))
+        self._batch_cm = np.zeros((2, 2), dtype=np.int64)
+        self._batch_images = 0
+
     def compute(self) -> dict:
-        (tn, fp), (fn, tp) = self.cm.tolist()
-        iou_fg = tp / (tp + fp + fn) if tp + fp + fn else 0.0
-        iou_bg = tn / (tn + fn + fp) if tn + fn + fp else 0.0
-        total = tn + fp + fn + tp
+        self.end_batch()
+        total = int(self.cm.sum())
+        scores = _seg_scores(self.cm)
+        if self.average == "batch" and self._batches:
+            n = sum(k for _, k in self._batches)
+            per = [(_seg_scores(cm), k) for cm, k in self._batches]
+            scores = {s: float(sum(d[s] * k for d, k in per) / n) for s in _SCORES}
         return {
-            "miou": float((iou_fg + iou_bg) / 2),
-            "iou": float(iou_fg),
-            "acc": float((tp + tn) / total) if total else 0.0,
-            "recall": float(tp / (tp + fn)) if tp + fn else 0.0,
-            "precision": float(tp / (tp + fp)) if tp + fp else 0.0,
-            "pixels": int(total),
+            **scores,
+            "pixels": total,
+            "average": self.average,
+            "batches": len(self._batches),
             # False when no image of the split had this task's labels: the numbers above are then
             # not a measurement (reported as n/a, left out of the fitness)
             "available": bool(total),
@@ -297,6 +350,7 @@ def lane_metrics(seg: dict) -> dict:
         "miou": seg["miou"],
         "pixels": seg["pixels"],
         "available": seg.get("available", True),
+        **({"average": seg["average"]} if "average" in seg else {}),
     }
 
 
@@ -307,6 +361,7 @@ def drivable_metrics(seg: dict) -> dict:
         "acc": seg["acc"],
         "pixels": seg["pixels"],
         "available": seg.get("available", True),
+        **({"average": seg["average"]} if "average" in seg else {}),
     }
 
 
@@ -314,6 +369,7 @@ __all__ = [
     "AP_METHODS",
     "IOU_THRESHOLDS",
     "PROTOCOLS",
+    "SEG_AVERAGES",
     "DetectionMetrics",
     "SegMetrics",
     "confusion_2x2",

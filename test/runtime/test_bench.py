@@ -214,6 +214,31 @@ def test_report_builder_numbers_and_accounting(tmp_path):
     assert paths["report_json"].is_file() and "| student |" in paths["report_md"].read_text()
 
 
+def test_report_shows_ap50_per_class_when_there_are_several(tmp_path):
+    names = ("car", "truck", "bus")
+    b = ReportBuilder([ModelInfo("teacher", class_names=names)], gt_parts=("detections",), mosaic=0)
+    m = np.zeros((4, 4), np.uint8)
+    # a car found, a truck predicted as a car (missed), no bus labelled
+    p = _p([[0, 0, 10, 10], [20, 20, 30, 30]], [0.9, 0.8], m, m, cls=[0, 0])
+    b.add_frame(1, {"teacher": ModelOutput(p, 5.0)})
+    b.add_ground_truth(
+        1, "detections", GroundTruthBoxes(np.array([[0, 0, 10, 10], [20, 20, 30, 30.0]]), np.array([0, 1]))
+    )
+    det = b.report()["ground_truth"]["teacher"]["detection"]
+    assert list(det["ap50_by_class"]) == list(names)
+    assert det["ap50_by_class"]["car"] > 0.99 and det["ap50_by_class"]["truck"] == 0.0
+    assert det["ap50_by_class"]["bus"] is None
+    md = write_report(b, tmp_path, plots=False)["report_md"].read_text()
+    assert (
+        "| model | car | truck | bus |" in md and "| teacher | 0.995 | 0.000 | – |" in md
+    )  # yolov5 AP: 0.995 for a perfect class
+    # one class: no per-class table
+    one = ReportBuilder([ModelInfo("teacher", class_names=("vehicle",))], gt_parts=("detections",), mosaic=0)
+    one.add_frame(1, {"teacher": ModelOutput(_p([[0, 0, 10, 10]], [0.9], m, m), 5.0)})
+    one.add_ground_truth(1, "detections", GroundTruthBoxes(np.array([[0, 0, 10, 10.0]]), np.array([0])))
+    assert "ap50_by_class" not in one.report()["ground_truth"]["teacher"]["detection"]
+
+
 def test_stamp_matcher_pairs_out_of_order_and_evicts_the_oldest():
     m = StampMatcher(("frame", "teacher", "student"), max_pending=2)
     assert m.add(2, "teacher", "t2") == []

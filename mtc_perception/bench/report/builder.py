@@ -35,14 +35,15 @@ def error_kind(error: str) -> str:
 
 
 class _ModelAcc:
-    def __init__(self, nc: int) -> None:
+    def __init__(self, class_names: tuple[str, ...]) -> None:
+        nc = len(class_names)
         self.status: Counter[str] = Counter()
         self.latency: list[float] = []
         self.stages: dict[str, list[float]] = {k: [] for k in STAGES}
         self.errors: Counter[str] = Counter()
         self.first_error: dict[str, str] = {}
         self.error_frames: dict[str, list[int]] = {}
-        self.gt_det = DetectionMetrics(nc)
+        self.gt_det = DetectionMetrics(nc, class_names=class_names)
         self.gt_drv = SegMetrics()
         self.gt_lane = SegMetrics()
         self.gt_frames = 0
@@ -107,7 +108,7 @@ class ReportBuilder:
         self.warnings: list[str] = []
         self.harness_ms: dict[str, float] = {}
         self.started = time.perf_counter() if started is None else started
-        self._acc = {m.name: _ModelAcc(len(self.class_names)) for m in models}
+        self._acc = {m.name: _ModelAcc(self.class_names) for m in models}
         self._frames = 0
         self._not_reached = 0
         self._rows: list[dict[str, Any]] = []
@@ -385,6 +386,8 @@ class ReportBuilder:
                 block["detection"] = {
                     k: d[k] for k in ("map50", "map50_95", "map50_coco", "recall", "precision", "num_gt", "num_pred")
                 }
+                if len(self.class_names) > 1:  # AP50 per class name (None: no labelled box of the class)
+                    block["detection"]["ap50_by_class"] = d["ap50_by_class"]
             if "drivable" in self.gt_parts and acc.gt_drv.cm.sum():
                 block["drivable"] = drivable_metrics(acc.gt_drv.compute())
             if "lane" in self.gt_parts and acc.gt_lane.cm.sum():

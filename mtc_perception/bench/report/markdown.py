@@ -11,6 +11,11 @@ def _f(v: Any, fmt: str = "{:.2f}", none: str = "–") -> str:
     return none if v is None else fmt.format(v)
 
 
+def _per_class(block: Any) -> bool:
+    """A ground-truth block (of a model) holding per-class AP50."""
+    return isinstance(block, dict) and "ap50_by_class" in block.get("detection", {})
+
+
 def markdown(rep: dict[str, Any]) -> str:
     """``report.md``: the report's tables."""
     meta, models = rep["meta"], rep["models"]
@@ -117,6 +122,13 @@ def markdown(rep: dict[str, Any]) -> str:
                 f"| {n} | {b['frames']} | {_f(det.get('map50'), '{:.3f}')} | {_f(det.get('recall'), '{:.3f}')} | "
                 f"{_f(drv.get('miou'), '{:.3f}')} | {_f(ln.get('acc'), '{:.3f}')} | {_f(ln.get('iou'), '{:.3f}')} |"
             )
+        per_class = {n: b["detection"]["ap50_by_class"] for n, b in g.items() if _per_class(b)}
+        if per_class:
+            names = list(next(iter(per_class.values())))
+            lines += ["", "AP50 per class (– where the labels hold no box of the class):", ""]
+            lines += ["| model | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+            for n, by_class in per_class.items():
+                lines.append(f"| {n} | " + " | ".join(_f(by_class.get(c), "{:.3f}") for c in names) + " |")
         mt = g["matching"]
         lines += [
             "",
