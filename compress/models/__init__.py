@@ -1,6 +1,6 @@
 """Multi-task models: config as data, the YOLOP-style network, profiling."""
 
-from .config import SIZES, YOLOP_ANCHORS, ConfigError, ModelConfig
+from .config import LAYOUTS, SIZES, YOLOP_ANCHORS, ConfigError, ModelConfig
 from .profile import count_macs, count_params
 from .yolop import (
     HEAD_OUTPUTS,
@@ -11,9 +11,11 @@ from .yolop import (
     config_of,
     decode_detections,
     extract_widths,
+    head_outputs,
 )
 
 __all__ = [
+    "LAYOUTS",
     "SIZES",
     "YOLOP_ANCHORS",
     "ConfigError",
@@ -28,4 +30,5 @@ __all__ = [
     "config_of",
     "decode_detections",
     "extract_widths",
+    "head_outputs",
 ]

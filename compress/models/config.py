@@ -29,6 +29,18 @@ SIZES: dict[str, tuple[float, float]] = {
     "yolop": (1.0, 1.0),  # YOLOP's published widths and depths
 }
 
+#: ``mtc``: this project's network (6x6 stem conv, the configured activation everywhere, one-logit
+#: segmentation outputs). ``yolop``: YOLOP's network exactly (Focus stem, LeakyReLU(0.1) after each
+#: CSP concat, Conv+BN+activation two-channel segmentation outputs, no width rounded above
+#: YOLOP's own), so YOLOP's weights load unchanged (:mod:`compress.importers.yolop`).
+LAYOUTS = ("mtc", "yolop")
+#: What the network does to its input (RGB in [0, 1], as every loader and the Perceptor feed it)
+#: before the first layer: ``unit`` nothing; ``imagenet`` YOLOP's normalization,
+#: ``(x - (0.485, 0.456, 0.406)) / (0.229, 0.224, 0.225)``, inside the graph.
+INPUT_NORMS = ("unit", "imagenet")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
 
 class ConfigError(ValueError):
     """A model configuration or checkpoint that cannot describe a valid network."""
@@ -44,6 +56,8 @@ class ModelConfig:
     anchors: tuple[tuple[float, ...], ...] = YOLOP_ANCHORS
     strides: tuple[int, ...] = (8, 16, 32)
     act: str = "silu"
+    layout: str = "mtc"
+    input_norm: str = "unit"
     # explicit per-conv output widths (module path -> channels); empty = derive from size
     widths: dict[str, int] = field(default_factory=dict)
 
@@ -64,6 +78,10 @@ class ModelConfig:
             )
         if self.act not in ("silu", "relu", "hardswish", "leaky"):
             raise ConfigError(f"activation {self.act!r} unknown; use silu, relu, hardswish or leaky")
+        if self.layout not in LAYOUTS:
+            raise ConfigError(f"model layout {self.layout!r} unknown; use one of {list(LAYOUTS)}")
+        if self.input_norm not in INPUT_NORMS:
+            raise ConfigError(f"model input_norm {self.input_norm!r} unknown; use one of {list(INPUT_NORMS)}")
 
     @property
     def depth_multiple(self) -> float:
@@ -81,8 +99,10 @@ class ModelConfig:
         return max(round(n * self.depth_multiple), 1) if n > 1 else n
 
     def width(self, c: int) -> int:
-        """Scaled width, rounded up to a multiple of 8 (engine friendly)."""
-        return max(8, int(math.ceil(c * self.width_multiple / 8) * 8))
+        """Scaled width, rounded up to a multiple of 8 (engine friendly); in the ``yolop`` layout
+        never above YOLOP's own width ``c`` (its last decoder CSP is 4 channels wide)."""
+        w = max(8, int(math.ceil(c * self.width_multiple / 8) * 8))
+        return min(w, c) if self.layout == "yolop" else w
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

@@ -44,7 +44,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .yolop import Bottleneck, BottleneckCSP, Conv, MultiTaskNet, SegDecoder, upsample2
+from .yolop import Bottleneck, BottleneckCSP, Conv, MultiTaskNet, PairHead, SegDecoder, pair_logit, upsample2
 
 # kernel rows of a 3x3 convolution seen from the low resolution, per output phase:
 # _PHASE[a][u, k] = 1 when kernel row k reads low-resolution offset u - 1 for output row 2i + a
@@ -168,6 +168,22 @@ class _Up(nn.Module):
 
 
 # the decoder stages that read an upsampled tensor, in order: each may run in the sub-pixel form
+class _PairRaw(nn.Module):
+    """A :class:`PairHead`'s two channels (its ``pair``), as a module."""
+
+    def __init__(self, head: PairHead) -> None:
+        super().__init__()
+        self.head = head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head.pair(x)
+
+
+class _PairLogit(nn.Module):
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return pair_logit(z)
+
+
 REWRITE_STAGES = ("csp1", "c3", "out")
 
 
@@ -183,7 +199,12 @@ class DeploySegDecoder(nn.Module):
         self.c2 = dec.c2
         self.c3 = UpConv.from_block(dec.c3, f"{name}.c3") if "c3" in stages else _Up(dec.c3)
         self.csp2 = dec.csp2
-        self.out = UpConv(dec.out, where=f"{name}.out") if "out" in stages else _Up(dec.out)
+        self.out: nn.Module
+        if isinstance(dec.out, PairHead):  # YOLOP's Conv+BN+act two-channel output, then z1 - z0
+            up = UpConv.from_block(dec.out, f"{name}.out") if "out" in stages else _Up(_PairRaw(dec.out))
+            self.out = nn.Sequential(up, _PairLogit())
+        else:
+            self.out = UpConv(dec.out, where=f"{name}.out") if "out" in stages else _Up(dec.out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.csp1(self.c1(x))

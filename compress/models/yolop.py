@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .config import ConfigError, ModelConfig
+from .config import IMAGENET_MEAN, IMAGENET_STD, ConfigError, ModelConfig
 
 # Feature taps that distillation can hook: name -> attribute path of the module whose output is the
 # feature. Backbone stages at strides 8/16/32, the neck's shared stride-8 encoder output (which the
@@ -35,6 +35,13 @@ HEAD_OUTPUTS: dict[str, list[str]] = {
     "drivable": ["drivable.out"],
     "lane": ["lane.out"],
 }
+
+
+def head_outputs(cfg: ModelConfig) -> dict[str, list[str]]:
+    """:data:`HEAD_OUTPUTS` of a config's layout (YOLOP's segmentation outputs are Conv blocks)."""
+    if cfg.layout == "yolop":
+        return {**HEAD_OUTPUTS, "drivable": ["drivable.out.conv"], "lane": ["lane.out.conv"]}
+    return {k: list(v) for k, v in HEAD_OUTPUTS.items()}
 
 
 class WidthResolver:
@@ -104,9 +111,20 @@ class Bottleneck(nn.Module):
 
 
 class BottleneckCSP(nn.Module):
-    """CSP bottleneck as in YOLOP / YOLOv5 v4: two paths, n bottlenecks, concat, fuse."""
+    """CSP bottleneck as in YOLOP / YOLOv5 v4: two paths, n bottlenecks, concat, fuse. ``cat_act``:
+    the activation after the concat's BatchNorm (YOLOP: always LeakyReLU(0.1); default ``act``)."""
 
-    def __init__(self, c_in: int, path: str, w: WidthResolver, base_out: int, n: int, shortcut: bool, act: str) -> None:
+    def __init__(
+        self,
+        c_in: int,
+        path: str,
+        w: WidthResolver,
+        base_out: int,
+        n: int,
+        shortcut: bool,
+        act: str,
+        cat_act: str | None = None,
+    ) -> None:
         super().__init__()
         base_hidden = base_out // 2
         self.cv1 = Conv(c_in, w(f"{path}.cv1.conv", base_hidden), 1, 1, act)
@@ -121,7 +139,7 @@ class BottleneckCSP(nn.Module):
         self.cv2 = nn.Conv2d(c_in, w(f"{path}.cv2", base_hidden), 1, 1, bias=False)
         c_cat = self.cv3.out_channels + self.cv2.out_channels
         self.bn = nn.BatchNorm2d(c_cat, eps=1e-3, momentum=0.03)
-        self.act = _act(act)
+        self.act = _act(cat_act or act)
         self.cv4 = Conv(c_cat, w(f"{path}.cv4.conv", base_out), 1, 1, act)
 
     @property
@@ -155,22 +173,52 @@ class SPP(nn.Module):
         return self.cv2(torch.cat([x] + [m(x) for m in self.m], 1))
 
 
+class Focus(nn.Module):
+    """YOLOP's stem: space-to-depth (the four pixel phases of each 2x2 cell stacked as channels, in
+    YOLOP's order) then a 3x3 Conv on the 12 channels."""
+
+    def __init__(self, c_out: int, act: str) -> None:
+        super().__init__()
+        self.conv = Conv(12, c_out, 3, 1, act)
+
+    @property
+    def out_channels(self) -> int:
+        return self.conv.out_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(torch.cat([x[..., ::2, ::2], x[..., 1::2, ::2], x[..., ::2, 1::2], x[..., 1::2, 1::2]], 1))
+
+
+def _cat_act(cfg: ModelConfig) -> str | None:
+    return "leaky" if cfg.layout == "yolop" else None
+
+
 class Backbone(nn.Module):
     def __init__(self, cfg: ModelConfig, w: WidthResolver) -> None:
         super().__init__()
-        a, d = cfg.act, cfg.depth
-        self.stem = Conv(3, w("backbone.stem.conv", 32), 6, 2, a, p=2)  # replaces YOLOP's Focus
-        self.down2 = Conv(self.stem.out_channels, w("backbone.down2.conv", 64), 3, 2, a)
-        self.stage2 = BottleneckCSP(self.down2.out_channels, "backbone.stage2", w, 64, d(1), True, a)
+        a, d, ca = cfg.act, cfg.depth, _cat_act(cfg)
+        self.normalize = cfg.input_norm == "imagenet"
+        if self.normalize:  # YOLOP's input normalization, in the graph (see ModelConfig.input_norm)
+            self.register_buffer("in_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+            self.register_buffer("in_scale", 1.0 / torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        if cfg.layout == "yolop":
+            self.stem: nn.Module = Focus(w("backbone.stem.conv.conv", 32), a)
+        else:
+            self.stem = Conv(3, w("backbone.stem.conv", 32), 6, 2, a, p=2)  # replaces YOLOP's Focus
+        c_stem = self.stem.out_channels
+        self.down2 = Conv(c_stem, w("backbone.down2.conv", 64), 3, 2, a)
+        self.stage2 = BottleneckCSP(self.down2.out_channels, "backbone.stage2", w, 64, d(1), True, a, ca)
         self.down3 = Conv(self.stage2.out_channels, w("backbone.down3.conv", 128), 3, 2, a)
-        self.stage3 = BottleneckCSP(self.down3.out_channels, "backbone.stage3", w, 128, d(3), True, a)
+        self.stage3 = BottleneckCSP(self.down3.out_channels, "backbone.stage3", w, 128, d(3), True, a, ca)
         self.down4 = Conv(self.stage3.out_channels, w("backbone.down4.conv", 256), 3, 2, a)
-        self.stage4 = BottleneckCSP(self.down4.out_channels, "backbone.stage4", w, 256, d(3), True, a)
+        self.stage4 = BottleneckCSP(self.down4.out_channels, "backbone.stage4", w, 256, d(3), True, a, ca)
         self.down5 = Conv(self.stage4.out_channels, w("backbone.down5.conv", 512), 3, 2, a)
         self.spp = SPP(self.down5.out_channels, "backbone.spp", w, 512, a)
-        self.stage5 = BottleneckCSP(self.spp.out_channels, "backbone.stage5", w, 512, d(1), False, a)
+        self.stage5 = BottleneckCSP(self.spp.out_channels, "backbone.stage5", w, 512, d(1), False, a, ca)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if self.normalize:
+            x = (x - self.in_mean) * self.in_scale
         x = self.stage2(self.down2(self.stem(x)))
         p3 = self.stage3(self.down3(x))
         p4 = self.stage4(self.down4(p3))
@@ -183,17 +231,19 @@ class Neck(nn.Module):
 
     def __init__(self, cfg: ModelConfig, w: WidthResolver, c3: int, c4: int, c5: int) -> None:
         super().__init__()
-        a, d = cfg.act, cfg.depth
+        a, d, ca = cfg.act, cfg.depth, _cat_act(cfg)
         self.lat5 = Conv(c5, w("neck.lat5.conv", 256), 1, 1, a)
-        self.td4 = BottleneckCSP(self.lat5.out_channels + c4, "neck.td4", w, 256, d(1), False, a)
+        self.td4 = BottleneckCSP(self.lat5.out_channels + c4, "neck.td4", w, 256, d(1), False, a, ca)
         self.lat4 = Conv(self.td4.out_channels, w("neck.lat4.conv", 128), 1, 1, a)
         self.enc_channels = self.lat4.out_channels + c3
         self.enc = nn.Identity()  # tap: the shared stride-8 encoder output (concat)
-        self.out3 = BottleneckCSP(self.enc_channels, "neck.out3", w, 128, d(1), False, a)
+        self.out3 = BottleneckCSP(self.enc_channels, "neck.out3", w, 128, d(1), False, a, ca)
         self.down3 = Conv(self.out3.out_channels, w("neck.down3.conv", 128), 3, 2, a)
-        self.out4 = BottleneckCSP(self.down3.out_channels + self.lat4.out_channels, "neck.out4", w, 256, d(1), False, a)
+        c4_in = self.down3.out_channels + self.lat4.out_channels
+        self.out4 = BottleneckCSP(c4_in, "neck.out4", w, 256, d(1), False, a, ca)
         self.down4 = Conv(self.out4.out_channels, w("neck.down4.conv", 256), 3, 2, a)
-        self.out5 = BottleneckCSP(self.down4.out_channels + self.lat5.out_channels, "neck.out5", w, 512, d(1), False, a)
+        c5_in = self.down4.out_channels + self.lat5.out_channels
+        self.out5 = BottleneckCSP(c5_in, "neck.out5", w, 512, d(1), False, a, ca)
 
     def forward(self, p3: torch.Tensor, p4: torch.Tensor, p5: torch.Tensor) -> tuple[torch.Tensor, ...]:
         h5 = self.lat5(p5)
@@ -206,19 +256,54 @@ class Neck(nn.Module):
         return enc, o3, o4, o5
 
 
+class PairHead(Conv):
+    """YOLOP's segmentation output: Conv + BatchNorm + activation to two channels (background,
+    foreground), which YOLOP passes through a sigmoid and compares. ``forward`` returns the one
+    logit this project's heads produce, ``z[1] - z[0]``: positive exactly where YOLOP's argmax says
+    foreground. :meth:`pair` returns ``z`` itself (``sigmoid(pair(x))`` is YOLOP's output)."""
+
+    def __init__(self, c_in: int, act: str) -> None:
+        super().__init__(c_in, 2, 3, 1, act)
+
+    def pair(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return pair_logit(super().forward(x))
+
+
+def pair_logit(z: torch.Tensor) -> torch.Tensor:
+    """One foreground logit from YOLOP's two-channel output: ``z[:, 1] - z[:, 0]``."""
+    return z[:, 1:2] - z[:, 0:1]
+
+
 class SegDecoder(nn.Module):
-    """YOLOP's segmentation decoder: stride 8 encoder -> full-resolution logits (1 channel)."""
+    """YOLOP's segmentation decoder: stride 8 encoder -> full-resolution logits (1 channel; in the
+    ``yolop`` layout the difference of YOLOP's two output channels, see :class:`PairHead`)."""
 
     def __init__(self, cfg: ModelConfig, w: WidthResolver, name: str, c_in: int) -> None:
         super().__init__()
-        a = cfg.act
+        a, ca = cfg.act, _cat_act(cfg)
         self.c1 = Conv(c_in, w(f"{name}.c1.conv", 128), 3, 1, a)
-        self.csp1 = BottleneckCSP(self.c1.out_channels, f"{name}.csp1", w, 64, 1, False, a)
+        self.csp1 = BottleneckCSP(self.c1.out_channels, f"{name}.csp1", w, 64, 1, False, a, ca)
         self.c2 = Conv(self.csp1.out_channels, w(f"{name}.c2.conv", 32), 3, 1, a)
         self.c3 = Conv(self.c2.out_channels, w(f"{name}.c3.conv", 16), 3, 1, a)
-        self.csp2 = BottleneckCSP(self.c3.out_channels, f"{name}.csp2", w, 8, 1, False, a)
-        self.out = nn.Conv2d(self.csp2.out_channels, 1, 3, 1, 1)
-        w.used.add(f"{name}.out")
+        self.csp2 = BottleneckCSP(self.c3.out_channels, f"{name}.csp2", w, 8, 1, False, a, ca)
+        self.out: nn.Module
+        if cfg.layout == "yolop":
+            self.out = PairHead(self.csp2.out_channels, a)
+            w.used.add(f"{name}.out.conv")
+        else:
+            self.out = nn.Conv2d(self.csp2.out_channels, 1, 3, 1, 1)
+            w.used.add(f"{name}.out")
+
+    def pair(self, x: torch.Tensor) -> torch.Tensor:
+        """YOLOP's two-channel output before its sigmoid (``yolop`` layout only)."""
+        if not isinstance(self.out, PairHead):
+            raise ConfigError("pair() needs the 'yolop' layout (two-channel segmentation outputs)")
+        x = self.csp1(upsample2(self.c1(x)))
+        x = self.c3(upsample2(self.c2(x)))
+        return self.out.pair(upsample2(self.csp2(x)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.csp1(upsample2(self.c1(x)))
@@ -316,6 +401,15 @@ class MultiTaskNet(nn.Module):
             "neck.p5": o5,
         }
         return out, feats
+
+    @torch.no_grad()
+    def upstream(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The outputs YOLOP's own ``MCnet`` gives in eval mode, for parity checks (``yolop``
+        layout): decoded detections (B, N, 5+nc) and the two sigmoid two-channel segmentation maps."""
+        p3, p4, p5 = self.backbone(x)
+        enc, o3, o4, o5 = self.neck(p3, p4, p5)
+        det = decode_detections(self.detect([o3, o4, o5]), self.detect.anchors, self.detect.strides)
+        return det, self.drivable.pair(enc).sigmoid(), self.lane.pair(enc).sigmoid()
 
 
 def extract_widths(model: nn.Module) -> dict[str, int]:

@@ -73,7 +73,7 @@ def resolve(model: nn.Module, path: str, what: str) -> nn.Module:
 def spec_for(model: nn.Module) -> TaskSpec:
     """The spec of a model: its own ``task_spec()`` if it has one (any architecture can opt in
     that way), else the built-in one of this project's :class:`~compress.models.MultiTaskNet`."""
-    from compress.models.yolop import HEAD_OUTPUTS, TAPS, MultiTaskNet
+    from compress.models.yolop import TAPS, MultiTaskNet, head_outputs
 
     own = getattr(model, "task_spec", None)
     if callable(own):
@@ -87,4 +87,4 @@ def spec_for(model: nn.Module) -> TaskSpec:
             f"no spec for {type(model).__name__}: give it a task_spec() method or pass a TaskSpec naming its "
             "head outputs and taps"
         )
-    return TaskSpec(head_outputs={k: tuple(v) for k, v in HEAD_OUTPUTS.items()}, taps=dict(TAPS))
+    return TaskSpec(head_outputs={k: tuple(v) for k, v in head_outputs(model.cfg).items()}, taps=dict(TAPS))
