@@ -24,6 +24,8 @@ from mtc_perception.inputs import parse_size
 
 log = logging.getLogger("mtc-compress")
 
+#: `eval --batch-size` unless given: YOLOP's TEST.BATCH_SIZE_PER_GPU (24, one GPU) under its protocol
+EVAL_BATCH_SIZE = {"default": 16, "yolop": 24}
 # `prune --budget` / `--criterion` choices, kept literal so that `--help` does not import torch;
 # test_prune checks them against compress.prune.budget_names() and compress.prune.CRITERIA
 BUDGETS = ("ratio", "params", "macs", "latency")
@@ -92,6 +94,7 @@ def cmd_train(a: argparse.Namespace) -> int:
 
     ov = _train_overrides(a)
     cfg = load_yaml(TrainConfig, a.config, ov) if a.config else from_dict(TrainConfig, ov, "command line")
+    cfg = cfg.with_data_options(_data_flags(a))
     summary = train(cfg, resume=a.resume, progress=not a.quiet)
     if "metrics" in summary:
         m = summary["metrics"]
@@ -131,27 +134,69 @@ def _split_dataset(
     )
 
 
-def _layout_overrides(a: argparse.Namespace) -> dict[str, Any]:
+LAYOUT_PATHS = ("label_json", "image_dir", "drivable_dir", "lane_dir")
+# DataConfig choices, literal so that `--help` does not import the data package (checked by test_cli_help)
+LANE_MAPPINGS = ("binary", "bdd_toolkit")
+MASK_RESIZES = ("nearest", "yolop")
+CLASS_PRESETS = ("vehicle", "bdd10")
+
+
+def _layout_overrides(a: argparse.Namespace, both_splits: bool = False) -> dict[str, Any]:
     """The official BDD100K layout flags of a command, as DataConfig options (a label file means
-    ``label_format: bdd_official``)."""
+    ``label_format: bdd_official``). ``both_splits``: the command reads the train and the val split
+    with them, so a path flag must hold ``{split}``."""
     out: dict[str, Any] = {}
-    for key in ("label_json", "image_dir", "drivable_dir", "lane_dir", "drivable_mapping"):
+    for key in (*LAYOUT_PATHS, "drivable_mapping", "lane_mapping", "mask_resize"):
         v = getattr(a, key, None)
         if v:
             out[key] = v
     if "label_json" in out:
         out["label_format"] = "bdd_official"
+    one = [k for k in LAYOUT_PATHS if k in out and "{split}" not in str(out[k])]
+    if both_splits and one:
+        flag = "--" + one[0].replace("_", "-")
+        raise ValueError(
+            f"{flag} {out[one[0]]} names one file or folder for both the train and the val split; put {{split}} "
+            "where the split's name goes (e.g. bdd100k/labels/det_20/det_{split}.json), or leave the flags out "
+            "and point --data at the BDD100K download (its files are found for each split)"
+        )
     return out
 
 
-def _add_layout_flags(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("BDD100K as downloaded (official layout); each replaces the checkpoint's own")
+def _data_flags(a: argparse.Namespace) -> dict[str, Any]:
+    """The data flags of a command reading both splits (train, distill, compress): the layout flags and
+    ``--classes``, as DataConfig options."""
+    out = _layout_overrides(a, both_splits=True)
+    if getattr(a, "classes", None):
+        out["classes"] = a.classes
+    return out
+
+
+def _add_layout_flags(p: argparse.ArgumentParser, replaces: str = "the checkpoint's own") -> None:
+    g = p.add_argument_group(
+        "BDD100K as downloaded: --data at the download finds these for each split; each flag replaces "
+        f"{replaces}, and {{split}} in a path is the split's name"
+    )
     g.add_argument("--label-json", help="official detection label file, e.g. bdd100k/labels/det_20/det_val.json")
     g.add_argument("--image-dir", help="image folder, e.g. bdd100k/images/100k/val")
     g.add_argument("--drivable-dir", help="drivable masks, e.g. bdd100k/labels/drivable/masks/val")
-    g.add_argument("--lane-dir", help="lane masks (binary, lane > 0)")
+    g.add_argument("--lane-dir", help="lane masks, e.g. bdd100k/labels/lane/masks/val")
     g.add_argument(
-        "--drivable-mapping", help="how drivable mask values become drivable: yolop_binary, bdd_v1, bdd_toolkit"
+        "--drivable-mapping",
+        help="how drivable mask values become drivable: yolop_binary, bdd_v1, bdd_toolkit "
+        "(default: bdd_toolkit for a download's own masks, else yolop_binary)",
+    )
+    g.add_argument(
+        "--lane-mapping",
+        choices=LANE_MAPPINGS,
+        help="how lane mask values become lane: binary (nonzero) or bdd_toolkit (255 background) "
+        "(default: bdd_toolkit for a download's own masks, else binary)",
+    )
+    g.add_argument(
+        "--mask-resize",
+        choices=MASK_RESIZES,
+        help="ground-truth masks to the network size: nearest, or yolop (YOLOP's area/linear resize, then > 1; "
+        "thin lanes grow) (default: nearest; eval --protocol yolop: yolop)",
     )
 
 
@@ -160,16 +205,20 @@ def cmd_eval(a: argparse.Namespace) -> int:
 
     from .checkpoint import load_model
     from .data import build_loader
-    from .evaluate import evaluate, model_profile
+    from .evaluate import PROTOCOL_MASK_RESIZE, evaluate, model_profile
     from .metrics import fitness
 
     model, ckpt = load_model(a.ckpt, use_ema=True)
     tc = ckpt.get("train_config", {})
     img_size = a.img_size or tuple(tc.get("img_size", (320, 192)))
-    ds = _split_dataset(a.ckpt, tc, a.data, a.split, a.on_error, img_size, _layout_overrides(a))
+    data_opts = _layout_overrides(a)
+    if "mask_resize" not in data_opts and PROTOCOL_MASK_RESIZE[a.protocol]:
+        data_opts["mask_resize"] = PROTOCOL_MASK_RESIZE[a.protocol]  # the protocol's ground truth
+    ds = _split_dataset(a.ckpt, tc, a.data, a.split, a.on_error, img_size, data_opts)
     if a.threads:
         torch.set_num_threads(a.threads)
-    loader = build_loader(ds, a.batch_size, a.workers, shuffle=False)
+    batch_size = a.batch_size or EVAL_BATCH_SIZE[a.protocol]
+    loader = build_loader(ds, batch_size, a.workers, shuffle=False)
     res = evaluate(
         model,
         loader,
@@ -179,12 +228,14 @@ def cmd_eval(a: argparse.Namespace) -> int:
         ap_method=a.ap_method,
         protocol=a.protocol,
         progress=not a.quiet,
+        seg_average=a.seg_average,
     )
     res = {
         "checkpoint": str(a.ckpt),
         "data": str(ds.cfg.root),
         "split": a.split,
         "img_size": list(img_size),
+        "mask_resize": ds.cfg.mask_resize,
         **model_profile(model, img_size),
         **res,
     }
@@ -201,6 +252,9 @@ def cmd_eval(a: argparse.Namespace) -> int:
     print(
         f"  detection  P {d['precision']:.3f}  R {d['recall']:.3f}  mAP50 {d['map50']:.3f}  mAP50-95 {d['map50_95']:.3f}"
     )
+    if len(d.get("ap50_by_class", {})) > 1:
+        for name, ap, n_gt in zip(d["class_names"], d["ap50_by_class"].values(), d["num_gt_per_class"]):
+            print(f"    {name:14s} AP50 {'n/a (no box)' if ap is None else f'{ap:.3f}'}  ({n_gt} boxes)")
     no_labels = "n/a (no image of the split has these labels; left out of the fitness)"
     if v.get("available", True):
         print(f"  drivable   mIoU {v['miou']:.3f}  IoU {v['iou']:.3f}  acc {v['acc']:.3f}")
@@ -210,6 +264,9 @@ def cmd_eval(a: argparse.Namespace) -> int:
         print(f"  lane       acc {l_['acc']:.3f}  IoU {l_['iou']:.3f}")
     else:
         print(f"  lane       {no_labels}")
+    seg = res["segmentation"]
+    how = "per-batch mean, as YOLOP" if seg["average"] == "batch" else "one confusion matrix over the split"
+    print(f"  segmentation: {how} (batch {seg['batch_size']}), ground truth resized {res['mask_resize']}")
     print(f"  fitness    {fitness(res):.4f}")
     if not a.out:
         print(text)
@@ -247,7 +304,7 @@ def cmd_prune(a: argparse.Namespace) -> int:
         latency_threads=a.latency_threads,
     )
     needs_data = cfg.needs_data or a.recalibrate_batches > 0
-    ds = _split_dataset(a.ckpt, tc, a.data, a.split, a.on_error, img_size) if needs_data else None
+    ds = _split_dataset(a.ckpt, tc, a.data, a.split, a.on_error, img_size, _layout_overrides(a)) if needs_data else None
     report = prune_model(model, cfg, ds, a.batch_size, a.seed)
     if a.recalibrate_batches > 0:
         n = recalibrate_bn(model, ds, a.recalibrate_batches, seed=a.seed)
@@ -401,7 +458,7 @@ def cmd_demo(a: argparse.Namespace) -> int:
 def _recipe(a: argparse.Namespace):
     from .recipe import load_recipe
 
-    ov: dict[str, Any] = {"out": a.out, "teacher": a.teacher}
+    ov: dict[str, Any] = {"out": a.out, "teacher": a.teacher, "data": a.data, "data_options": _data_flags(a) or None}
     return load_recipe(a.recipe, {k: v for k, v in ov.items() if v is not None}, quick=a.quick)
 
 
@@ -458,7 +515,7 @@ def cmd_bag(a: argparse.Namespace) -> int:
 
 def _add_train_args(t: argparse.ArgumentParser) -> None:
     t.add_argument("--config", help="training recipe YAML (compress.train.TrainConfig fields); flags below override it")
-    t.add_argument("--data", help="dataset root (YOLOP layout)")
+    t.add_argument("--data", help="dataset root: YOLOP's layout, or BDD100K as downloaded (found by itself)")
     t.add_argument("--out", help="run directory (best.pt, last.pt, metrics.jsonl)")
     t.add_argument("--model-size", choices=["tiny", "small", "teacher", "yolop"], help="named model size")
     t.add_argument("--img-size", type=_net_size, help="network input WIDTHxHEIGHT, multiples of 32")
@@ -482,6 +539,7 @@ def _add_train_args(t: argparse.ArgumentParser) -> None:
         "--on-error", choices=["raise", "skip"], help="bad samples: stop with an error, or skip and count them"
     )
     t.add_argument("--resume", help="last.pt of an interrupted run to continue")
+    _add_layout_flags(t, "the config's data options")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -577,6 +635,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument("--teacher", help="also distill features from this teacher checkpoint")
     t.add_argument("--distill-weight", type=float, help="weight of the feature-distillation loss (default 1.0)")
+    t.add_argument(
+        "--classes",
+        choices=CLASS_PRESETS,
+        help="detection classes: vehicle (YOLOP's one merged class, the default) or bdd10 (BDD100K's 10 classes, "
+        "both releases' category names); the model gets one output per class",
+    )
     t.set_defaults(fn=cmd_train)
 
     di = sub.add_parser(
@@ -607,7 +671,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--split", default="val", help="dataset split to evaluate on")
     _add_layout_flags(e)
     e.add_argument("--img-size", type=_net_size, help="network input WIDTHxHEIGHT (default: the training size)")
-    e.add_argument("--batch-size", type=int, default=16, help="images per forward pass")
+    e.add_argument(
+        "--batch-size",
+        type=int,
+        help="images per forward pass (default: 16; 24 under --protocol yolop, whose segmentation scores "
+        "are per-batch means)",
+    )
     e.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
     e.add_argument("--threads", type=int, help="torch CPU threads")
     e.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
@@ -617,13 +686,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--protocol",
         choices=["default", "yolop"],
         default="default",
-        help="detection matching conventions: default (COCO-style greedy, pycocotools' ties) or yolop "
-        "(YOLOP's validate(): its matching, AP closing and clipping); docs/DESIGN.md, 'Metrics'",
+        help="scoring conventions: default (COCO-style greedy, pycocotools' ties; one segmentation confusion "
+        "matrix; nearest-resized ground truth) or yolop (YOLOP's validate(): its matching, AP closing and "
+        "clipping, per-batch segmentation means, its mask resize, batch 24); docs/DESIGN.md, 'Metrics'",
     )
     e.add_argument(
         "--ap-method",
         choices=["yolov5", "yolop", "coco"],
         help="AP integration (default: the protocol's: yolov5 for default, yolop for yolop)",
+    )
+    e.add_argument(
+        "--seg-average",
+        choices=["set", "batch"],
+        help="segmentation scores: one confusion matrix over the split (set), or YOLOP's per-batch scores "
+        "averaged weighted by batch size (batch) (default: the protocol's: set for default, batch for yolop)",
     )
     e.add_argument(
         "--on-error",
@@ -707,6 +783,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pr.add_argument("--data", help="dataset root (default: the checkpoint's)")
     pr.add_argument("--split", default="train", help="split whose batches feed the gradient-based criteria")
+    _add_layout_flags(pr)
     pr.add_argument("--img-size", type=_net_size, help="default: the checkpoint's training size")
     pr.add_argument("--batch-size", type=int, default=8, help="images per gradient batch")
     pr.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
@@ -853,6 +930,8 @@ def build_parser() -> argparse.ArgumentParser:
         )
         c.add_argument("--teacher", help="teacher checkpoint (overrides the recipe's)")
         c.add_argument("--out", help="output directory (overrides the recipe's)")
+        c.add_argument("--data", help="dataset root (overrides the recipe's; default: the teacher's)")
+        _add_layout_flags(c, "the teacher's and the recipe's data options")
         c.add_argument(
             "--quick", action="store_true", help="smoke run: 1 distillation epoch of 2 batches, 2 val batches (CI)"
         )

@@ -23,10 +23,17 @@ CONVENTIONS = (
     "protocol {protocol}: {matching}; AP per class ({ap_method} 101-point), averaged over classes "
     "present; map50_coco / map50_95_coco: pycocotools' matching and integration; recall = recall at "
     "the confidence maximizing mean recall (all kept detections) at IoU 0.5, precision at the same "
-    "confidence. segmentation: sigmoid > 0.5, one confusion matrix over the whole split, letterbox "
+    "confidence. segmentation: sigmoid > 0.5, {seg_average}, letterbox "
     "padding cropped; lane acc = lane-pixel recall TP/(TP+FN), lane iou = lane-class IoU; drivable "
     "miou = mean of background and foreground IoU."
 )
+SEG_AVERAGING = {
+    "set": "one confusion matrix over the whole split",
+    "batch": "YOLOP's per-batch metrics averaged weighted by batch size ({batch_size} images per batch)",
+}
+#: what each protocol uses unless told otherwise: segmentation averaging, ground-truth mask resize
+PROTOCOL_SEG_AVERAGE = {"default": "set", "yolop": "batch"}
+PROTOCOL_MASK_RESIZE = {"default": None, "yolop": "yolop"}  # None: the data configuration's own
 MATCHING = {
     "default": "greedy score-ordered matching per image and IoU threshold (IoU >= t, a taken box "
     "falls back to the next best, ties to the last box as pycocotools), boxes not clipped",
@@ -71,20 +78,27 @@ def evaluate(
     progress: bool = False,
     max_batches: int | None = None,
     protocol: str = "default",
+    seg_average: str | None = None,
 ) -> dict[str, Any]:
     """Run ``model`` over ``loader`` and return detection / drivable / lane metrics.
 
     ``protocol`` / ``ap_method``: see :class:`mtc_perception.metrics.DetectionMetrics` (``ap_method``
     None = the protocol's own integration). Under ``"yolop"`` the boxes are mapped back to each
-    original image and clipped to it, as YOLOP's validate() does."""
+    original image and clipped to it, as YOLOP's validate() does. ``seg_average``: ``"set"`` or
+    ``"batch"`` (:class:`mtc_perception.metrics.SegMetrics`; None = the protocol's: set for default,
+    batch for yolop, whose batches are the loader's)."""
     from .data import LoadStats, iterate
     from .data.dataset import index_skipped
 
     m = model.module if hasattr(model, "module") else model
     was_training = m.training
     m.eval()
-    det_m = DetectionMetrics(m.detect.nc, ap_method, protocol=protocol)
-    drv_m, lane_m = SegMetrics(), SegMetrics()
+    names = tuple(getattr(getattr(m, "cfg", None), "class_names", ()) or ())
+    det_m = DetectionMetrics(
+        m.detect.nc, ap_method, protocol=protocol, class_names=names if len(names) == m.detect.nc else None
+    )
+    seg_average = seg_average or PROTOCOL_SEG_AVERAGE[protocol]
+    drv_m, lane_m = SegMetrics(seg_average), SegMetrics(seg_average)
     t_model = 0.0
     n_img = 0
     stats = LoadStats()
@@ -124,6 +138,8 @@ def evaluate(
             if meta.get("has_lane", True):
                 lane_m.update(lane[i, top:bottom, left:right], batch["lane"][i, top:bottom, left:right].numpy())
             n_img += 1
+        drv_m.end_batch()
+        lane_m.end_batch()
     m.train(was_training)
     wall = time.perf_counter() - t0
     detection = det_m.compute()
@@ -137,6 +153,7 @@ def evaluate(
         "skipped_at_loading": stats.skipped,
         "seconds": round(wall, 2),
         "model_ms_per_image": round(1000 * t_model / max(n_img, 1), 2),
+        "segmentation": {"average": seg_average, "batch_size": getattr(loader, "batch_size", None)},
         "conventions": CONVENTIONS.format(
             conf=conf_thres,
             iou=iou_thres,
@@ -144,6 +161,7 @@ def evaluate(
             protocol=protocol,
             matching=MATCHING[protocol],
             ap_method=detection["ap_method"],
+            seg_average=SEG_AVERAGING[seg_average].format(batch_size=getattr(loader, "batch_size", None)),
         ),
     }
 

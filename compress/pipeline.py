@@ -45,13 +45,20 @@ __all__ = [
 ]
 
 
-def split_dataset(ckpt: dict[str, Any], data: str | None, split: str, img_size: tuple[int, int]):
+def split_dataset(
+    ckpt: dict[str, Any],
+    data: str | None,
+    split: str,
+    img_size: tuple[int, int],
+    overrides: dict[str, Any] | None = None,
+):
     return split_of_run(
         ckpt.get("train_config", {}),
         data,
         split,
         img_size,
         missing_data_hint="the teacher checkpoint does not record its dataset; set data: in the recipe",
+        overrides=overrides,
     )
 
 
@@ -149,7 +156,7 @@ def distill_config(
         d["loss"] = {**base["loss"], **recipe.distill["loss"]}
     if epochs is not None:
         d["epochs"] = epochs
-    return from_dict(TrainConfig, d, "recipe distill")
+    return from_dict(TrainConfig, d, "recipe distill").with_data_options(recipe.data_options)
 
 
 def evaluate_checkpoint(path: str | Path, val_ds: Any, recipe: CompressRecipe) -> dict[str, Any]:
@@ -158,7 +165,8 @@ def evaluate_checkpoint(path: str | Path, val_ds: Any, recipe: CompressRecipe) -
 
     model, _ = load_model(path)
     loader = build_loader(val_ds, recipe.eval_batch_size, recipe.eval_workers, shuffle=False)
-    res = evaluate(model, loader, "cpu", max_batches=recipe.eval_max_batches)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    res = evaluate(model, loader, device, max_batches=recipe.eval_max_batches, protocol=recipe.eval_protocol)
     return {**model_profile(model, val_ds.img_size), **res}
 
 
@@ -249,8 +257,8 @@ def start_run(recipe: CompressRecipe) -> RecipeRun:
     tcfg = tck.get("train_config", {})
     w, h = tcfg.get("img_size", (320, 192))
     img_size = (int(w), int(h))
-    train_ds = split_dataset(tck, recipe.data, tcfg.get("train_split", "train"), img_size)
-    val_ds = split_dataset(tck, recipe.data, tcfg.get("val_split", "val"), img_size)
+    train_ds = split_dataset(tck, recipe.data, tcfg.get("train_split", "train"), img_size, recipe.data_options)
+    val_ds = split_dataset(tck, recipe.data, tcfg.get("val_split", "val"), img_size, recipe.data_options)
     return RecipeRun(out, t0, teacher, tck, img_size, train_ds, val_ds)
 
 

@@ -161,6 +161,9 @@ class CompressRecipe:
     teacher: str  # teacher checkpoint
     out: str = "runs/compress"
     data: str | None = None  # default: the dataset the teacher was trained on
+    # DataConfig options winning over the teacher's for both splits (e.g. lane_mapping, mask_resize, or
+    # label_json: .../det_{split}.json); the command line's layout flags land here
+    data_options: dict[str, Any] = field(default_factory=dict)
     prune: PruneStage = field(default_factory=PruneStage)
     # compress.train.TrainConfig fields for the distillation (epochs, lr, batch_size, workers,
     # distill_weight, output_weight, trajectory_weight, extra_teachers, ...); the data options and
@@ -169,6 +172,8 @@ class CompressRecipe:
     eval_batch_size: int = 16
     eval_workers: int = 1
     eval_max_batches: int | None = None  # None: the whole validation split
+    # matching / AP rules of every evaluation of the run (default | yolop; mtc_perception.metrics)
+    eval_protocol: str = "default"
     ablation: AblationConfig = field(default_factory=AblationConfig)
     # the backend the student is built for and the graph choices made for it (activation swap,
     # width multiple, decoder rewrite, BatchNorm folding): compress.models.deploy.DeployTarget
@@ -184,6 +189,8 @@ class CompressRecipe:
             raise FieldError(
                 "eval_max_batches", f"must be >= 1 (or unset: the whole split), got {self.eval_max_batches}"
             )
+        if self.eval_protocol not in ("default", "yolop"):
+            raise FieldError("eval_protocol", f"must be default or yolop, got {self.eval_protocol!r}")
 
 
 QUICK = {  # `ablate --quick` / `compress --quick`: a smoke run of every stage (CI)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,3 +80,21 @@ class TrainConfig:
         for w in ("distill_weight", "output_weight", "trajectory_weight"):
             if getattr(self, w) < 0:
                 raise FieldError(w, f"must be >= 0 (0: off), got {getattr(self, w)}")
+
+    def with_data_options(self, options: dict[str, Any]) -> TrainConfig:
+        """This run with ``options`` (DataConfig options, e.g. the command line's layout flags) winning
+        over its own for both splits: merged into ``data_options`` and removed from the per-split
+        options; a ``classes`` preset replaces the run's class names, class map and ignored categories."""
+        if not options:
+            return self
+        drop = set(options) | ({"class_names", "class_map", "ignore_categories"} if "classes" in options else set())
+
+        def keep(d: dict[str, Any]) -> dict[str, Any]:
+            return {k: v for k, v in d.items() if k not in drop}
+
+        return dataclasses.replace(
+            self,
+            data_options={**keep(self.data_options), **options},
+            train_data_options=keep(self.train_data_options),
+            val_data_options=keep(self.val_data_options),
+        )

@@ -39,6 +39,8 @@ from mtc_perception.inputs import IMAGE_EXTS
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "BDD10_CLASSES",
+    "CLASS_PRESETS",
     "DEFAULT_CLASS_MAP",
     "DEFAULT_IGNORE_CATEGORIES",
     "DRIVABLE_MAPPINGS",
@@ -75,6 +77,40 @@ DEFAULT_IGNORE_CATEGORIES: tuple[str, ...] = (
     "drivable area",
     "lane",
 )
+#: BDD100K's 10 detection classes (2020 release names) and the original release's names for them
+BDD10_CLASSES: tuple[str, ...] = (
+    "pedestrian",
+    "rider",
+    "car",
+    "truck",
+    "bus",
+    "train",
+    "motorcycle",
+    "bicycle",
+    "traffic light",
+    "traffic sign",
+)
+BDD_CATEGORY_ALIASES: dict[str, str] = {"person": "pedestrian", "bike": "bicycle", "motor": "motorcycle"}
+
+
+def _preset(names: tuple[str, ...], class_map: tuple[tuple[str, int], ...]) -> dict[str, Any]:
+    mapped = {c for c, _ in class_map}
+    return {
+        "class_names": names,
+        "class_map": class_map,
+        "ignore_categories": tuple(c for c in DEFAULT_IGNORE_CATEGORIES if c not in mapped),
+    }
+
+
+#: ``classes:`` presets (``--classes``): class names, class map and the categories left ignored
+CLASS_PRESETS: dict[str, dict[str, Any]] = {
+    "vehicle": _preset(("vehicle",), DEFAULT_CLASS_MAP),
+    "bdd10": _preset(
+        BDD10_CLASSES,
+        tuple((n, i) for i, n in enumerate(BDD10_CLASSES))
+        + tuple((alias, BDD10_CLASSES.index(name)) for alias, name in BDD_CATEGORY_ALIASES.items()),
+    ),
+}
 IMAGE_EXTENSIONS: tuple[str, ...] = IMAGE_EXTS  # one list for the whole project (mtc_perception.inputs)
 LABEL_FORMATS = ("yolop", "bdd_official")
 ON_ERROR = ("raise", "skip")
@@ -178,12 +214,32 @@ class DataConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> DataConfig:
-        """Build from a plain mapping (e.g. parsed YAML); unknown keys are an error."""
+        """Build from a plain mapping (e.g. parsed YAML); unknown keys are an error.
+
+        ``classes`` names a :data:`CLASS_PRESETS` entry (class names, class map and ignored
+        categories; an explicit ``ignore_categories`` wins). ``{split}`` in a path option is replaced
+        by the split (one option for both splits of a run, e.g. ``.../det_20/det_{split}.json``)."""
         names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
+        unknown = sorted(set(data) - names - {"classes"})
         if unknown:
-            raise DataConfigError(f"unknown data config keys {unknown}; expected a subset of {sorted(names)}")
+            raise DataConfigError(
+                f"unknown data config keys {unknown}; expected a subset of {sorted(names | {'classes'})}"
+            )
         kwargs = dict(data)
+        preset = kwargs.pop("classes", None)
+        if preset is not None:
+            if preset not in CLASS_PRESETS:
+                raise DataConfigError(f"classes {preset!r} is not a preset; expected one of {sorted(CLASS_PRESETS)}")
+            clash = [k for k in ("class_names", "class_map") if kwargs.get(k) is not None]
+            if clash:
+                raise DataConfigError(
+                    f"classes {preset!r} sets class_names and class_map, and {clash} are set too; keep one of them"
+                )
+            kwargs = {**CLASS_PRESETS[preset], **kwargs}
+        split = str(kwargs.get("split", "train"))
+        for key in ("label_json", "image_dir", "drivable_dir", "lane_dir"):
+            if isinstance(kwargs.get(key), (str, Path)) and "{split}" in str(kwargs[key]):
+                kwargs[key] = str(kwargs[key]).replace("{split}", split)
         for key in ("class_names", "ignore_categories"):
             if key in kwargs and kwargs[key] is not None:
                 kwargs[key] = tuple(kwargs[key])
