@@ -446,6 +446,26 @@ def cmd_quantize(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import(a: argparse.Namespace) -> int:
+    from .importers.yolop import import_yolop
+    from .models import count_macs, count_params
+
+    names = tuple(n.strip() for n in a.class_names.split(",")) if a.class_names else None
+    model, path = import_yolop(a.weights, a.out, class_names=names, img_size=a.img_size)
+    c = model.cfg
+    w, h = a.img_size
+    print(
+        f"{a.weights} -> {path}: YOLOP layout, {count_params(model) / 1e6:.3f}M params, "
+        f"{count_macs(model, h, w) / 1e9:.2f} GMACs at {w}x{h}, {c.num_classes} class(es) {list(c.class_names)}, "
+        f"strides {list(c.strides)}, anchors {[list(x) for x in c.anchors]}"
+    )
+    print(
+        f"next: mtc-compress eval --ckpt {path} --data BDD100K_DIR --protocol yolop   "
+        "(config/compress/bdd100k_yolop.yaml compresses it)"
+    )
+    return 0
+
+
 def cmd_demo(a: argparse.Namespace) -> int:
     try:
         from .demo import run
@@ -950,6 +970,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_bag_arguments(g)
     g.set_defaults(fn=cmd_bag)
+    im = sub.add_parser(
+        "import",
+        help="convert a model you already have (YOLOP's End-to-end.pth or a fine-tune) to an mtc checkpoint",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    im.add_argument("source", choices=["yolop"], help="the model family of --weights")
+    im.add_argument("--weights", required=True, help="YOLOP checkpoint (.pth, read with weights_only=True)")
+    im.add_argument("--out", required=True, help="the mtc checkpoint to write, e.g. runs/yolop/teacher.pt")
+    im.add_argument(
+        "--class-names",
+        help="comma-separated detection class names, one per class of the file (default: vehicle for YOLOP's one class)",
+    )
+    im.add_argument(
+        "--img-size",
+        type=_net_size,
+        default=(640, 384),
+        help="input WIDTHxHEIGHT recorded as the model's training size (YOLOP: 640x384)",
+    )
+    im.set_defaults(fn=cmd_import)
     return p
 
 

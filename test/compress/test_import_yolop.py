@@ -217,3 +217,14 @@ def test_an_imported_network_exports_to_onnx_with_parity(tmp_path):
         )
         for k, v in spec.parity.max_abs_diff_normalized.items():
             assert v < 1e-4, (rewrite, k, v)
+
+
+def test_the_import_command_refuses_a_file_that_does_not_fit(tmp_path, caplog):
+    from compress.cli import main
+
+    torch.save({"state_dict": {"backbone.stem.conv.weight": torch.zeros(8, 3, 6, 6)}}, tmp_path / "other.pth")
+    assert (
+        main(["-q", "import", "yolop", "--weights", str(tmp_path / "other.pth"), "--out", str(tmp_path / "t.pt")]) == 2
+    )
+    assert "another architecture" in caplog.text and "other.pth" in caplog.text
+    assert not (tmp_path / "t.pt").exists()
