@@ -70,6 +70,17 @@ def test_the_paper_recipe_runs_end_to_end_on_an_imported_yolop(yolop_weights, sy
     bundle = json.loads((out / "bundle.json").read_text())
     assert bundle["parity"]["max_abs_diff_normalized"]
     assert max(bundle["parity"]["max_abs_diff_normalized"].values()) < bundle["parity"]["tolerance"]
+    # the imported teacher is a bundle too, timed beside its student by `mtc bench-engines`
+    from mtc_perception.cli import main as mtc
+
+    tb = tmp_path / "teacher_bundle"
+    assert main(["-q", "export", "--ckpt", str(teacher), "--out", str(tb), "--frames", str(frames)]) == 0
+    eng = tmp_path / "engines"
+    bench = ["bench-engines", "--frames", str(frames), "--size", "128x96", "--max-frames", "4", "--threads", "1"]
+    assert mtc([*bench, "--bundle", f"yolop={tb}", "--bundle", f"student={out}", "--out", str(eng)]) == 0
+    rep = json.loads((eng / "engines.json").read_text())
+    assert rep["meta"]["reference"] == "yolop" and rep["models"]["student"]["speedup_vs_first"] > 0
+    assert rep["models"]["student"]["params"] == s["params"] if "params" in rep["models"]["student"] else True
     res = tmp_path / "teacher_eval.json"
     args = ["-q", "eval", "--ckpt", str(teacher), "--data", str(bdd), "--split", "val", "--protocol", "yolop"]
     assert main([*args, "--out", str(res)]) == 0
