@@ -212,6 +212,8 @@ def cmd_eval(a: argparse.Namespace) -> int:
     tc = ckpt.get("train_config", {})
     img_size = a.img_size or tuple(tc.get("img_size", (320, 192)))
     data_opts = _layout_overrides(a)
+    if a.classes:
+        data_opts["classes"] = a.classes
     if "mask_resize" not in data_opts and PROTOCOL_MASK_RESIZE[a.protocol]:
         data_opts["mask_resize"] = PROTOCOL_MASK_RESIZE[a.protocol]  # the protocol's ground truth
     ds = _split_dataset(a.ckpt, tc, a.data, a.split, a.on_error, img_size, data_opts)
@@ -690,6 +692,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--data", help="dataset root (default: the one the checkpoint was trained on)")
     e.add_argument("--split", default="val", help="dataset split to evaluate on")
     _add_layout_flags(e)
+    e.add_argument(
+        "--classes",
+        choices=CLASS_PRESETS,
+        help="detection classes the data is read with (default: the checkpoint's): vehicle or bdd10; they must "
+        "be the model's (e.g. bdd10 for an imported 10-class YOLOP fine-tune)",
+    )
     e.add_argument("--img-size", type=_net_size, help="network input WIDTHxHEIGHT (default: the training size)")
     e.add_argument(
         "--batch-size",

@@ -94,6 +94,18 @@ def evaluate(
     was_training = m.training
     m.eval()
     names = tuple(getattr(getattr(m, "cfg", None), "class_names", ()) or ())
+    data_cfg = getattr(getattr(loader, "dataset", None), "cfg", None)
+    data_names = tuple(getattr(data_cfg, "class_names", ()) or ())
+    if data_names and len(data_names) != m.detect.nc:
+        raise ValueError(
+            f"the model detects {m.detect.nc} classes {list(names)} but the data labels {len(data_names)} "
+            f"{list(data_names)}: its class ids would be compared with other classes' boxes; read the data with the "
+            "model's classes (--classes bdd10 for BDD100K's 10, or class_names/class_map in the data options)"
+        )
+    if data_names and names and data_names != names:
+        log.warning(
+            "model classes %s and data classes %s differ in name; compared by index", list(names), list(data_names)
+        )
     det_m = DetectionMetrics(
         m.detect.nc, ap_method, protocol=protocol, class_names=names if len(names) == m.detect.nc else None
     )

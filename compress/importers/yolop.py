@@ -65,7 +65,16 @@ DETECT_BLOCK = 24
 #: Detect buffers YOLOP saves in its state dict: anchors in grid units and in pixels. This project
 #: keeps them in the model config (pixels), not in the state dict.
 DETECT_BUFFERS = ("anchors", "anchor_grid")
-DEFAULT_CLASS_NAMES = {1: ("vehicle",)}
+
+
+def _default_class_names(nc: int) -> tuple[str, ...]:
+    """YOLOP's one merged ``vehicle`` class, BDD100K's 10 classes for a 10-class fine-tune (the data's
+    ``--classes bdd10`` order), else ``class0``..."""
+    from compress.data.bdd import BDD10_CLASSES
+
+    return {1: ("vehicle",), len(BDD10_CLASSES): tuple(BDD10_CLASSES)}.get(nc, tuple(f"class{i}" for i in range(nc)))
+
+
 _KEY = re.compile(r"^model\.(\d+)\.(.+)$")
 
 
@@ -150,7 +159,7 @@ def config_from_state_dict(sd: Mapping[str, torch.Tensor], class_names: tuple[st
             "(5 + classes)"
         )
     if class_names is None:
-        class_names = DEFAULT_CLASS_NAMES.get(nc, tuple(f"class{i}" for i in range(nc)))
+        class_names = _default_class_names(nc)
     if len(class_names) != nc:
         raise YolopImportError(f"the file detects {nc} classes but {len(class_names)} class names were given")
     widths = {}

@@ -228,3 +228,24 @@ def test_the_import_command_refuses_a_file_that_does_not_fit(tmp_path, caplog):
     )
     assert "another architecture" in caplog.text and "other.pth" in caplog.text
     assert not (tmp_path / "t.pt").exists()
+
+
+def test_a_ten_class_fine_tune_is_read_with_bdds_classes(tmp_path, synth_root, caplog):
+    """An imported 10-class file takes BDD100K's class names; eval on data read with another class
+    count refuses (its class ids would be scored against other classes' boxes) and names --classes."""
+    from compress.cli import main
+    from compress.data.bdd import BDD10_CLASSES
+
+    torch.manual_seed(0)
+    cfg = TINY_CFG.replace(num_classes=10, class_names=tuple(f"c{i}" for i in range(10)))
+    torch.save({"state_dict": export_state_dict(build_model(cfg))}, tmp_path / "ft10.pth")
+    model, path = import_yolop(tmp_path / "ft10.pth", tmp_path / "ft10.pt", img_size=(128, 96))
+    assert model.cfg.class_names == tuple(BDD10_CLASSES)
+    assert main(["-q", "eval", "--ckpt", str(path), "--data", str(synth_root), "--split", "val"]) == 2
+    assert "detects 10 classes" in caplog.text and "--classes bdd10" in caplog.text
+    out = tmp_path / "ev.json"
+    args = ["-q", "eval", "--ckpt", str(path), "--data", str(synth_root), "--split", "val", "--classes", "bdd10"]
+    assert main([*args, "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["detection"]["class_names"] == list(BDD10_CLASSES)
+    assert set(res["detection"]["ap50_by_class"]) == set(BDD10_CLASSES)
