@@ -75,11 +75,24 @@ def find_frames(directory: str | Path, limit: int) -> list[Path]:
 
 
 def default_frames_dir(ckpt: dict[str, Any]) -> Path | None:
+    """The validation images of the dataset the checkpoint records: its ``image_dir`` option, YOLOP's
+    ``images/<split>/`` or a BDD100K download's ``images/100k/<split>/``."""
+    from compress.data.layout import bdd_download
+
     tc = ckpt.get("train_config", {})
     if not tc.get("data"):
         return None
-    d = Path(tc["data"]) / "images" / tc.get("val_split", "val")
-    return d if d.is_dir() else None
+    split = tc.get("val_split", "val")
+    opts = {**(tc.get("data_options") or {}), **(tc.get("val_data_options") or {})}
+    dl = bdd_download(Path(tc["data"]), split)
+    for d in (
+        Path(str(opts["image_dir"]).replace("{split}", split)) if opts.get("image_dir") else None,
+        Path(tc["data"]) / "images" / split,
+        dl.image_dir if dl is not None else None,
+    ):
+        if d is not None and d.is_dir():
+            return d
+    return None
 
 
 def input_size(ckpt_path: str | Path, ckpt: dict[str, Any], cfg: ExportConfig) -> tuple[int, int]:
@@ -221,7 +234,9 @@ def export_bundle(ckpt_path: str | Path, out: str | Path, cfg: ExportConfig) -> 
     frames_dir = cfg.frames or default_frames_dir(ckpt)
     if frames_dir is None:
         raise FileNotFoundError(
-            f"no frames for the parity check: {ckpt_path} does not name a dataset with images/val; pass --frames DIR"
+            f"no frames for the parity check: {ckpt_path} records no dataset with validation images (YOLOP's "
+            "images/val/ or BDD100K's images/100k/val/; an imported model records none); pass --frames DIR "
+            "(any folder of camera images)"
         )
     frames = find_frames(frames_dir, cfg.parity_frames)
     _replaceable(tmp, PARTIAL_MARKER, cfg.force)
