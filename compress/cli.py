@@ -531,6 +531,7 @@ def cmd_bag(a: argparse.Namespace) -> int:
         label_format="bdd_official" if a.label_json else "yolop",
         label_json=a.label_json,
         drivable_mapping=a.drivable_mapping,
+        lane_mapping=a.lane_mapping,
     )
     return record_bag(a, frames)
 

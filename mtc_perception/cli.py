@@ -312,9 +312,15 @@ def add_bag_arguments(g: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--drivable-mapping",
-        default="yolop_binary",
         choices=["yolop_binary", "bdd_v1", "bdd_toolkit"],
-        help="how dataset drivable-mask values become drivable (with --dataset)",
+        help="how dataset drivable-mask values become drivable (with --dataset; default: bdd_toolkit for a "
+        "BDD100K download's own masks, else yolop_binary)",
+    )
+    g.add_argument(
+        "--lane-mapping",
+        choices=["binary", "bdd_toolkit"],
+        help="how dataset lane-mask values become lane (with --dataset; default: bdd_toolkit, 255 background, "
+        "for a BDD100K download's own masks, else binary)",
     )
     g.add_argument("--out", required=True, help="bag directory to create (must not exist)")
     g.add_argument("--storage", default="mcap", choices=["mcap", "sqlite3"], help="rosbag2 storage plugin")

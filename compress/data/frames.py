@@ -25,17 +25,21 @@ def dataset_frames(
     split: str = "val",
     label_format: str = "yolop",
     label_json: str | None = None,
-    drivable_mapping: str = "yolop_binary",
+    drivable_mapping: str | None = None,
+    lane_mapping: str | None = None,
 ) -> Iterator[SourceFrame]:
     """Frames and labels of a BDD100K / YOLOP-layout split (synthroad writes that layout), in the
-    order of ``compress.data.bdd.index_split``. Masks are mapped with ``drivable_mapping``."""
+    order of ``compress.data.bdd.index_split``. Masks are mapped with ``drivable_mapping`` /
+    ``lane_mapping`` (None: the layout's, e.g. the toolkit encodings for a BDD100K download's masks)."""
     cfg = DataConfig(
         root=Path(root),
         split=split,
         label_format=label_format,
         label_json=label_json,
         drivable_mapping=drivable_mapping,
-    )
+        lane_mapping=lane_mapping,
+    ).resolved()
+    drivable_mapping, lane_mapping = str(cfg.drivable_mapping), str(cfg.lane_mapping)
     index = index_split(cfg)
     if not index.samples:
         raise BagError(f"no samples in split {split!r} of {root}")
@@ -46,7 +50,10 @@ def dataset_frames(
             yield SourceFrame(s.stem, None, error=str(e))
             continue
         masks = []
-        for path, fn in ((s.drivable, lambda raw: map_drivable(raw, drivable_mapping)), (s.lane, map_lane)):
+        for path, fn in (
+            (s.drivable, lambda raw: map_drivable(raw, drivable_mapping)),
+            (s.lane, lambda raw: map_lane(raw, lane_mapping)),
+        ):
             try:
                 raw = read_image(path, flags=cv2.IMREAD_UNCHANGED) if path is not None else None
             except (ImageError, OSError) as e:

@@ -137,3 +137,26 @@ def test_both_bag_commands_share_one_option_definition():
 
     assert options(compress_parser()) == options(runtime_parser())
     assert "--dataset" in options(compress_parser()) and "--resize" in options(compress_parser())
+
+
+def test_a_bdd100k_download_is_recorded_with_its_toolkit_mask_encodings(tmp_path, synth_root):
+    """BDD100K as downloaded: the toolkit's masks (drivable 0 = direct, lane 255 = background) are
+    recorded as the same ground truth as the YOLOP-layout copy of the split, without flags; an
+    explicit mapping still wins (and reading toolkit lanes as binary marks every pixel lane)."""
+    from conftest_data import write_bdd_download
+
+    bdd = write_bdd_download(synth_root, tmp_path / "download")
+    out = tmp_path / "bag"
+    assert mtc_compress(["bag", "--dataset", str(bdd), "--split", "val", "--out", str(out)]) == 0
+    ref = tmp_path / "ref"
+    assert mtc_compress(["bag", "--dataset", str(synth_root), "--split", "val", "--out", str(ref)]) == 0
+    for topic in ("/ground_truth/drivable_mask", "/ground_truth/lane_mask"):
+        got, want = _rosbags_read(out, topic, "humble"), _rosbags_read(ref, topic, "humble")
+        assert len(got) == len(want) == 8
+        for (_, g), (_, w) in zip(got, want):
+            assert bytes(g.data) == bytes(w.data), topic
+        assert any(np.count_nonzero(m.data) for _, m in got)
+    wrong = tmp_path / "wrong"
+    args = ["bag", "--dataset", str(bdd), "--split", "val", "--out", str(wrong), "--lane-mapping", "binary"]
+    assert mtc_compress(args) == 0
+    assert all(np.all(np.asarray(m.data) == 255) for _, m in _rosbags_read(wrong, "/ground_truth/lane_mask", "humble"))
