@@ -59,18 +59,30 @@ def add_to_checkpoint(path: str | Path, **extra: Any) -> Path:
     return path
 
 
+def load_weights_only(path: Path, error: type[ValueError], missing: str, unreadable: str) -> Any:
+    """``torch.load(path, weights_only=True)`` (a file cannot run code): a missing file raises
+    ``error(missing)``, one that does not load ``error`` with ``unreadable`` (a message prefix) followed
+    by torch's reason and why such files are refused."""
+    if not path.is_file():
+        raise error(missing)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise error(
+            f"{unreadable} with weights_only=True ({type(e).__name__}: {str(e).splitlines()[0]}); it is corrupt, "
+            "not a PyTorch file, or holds pickled objects (refused by design: a file must not run code)"
+        ) from e
+
+
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read a checkpoint with ``weights_only=True`` and check its format."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist; pass the .pt written by `mtc-compress train`")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise CheckpointError(
-            f"checkpoint {path} cannot be loaded with weights_only=True ({type(e).__name__}: {str(e).splitlines()[0]}); "
-            "it is corrupt or not an mtc checkpoint (pickled modules are refused by design)"
-        ) from e
+    ckpt = load_weights_only(
+        path,
+        CheckpointError,
+        missing=f"checkpoint {path} does not exist; pass the .pt written by `mtc-compress train`",
+        unreadable=f"checkpoint {path} cannot be loaded",
+    )
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(
             f"{path} is not an mtc checkpoint (no format={FORMAT!r} field); re-save it with compress.checkpoint"

@@ -25,3 +25,17 @@ def task_loss_fn(model, x=X):
         return {k: out[k] for k in ("det", "drivable", "lane")}
 
     return fn
+
+
+def randomize_bn(m: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """BatchNorm far from the identity (folding and parity are exercised); the model in eval mode."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for mod in m.modules():
+            if isinstance(mod, torch.nn.BatchNorm2d):
+                n = mod.num_features
+                mod.running_mean.copy_(torch.randn(n, generator=g) * 0.2)
+                mod.running_var.copy_(torch.rand(n, generator=g) * 1.5 + 0.25)
+                mod.weight.copy_(torch.rand(n, generator=g) + 0.5)
+                mod.bias.copy_(torch.randn(n, generator=g) * 0.2)
+    return m.eval()

@@ -86,16 +86,15 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """The state dict inside a YOLOP checkpoint file: ``{'state_dict': ...}`` (what YOLOP's
     training writes and ``End-to-end.pth`` is), ``{'model': state_dict}`` or a bare state dict;
     a ``module.`` prefix (DataParallel/DDP) is dropped. Read with ``weights_only=True``."""
+    from compress.checkpoint import load_weights_only
+
     path = Path(path)
-    if not path.is_file():
-        raise YolopImportError(f"YOLOP weights {path} do not exist; pass the .pth file (e.g. weights/End-to-end.pth)")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise YolopImportError(
-            f"{path} cannot be read with weights_only=True ({type(e).__name__}: {str(e).splitlines()[0]}); it is "
-            "corrupt, not a PyTorch file, or holds pickled objects (refused by design: a file must not run code)"
-        ) from e
+    obj = load_weights_only(
+        path,
+        YolopImportError,
+        missing=f"YOLOP weights {path} do not exist; pass the .pth file (e.g. weights/End-to-end.pth)",
+        unreadable=f"{path} cannot be read",
+    )
     sd: Any = obj
     if isinstance(obj, Mapping):
         for key in ("state_dict", "model"):

@@ -13,6 +13,7 @@ pytest.importorskip(
 )
 
 import torch
+from helpers import randomize_bn
 from torch import nn
 from torch.nn import functional as F
 
@@ -37,18 +38,6 @@ from compress.prune.spec import spec_for
 ANCHORS = ((4, 5, 8, 10, 12, 9), (20, 18, 30, 25, 40, 30), (60, 50, 90, 70, 120, 100))
 
 
-def _randomize_bn(m: nn.Module, seed: int = 0) -> nn.Module:
-    g = torch.Generator().manual_seed(seed)
-    for mod in m.modules():
-        if isinstance(mod, nn.BatchNorm2d):
-            n = mod.num_features
-            mod.running_mean.copy_(torch.randn(n, generator=g) * 0.2)
-            mod.running_var.copy_(torch.rand(n, generator=g) * 1.5 + 0.25)
-            mod.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
-            mod.bias.data.copy_(torch.randn(n, generator=g) * 0.2)
-    return m.eval()
-
-
 @pytest.mark.parametrize("h,w", [(5, 7), (1, 1), (8, 3)])
 def test_subpixel_conv_equals_conv_after_nearest_upsample(h, w):
     torch.manual_seed(0)
@@ -63,7 +52,7 @@ def test_subpixel_conv_equals_conv_after_nearest_upsample(h, w):
 
 def test_upconv_folds_batchnorm_and_activation():
     torch.manual_seed(1)
-    conv, bn = nn.Conv2d(4, 3, 3, 1, 1, bias=False), _randomize_bn(nn.BatchNorm2d(3))
+    conv, bn = nn.Conv2d(4, 3, 3, 1, 1, bias=False), randomize_bn(nn.BatchNorm2d(3))
     act = nn.SiLU()
     x = torch.randn(1, 4, 6, 9)
     ref = act(bn(conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))))
@@ -80,7 +69,7 @@ def test_upconv_refuses_a_layer_the_identity_does_not_cover():
 @pytest.mark.parametrize("size", ["tiny", "teacher"])
 def test_rewritten_model_matches_original(size):
     torch.manual_seed(0)
-    m = _randomize_bn(build_model(ModelConfig(size=size, anchors=ANCHORS)))
+    m = randomize_bn(build_model(ModelConfig(size=size, anchors=ANCHORS)))
     d = deploy_model(m)
     assert sum(isinstance(x, DeploySegDecoder) for x in d.modules()) == 2
     assert not any(isinstance(x, DeploySegDecoder) for x in m.modules())  # the original is untouched
@@ -103,7 +92,7 @@ def test_rewritten_model_matches_original(size):
 @pytest.mark.parametrize("fold", [False, True])
 def test_every_rewrite_subset_and_the_fold_compute_the_same_function(stages, fold):
     torch.manual_seed(2)
-    m = _randomize_bn(build_model(ModelConfig(size="tiny", anchors=ANCHORS)))
+    m = randomize_bn(build_model(ModelConfig(size="tiny", anchors=ANCHORS)))
     d = deploy_model(m, rewrite=stages, fold_bn_after_concat=fold)
     assert rewritten_stages(d) == stages
     concat_bns = [x.bn for x in d.modules() if isinstance(x, (BottleneckCSP, UpCSP))]
@@ -125,7 +114,7 @@ def test_unknown_rewrite_stage_is_refused():
 
 def test_fold_csp_bn_splits_the_concat_batchnorm_per_part():
     torch.manual_seed(3)
-    csp = _randomize_bn(BottleneckCSP(6, "b", WidthResolver(ModelConfig(size="tiny")), 16, 1, False, "silu"))
+    csp = randomize_bn(BottleneckCSP(6, "b", WidthResolver(ModelConfig(size="tiny")), 16, 1, False, "silu"))
     x = torch.randn(2, 6, 5, 7)
     with torch.no_grad():
         ref = csp(x)
@@ -135,7 +124,7 @@ def test_fold_csp_bn_splits_the_concat_batchnorm_per_part():
 
 
 def test_activation_swap_keeps_widths_and_weights():
-    m = _randomize_bn(build_model(ModelConfig(size="tiny", anchors=ANCHORS)))
+    m = randomize_bn(build_model(ModelConfig(size="tiny", anchors=ANCHORS)))
     r = with_activation(m, "relu")
     assert r.cfg.act == "relu" and extract_widths(r) == extract_widths(m)
     assert all(torch.equal(a, b) for a, b in zip(m.state_dict().values(), r.state_dict().values()))
@@ -156,9 +145,9 @@ def test_deploy_target_defaults_and_errors():
 def test_rewritten_pruned_model_matches_original():
     """Pruned widths (odd channel counts, uneven CSP halves) rewrite exactly too."""
     torch.manual_seed(0)
-    m = _randomize_bn(build_model(ModelConfig(size="tiny", anchors=ANCHORS)))
+    m = randomize_bn(build_model(ModelConfig(size="tiny", anchors=ANCHORS)))
     prune(m, spec_for(m), PruneConfig(criterion="random", budget="ratio", target=0.4, round_to=1, img_size=(160, 96)))
-    _randomize_bn(m, seed=3)
+    randomize_bn(m, seed=3)
     d = deploy_model(m)
     x = torch.randn(1, 3, 96, 160)
     with torch.no_grad():
@@ -186,7 +175,7 @@ def test_export_writes_rewritten_graph_and_checks_it_against_the_original(tmp_pa
     from compress.checkpoint import save_checkpoint
     from compress.export import ExportConfig, export_bundle
 
-    m = _randomize_bn(build_model(ModelConfig(size="tiny", anchors=ANCHORS)))
+    m = randomize_bn(build_model(ModelConfig(size="tiny", anchors=ANCHORS)))
     ck = save_checkpoint(tmp_path / "m.pt", m, train_config={"data": str(synth_root)})
     spec = export_bundle(ck, tmp_path / "fast", ExportConfig(img_size=(128, 96), parity_frames=2))
     plain = export_bundle(ck, tmp_path / "plain", ExportConfig(img_size=(128, 96), parity_frames=2, rewrite=False))

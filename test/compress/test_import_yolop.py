@@ -13,7 +13,7 @@ pytest.importorskip(
 )
 
 import torch
-from helpers import fake_batch, task_loss_fn
+from helpers import fake_batch, randomize_bn, task_loss_fn
 
 from compress.checkpoint import load_model, save_checkpoint
 from compress.importers.yolop import (
@@ -32,17 +32,6 @@ DATA = Path(__file__).resolve().parents[1] / "data"
 UPSTREAM = json.loads((DATA / "yolop_state_dict_keys.json").read_text())["keys"]
 YOLOP_CFG = ModelConfig(size="yolop", layout="yolop", act="hardswish", input_norm="imagenet")
 TINY_CFG = ModelConfig(size="tiny", layout="yolop", act="hardswish", input_norm="imagenet")
-
-
-def _randomize_bn(model):
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.5, 0.5)
-                m.running_var.uniform_(0.5, 2.0)
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.2, 0.2)
-    return model
 
 
 def _upstream_like_state_dict(seed=0):
@@ -93,7 +82,7 @@ def test_round_trip_of_a_narrow_network_with_other_classes(tmp_path):
     torch.manual_seed(1)
     anchors = ((2, 4, 6, 8, 10, 12), (14, 16, 18, 20, 22, 24), (30, 40, 50, 60, 70, 80))
     cfg = TINY_CFG.replace(num_classes=10, class_names=tuple(f"c{i}" for i in range(10)), anchors=anchors)
-    src = _randomize_bn(build_model(cfg)).eval()
+    src = randomize_bn(build_model(cfg)).eval()
     sd = {f"module.{k}": v for k, v in export_state_dict(src).items()}  # DataParallel prefix
     torch.save(sd, tmp_path / "ft.pth")  # a bare state dict
     got = import_state_dict(read_state_dict(tmp_path / "ft.pth"), class_names=cfg.class_names)
@@ -110,7 +99,7 @@ def test_round_trip_of_a_narrow_network_with_other_classes(tmp_path):
 
 
 def test_the_network_normalizes_its_input_as_yolop_does():
-    m = _randomize_bn(build_model(TINY_CFG)).eval()
+    m = randomize_bn(build_model(TINY_CFG)).eval()
     plain = build_model(TINY_CFG.replace(input_norm="unit")).eval()
     plain.load_state_dict(m.state_dict())
     x = torch.rand(1, 3, 64, 64)
@@ -170,7 +159,7 @@ def test_a_pickled_object_is_refused_without_running_it(tmp_path):
 
 def _imported_tiny(tmp_path):
     torch.manual_seed(0)
-    torch.save({"state_dict": export_state_dict(_randomize_bn(build_model(TINY_CFG)))}, tmp_path / "y.pth")
+    torch.save({"state_dict": export_state_dict(randomize_bn(build_model(TINY_CFG)))}, tmp_path / "y.pth")
     model, path = import_yolop(tmp_path / "y.pth", tmp_path / "teacher.pt", img_size=(128, 96))
     return model, path
 
